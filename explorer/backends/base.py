@@ -1,0 +1,109 @@
+"""The contract every backend keeps, so probes are written once for both sides.
+
+A backend turns a scenario into a running Target and answers questions about it from two
+points of view: the host's (which PIDs, which runtime process) and the guest's (what a
+process listing, the kernel and boot_id look like from inside).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from explorer.scenario import Scenario
+
+LABEL_MANAGED = "io.explorer.managed"
+LABEL_RUN = "io.explorer.run"
+LABEL_SCENARIO = "io.explorer.scenario"
+LABEL_RECIPE = "io.explorer.recipe"
+
+
+@dataclass
+class Artifact:
+    """What a backend built or found to start from: an image, or a VM disk + kernel."""
+
+    ref: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Target:
+    """A running workload. `marks` are monotonic timestamps of startup milestones."""
+
+    side: str
+    name: str
+    run_id: str
+    host_port: int
+    handle: Any = None
+    marks: dict[str, float] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def mark(self, milestone: str, when: float | None = None) -> None:
+        self.marks.setdefault(milestone, time.monotonic() if when is None else when)
+
+
+@dataclass
+class GuestProcess:
+    pid: int
+    ppid: int
+    name: str
+    kernel_thread: bool
+
+
+@dataclass
+class GuestView:
+    """What the workload's own environment says about itself, seen from inside."""
+
+    kernel_release: str
+    boot_id: str | None
+    processes: list[GuestProcess]
+    channel: str  # how it was obtained: "docker exec", "serial console", ...
+
+
+class Backend(abc.ABC):
+    NAME: str = ""
+    SIDE: str = ""
+    # Names of the milestones create() and poll() record, in the order they happen.
+    MILESTONES: tuple[str, ...] = ()
+
+    @abc.abstractmethod
+    def check(self) -> dict[str, Any]:
+        """Facts about the engine (versions); raises BackendUnavailable with a hint."""
+
+    @abc.abstractmethod
+    def prepare(self, scenario: Scenario, progress: Any = None) -> Artifact:
+        """Build or find what the workload starts from; cached, so cheap the second time."""
+
+    @abc.abstractmethod
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
+        """Create and start the workload; marks 'created' (and what else it can see)."""
+
+    def poll(self, target: Target) -> None:
+        """Record any milestone reached since the last call (cheap; called in wait loops)."""
+
+    @abc.abstractmethod
+    def host_pids(self, target: Target) -> list[int]:
+        """Host PIDs of the workload's own processes (empty where the host cannot see them)."""
+
+    @abc.abstractmethod
+    def runtime_pids(self, target: Target) -> list[int]:
+        """Host PIDs of what runs the workload: the container shim, or the VMM."""
+
+    @abc.abstractmethod
+    def guest_view(self, target: Target) -> GuestView:
+        """The workload environment's own view: kernel, boot_id, process listing."""
+
+    @abc.abstractmethod
+    def logs(self, target: Target, lines: int = 20) -> str:
+        """The last lines the workload (or the guest's console) printed."""
+
+    @abc.abstractmethod
+    def destroy(self, target: Target) -> None:
+        """Remove the target and everything created for it; idempotent."""
+
+    @abc.abstractmethod
+    def clean(self, run_id: str | None = None) -> list[str]:
+        """Remove every labelled leftover (of one run, or of all); returns what was removed."""

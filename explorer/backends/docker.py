@@ -1,0 +1,189 @@
+"""The container side: the docker SDK drives the engine; psutil finds what it started."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import docker
+import psutil
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from explorer import guest
+from explorer.backends.base import (
+    LABEL_MANAGED,
+    LABEL_RECIPE,
+    LABEL_RUN,
+    LABEL_SCENARIO,
+    Artifact,
+    Backend,
+    GuestView,
+    Target,
+)
+from explorer.build.docker_image import ensure_image
+from explorer.errors import BackendError, BackendUnavailable
+from explorer.scenario import Scenario
+
+START_HINT = "run scripts/setup-host (it installs and starts containerd and dockerd)"
+
+
+class DockerBackend(Backend):
+    NAME = "docker"
+    SIDE = "container"
+    MILESTONES = ("created", "started", "process", "ready")
+
+    def __init__(self) -> None:
+        self._client: docker.DockerClient | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=120)
+                self._client.ping()
+            except DockerException as exc:
+                self._client = None
+                raise BackendUnavailable(
+                    f"unable to contact the Docker daemon: {exc}", hint=START_HINT
+                ) from exc
+        return self._client
+
+    def check(self) -> dict[str, Any]:
+        version = self.client.version()
+        info = self.client.info()
+        return {
+            "engine": "docker",
+            "engine_version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "storage_driver": info.get("StorageDriver"),
+            "cgroup_version": info.get("CgroupVersion"),
+            "default_runtime": info.get("DefaultRuntime"),
+        }
+
+    def prepare(self, scenario: Scenario, progress: Any = None) -> Artifact:
+        return ensure_image(self.client, scenario, progress)
+
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
+        port = scenario.workload.port
+        labels = {LABEL_MANAGED: "true", LABEL_RUN: run_id, LABEL_SCENARIO: scenario.name}
+        if LABEL_RECIPE in artifact.facts.get("labels", {}):
+            labels[LABEL_RECIPE] = artifact.facts["labels"][LABEL_RECIPE]
+        target = Target(side=self.SIDE, name=f"explorer-{scenario.name}-{run_id}-{index}",
+                        run_id=run_id, host_port=0)
+        target.facts["process_names"] = list(scenario.workload.processes)
+        try:
+            container = self.client.containers.create(
+                artifact.ref,
+                command=list(scenario.workload.command) or None,
+                name=target.name,
+                labels=labels,
+                ports={f"{port}/tcp": ("127.0.0.1", None)},
+                security_opt=["no-new-privileges"],
+                detach=True,
+            )
+            target.handle = container
+            target.mark("created")
+            container.start()
+            target.mark("started")
+            container.reload()
+        except APIError as exc:
+            raise BackendError(f"Docker could not start {target.name}: {exc.explanation or exc}") from exc
+        target.facts["container_id"] = container.id
+        target.facts["init_pid"] = container.attrs["State"]["Pid"]
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
+        if not bindings:
+            raise BackendError(f"Docker published no host port for {port}/tcp of {target.name}")
+        target.host_port = int(bindings[0]["HostPort"])
+        self.poll(target)
+        return target
+
+    def poll(self, target: Target) -> None:
+        """Mark 'process' once a workload-named process runs in the container's tree."""
+        if "process" in target.marks:
+            return
+        try:
+            init = psutil.Process(target.facts["init_pid"])
+            names = {p.name() for p in (init, *init.children(recursive=True))}
+        except psutil.Error:
+            self._raise_if_exited(target)
+            return
+        if names & set(target.facts["process_names"]):
+            target.mark("process")
+
+    def _raise_if_exited(self, target: Target) -> None:
+        target.handle.reload()
+        state = target.handle.attrs["State"]
+        if state.get("Status") in {"exited", "dead"}:
+            raise BackendError(
+                f"the container exited with code {state.get('ExitCode')} before it was ready",
+                hint="its last log lines:\n" + self.logs(target),
+            )
+
+    def host_pids(self, target: Target) -> list[int]:
+        """Every host process in the container's PID namespace, docker exec'd ones included."""
+        try:
+            wanted = os.readlink(f"/proc/{target.facts['init_pid']}/ns/pid")
+        except OSError:
+            return []
+        pids = []
+        for proc in psutil.process_iter():
+            try:
+                if os.readlink(f"/proc/{proc.pid}/ns/pid") == wanted:
+                    pids.append(proc.pid)
+            except OSError:
+                continue
+        return sorted(pids)
+
+    def runtime_pids(self, target: Target) -> list[int]:
+        try:
+            shim = psutil.Process(target.facts["init_pid"]).parent()
+        except psutil.Error:
+            return []
+        return [shim.pid] if shim is not None else []
+
+    def guest_view(self, target: Target) -> GuestView:
+        try:
+            result = target.handle.exec_run(["/bin/sh", "-c", guest.view_script()], demux=False)
+        except APIError as exc:
+            raise BackendError(f"docker exec into {target.name} failed: {exc.explanation}") from exc
+        text = result.output.decode(errors="replace")
+        view = guest.parse_view(text, channel="docker exec /bin/sh")
+        if result.exit_code != 0 or view is None:
+            raise BackendError(f"the guest-view script failed in {target.name}: {text.strip()[-300:]}")
+        return view
+
+    def logs(self, target: Target, lines: int = 20) -> str:
+        if target.handle is None:
+            return ""
+        try:
+            return target.handle.logs(tail=lines).decode(errors="replace").rstrip()
+        except DockerException:
+            return ""
+
+    def destroy(self, target: Target) -> None:
+        if target.handle is None:
+            return
+        try:
+            target.handle.remove(force=True, v=True)
+        except NotFound:
+            pass
+        except DockerException as exc:
+            raise BackendError(f"could not remove container {target.name}: {exc}") from exc
+
+    def clean(self, run_id: str | None = None) -> list[str]:
+        label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_MANAGED
+        removed = []
+        for container in self.client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True, v=True)
+            removed.append(f"container {container.name}")
+        return removed
+
+    def remove_images(self) -> list[str]:
+        removed = []
+        for image in self.client.images.list(filters={"label": LABEL_MANAGED}):
+            try:
+                self.client.images.remove(image.id, force=True)
+                removed.append(f"image {', '.join(image.tags) or image.short_id}")
+            except (ImageNotFound, APIError):
+                continue
+        return removed

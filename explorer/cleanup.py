@@ -1,0 +1,33 @@
+"""`explorer clean`: remove whatever explorer labelled, on every backend that answers."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from explorer.backends import SIDES, get_backend
+from explorer.build import cache_dir
+from explorer.errors import BackendUnavailable
+
+TEMP_PREFIX = "explorer-"
+
+
+def clean_all(cache: bool = False) -> list[str]:
+    removed: list[str] = []
+    for side in SIDES:
+        try:
+            backend = get_backend(side)
+            removed += backend.clean()
+            if cache and hasattr(backend, "remove_images"):
+                removed += backend.remove_images()
+        except BackendUnavailable as exc:
+            removed.append(f"nothing on the {side} side ({exc})")
+    for path in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(f"temporary {path}")
+    if cache:
+        root = cache_dir()
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(f"cache {root}")
+    return removed

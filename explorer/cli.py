@@ -1,0 +1,143 @@
+"""The command line. Commands stay thin; this is the only place that exits."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from explorer import report, runner
+from explorer import scenario as scenarios
+from explorer.backends import SIDES
+from explorer.errors import EXIT_INTERRUPTED, ExplorerError, Interrupted, UsageError
+from explorer.progress import Steps
+
+
+def _raise_interrupted(signum: int, frame: Any) -> NoReturn:
+    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """explorer: run one workload in a container and in a VM, and measure the difference."""
+    ctx.obj = {"debug": debug}
+
+
+@main.command("list")
+def list_cmd() -> None:
+    """List the bundled scenarios."""
+    rows = []
+    for name, path in scenarios.available().items():
+        s = scenarios.load_file(path)
+        source = s.workload.image or f"offline: {s.workload.recipe.suite} + {', '.join(s.workload.recipe.packages)}"
+        rows.append([name, source, s.workload.port, s.workload.ready, s.description])
+    from tabulate import tabulate
+
+    click.echo(tabulate(rows, headers=["scenario", "image", "port", "ready", "description"]))
+
+
+def _load(name: str | None, scenario_file: str | None) -> scenarios.Scenario:
+    if scenario_file:
+        return scenarios.load_file(scenario_file)
+    if not name:
+        raise UsageError("name a scenario or give --scenario-file PATH", hint="explorer list shows the scenarios")
+    return scenarios.load(name)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
+def build(name: str | None, scenario_file: str | None) -> None:
+    """Build (or find in the cache) the scenario's container image."""
+    from explorer.backends import get_backend
+
+    scenario = _load(name, scenario_file)
+    backend = get_backend("container")
+    backend.check()
+    with Steps() as steps:
+        artifact = backend.prepare(scenario, steps)
+    state = "built" if artifact.facts.get("built") else "cached"
+    click.echo(f"{artifact.ref} ({state}, {report.human_bytes(artifact.facts.get('image_bytes'))})")
+    if artifact.paths.get("rootfs_tar"):
+        click.echo(f"rootfs: {artifact.paths['rootfs_tar']}")
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
+@click.option("--only", type=click.Choice(SIDES), help="Measure one side only.")
+@click.option("--repeat", type=click.IntRange(1, 100), help="Starts per side (default: the scenario's).")
+@click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="Also save the result as JSON here.")
+def run(name: str | None, scenario_file: str | None, only: str | None, repeat: int | None,
+        fmt: str, output: str | None) -> None:
+    """Run a scenario in a container and in a VM, and compare them."""
+    scenario = _load(name, scenario_file)
+    sides = (only,) if only else SIDES
+    with Steps() as steps:
+        result = runner.run(scenario, sides, repeat, steps)
+    if output:
+        Path(output).write_text(json.dumps(result, indent=2) + "\n")
+    click.echo(report.render(result, fmt), nl=False)
+
+
+@main.command()
+@click.option("--cache", is_flag=True, help="Also remove cached images, root filesystems and disks.")
+def clean(cache: bool) -> None:
+    """Remove every container, domain and file explorer labelled."""
+    from explorer.cleanup import clean_all
+
+    for line in clean_all(cache):
+        click.echo(f"removed {line}")
+
+
+@main.command()
+def doctor() -> None:
+    """Check what explorer needs on this host; exit 3 when a required part is missing."""
+    from explorer.doctor import diagnose
+
+    rows, ok = diagnose()
+    from tabulate import tabulate
+
+    click.echo(tabulate(rows, headers=["check", "status", "details"]))
+    if not ok:
+        raise SystemExit(3)
+
+
+def cli() -> None:
+    """Entry point: run the click group, turning ExplorerError into a message and an exit code."""
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    debug = "--debug" in sys.argv[1:]
+    try:
+        code = main.main(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.exceptions.Abort:
+        _fail(Interrupted("interrupted; everything this run created was removed"), debug)
+    except KeyboardInterrupt:
+        _fail(Interrupted("interrupted; everything this run created was removed"), debug)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ExplorerError as exc:
+        _fail(exc, debug)
+
+
+def _fail(exc: ExplorerError, debug: bool) -> NoReturn:
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    click.echo(f"Error: {exc}", err=True)
+    if exc.hint:
+        click.echo(f"Hint: {exc.hint}", err=True)
+    sys.exit(exc.exit_code if exc.exit_code else EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    cli()

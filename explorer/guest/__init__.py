@@ -1,0 +1,45 @@
+"""What runs inside the workload's environment: the guest-view script (both sides) and, for
+the VM, the init. Their output is line-based so that any channel can carry it."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from explorer.backends.base import GuestProcess, GuestView
+
+BEGIN = "EXPLORER-VIEW begin"
+END = "EXPLORER-VIEW end"
+
+
+def view_script() -> str:
+    """POSIX sh, builtins and cat only, so it runs in any image that has /bin/sh."""
+    return resources.files(__package__).joinpath("view.sh").read_text()
+
+
+def parse_view(text: str, channel: str) -> GuestView | None:
+    """The last complete view block in `text` (a console may hold several), or None."""
+    start = text.rfind(BEGIN)
+    stop = text.find(END, start)
+    if start < 0 or stop < 0:
+        return None
+    fields: dict[str, str] = {}
+    processes: list[GuestProcess] = []
+    for raw in text[start + len(BEGIN) : stop].splitlines():
+        line = raw.strip()
+        if line.startswith("proc "):
+            parts = line.split(" ", 4)
+            if len(parts) == 5 and parts[1].isdigit() and parts[2].isdigit():
+                pid, ppid, kthread, name = int(parts[1]), int(parts[2]), parts[3] == "1", parts[4]
+                processes.append(GuestProcess(pid, ppid, name, kthread))
+        elif "=" in line:
+            key, _, value = line.partition("=")
+            fields[key] = value
+    viewer = fields.get("viewer_pid", "")
+    # The shell running this script is not part of the workload: leave it out of the listing.
+    processes = [p for p in processes if str(p.pid) != viewer]
+    return GuestView(
+        kernel_release=fields.get("kernel_release", ""),
+        boot_id=fields.get("boot_id") or None,
+        processes=processes,
+        channel=channel,
+    )

@@ -1,0 +1,23 @@
+# explorer guest view: prints the kernel, the boot_id and the process table as the guest
+# sees them. POSIX sh with builtins and cat only: it runs in a bare image and in busybox.
+echo "EXPLORER-VIEW begin"
+echo "viewer_pid=$$"
+read -r release < /proc/sys/kernel/osrelease
+echo "kernel_release=$release"
+if [ -r /proc/sys/kernel/random/boot_id ]; then
+  read -r boot < /proc/sys/kernel/random/boot_id
+  echo "boot_id=$boot"
+fi
+for dir in /proc/[0-9]*; do
+  read -r stat < "$dir/stat" 2>/dev/null || continue
+  pid=${stat%% *}
+  name=${stat#*(}
+  name=${name%)*}
+  rest=${stat##*) }
+  set -- $rest
+  # fields after the name: state ppid pgrp session tty_nr tpgid flags; PF_KTHREAD = 0x200000
+  kthread=0
+  [ $(( $7 & 2097152 )) -ne 0 ] && kthread=1
+  echo "proc $pid $2 $kthread $name"
+done
+echo "EXPLORER-VIEW end"

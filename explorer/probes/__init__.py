@@ -1,0 +1,23 @@
+"""Probes: one module per question, each a function of what the host sees and what the guest
+says about itself, returning plain data with the unit in every name. A probe never starts or
+stops anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from explorer.backends.base import Artifact, GuestView
+from explorer.scenario import Scenario
+
+
+@dataclass
+class ProbeContext:
+    side: str
+    scenario: Scenario
+    artifact: Artifact
+    workload_pids: list[int]  # host PIDs of the workload's own processes ([] for a VM)
+    runtime_pids: list[int]  # host PIDs of the shim or the VMM
+    guest: GuestView | None
+    guest_error: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # backend facts about the target

@@ -1,0 +1,33 @@
+"""Does the workload run on the host's kernel? Release and boot_id, inside against host."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+from explorer.probes import ProbeContext
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def host_kernel() -> dict[str, str]:
+    return {"release": platform.release(), "boot_id": BOOT_ID.read_text().strip()}
+
+
+def probe(ctx: ProbeContext) -> dict[str, Any]:
+    host = host_kernel()
+    out: dict[str, Any] = {"host_release": host["release"], "host_boot_id": host["boot_id"]}
+    if ctx.guest is None:
+        return {**out, "available": False, "reason": ctx.guest_error, "shared": None}
+    guest_boot = ctx.guest.boot_id
+    out.update(
+        available=True,
+        guest_release=ctx.guest.kernel_release,
+        guest_boot_id=guest_boot,
+        same_release=ctx.guest.kernel_release == host["release"],
+        same_boot_id=None if guest_boot is None else guest_boot == host["boot_id"],
+    )
+    # One kernel instance has one boot_id: equal boot_ids mean the very same running kernel.
+    out["shared"] = out["same_boot_id"]
+    return out

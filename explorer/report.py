@@ -1,0 +1,163 @@
+"""Results -> text: terminal tables, Markdown (a CI job summary) or JSON. Formatting only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from tabulate import tabulate
+
+FORMATS = ("table", "markdown", "json")
+SIDE_TITLES = {"container": "container", "vm": "VM"}
+
+
+def human_bytes(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _engine(side: dict[str, Any]) -> str:
+    e = side.get("engine", {})
+    if side.get("backend") == "docker":
+        return f"Docker {e.get('engine_version', '?')} ({e.get('default_runtime', '?')})"
+    accel = str(side.get("accel", "?")).upper()
+    return f"libvirt {e.get('libvirt_version', '?')}, QEMU {e.get('qemu_version', '?')}, {accel}"
+
+
+def _image(side: dict[str, Any]) -> str:
+    img = side.get("image", {})
+    if "vm_image_bytes" in img:
+        return (
+            f"{human_bytes(img['vm_image_bytes'])} (disk {human_bytes(img.get('disk_bytes'))} of "
+            f"{human_bytes(img.get('disk_virtual_bytes'))} virtual, kernel "
+            f"{human_bytes(img.get('kernel_bytes'))}, initramfs {human_bytes(img.get('initramfs_bytes'))})"
+        )
+    return human_bytes(img.get("image_bytes"))
+
+
+def _visible(side: dict[str, Any]) -> str:
+    vis = side.get("visibility", {})
+    workload = [p for p in vis.get("workload_processes", []) if p["name"] in vis.get("process_names", [])]
+    if workload:
+        shown = ", ".join(f"{p['name']} {p['host_pid']} (pid {p['pid_inside']} inside)" for p in workload[:3])
+        more = f" +{len(workload) - 3} more" if len(workload) > 3 else ""
+        return f"yes: {shown}{more}"
+    runtime = ", ".join(f"{p['name']} {p['host_pid']}" for p in vis.get("runtime_processes", []))
+    return f"no; host sees only {runtime or 'nothing'}"
+
+
+def _kernel(side: dict[str, Any]) -> str:
+    k = side.get("kernel", {})
+    if not k.get("available"):
+        return f"unknown ({k.get('reason', 'no guest view')})"
+    whose = "the host's" if k.get("shared") else "its own"
+    return f"{k['guest_release']}, {whose} (boot_id {'=' if k.get('same_boot_id') else '!='} host)"
+
+
+def _inside(side: dict[str, Any]) -> str:
+    inside = side.get("visibility", {}).get("inside", {})
+    if not inside.get("available"):
+        return "unknown"
+    return f"{inside['user_process_count']} user processes, {inside['kernel_thread_count']} kernel threads"
+
+
+def _startup(side: dict[str, Any]) -> str:
+    summary = side.get("startup", {}).get("summary", {}).get("ready_s")
+    if not summary:
+        return "-"
+    return (f"{seconds(summary['median'])} median ({seconds(summary['min'])}-{seconds(summary['max'])}, "
+            f"n={summary['n']})")
+
+
+def _memory(side: dict[str, Any]) -> str:
+    mem = side.get("memory", {})
+    w, r = mem.get("workload", {}), mem.get("runtime", {})
+    text = (f"workload {human_bytes(w.get('pss_bytes'))} PSS; "
+            f"{'VMM' if side.get('backend') != 'docker' else 'shim'} {human_bytes(r.get('pss_bytes'))} PSS")
+    if "configured_bytes" in mem:
+        text += f" (configured {human_bytes(mem['configured_bytes'])})"
+    return text
+
+
+def _isolation(side: dict[str, Any]) -> str:
+    iso = side.get("isolation", {})
+    if not iso.get("available"):
+        return "-"
+    ns = ",".join(iso["namespaces_differing"]) or "none"
+    return f"{iso['subject']}: own ns {ns}; {iso['capability_count']} caps; seccomp {iso['seccomp']}"
+
+
+SUMMARY_ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("runs on", _engine),
+    ("image on disk", _image),
+    ("workload in host's ps -e", _visible),
+    ("kernel", _kernel),
+    ("processes inside", _inside),
+    ("start to ready", _startup),
+    ("memory on host", _memory),
+    ("isolation", _isolation),
+]
+
+
+def summary_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    sides = result["sides"]
+    headers = ["", *(SIDE_TITLES.get(s, s) for s in sides)]
+    rows = [[label, *(fn(sides[s]) for s in sides)] for label, fn in SUMMARY_ROWS]
+    return headers, rows
+
+
+def process_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    rows = []
+    for side_name, side in result["sides"].items():
+        vis = side.get("visibility", {})
+        for kind, procs in (("workload", vis.get("workload_processes", [])), ("runtime", vis.get("runtime_processes", []))):
+            for p in procs:
+                chain = " <- ".join(f"{q['name']}({q['pid']})" for q in p.get("parents", []))
+                rows.append([SIDE_TITLES.get(side_name, side_name), kind, p["host_pid"], p.get("pid_inside"),
+                             p["name"], p.get("user"), human_bytes(p.get("rss_bytes")),
+                             human_bytes(p.get("pss_bytes")), chain or "-"])
+    headers = ["side", "role", "host PID", "PID inside", "name", "user", "RSS", "PSS", "parents"]
+    return headers, rows
+
+
+def startup_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    rows = []
+    for side_name, side in result["sides"].items():
+        for milestone, s in side.get("startup", {}).get("summary", {}).items():
+            rows.append([SIDE_TITLES.get(side_name, side_name), milestone.removesuffix("_s"), seconds(s["min"]),
+                         seconds(s["median"]), seconds(s["max"]), seconds(s["stdev"]), s["n"]])
+    return ["side", "milestone (since create)", "min", "median", "max", "stdev", "n"], rows
+
+
+def sections(result: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[Any]]]]]:
+    out = [
+        ("Side by side", summary_table(result)),
+        ("Processes seen from the host", process_table(result)),
+        ("Startup", startup_table(result)),
+    ]
+    return out
+
+
+def render(result: dict[str, Any], fmt: str = "table") -> str:
+    if fmt == "json":
+        return json.dumps(result, indent=2, sort_keys=False)
+    tablefmt = "github" if fmt == "markdown" else "simple"
+    scen = result["scenario"]
+    host = result["host"]
+    title = f"explorer: {scen['name']} on {host['hostname']} ({host['kernel_release']}, {host['cpu_cores']} cores)"
+    parts = [f"# {title}" if fmt == "markdown" else title]
+    for heading, (headers, rows) in sections(result):
+        parts.append(f"## {heading}" if fmt == "markdown" else f"\n{heading}")
+        parts.append(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,162 @@
+"""The lifecycle of a run: check, prepare, then per side and repeat create, wait, probe,
+destroy. Destroy always runs: on success, failure, timeout and Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import secrets
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+from explorer import readiness
+from explorer.backends import get_backend
+from explorer.backends.base import Artifact, Backend, Target
+from explorer.errors import BackendError, ExplorerError, NotReady
+from explorer.hostinfo import host_facts
+from explorer.probes import ProbeContext, isolation, kernel, memory, size, visibility
+from explorer.probes.startup import relative, summarize
+from explorer.scenario import Scenario
+
+RESULT_SCHEMA = "explorer.result/1"
+PROBES = {
+    "visibility": visibility.probe,
+    "kernel": kernel.probe,
+    "isolation": isolation.probe,
+    "memory": memory.probe,
+    "image": size.probe,
+}
+Progress = Callable[[str], Any]
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(4)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Let cleanup finish: a Ctrl-C arriving during it is re-raised once it is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
+
+
+def run(
+    scenario: Scenario,
+    sides: tuple[str, ...],
+    repeats: int | None = None,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Measure the scenario on each side and return the result document."""
+    run_id = run_id or new_run_id()
+    say = progress or (lambda message: None)
+    result: dict[str, Any] = {
+        "schema": RESULT_SCHEMA,
+        "run_id": run_id,
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": host_facts(),
+        "scenario": scenario.to_dict(),
+        "sides": {},
+    }
+    backends = {side: get_backend(side) for side in sides}
+    engines = {side: backend.check() for side, backend in backends.items()}  # fail early
+    for side, backend in backends.items():
+        artifact = backend.prepare(scenario, say)
+        result["sides"][side] = measure(backend, scenario, artifact, repeats or scenario.repeats, run_id, say)
+        result["sides"][side]["engine"] = engines[side]
+    result["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return result
+
+
+def measure(
+    backend: Backend, scenario: Scenario, artifact: Artifact, repeats: int, run_id: str, say: Progress
+) -> dict[str, Any]:
+    """Start the workload `repeats` times; probe it on the last start, while it runs."""
+    timings: list[dict[str, float]] = []
+    probed: dict[str, Any] = {}
+    try:
+        for index in range(repeats):
+            say(f"{backend.SIDE}: start {index + 1}/{repeats}")
+            final = index == repeats - 1
+            timings.append(_one_start(backend, scenario, artifact, run_id, index, probed if final else None))
+    finally:
+        with interrupts_deferred():
+            backend.clean(run_id)  # safety net: anything labelled with this run
+    return {
+        "backend": backend.NAME,
+        "accel": probed.pop("accel", "native"),
+        **probed,
+        "startup": {"milestones": list(backend.MILESTONES), "repeats": timings, "summary": summarize(timings)},
+    }
+
+
+def _one_start(
+    backend: Backend,
+    scenario: Scenario,
+    artifact: Artifact,
+    run_id: str,
+    index: int,
+    probes_out: dict[str, Any] | None,
+) -> dict[str, float]:
+    target: Target | None = None
+    t0 = time.monotonic()
+    try:
+        target = backend.create(scenario, artifact, run_id, index)
+        timeout = scenario.timeouts.vm_ready_s if backend.SIDE == "vm" else scenario.timeouts.ready_s
+        ready = readiness.wait_ready(
+            scenario.workload.ready, "127.0.0.1", target.host_port, t0 + timeout,
+            between=lambda: backend.poll(target), what=f"the {backend.SIDE} {target.name}",
+        )
+        target.mark("ready", ready)
+        backend.poll(target)
+        if probes_out is not None:
+            probes_out.update(run_probes(backend, scenario, artifact, target))
+        return relative(target.marks, t0, backend.MILESTONES)
+    except NotReady as exc:
+        raise NotReady(str(exc), hint=_last_lines(backend, target)) from None
+    finally:
+        if target is not None:
+            with interrupts_deferred():
+                backend.destroy(target)
+
+
+def _last_lines(backend: Backend, target: Target | None) -> str:
+    lines = backend.logs(target, 20) if target is not None else ""
+    return "its last output lines:\n" + lines if lines else "it printed nothing"
+
+
+def run_probes(backend: Backend, scenario: Scenario, artifact: Artifact, target: Target) -> dict[str, Any]:
+    """Every probe on the running target; a guest view that cannot be had is reported, not fatal."""
+    try:
+        guest, guest_error = backend.guest_view(target), None
+    except (BackendError, ExplorerError) as exc:
+        guest, guest_error = None, str(exc)
+    ctx = ProbeContext(
+        side=backend.SIDE,
+        scenario=scenario,
+        artifact=artifact,
+        workload_pids=backend.host_pids(target),
+        runtime_pids=backend.runtime_pids(target),
+        guest=guest,
+        guest_error=guest_error,
+        facts=target.facts,
+    )
+    out: dict[str, Any] = {name: probe(ctx) for name, probe in PROBES.items()}
+    out["target"] = {k: v for k, v in target.facts.items() if _jsonable(v)}
+    out["accel"] = target.facts.get("accel", "native")
+    return out
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool, list, dict, type(None)))

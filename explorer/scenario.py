@@ -1,0 +1,265 @@
+"""Scenario files: YAML -> validated, frozen dataclasses.
+
+Every problem in a file is reported at once, each with the file and the field path, and
+unknown keys are errors (a misspelt key silently ignored is a wrong measurement later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from explorer.errors import ScenarioError, UsageError
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+READY_KINDS = ("redis", "postgres", "mongodb", "tcp")
+
+_STR_LIST = {"type": "array", "items": {"type": "string", "minLength": 1}}
+_ARGV = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+_PACKAGE = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]+$"}
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "workload"],
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_-]*$"},
+        "description": {"type": "string"},
+        "workload": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["port", "processes", "ready"],
+            "oneOf": [{"required": ["image"]}, {"required": ["build"]}],
+            "properties": {
+                "image": {"type": "string", "minLength": 1},
+                "build": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["suite", "packages", "command"],
+                    "properties": {
+                        "suite": {"type": "string", "pattern": r"^[a-z]+$"},
+                        "packages": {"type": "array", "items": _PACKAGE, "minItems": 1},
+                        "files": {
+                            "type": "object",
+                            "propertyNames": {"pattern": r"^/[^\0]+$"},
+                            "additionalProperties": {"type": "string"},
+                        },
+                        "entrypoint": _ARGV,
+                        "command": _ARGV,
+                        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "user": {"type": "string", "minLength": 1},
+                        "workdir": {"type": "string", "pattern": "^/"},
+                    },
+                },
+                "command": _ARGV,
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "processes": {**_STR_LIST, "minItems": 1},
+                "ready": {"enum": list(READY_KINDS)},
+            },
+        },
+        "timeouts": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                key: {"type": "number", "exclusiveMinimum": 0}
+                for key in ("build_s", "ready_s", "vm_ready_s")
+            },
+        },
+        "repeats": {"type": "integer", "minimum": 1, "maximum": 100},
+        "vm": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "memory_mib": {"type": "integer", "minimum": 64},
+                "vcpus": {"type": "integer", "minimum": 1, "maximum": 64},
+                "cpu": {"enum": ["default", "maximum"]},
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to build the workload's image offline from Debian packages."""
+
+    suite: str
+    packages: tuple[str, ...]
+    command: tuple[str, ...]
+    entrypoint: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    user: str = "root"
+    workdir: str = "/"
+    files: tuple[tuple[str, str], ...] = ()
+
+    def content_hash(self) -> str:
+        """A stable hash of everything that changes the built image."""
+        blob = json.dumps(self.__dict__, sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Workload:
+    port: int
+    processes: tuple[str, ...]
+    ready: str
+    image: str | None = None
+    recipe: Recipe | None = None
+    command: tuple[str, ...] = ()  # overrides the image's CMD when set
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    build_s: float = 900.0
+    ready_s: float = 60.0
+    vm_ready_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class VMSpec:
+    memory_mib: int = 512
+    vcpus: int = 1
+    cpu: str = "default"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    workload: Workload
+    description: str = ""
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    repeats: int = 5
+    vm: VMSpec = field(default_factory=VMSpec)
+    source: str = "<memory>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary for saved results."""
+        w = self.workload
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "image": w.image,
+            "recipe": None if w.recipe is None else _recipe_dict(w.recipe),
+            "port": w.port,
+            "processes": list(w.processes),
+            "ready": w.ready,
+            "repeats": self.repeats,
+            "timeouts": self.timeouts.__dict__,
+            "vm": self.vm.__dict__,
+        }
+
+
+def _recipe_dict(recipe: Recipe) -> dict[str, Any]:
+    out = dict(recipe.__dict__)
+    out["env"] = dict(recipe.env)
+    out["files"] = sorted(p for p, _ in recipe.files)
+    return out
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) if not isinstance(p, int) else f"[{p}]" for p in error.absolute_path]
+    return ".".join(parts).replace(".[", "[") or "(top level)"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "oneOf" and list(error.absolute_path) == ["workload"]:
+        return "give exactly one of 'image' (a reference) or 'build' (an offline recipe)"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return f"unknown key(s) {', '.join(map(repr, extra))}"
+    if error.validator == "pattern":
+        return f"{error.instance!r} is not a valid value here (expected {error.schema['pattern']})"
+    return error.message
+
+
+def validate(data: Any, source: str) -> list[str]:
+    """Every schema problem in `data`, as 'FILE: field.path: message' lines."""
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{source}: {_path(e)}: {_message(e)}" for e in errors]
+
+
+def from_dict(data: dict[str, Any], source: str = "<memory>") -> Scenario:
+    problems = validate(data, source)
+    if problems:
+        raise ScenarioError(problems, hint="see scenarios/redis.yaml for a complete example")
+    w = data["workload"]
+    recipe = None
+    if "build" in w:
+        b = w["build"]
+        recipe = Recipe(
+            suite=b["suite"],
+            packages=tuple(b["packages"]),
+            command=tuple(b["command"]),
+            entrypoint=tuple(b.get("entrypoint", ())),
+            env=tuple(sorted(b.get("env", {}).items())),
+            user=b.get("user", "root"),
+            workdir=b.get("workdir", "/"),
+            files=tuple(sorted(b.get("files", {}).items())),
+        )
+    workload = Workload(
+        port=w["port"],
+        processes=tuple(w["processes"]),
+        ready=w["ready"],
+        image=w.get("image"),
+        recipe=recipe,
+        command=tuple(w.get("command", ())),
+    )
+    return Scenario(
+        name=data["name"],
+        description=data.get("description", ""),
+        workload=workload,
+        timeouts=Timeouts(**data.get("timeouts", {})),
+        repeats=data.get("repeats", 5),
+        vm=VMSpec(**data.get("vm", {})),
+        source=source,
+    )
+
+
+def load_file(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read scenario file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError([f"{path}: not valid YAML: {exc}"]) from exc
+    return from_dict(data, source=str(path))
+
+
+def available() -> dict[str, Path]:
+    """Bundled scenarios by name."""
+    return {p.stem: p for p in sorted(SCENARIO_DIR.glob("*.yaml"))}
+
+
+def load(name: str) -> Scenario:
+    found = available()
+    if name not in found:
+        raise UsageError(
+            f"unknown scenario {name!r}",
+            hint=f"known scenarios: {', '.join(found) or 'none'}; "
+            "or give a file with --scenario-file PATH",
+        )
+    return load_file(found[name])
+
+
+def image_scenario(image: str, port: int, ready: str, processes: tuple[str, ...] = ()) -> Scenario:
+    """A scenario made from flags (`explorer run --image REF --port N --ready KIND`)."""
+    if not re.match(r"^[\w][\w.:/@-]*$", image):
+        raise UsageError(f"{image!r} is not an image reference")
+    name = re.sub(r"[^a-z0-9_-]", "-", image.lower().split("/")[-1].split("@")[0])
+    data = {
+        "name": name.strip("-") or "image",
+        "workload": {"image": image, "port": port, "ready": ready, "processes": list(processes) or ["?"]},
+    }
+    return from_dict(data, source="--image")
