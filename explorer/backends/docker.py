@@ -98,14 +98,18 @@ class DockerBackend(Backend):
         return target
 
     def poll(self, target: Target) -> None:
-        """Mark 'process' once a workload-named process runs in the container's tree."""
+        """Mark 'process' once a workload-named process runs in the container's tree;
+        raise (with the logs) as soon as the container has exited."""
+        init_pid = target.facts["init_pid"]
+        if not init_pid or not psutil.pid_exists(init_pid):
+            self._raise_if_exited(target)
+            return
         if "process" in target.marks:
             return
         try:
-            init = psutil.Process(target.facts["init_pid"])
+            init = psutil.Process(init_pid)
             names = {p.name() for p in (init, *init.children(recursive=True))}
         except psutil.Error:
-            self._raise_if_exited(target)
             return
         if names & set(target.facts["process_names"]):
             target.mark("process")

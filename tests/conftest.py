@@ -1,0 +1,52 @@
+"""Shared fixtures: one built image per session, daemons checked once, skips that say why."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def explorer_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "explorer.cli", *args]
+
+
+def run_explorer(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it, in a child process."""
+    return subprocess.run(
+        explorer_argv(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def docker_backend():
+    from explorer.backends.docker import DockerBackend
+    from explorer.errors import BackendUnavailable
+
+    backend = DockerBackend()
+    try:
+        backend.check()
+    except BackendUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Docker must be running in CI: {exc}")
+        pytest.skip(f"Docker engine not reachable: {exc}")
+    return backend
+
+
+@pytest.fixture(scope="session")
+def redis_scenario():
+    from explorer import scenario
+
+    return scenario.load("redis")
+
+
+@pytest.fixture(scope="session")
+def redis_artifact(docker_backend, redis_scenario):
+    """The offline redis image, built once (cached by content hash across sessions too)."""
+    return docker_backend.prepare(redis_scenario)

@@ -1,0 +1,125 @@
+"""Bad input and interruptions: a clear error, the documented exit code, nothing left behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from explorer.backends.base import LABEL_MANAGED
+from explorer.errors import EXIT_INTERRUPTED, EXIT_NOT_READY, EXIT_UNAVAILABLE, EXIT_USAGE
+from tests.conftest import ROOT, explorer_argv, run_explorer
+
+pytestmark = pytest.mark.docker
+
+
+def leftovers(docker_backend) -> list[str]:
+    return [c.name for c in docker_backend.client.containers.list(all=True, filters={"label": LABEL_MANAGED})]
+
+
+def scenario_file(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load((ROOT / "scenarios" / "redis.yaml").read_text())
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_readiness_timeout_exits_4_with_logs_and_leaves_nothing(docker_backend, redis_artifact, tmp_path):
+    # Redis never answers a PostgreSQL startup message: the run must time out, not hang.
+    path = scenario_file(tmp_path, workload__ready="postgres", timeouts={"ready_s": 3})
+    result = run_explorer("run", "--scenario-file", str(path), "--only", "container", "--repeat", "1")
+    assert result.returncode == EXIT_NOT_READY, result.stderr
+    assert "did not answer a postgres readiness check" in result.stderr
+    assert "Ready to accept connections" in result.stderr  # the container's last log lines
+    assert leftovers(docker_backend) == []
+
+
+def test_workload_that_exits_fails_fast_with_its_logs(docker_backend, redis_artifact, tmp_path):
+    path = scenario_file(tmp_path, workload__command=["redis-server", "--no-such-option"])
+    started = time.monotonic()
+    result = run_explorer("run", "--scenario-file", str(path), "--only", "container", "--repeat", "1")
+    assert result.returncode == 1, result.stderr
+    assert "exited with code" in result.stderr and "no-such-option" in result.stderr
+    assert time.monotonic() - started < 50  # well before the 60 s readiness timeout
+    assert leftovers(docker_backend) == []
+
+
+def test_sigint_mid_run_exits_130_and_leaves_nothing(docker_backend, redis_artifact):
+    proc = subprocess.Popen(
+        explorer_argv("run", "redis", "--only", "container", "--repeat", "50"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not leftovers(docker_backend) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert leftovers(docker_backend), "no container appeared"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "interrupted" in err
+    assert leftovers(docker_backend) == []
+
+
+def test_sigterm_is_handled_like_sigint(docker_backend, redis_artifact):
+    proc = subprocess.Popen(
+        explorer_argv("run", "redis", "--only", "container", "--repeat", "50"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not leftovers(docker_backend) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert leftovers(docker_backend) == []
+
+
+def test_missing_image_that_cannot_be_pulled(docker_backend, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "nowhere",
+        "workload": {"image": "explorer-test/does-not-exist:1", "port": 1234, "processes": ["x"], "ready": "tcp"},
+    }))
+    result = run_explorer("run", "--scenario-file", str(path), "--only", "container", timeout=180)
+    assert result.returncode == 1
+    assert "explorer-test/does-not-exist:1" in result.stderr and "docker load" in result.stderr
+    assert leftovers(docker_backend) == []
+
+
+def test_unknown_debian_package_is_a_build_error(docker_backend, tmp_path):
+    path = scenario_file(tmp_path, workload__build__packages=["redis-server", "no-such-package-explorer"])
+    result = run_explorer("build", "--scenario-file", str(path), timeout=600)
+    assert result.returncode == 1, result.stderr
+    assert "no-such-package-explorer" in result.stderr and "mmdebstrap failed" in result.stderr
+    from explorer.build import cache_dir
+
+    assert not list(cache_dir("rootfs").glob("explorer-rootfs-*"))
+
+
+def test_engine_not_running_exits_3_with_the_fix(tmp_path):
+    result = run_explorer("run", "redis", "--only", "container", env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    assert result.returncode == EXIT_UNAVAILABLE, result.stderr
+    assert "Docker daemon" in result.stderr and "scripts/setup-host" in result.stderr
+
+
+def test_unknown_scenario_exits_2():
+    result = run_explorer("run", "no-such-scenario", "--only", "container")
+    assert result.returncode == EXIT_USAGE
+    assert "unknown scenario 'no-such-scenario'" in result.stderr and "redis" in result.stderr

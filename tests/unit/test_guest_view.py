@@ -1,0 +1,38 @@
+"""The guest-view script run for real with the host's /bin/sh, and its parser."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from explorer import guest
+
+
+def test_view_script_runs_and_parses_on_this_host():
+    out = subprocess.run(["/bin/sh", "-c", guest.view_script()], capture_output=True, text=True, check=True).stdout
+    view = guest.parse_view(out, channel="test")
+    assert view is not None
+    assert view.kernel_release == os.uname().release
+    assert view.boot_id == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    pids = {p.pid for p in view.processes}
+    assert os.getpid() in pids  # this test's own process is in the listing
+    assert all(p.pid != p.ppid for p in view.processes)
+
+
+def test_parser_takes_the_last_block_and_drops_the_viewer():
+    text = (
+        "boot noise\nEXPLORER-VIEW begin\nkernel_release=old\nEXPLORER-VIEW end\n"
+        "EXPLORER-VIEW begin\nviewer_pid=7\nkernel_release=6.1.0-28-amd64\nboot_id=abc\n"
+        "proc 1 0 0 init\nproc 2 0 1 kthreadd\nproc 7 1 0 sh\nproc 9 1 0 redis-server --bind x\n"
+        "EXPLORER-VIEW end\n"
+    )
+    view = guest.parse_view(text, channel="serial console")
+    assert view.kernel_release == "6.1.0-28-amd64"
+    assert [(p.pid, p.name, p.kernel_thread) for p in view.processes] == [
+        (1, "init", False), (2, "kthreadd", True), (9, "redis-server --bind x", False),
+    ]
+
+
+def test_incomplete_block_is_none():
+    assert guest.parse_view("EXPLORER-VIEW begin\nkernel_release=x\n", "c") is None

@@ -1,0 +1,140 @@
+"""Readiness checks against small local servers that speak (or refuse to speak) the protocol."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+
+from explorer import readiness
+from explorer.errors import NotReady
+
+
+@contextmanager
+def server(handler):
+    """A one-thread TCP server on 127.0.0.1 calling handler(conn) per connection."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    handler(conn)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_like(reply: bytes):
+    def handle(conn):
+        conn.recv(64)
+        conn.sendall(reply)
+    return handle
+
+
+def test_redis_pong_is_ready_and_loading_is_not():
+    with server(redis_like(b"+PONG\r\n")) as port:
+        assert readiness.attempt("redis", "127.0.0.1", port)
+    with server(redis_like(b"-LOADING Redis is loading the dataset in memory\r\n")) as port:
+        assert not readiness.attempt("redis", "127.0.0.1", port)
+
+
+def test_refused_and_silent_servers_are_not_ready_without_hanging():
+    assert not readiness.attempt("redis", "127.0.0.1", free_port())
+    with server(lambda conn: time.sleep(1.5)) as port:
+        started = time.monotonic()
+        assert not readiness.attempt("redis", "127.0.0.1", port, timeout=0.3)
+        assert time.monotonic() - started < 1.0
+
+
+def test_accept_then_close_is_not_ready_for_tcp():
+    # Docker's port proxy accepts and then closes while nothing listens behind it.
+    with server(lambda conn: None) as port:
+        assert not readiness.attempt("tcp", "127.0.0.1", port)
+
+
+def pg_message(kind: bytes, body: bytes) -> bytes:
+    return kind + struct.pack("!i", len(body) + 4) + body
+
+
+def postgres_like(*messages: bytes):
+    def handle(conn):
+        (length,) = struct.unpack("!i", conn.recv(4))
+        conn.recv(length - 4)
+        conn.sendall(b"".join(messages))
+    return handle
+
+
+def test_postgres_starting_up_is_not_ready():
+    starting = pg_message(b"E", b"SFATAL\0C57P03\0Mthe database system is starting up\0\0")
+    with server(postgres_like(starting)) as port:
+        assert not readiness.attempt("postgres", "127.0.0.1", port)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pg_message(b"R", struct.pack("!i", 10) + b"SCRAM-SHA-256\0\0"),  # password wanted
+        pg_message(b"R", struct.pack("!i", 0)) + pg_message(b"Z", b"I"),  # trust: ReadyForQuery
+        pg_message(b"E", b"SFATAL\0C28000\0Mno pg_hba.conf entry\0\0"),  # serving, refuses us
+    ],
+)
+def test_postgres_answering_backend_is_ready(reply):
+    with server(postgres_like(reply)) as port:
+        assert readiness.attempt("postgres", "127.0.0.1", port)
+
+
+def test_wait_ready_times_out_with_a_clear_message():
+    with pytest.raises(NotReady, match=r"did not answer a redis readiness check on 127\.0\.0\.1"):
+        readiness.wait_ready("redis", "127.0.0.1", free_port(), time.monotonic() + 0.3)
+
+
+def test_wait_ready_returns_once_the_server_answers():
+    port = free_port()
+    calls = []
+
+    def between():
+        calls.append(1)
+        if len(calls) == 3:
+            threading.Thread(target=_serve_pong_on, args=(port,), daemon=True).start()
+
+    with pytest.raises(NotReady):
+        readiness.wait_ready("redis", "127.0.0.1", free_port(), time.monotonic() + 0.2, between)
+    assert readiness.wait_ready("redis", "127.0.0.1", port, time.monotonic() + 10, between) > 0
+
+
+def _serve_pong_on(port: int) -> None:
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(4)
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(b"+PONG\r\n")
