@@ -125,9 +125,9 @@ def process_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
             for p in procs:
                 chain = " <- ".join(f"{q['name']}({q['pid']})" for q in p.get("parents", []))
                 rows.append([SIDE_TITLES.get(side_name, side_name), kind, p["host_pid"], p.get("pid_inside"),
-                             p["name"], p.get("user"), human_bytes(p.get("rss_bytes")),
+                             p["name"], f"{p.get('uid')} ({p.get('user')})", human_bytes(p.get("rss_bytes")),
                              human_bytes(p.get("pss_bytes")), chain or "-"])
-    headers = ["side", "role", "host PID", "PID inside", "name", "user", "RSS", "PSS", "parents"]
+    headers = ["side", "role", "host PID", "PID inside", "name", "uid (host name)", "RSS", "PSS", "parents"]
     return headers, rows
 
 

@@ -70,6 +70,7 @@ def describe(pid: int, stop_at: set[int] | None = None) -> dict[str, Any] | None
                 "name": proc.name(),
                 "cmdline": " ".join(proc.cmdline()),
                 "user": proc.username(),
+                "uid": proc.uids().real,
                 "threads": proc.num_threads(),
                 "pid_inside": pid_inside(pid),
                 **memory_bytes(pid),
