@@ -21,7 +21,7 @@ def clean_all(cache: bool = False) -> list[str]:
             removed += backend.clean()
             if cache and hasattr(backend, "remove_images"):
                 removed += backend.remove_images()
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, ImportError) as exc:
             removed.append(f"nothing on the {side} side ({exc})")
     for path in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
         shutil.rmtree(path, ignore_errors=True)

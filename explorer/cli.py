@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from explorer import report, runner
+from explorer import claims, plot, report, results, runner
 from explorer import scenario as scenarios
 from explorer.backends import SIDES
 from explorer.errors import EXIT_INTERRUPTED, ExplorerError, Interrupted, UsageError
@@ -75,16 +75,76 @@ def build(name: str | None, scenario_file: str | None) -> None:
 @click.option("--repeat", type=click.IntRange(1, 100), help="Starts per side (default: the scenario's).")
 @click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Also save the result as JSON here.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw startup and memory to this PNG.")
+@click.option("--image", help="Instead of a scenario: any image explorer has or can pull.")
+@click.option("--port", type=click.IntRange(1, 65535), help="With --image: the port the workload serves.")
+@click.option("--ready", type=click.Choice(scenarios.READY_KINDS), help="With --image: the readiness check.")
+@click.option("--process", "processes", multiple=True,
+              help="With --image: the workload's process name (default: from the image's ENTRYPOINT + CMD).")
 def run(name: str | None, scenario_file: str | None, only: str | None, repeat: int | None,
-        fmt: str, output: str | None) -> None:
-    """Run a scenario in a container and in a VM, and compare them."""
-    scenario = _load(name, scenario_file)
+        fmt: str, output: str | None, image: str | None, port: int | None, ready: str | None,
+        processes: tuple[str, ...], plot_file: str | None = None) -> None:
+    """Run a scenario (or --image REF --port N --ready KIND) in a container and in a VM, and compare them."""
     sides = (only,) if only else SIDES
+    if plot_file:
+        plot.require()  # before minutes of measuring, not after
     with Steps() as steps:
+        if image or port or ready or processes:
+            scenario = _image_scenario(name or scenario_file, image, port, ready, processes, steps)
+        else:
+            scenario = _load(name, scenario_file)
         result = runner.run(scenario, sides, repeat, steps)
+    results.add_host_facts(result)
+    result["claims"] = claims.judge(result)
     if output:
         Path(output).write_text(json.dumps(result, indent=2) + "\n")
     click.echo(report.render(result, fmt), nl=False)
+    if plot_file:
+        plot.write(result, plot_file)
+
+
+def _image_scenario(named: str | None, image: str | None, port: int | None, ready: str | None,
+                    processes: tuple[str, ...], steps: Steps) -> scenarios.Scenario:
+    """A scenario from flags; the process name comes from the image when not given."""
+    if named:
+        raise UsageError("give a scenario (NAME or --scenario-file) or --image, not both")
+    if not image or port is None or ready is None:
+        raise UsageError("--image, --port and --ready go together",
+                         hint="e.g. explorer run --image mongo:7.0 --port 27017 --ready mongodb")
+    argv: tuple[str, ...] = ()
+    if not processes:
+        from explorer.backends import get_backend
+        from explorer.build.docker_image import image_argv
+
+        backend = get_backend("container")
+        backend.check()
+        argv = image_argv(backend.client, scenarios.image_ref(image), steps)
+    return scenarios.image_scenario(image, port, ready, processes, argv)
+
+
+@main.command("report")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw startup and memory to this PNG.")
+def report_cmd(file: str, fmt: str, plot_file: str | None) -> None:
+    """Render a saved result again, judging the claims afresh from its figures."""
+    if plot_file:
+        plot.require()
+    result = results.load_result(file)
+    result["claims"] = claims.judge(result)
+    click.echo(report.render(result, fmt), nl=False)
+    if plot_file:
+        plot.write(result, plot_file)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
+def compare(files: tuple[str, ...], fmt: str) -> None:
+    """Put saved results side by side (other hosts, CI runners): one column per run."""
+    labels = results.labels_for(list(files))
+    runs = [(label, results.load_result(path)) for label, path in zip(labels, files)]
+    click.echo(results.render_compare(runs, fmt), nl=False)
 
 
 @main.command()

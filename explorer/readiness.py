@@ -71,21 +71,57 @@ def _sqlstate(error_body: bytes) -> str:
 
 
 def mongodb_ready(host: str, port: int, timeout: float = ATTEMPT_TIMEOUT_S) -> bool:
-    """The `ping` command answered ok over the MongoDB wire protocol (pymongo)."""
-    import pymongo
-    from pymongo.errors import PyMongoError
+    """The `ping` command answered ok: first on a raw OP_MSG, then by pymongo.
 
-    ms = int(timeout * 1000)
+    The raw ping fails in milliseconds on a refused or proxy-closed connection, where
+    pymongo would wait out its server selection (heartbeats are >= 500 ms apart), so the
+    wait loop keeps its 50 ms resolution. pymongo's ping is the verdict a real driver gets.
+    """
+    if not _op_msg_ok(host, port, timeout, {"ping": 1, "$db": "admin"}):
+        return False
+    import pymongo
+    from pymongo.errors import ConfigurationError, PyMongoError
+
+    ms = max(1, int(timeout * 1000))
     client = pymongo.MongoClient(
-        host, port, directConnection=True, serverSelectionTimeoutMS=ms,
-        connectTimeoutMS=ms, socketTimeoutMS=ms,
+        host, port, directConnection=True, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms,
+        socketTimeoutMS=ms, timeoutMS=ms, retryReads=False, appname="explorer-readiness",
     )
     try:
         return client.admin.command("ping").get("ok") == 1
+    except ConfigurationError:
+        return True  # a server older than this pymongo supports: it answered, so it is up
     except PyMongoError:
         return False
     finally:
         client.close()
+
+
+_OP_MSG = 2013
+_MAX_REPLY_BYTES = 48 * 1024 * 1024  # mongod's own maxMessageSizeBytes
+
+
+def _op_msg_ok(host: str, port: int, timeout: float, command: dict[str, object]) -> bool:
+    """Send one OP_MSG command on a fresh connection; True when the reply says ok: 1."""
+    import bson
+    from bson.errors import BSONError
+
+    body = struct.pack("<I", 0) + b"\0" + bson.encode(command)
+    request_id = int(time.monotonic_ns() & 0x7FFFFFFF)
+    with _connect(host, port, timeout) as sock:
+        sock.sendall(struct.pack("<iiii", 16 + len(body), request_id, 0, _OP_MSG) + body)
+        length, _, response_to, opcode = struct.unpack("<iiii", _recv_exactly(sock, 16))
+        if opcode != _OP_MSG or response_to != request_id or not 21 <= length <= _MAX_REPLY_BYTES:
+            return False
+        payload = _recv_exactly(sock, length - 16)
+    if payload[4:5] != b"\0":
+        return False  # the first section of a reply is its body document
+    (doc_len,) = struct.unpack("<i", payload[5:9])
+    try:
+        reply = bson.decode(payload[5 : 5 + doc_len])
+    except BSONError:
+        return False
+    return reply.get("ok") == 1
 
 
 def tcp_ready(host: str, port: int, timeout: float = ATTEMPT_TIMEOUT_S) -> bool:

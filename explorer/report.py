@@ -140,12 +140,24 @@ def startup_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return ["side", "milestone (since create)", "min", "median", "max", "stdev", "n"], rows
 
 
+CLAIMS_WIDTHS = [22, 14, 32, 50]  # terminal tables wrap long cells; Markdown cells cannot
+
+
+def claims_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The verdicts explorer.claims computed; their evidence uses this module's formats."""
+    rows = [[f"{i}. {c['claim']}", c["verdict"], c["rule"], c["evidence"]]
+            for i, c in enumerate(result.get("claims", []), 1)]
+    return ["claim", "verdict", "rule", "evidence"], rows
+
+
 def sections(result: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[Any]]]]]:
     out = [
         ("Side by side", summary_table(result)),
         ("Processes seen from the host", process_table(result)),
         ("Startup", startup_table(result)),
     ]
+    if result.get("claims"):
+        out.append(("Claims", claims_table(result)))
     return out
 
 
@@ -159,5 +171,8 @@ def render(result: dict[str, Any], fmt: str = "table") -> str:
     parts = [f"# {title}" if fmt == "markdown" else title]
     for heading, (headers, rows) in sections(result):
         parts.append(f"## {heading}" if fmt == "markdown" else f"\n{heading}")
-        parts.append(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
+        widths = CLAIMS_WIDTHS if heading == "Claims" and fmt == "table" else None
+        if fmt == "markdown":  # a bare | ("ps -e | grep") would split a Markdown cell
+            rows = [[cell.replace("|", "\\|") if isinstance(cell, str) else cell for cell in row] for row in rows]
+        parts.append(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True, maxcolwidths=widths))
     return "\n".join(parts) + "\n"

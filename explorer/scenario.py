@@ -253,13 +253,57 @@ def load(name: str) -> Scenario:
     return load_file(found[name])
 
 
-def image_scenario(image: str, port: int, ready: str, processes: tuple[str, ...] = ()) -> Scenario:
-    """A scenario made from flags (`explorer run --image REF --port N --ready KIND`)."""
+def image_ref(image: str) -> str:
+    """`image`, checked before it reaches Docker (which answers a bad one with a 400)."""
     if not re.match(r"^[\w][\w.:/@-]*$", image):
         raise UsageError(f"{image!r} is not an image reference")
+    return image
+
+
+def image_scenario(
+    image: str, port: int, ready: str, processes: tuple[str, ...] = (), argv: tuple[str, ...] = ()
+) -> Scenario:
+    """A scenario made from flags (`explorer run --image REF --port N --ready KIND`).
+
+    Without --process, the workload's process name is read from `argv` (the image's
+    ENTRYPOINT + CMD): a wrong name would silently report the workload as not visible.
+    """
+    image_ref(image)
+    origin = "--process"
+    if not processes:
+        found = workload_process(argv)
+        if found is None:
+            raise UsageError(
+                f"cannot tell the workload's process from {image}'s ENTRYPOINT + CMD {list(argv)}",
+                hint="name it: --process NAME (as `ps -e` shows it)",
+            )
+        processes, origin = (found,), "the image's ENTRYPOINT + CMD"
     name = re.sub(r"[^a-z0-9_-]", "-", image.lower().split("/")[-1].split("@")[0])
     data = {
         "name": name.strip("-") or "image",
-        "workload": {"image": image, "port": port, "ready": ready, "processes": list(processes) or ["?"]},
+        "description": f"{image} (process {', '.join(processes)} from {origin})",
+        "workload": {"image": image, "port": port, "ready": ready, "processes": list(processes)},
     }
     return from_dict(data, source="--image")
+
+
+# What images put in front of the workload: init shims, user switchers, shell-script
+# entrypoints ending in `exec "$@"`. Their options and VAR=value words are skipped too.
+_WRAPPERS = {"tini", "tini-static", "dumb-init", "docker-init", "catatonit", "env"}
+_TAKES_USER = {"gosu", "su-exec"}
+_SHELLS = {"sh", "bash", "dash", "ash", "zsh"}
+
+
+def workload_process(argv: tuple[str, ...] | list[str]) -> str | None:
+    """The process an ENTRYPOINT + CMD ends up running, or None where only a shell knows."""
+    words = list(argv)
+    while words:
+        word = words.pop(0)
+        base = word.rstrip("/").rsplit("/", 1)[-1]
+        if base in _WRAPPERS and "--" in words:  # `tini -p SIGTERM -- app`: the program follows --
+            words = words[words.index("--") + 1 :]
+        elif base in _TAKES_USER:
+            words = words[1:]
+        elif not (base.endswith(".sh") or base in _WRAPPERS or word.startswith("-") or "=" in word):
+            return None if base in _SHELLS or not base else base
+    return None

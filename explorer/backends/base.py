@@ -14,7 +14,8 @@ from typing import Any
 
 from explorer.scenario import Scenario
 
-LABEL_MANAGED = "io.explorer.managed"
+LABEL_MANAGED = "io.explorer.managed"  # on what a run creates: containers, domains
+LABEL_IMAGE = "io.explorer.image"  # on cached images; containers inherit it, so it must differ
 LABEL_RUN = "io.explorer.run"
 LABEL_SCENARIO = "io.explorer.scenario"
 LABEL_RECIPE = "io.explorer.recipe"

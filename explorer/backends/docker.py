@@ -11,6 +11,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from explorer import guest
 from explorer.backends.base import (
+    LABEL_IMAGE,
     LABEL_MANAGED,
     LABEL_RECIPE,
     LABEL_RUN,
@@ -184,7 +185,7 @@ class DockerBackend(Backend):
 
     def remove_images(self) -> list[str]:
         removed = []
-        for image in self.client.images.list(filters={"label": LABEL_MANAGED}):
+        for image in self.client.images.list(filters={"label": LABEL_IMAGE}):
             try:
                 self.client.images.remove(image.id, force=True)
                 removed.append(f"image {', '.join(image.tags) or image.short_id}")

@@ -43,3 +43,36 @@ def parse_view(text: str, channel: str) -> GuestView | None:
         processes=processes,
         channel=channel,
     )
+
+
+# Console markers of the VM's init (explorer/guest/init.sh) and initramfs, one per line:
+#
+#   EXPLORER-MARK <name> uptime_s=<guest /proc/uptime> [key=value ...]
+#
+# in the order they are printed during a boot:
+#   initramfs      the initramfs's /init started (kernel booted; modules not loaded yet)
+#   init           the disk's init started as PID 1 (after switch_root, /proc mounted)
+#   workload       the workload process started: pid=<guest pid>
+#   (the guest view block, EXPLORER-VIEW begin ... end, see parse_view)
+#   ready-inside   the workload's port is listening inside the guest: port=<port>;
+#                  uptime_s is when the port was first seen listening (before the view)
+#   workload-exited  the workload ended: code=<exit status>; the guest then powers off
+# and, on failure: initramfs-error (insmod=, mount=, no-device=, no-init=), net-error (dev=),
+# config-error (file=), workdir-error. Values never contain spaces.
+# The kernel's own first console line starts with KERNEL_BANNER ("guest kernel up").
+MARK = "EXPLORER-MARK"
+KERNEL_BANNER = "Linux version "
+
+
+def parse_marks(text: str) -> dict[str, dict[str, str]]:
+    """{mark name: {key: value}} for each EXPLORER-MARK in `text`, first occurrence kept
+    (a console holds one boot; a reboot's repeats do not move a milestone)."""
+    marks: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        start = line.find(MARK + " ")
+        if start < 0:
+            continue
+        name, *pairs = line[start + len(MARK) + 1 :].split()
+        fields = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+        marks.setdefault(name, fields)
+    return marks

@@ -1,0 +1,114 @@
+#!/.explorer/busybox sh
+# explorer guest init: PID 1 after the initramfs's switch_root. It runs with the disk's own
+# static busybox (so it works whatever the image holds), starts the workload the way Docker
+# would (argv, user, env and workdir come from /.explorer/workload.conf, written at build
+# time), and prints EXPLORER-MARK lines on the console (format: explorer/guest/__init__.py).
+BB=/.explorer/busybox
+CONF=/.explorer/workload.conf
+
+mark() {  # mark NAME [KEY=VALUE...]: one parseable line, stamped with the guest's uptime
+  read -r up _ < /proc/uptime
+  name=$1
+  shift
+  echo "EXPLORER-MARK $name uptime_s=$up${*:+ $*}"
+}
+
+halt() {  # PID 1 must never exit: power off, and should that fail, sleep forever
+  $BB sync
+  $BB poweroff -f
+  while :; do $BB sleep 3600; done
+}
+
+mount_kernel_filesystems() {  # what Docker gives a container; /run stays the image's own
+  $BB mkdir -p /proc /sys /dev
+  $BB mount -t proc -o nosuid,nodev,noexec proc /proc
+  mark init
+  $BB mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+  $BB mount -t devtmpfs -o nosuid devtmpfs /dev
+  $BB mkdir -p /dev/pts /dev/shm /dev/mqueue
+  $BB mount -t devpts -o nosuid,noexec,gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+  $BB mount -t tmpfs -o nosuid,nodev,mode=1777 shm /dev/shm
+  $BB mount -t mqueue -o nosuid,nodev,noexec mqueue /dev/mqueue
+  $BB ln -sfn /proc/self/fd /dev/fd
+  $BB ln -sfn /proc/self/fd/0 /dev/stdin
+  $BB ln -sfn /proc/self/fd/1 /dev/stdout
+  $BB ln -sfn /proc/self/fd/2 /dev/stderr
+}
+
+setup_network() {  # QEMU user networking: static, no DHCP wait (addresses inside the guest only)
+  $BB ip link set lo up
+  if $BB ip addr add 10.0.2.15/24 dev eth0 && $BB ip link set eth0 up; then
+    $BB ip route add default via 10.0.2.2 dev eth0
+  else
+    mark net-error dev=eth0
+  fi
+}
+
+decode() {  # undo the config's escapes (\\ and \n) without evaluating anything
+  case $1 in
+    *\\*) decoded=$(printf '%bx' "$1") && decoded=${decoded%x} ;;
+    *) decoded=$1 ;;  # nothing escaped: no subshell (a fork costs under emulation)
+  esac
+}
+
+listening() {  # is anything in LISTEN state (0A) on local port $1 (hex)? builtins only
+  for table in /proc/net/tcp /proc/net/tcp6; do
+    [ -r "$table" ] || continue
+    while read -r _ local _ state _; do
+      case "$local" in *:"$1") [ "$state" = 0A ] && return 0 ;; esac
+    done < "$table"
+  done
+  return 1
+}
+
+workload_pid() {  # the child of PID 1 that is not the watcher (pid $1): the workload
+  watcher=$1
+  for stat in /proc/[0-9]*/stat; do
+    read -r line 2>/dev/null < "$stat" || continue
+    pid=${line%% *}
+    set -- ${line##*) }
+    [ "$2" = 1 ] && [ "$pid" != "$watcher" ] && { echo "$pid"; return 0; }
+  done
+  return 1
+}
+
+watch_workload() {  # in the background: report the workload's pid, then its readiness inside
+  read -r me _ < /proc/self/stat  # a builtin: this is the watcher's own pid, not a subshell's
+  until pid=$(workload_pid "$me"); do $BB usleep 5000; done
+  mark workload "pid=$pid"
+  hex=$(printf '%04X' "$port")
+  until listening "$hex"; do
+    [ -d "/proc/$pid" ] || exit 0
+    $BB usleep 20000
+  done
+  read -r ready _ < /proc/uptime
+  view=$($BB sh /.explorer/view.sh)
+  printf '%s\n' "$view"
+  echo "EXPLORER-MARK ready-inside uptime_s=$ready port=$port"
+}
+
+mount_kernel_filesystems
+setup_network
+# The config, read here and not in a function: `set --` builds this shell's own argv.
+port=0 workdir=/ host=explorer
+set --
+while IFS= read -r line; do
+  decode "${line#* }"
+  case ${line%% *} in
+    arg) set -- "$@" "$decoded" ;;
+    port) port=$decoded ;;
+    workdir) workdir=$decoded ;;
+    hostname) host=$decoded ;;
+  esac
+done < "$CONF"
+[ "$#" -gt 0 ] || { mark config-error "file=$CONF"; halt; }
+echo "$host" > /proc/sys/kernel/hostname
+ulimit -n 1048576 2>/dev/null
+cd "$workdir" 2>/dev/null || { $BB mkdir -p "$workdir" && cd "$workdir"; } || mark workdir-error
+watch_workload &
+# The workload runs in the foreground: a background job of a non-interactive shell would
+# start with SIGINT and SIGQUIT ignored, which a container's process does not.
+"$@" < /dev/null
+code=$?
+mark workload-exited "code=$code"
+halt

@@ -1,0 +1,158 @@
+"""Saved results: read one back (checking it is a result this version of explorer reads), and
+put several side by side, one column per run, to compare hosts and CI runners."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from tabulate import tabulate
+
+from explorer import __version__, claims
+from explorer.errors import UsageError
+from explorer.report import SIDE_TITLES, human_bytes, seconds
+from explorer.runner import RESULT_SCHEMA
+
+KNOWN_SCHEMAS = (RESULT_SCHEMA,)
+COMPARE_SCHEMA = "explorer.compare/1"
+SAVE_HINT = "explorer run NAME --output FILE saves a result"
+# What rendering a result relies on; the rest is read with defaults.
+SHAPE: dict[str, Any] = {
+    "type": "object",
+    "required": ["schema", "host", "scenario", "sides"],
+    "properties": {
+        "host": {"type": "object", "required": ["hostname", "kernel_release", "cpu_cores"]},
+        "scenario": {"type": "object", "required": ["name"]},
+        "sides": {"type": "object", "propertyNames": {"enum": list(SIDE_TITLES)},
+                  "additionalProperties": {"type": "object"}},
+    },
+}
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """The result saved at `path`; a UsageError (exit 2) saying what is wrong otherwise."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"no such result file: {path}", hint=SAVE_HINT) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}", hint=SAVE_HINT) from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not JSON (line {exc.lineno}: {exc.msg})", hint=SAVE_HINT) from None
+    if not isinstance(doc, dict) or "schema" not in doc:
+        raise UsageError(f"{path} is not an explorer result (it has no 'schema' field)", hint=SAVE_HINT)
+    if doc["schema"] not in KNOWN_SCHEMAS:
+        raise UsageError(
+            f"{path} is a {doc['schema']!r} document; explorer {__version__} reads {', '.join(KNOWN_SCHEMAS)}",
+            hint="render it with the explorer version that wrote it, or measure again",
+        )
+    problems = [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+                for e in jsonschema.Draft202012Validator(SHAPE).iter_errors(doc)]
+    if problems:
+        raise UsageError(f"{path} is an incomplete explorer result: " + "; ".join(problems), hint=SAVE_HINT)
+    return doc
+
+
+def host_is_virtualized() -> bool | None:
+    """The CPU's hypervisor flag: a host that is itself a VM (most CI runners) runs its VMs
+    nested, which matters when runs from several hosts are compared."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return "hypervisor" in line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return None
+
+
+def add_host_facts(result: dict[str, Any]) -> dict[str, Any]:
+    """Host facts a comparison across hosts needs that hostinfo does not record yet."""
+    result.setdefault("host", {}).setdefault("virtualized", host_is_virtualized())
+    return result
+
+
+# ---- compare -----------------------------------------------------------------------------
+
+Row = tuple[str, Callable[[dict[str, Any]], Any]]
+
+
+def _yes_no(value: Any) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
+
+
+HOST_ROWS: list[Row] = [
+    ("host", lambda r: f"{r['host']['hostname']} ({r['host'].get('os', '?')})"),
+    ("CPU", lambda r: f"{r['host'].get('cpu_model', '?')}, {r['host']['cpu_cores']} cores"),
+    ("host memory", lambda r: human_bytes(r["host"].get("memory_bytes"))),
+    ("host kernel", lambda r: r["host"]["kernel_release"]),
+    ("host is itself a VM", lambda r: _yes_no(r["host"].get("virtualized"))),
+    ("scenario", lambda r: r["scenario"]["name"]),
+    ("run", lambda r: f"{r.get('run_id', '?')} at {r.get('started_at', '?')}, explorer {r['host'].get('explorer', '?')}"),
+]
+
+
+def _engine(side: dict[str, Any]) -> str:
+    e = side.get("engine", {})
+    if e.get("engine") == "docker" or side.get("backend") == "docker":
+        return f"Docker {e.get('engine_version', '?')} ({e.get('default_runtime', '?')})"
+    return f"libvirt {e.get('libvirt_version', '?')}, QEMU {e.get('qemu_version', '?')}"
+
+
+def _ready(side: dict[str, Any]) -> str:
+    ready = side.get("startup", {}).get("summary", {}).get("ready_s")
+    return f"{seconds(ready['median'])} (n={ready['n']})" if ready else "-"
+
+
+def _kernel(side: dict[str, Any]) -> str:
+    k = side.get("kernel", {})
+    if k.get("shared") is None:
+        return "unknown"
+    return "the host's" if k["shared"] else f"its own: {k.get('guest_release', '?')}"
+
+
+SIDE_ROWS: list[Row] = [
+    ("engine", _engine),
+    ("accel", lambda s: s.get("accel", "?")),
+    ("image on disk", lambda s: human_bytes(s.get("image", {}).get("total_bytes"))),
+    ("start to ready, median", _ready),
+    ("host memory per instance (PSS)", lambda s: human_bytes(s.get("memory", {}).get("host_total", {}).get("pss_bytes"))),
+    ("workload in host's ps -e", lambda s: _yes_no(s.get("visibility", {}).get("visible_on_host"))),
+    ("kernel", _kernel),
+]
+
+
+def labels_for(paths: list[str]) -> list[str]:
+    """Column titles: file names, or whole paths where two runs share a file name."""
+    stems = [Path(p).stem for p in paths]
+    return [stem if stems.count(stem) == 1 else str(p) for stem, p in zip(stems, paths)]
+
+
+def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[list[Any]]]:
+    """One column per run; rows for the host, the key figures of each side, and each verdict."""
+    results = [r for _, r in runs]
+    rows = [[label, *(fn(r) for r in results)] for label, fn in HOST_ROWS]
+    for side in (s for s in SIDE_TITLES if any(s in r["sides"] for r in results)):
+        for label, fn in SIDE_ROWS:
+            cells = [fn(r["sides"][side]) if side in r["sides"] else "not measured" for r in results]
+            rows.append([f"{SIDE_TITLES[side]}: {label}", *cells])
+    verdicts = [{v["id"]: v["verdict"] for v in claims.judge(r)} for r in results]
+    for number, claim in enumerate(claims.load(), 1):
+        rows.append([f"claim {number}: {claim['id']}", *(v.get(claim["id"], "-") for v in verdicts)])
+    return ["", *(label for label, _ in runs)], rows
+
+
+def render_compare(runs: list[tuple[str, dict[str, Any]]], fmt: str = "table") -> str:
+    headers, rows = compare_table(runs)
+    if fmt == "json":
+        doc = {"schema": COMPARE_SCHEMA, "runs": headers[1:],
+               "rows": [{"figure": row[0], "values": dict(zip(headers[1:], row[1:]))} for row in rows]}
+        return json.dumps(doc, indent=2) + "\n"
+    if fmt == "markdown":
+        rows = [[str(cell).replace("|", "\\|") for cell in row] for row in rows]
+        table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+        return "# explorer: runs compared\n" + table + "\n"
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + "\n"

@@ -1,0 +1,70 @@
+"""`explorer run --image REF`: any local image, measured without a scenario file, checked
+against `docker image inspect` and `docker ps`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import run_explorer
+
+pytestmark = pytest.mark.docker
+
+
+def inspect(ref: str) -> dict:
+    out = subprocess.run(["docker", "image", "inspect", ref], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)[0]
+
+
+def containers_of(scenario: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label=io.explorer.scenario={scenario}", "--format", "{{.Names}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return out.split()
+
+
+@pytest.fixture(scope="module")
+def redis_tag(docker_backend) -> str:
+    """The offline redis image, as `explorer build redis` reports it."""
+    result = run_explorer("build", "redis", timeout=900)
+    assert result.returncode == 0, result.stderr
+    tag = result.stdout.split()[0]
+    assert tag.startswith("explorer/redis:")
+    return tag
+
+
+def run_image(tag: str, *extra: str) -> dict:
+    result = run_explorer(
+        "run", "--image", tag, "--port", "6379", "--ready", "redis", *extra,
+        "--only", "container", "--repeat", "1", "--format", "json", timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_image_flag_measures_a_local_image(redis_tag):
+    result = run_image(redis_tag)
+    image = inspect(redis_tag)
+    assert result["scenario"]["source"] == "--image"
+    assert result["scenario"]["image"] == redis_tag
+    # The process name was read from the image's own CMD, not given.
+    assert image["Config"]["Cmd"][0] == "redis-server" and not image["Config"]["Entrypoint"]
+    assert result["scenario"]["processes"] == ["redis-server"]
+    side = result["sides"]["container"]
+    assert side["visibility"]["visible_on_host"] is True
+    assert {p["name"] for p in side["visibility"]["workload_processes"]} >= {"redis-server"}
+    assert side["image"]["image_bytes"] == image["Size"]
+    assert side["startup"]["summary"]["ready_s"]["n"] == 1
+    assert containers_of(result["scenario"]["name"]) == []
+
+
+def test_process_flag_is_taken_as_given(redis_tag):
+    """A name that is not running is reported as not visible: the flag is used, not ignored."""
+    result = run_image(redis_tag, "--process", "no-such-process")
+    visibility = result["sides"]["container"]["visibility"]
+    assert visibility["process_names"] == ["no-such-process"]
+    assert visibility["visible_on_host"] is False
+    assert containers_of(result["scenario"]["name"]) == []

@@ -1,0 +1,179 @@
+"""`explorer report` and `explorer compare` on saved results, in every format, and the errors a
+bad file gives (exit 2, a message, no traceback). No daemon needed."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from explorer import report
+from explorer.cli import cli, main
+from explorer.errors import EXIT_USAGE
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BOTH, CONTAINER, VM = (str(FIXTURES / f"{n}.json") for n in ("both", "container", "vm"))
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    """The real entry point (cli(), which turns errors into exit codes) under CliRunner's
+    isolation: exit code, stdout, stderr."""
+    argv, sigterm = sys.argv, signal.getsignal(signal.SIGTERM)
+    with CliRunner().isolation() as (out, err, _):
+        sys.argv = ["explorer", *args]
+        try:
+            cli()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.argv = argv
+            signal.signal(signal.SIGTERM, sigterm)
+        return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def ok(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+# ---- report -------------------------------------------------------------------------------
+
+
+def test_report_table_has_the_claims():
+    out = ok("report", BOTH)
+    assert "Side by side" in out and "\nClaims\n" in out
+    for first_words in ("1. Container processes", "3. Containers are", "7. Many containers can"):
+        assert first_words in out
+    assert out.count("not reproduced") == 1
+    assert "under TCG" in out  # the caveat, wrapped in the terminal table
+
+
+def test_report_markdown_escapes_pipes():
+    out = ok("report", BOTH, "--format", "markdown")
+    assert "## Claims" in out
+    claims_rows = [line for line in out.split("## Claims")[1].splitlines() if line.startswith("| ")]
+    assert len(claims_rows) == 1 + 7  # header and one row per claim
+    assert "ps -e \\| grep redis-server" in out
+    assert all(len(re.split(r"(?<!\\)\|", row)) == 4 + 2 for row in claims_rows)  # 4 cells each
+
+
+def test_report_json_recomputes_the_claims(tmp_path: Path):
+    stale = json.loads(Path(BOTH).read_text())
+    stale["claims"] = [{"id": "visibility", "verdict": "bogus"}]
+    path = tmp_path / "stale.json"
+    path.write_text(json.dumps(stale))
+    doc = json.loads(ok("report", str(path), "--format", "json"))
+    assert doc["schema"] == "explorer.result/1"
+    assert [c["verdict"] for c in doc["claims"]].count("reproduced") == 6
+    assert doc["sides"] == stale["sides"]
+
+
+def test_report_of_one_side_says_what_is_missing():
+    out = ok("report", CONTAINER, "--format", "markdown")
+    assert "VM side not measured (this result has: container)" in out
+
+
+def test_report_evidence_uses_the_tables_figures():
+    out = ok("report", BOTH, "--format", "markdown")
+    side_by_side = out.split("## Claims")[0]
+    for figure in ("112.4 MiB", "135.4 MiB", "288 ms", "11.64 s", "268.5 MiB", "redis-server 23262"):
+        assert figure in side_by_side and figure in out.split("## Claims")[1]
+
+
+# ---- bad files ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "no such result file"),
+    ("{not json", "is not JSON (line 1"),
+    ("[1, 2]", "is not an explorer result"),
+    ('{"schema": "explorer.result/99", "sides": {}}', "'explorer.result/99' document; explorer"),
+    ('{"schema": "explorer.result/1", "host": {}}', "incomplete explorer result"),
+])
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_bad_file_exits_2_with_a_message(tmp_path: Path, command: str, content: str | None, message: str):
+    path = tmp_path / "result.json"
+    if content is not None:
+        path.write_text(content)
+    args = [command, str(path)] + ([BOTH] if command == "compare" else [])
+    code, out, err = invoke(*args)
+    assert code == EXIT_USAGE
+    assert f"Error: {path}" in err or "Error: no such result file" in err
+    assert message in err and "Hint:" in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_unknown_format_is_a_usage_error():
+    code, _, err = invoke("report", BOTH, "--format", "html")
+    assert code == EXIT_USAGE and "'html' is not one of" in err
+
+
+# ---- compare -----------------------------------------------------------------------------
+
+
+def test_compare_table_one_column_per_run():
+    out = ok("compare", CONTAINER, BOTH, VM)
+    header = out.splitlines()[0].split()
+    assert header == ["container", "both", "vm"]
+    rows = {line.split("  ")[0]: line for line in out.splitlines()[2:]}
+    for label in ("host", "VM: accel", "container: image on disk", "VM: start to ready, median",
+                  "container: host memory per instance (PSS)", "VM: workload in host's ps -e", "VM: kernel",
+                  "claim 3: size"):
+        assert label in rows, label
+    assert "not measured" in rows["VM: accel"] and rows["VM: accel"].count("tcg") == 2
+
+
+def test_compare_json_keeps_every_figure():
+    doc = json.loads(ok("compare", CONTAINER, BOTH, "--format", "json"))
+    assert doc["runs"] == ["container", "both"]
+    rows = {r["figure"]: r["values"] for r in doc["rows"]}
+    assert rows["container: image on disk"] == {"container": "112.4 MiB", "both": "112.4 MiB"}
+    assert rows["VM: start to ready, median"] == {"container": "not measured", "both": "11.64 s (n=2)"}
+    assert rows["claim 1: visibility"] == {"container": "inconclusive", "both": "reproduced"}
+    assert rows["claim 3: size"] == {"container": "not reproduced", "both": "not reproduced"}
+
+
+def test_compare_markdown_and_same_file_names(tmp_path: Path):
+    other = tmp_path / "both.json"
+    other.write_text(Path(BOTH).read_text())
+    out = ok("compare", BOTH, str(other), "--format", "markdown")
+    assert out.startswith("# explorer: runs compared\n")
+    assert f"| {BOTH}" in out.splitlines()[1] and str(other) in out.splitlines()[1]
+
+
+# ---- plot --------------------------------------------------------------------------------
+
+
+def test_report_plot_writes_a_png(tmp_path: Path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "run.png"
+    ok("report", BOTH, "--plot", str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    code, out, err = invoke("report", BOTH, "--plot", str(tmp_path / "x.png"))
+    assert code == EXIT_USAGE
+    assert "--plot needs matplotlib" in err and "explorer[plot]" in err
+    assert not (tmp_path / "x.png").exists()
+    assert out == ""  # checked before anything is rendered
+
+
+def test_run_plot_without_matplotlib_fails_before_measuring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setattr("explorer.runner.run", lambda *a, **k: pytest.fail("measured before checking --plot"))
+    code, _, err = invoke("run", "redis", "--only", "container", "--plot", str(tmp_path / "x.png"))
+    assert code == EXIT_USAGE and "--plot needs matplotlib" in err
+
+
+def test_claims_table_widths_match_its_columns():
+    headers, _ = report.claims_table({"claims": []})
+    assert len(report.CLAIMS_WIDTHS) == len(headers)
