@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from explorer.backends import SIDES, get_backend
+from explorer.backends.libvirt import WORKDIR_PREFIX
 from explorer.build import cache_dir
 from explorer.errors import BackendUnavailable
 
@@ -24,6 +25,8 @@ def clean_all(cache: bool = False) -> list[str]:
         except (BackendUnavailable, ImportError) as exc:
             removed.append(f"nothing on the {side} side ({exc})")
     for path in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        if path.name.startswith(WORKDIR_PREFIX):
+            continue  # the libvirt backend's clean() removes these, sparing VMs still starting
         shutil.rmtree(path, ignore_errors=True)
         removed.append(f"temporary {path}")
     if cache:

@@ -1,4 +1,8 @@
-"""Debian's own kernel for the VM side, fetched with the host's apt sources and cached.
+"""Debian's own kernel for the VM side, fetched with apt and cached.
+
+On a Debian host the host's apt sources are used. Where they have no `linux-image-<arch>`
+(Ubuntu: other names, modules split across packages) apt runs against a private Debian
+sources list and package lists kept in the cache, so the kernel is Debian's either way.
 
 The VM boots the distribution kernel a user would run, not a kernel tuned for speed, so
 boot times measure what a normal Debian guest costs. Only `vmlinuz`, the modules a
@@ -15,6 +19,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +46,20 @@ APT_LISTS = "/var/lib/apt/lists"
 HINT = (
     "the VM side boots Debian's kernel package from this host's apt sources: check that "
     "`apt-get download linux-image-{arch}` works (apt-get update, the Debian mirror reachable)"
+)
+# The private Debian sources used where the host's apt has no Debian kernel. bookworm and its
+# security suite: the suite the scenarios' rootfs uses, and where the newest 6.1 kernel lives.
+DEBIAN_SOURCES = (
+    ("http://deb.debian.org/debian", "bookworm bookworm-updates"),
+    ("http://deb.debian.org/debian-security", "bookworm-security"),
+)
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+DEBIAN_LISTS_MAX_AGE_S = 24 * 3600  # refresh the private lists at most daily
+SOURCE_ENV = "EXPLORER_KERNEL_SOURCE"  # "host" or "debian" forces a source; unset: detect
+DEBIAN_HINT = (
+    "this host's apt has no linux-image-{arch}, so the kernel comes from deb.debian.org with a "
+    "private sources list: check that the mirror is reachable and that debian-archive-keyring is "
+    "installed (scripts/setup-host installs it)"
 )
 
 
@@ -117,37 +136,122 @@ def _run(argv: list[str], what: str, hint: str | None = None, **kwargs: Any) -> 
     return done.stdout
 
 
-def resolve_package(arch: str) -> str:
+def has_candidate(policy: str) -> bool:
+    """Whether `apt-cache policy PKG` output offers a version to install (Ubuntu: no
+    `linux-image-amd64` at all, so empty output or `Candidate: (none)`)."""
+    for line in policy.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "Candidate":
+            return value.strip() not in ("", "(none)")
+    return False
+
+
+def choose_source(override: str | None, policy: str | None) -> str:
+    """"host" (the host's apt sources) or "debian" (a private Debian sources list).
+
+    An override ($EXPLORER_KERNEL_SOURCE) wins; otherwise the host's apt is used when it has
+    a candidate for the metapackage, since it needs no extra package lists; `policy` is None
+    when there is no apt-cache to ask.
+    """
+    if override:
+        if override not in ("host", "debian"):
+            raise BuildError(f"{SOURCE_ENV}={override!r}: expected 'host' or 'debian'")
+        return override
+    return "host" if policy is not None and has_candidate(policy) else "debian"
+
+
+def _host_policy(meta: str) -> str | None:
+    if not shutil.which("apt-cache"):
+        return None
+    done = subprocess.run(["apt-cache", "policy", meta], check=False, capture_output=True, text=True, timeout=120)
+    return done.stdout if done.returncode == 0 else ""
+
+
+def debian_apt_options(arch: str) -> list[str]:
+    """apt options that point apt-get/apt-cache at Debian's archive, with package lists and
+    caches under the explorer cache (writable without root, never touching the host's)."""
+    base = cache_dir("kernel", "debian-apt")
+    etc = base / "etc"
+    (etc / "sources.list.d").mkdir(parents=True, exist_ok=True)
+    (base / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (base / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    lines = [f"deb [arch={arch} signed-by={DEBIAN_KEYRING}] {uri} {suite} main"
+             for uri, suites in DEBIAN_SOURCES for suite in suites.split()]
+    sources = etc / "sources.list"
+    text = "\n".join(lines) + "\n"
+    if not sources.exists() or sources.read_text() != text:
+        sources.write_text(text)
+    return [
+        "-o", f"Dir::Etc::SourceList={sources}",
+        "-o", f"Dir::Etc::SourceParts={etc / 'sources.list.d'}",
+        "-o", f"Dir::State::Lists={base / 'lists'}",
+        "-o", f"Dir::Cache={base / 'cache'}",
+        "-o", "Acquire::Languages=none",
+    ]
+
+
+def _debian_lists(arch: str) -> tuple[list[str], str]:
+    """The private apt options and the lists' stamp, running `apt-get update` when the lists
+    are missing or a day old. A failed refresh keeps older lists (offline: the cached kernel
+    for their version is still found); with no lists at all it is an error."""
+    hint = DEBIAN_HINT.format(arch=arch)
+    if not Path(DEBIAN_KEYRING).exists():
+        raise BuildError(f"{DEBIAN_KEYRING} is missing: Debian's archive cannot be verified", hint=hint)
+    options = debian_apt_options(arch)
+    lists = cache_dir("kernel", "debian-apt", "lists")
+    have = any(lists.glob("*_Packages*"))
+    if not have or time.time() - lists.stat().st_mtime > DEBIAN_LISTS_MAX_AGE_S:
+        try:
+            _run(["apt-get", *options, "-q", "update"], "updating the private Debian package lists", hint,
+                 timeout=600)
+            os.utime(lists)  # apt leaves the directory's mtime alone when nothing changed
+        except (BuildError, subprocess.TimeoutExpired):
+            if not have:
+                raise
+    return options, str(lists.stat().st_mtime_ns)
+
+
+def resolve_package(arch: str) -> tuple[str, list[str]]:
     """`linux-image-amd64` is a metapackage: the real one is its `linux-image-<version>` dependency.
 
-    apt-cache takes ~0.7 s, so the answer is remembered until apt's package lists change.
+    Returns it with the apt options to download it by (empty: the host's apt). apt-cache
+    takes ~0.7 s, so the answer is remembered until the package lists it came from change.
     """
     meta = f"linux-image-{arch}"
     memo = cache_dir("kernel") / f"resolved-{arch}.json"
-    try:
-        lists = str(os.stat(APT_LISTS).st_mtime_ns)
-    except OSError:
-        lists = ""
+    override = os.environ.get(SOURCE_ENV) or None
     try:
         remembered = json.loads(memo.read_text())
-        if lists and remembered.get("lists") == lists:
-            return str(remembered["package"])
-    except (OSError, ValueError, KeyError):
-        pass
-    package = _ask_apt(meta, arch)
+    except (OSError, ValueError):
+        remembered = {}
+    try:
+        host_lists = str(os.stat(APT_LISTS).st_mtime_ns)
+    except OSError:
+        host_lists = ""
+    source = remembered.get("source", "host")
+    if override or remembered.get("host_lists") != host_lists:
+        source = choose_source(override, None if override else _host_policy(meta))  # lists changed
+    if source == "host":
+        options, lists = [], host_lists
+    else:
+        options, lists = _debian_lists(arch)
+    if lists and remembered.get("source") == source and remembered.get("lists") == lists and "package" in remembered:
+        return str(remembered["package"]), options
+    hint = (HINT if source == "host" else DEBIAN_HINT).format(arch=arch)
+    package = _ask_apt(meta, hint, options)
     if lists:
-        memo.write_text(json.dumps({"lists": lists, "package": package}))
-    return package
+        memo.write_text(json.dumps({"source": source, "host_lists": host_lists, "lists": lists, "package": package}))
+    return package, options
 
 
-def _ask_apt(meta: str, arch: str) -> str:
-    out = _run(["apt-cache", "depends", meta], f"looking up {meta}", HINT.format(arch=arch))
+def _ask_apt(meta: str, hint: str, options: list[str] | None = None) -> str:
+    out = _run(["apt-cache", *(options or []), "depends", meta], f"looking up {meta}", hint)
     for line in out.splitlines():
         kind, _, name = line.strip().partition(":")
         name = name.strip()
         if kind.lstrip("|") == "Depends" and name.startswith("linux-image-") and name != meta:
             return name
-    raise BuildError(f"apt-cache shows no linux-image dependency for {meta}", hint=HINT.format(arch=arch))
+    raise BuildError(f"apt-cache shows no linux-image dependency for {meta}", hint=hint)
 
 
 def _cached(directory: Path) -> Kernel | None:
@@ -181,7 +285,7 @@ def ensure_kernel(progress: Callable[[str], None] | None = None) -> Kernel:
     """Debian's current kernel for this host's architecture, downloaded and trimmed once."""
     arch = debian_arch()
     try:
-        package = resolve_package(arch)
+        package, options = resolve_package(arch)
     except BuildError:
         fallback = _newest_cached()  # apt unusable (offline, no lists): reuse what we have
         if fallback is not None:
@@ -193,9 +297,10 @@ def ensure_kernel(progress: Callable[[str], None] | None = None) -> Kernel:
     if kernel is not None:
         return kernel
     if progress:
-        progress(f"downloading Debian kernel {package} with apt-get")
+        where = "the host's apt" if not options else "apt-get from deb.debian.org"
+        progress(f"downloading Debian kernel {package} with {where}")
     with tempfile.TemporaryDirectory(prefix="kernel-", dir=cache_dir("tmp")) as tmp:
-        tree = _download_and_extract(package, arch, Path(tmp))
+        tree = _download_and_extract(package, arch, Path(tmp), options)
         staged = _keep_needed(tree, version, Path(tmp, "keep"))
         shutil.rmtree(directory, ignore_errors=True)
         os.replace(staged, directory)
@@ -205,9 +310,9 @@ def ensure_kernel(progress: Callable[[str], None] | None = None) -> Kernel:
     return kernel
 
 
-def _download_and_extract(package: str, arch: str, tmp: Path) -> Path:
-    hint = HINT.format(arch=arch)
-    _run(["apt-get", "download", package], f"downloading {package}", hint, cwd=tmp, timeout=900)
+def _download_and_extract(package: str, arch: str, tmp: Path, options: list[str] | None = None) -> Path:
+    hint = (DEBIAN_HINT if options else HINT).format(arch=arch)
+    _run(["apt-get", *(options or []), "download", package], f"downloading {package}", hint, cwd=tmp, timeout=900)
     debs = sorted(tmp.glob(f"{package}_*.deb"))
     if not debs:
         raise BuildError(f"apt-get download left no {package} package in {tmp}", hint=hint)

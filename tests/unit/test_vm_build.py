@@ -289,3 +289,44 @@ def test_a_kernel_that_cannot_be_downloaded_says_so_with_a_hint(tmp_path):
     with pytest.raises(BuildError, match="downloading linux-image-explorer-none") as caught:
         kernel._download_and_extract("linux-image-explorer-none", "amd64", tmp_path)
     assert "apt-get download linux-image-amd64" in (caught.value.hint or "")
+
+
+UBUNTU_POLICY = ""  # Ubuntu: apt-cache policy linux-image-amd64 prints nothing, exit 0
+DEBIAN_POLICY = """\
+linux-image-amd64:
+  Installed: (none)
+  Candidate: 6.1.192-2
+  Version table:
+     6.1.192-2 500
+"""
+NO_CANDIDATE_POLICY = "linux-image-amd64:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\n"
+
+
+def test_the_kernel_comes_from_the_hosts_apt_only_where_it_has_debians_metapackage():
+    from explorer.build.kernel import choose_source, has_candidate
+
+    assert has_candidate(DEBIAN_POLICY)
+    assert not has_candidate(UBUNTU_POLICY) and not has_candidate(NO_CANDIDATE_POLICY)
+    assert choose_source(None, DEBIAN_POLICY) == "host"
+    assert choose_source(None, UBUNTU_POLICY) == "debian"
+    assert choose_source(None, NO_CANDIDATE_POLICY) == "debian"
+    assert choose_source(None, None) == "debian"  # no apt-cache at all
+    assert choose_source("debian", DEBIAN_POLICY) == "debian"  # the override wins
+    assert choose_source("host", UBUNTU_POLICY) == "host"
+    with pytest.raises(BuildError, match="EXPLORER_KERNEL_SOURCE"):
+        choose_source("ubuntu", DEBIAN_POLICY)
+
+
+def test_the_private_debian_sources_never_touch_the_hosts_apt(tmp_path, monkeypatch):
+    from explorer.build.kernel import debian_apt_options
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    options = debian_apt_options("amd64")
+    settings = dict(value.split("=", 1) for value in options[1::2])
+    assert all(flag == "-o" for flag in options[::2])
+    for key in ("Dir::Etc::SourceList", "Dir::Etc::SourceParts", "Dir::State::Lists", "Dir::Cache"):
+        assert settings[key].startswith(str(tmp_path)), key
+    sources = Path(settings["Dir::Etc::SourceList"]).read_text()
+    assert "deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] " \
+        "http://deb.debian.org/debian bookworm main" in sources
+    assert "debian-security bookworm-security main" in sources

@@ -1,0 +1,98 @@
+"""VM start-to-ready: explorer's measurement against a bare floor, in one run.
+
+explorer's figure is its own `ready_s` from runner.measure: LibvirtBackend.create (overlay,
+transient domain) -> protocol-level readiness on 127.0.0.1. The floor is QEMU started by
+hand (explorer.build.qemu_floor) with the same kernel, initramfs, disk overlay, netdev,
+memory, vCPUs and accelerator, timed the same way (from before its overlay is made) and
+waited on with the same readiness loop. Rounds alternate floor and explorer so machine
+noise hits both alike. Targets: explorer within 1.10x of the floor; TCG boot-to-ready 12 s
+or less.
+
+    python benchmarks/vm_startup.py [--repeat N] [--scenario redis]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from explorer import readiness, runner, scenario
+from explorer.backends.base import Artifact
+from explorer.backends.libvirt import LibvirtBackend
+from explorer.build import qemu_floor
+from explorer.build.vm_image import VMImage
+from explorer.scenario import Scenario
+
+
+def floor_start_to_ready(image: VMImage, scen: Scenario, accel: str) -> dict[str, float]:
+    """Overlay + hand-started QEMU + the readiness loop: what a VM start costs without libvirt."""
+    vm_spec = scen.vm
+    t0 = time.monotonic()
+    with qemu_floor.floor_vm(image, scen.workload.port, memory_mib=vm_spec.memory_mib, vcpus=vm_spec.vcpus,
+                             cpu=vm_spec.cpu, accel=accel) as vm:
+        ready = readiness.wait_ready(scen.workload.ready, "127.0.0.1", vm.host_port, t0 + scen.timeouts.vm_ready_s,
+                                     between=vm.poll, what="the hand-started VM")
+        marks = {f"{name}_s": when - t0 for name, when in vm.marks.items() if name in ("kernel", "init")}
+    return {"process_s": vm.started - t0, **marks, "ready_s": ready - t0}
+
+
+def explorer_start_to_ready(backend: LibvirtBackend, scen: Scenario, artifact: Artifact) -> dict[str, float]:
+    side = runner.measure(backend, scen, artifact, 1, runner.new_run_id(), lambda message: None)
+    return side["startup"]["repeats"][0]
+
+
+def image_of(artifact: Artifact) -> VMImage:
+    """The very files the libvirt side boots."""
+    paths = {key: Path(value) for key, value in artifact.paths.items()}
+    return VMImage(paths["disk"], paths["kernel"], paths["initramfs"], artifact.facts["cmdline"],
+                   artifact.facts["kernel_version"], dict(artifact.facts))
+
+
+def summary(label: str, values: list[float]) -> str:
+    return f"  {label:<44} median {statistics.median(values):6.2f} s  (min {min(values):.2f}, max {max(values):.2f})"
+
+
+def milestones(runs: list[dict[str, float]], keys: tuple[str, ...]) -> None:
+    """Where the time goes: the same console milestones on both sides, from the same t0."""
+    for key in keys:
+        values = [run[key] for run in runs if key in run]
+        if len(values) == len(runs):
+            print(summary(f"  milestone {key}:", values))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (one floor start + one explorer start each)")
+    parser.add_argument("--scenario", default="redis")
+    args = parser.parse_args()
+    scen = scenario.load(args.scenario)
+    backend = LibvirtBackend()
+    engine = backend.check()
+    artifact = backend.prepare(scen, lambda message: print(f"  ({message})", file=sys.stderr))
+    accel = artifact.facts["accel"]
+    image = image_of(artifact)
+    floor_start_to_ready(image, scen, accel)  # warm-up (page cache, libvirt caches), not counted
+    explorer_start_to_ready(backend, scen, artifact)
+    floor_runs, explorer_runs = [], []
+    for _ in range(args.repeat):
+        floor_runs.append(floor_start_to_ready(image, scen, accel))
+        explorer_runs.append(explorer_start_to_ready(backend, scen, artifact))
+    floor, explorer = [r["ready_s"] for r in floor_runs], [r["ready_s"] for r in explorer_runs]
+    f, e = statistics.median(floor), statistics.median(explorer)
+    print(f"VM start-to-ready, {args.repeat} rounds, scenario {scen.name}, "
+          f"{accel.upper()} ({artifact.facts.get('accel_reason')}), libvirt {engine['libvirt_version']}, "
+          f"QEMU {engine['qemu_version']}, {scen.vm.memory_mib} MiB, {scen.vm.vcpus} vCPU")
+    print(summary("bare floor (qemu by hand + readiness loop):", floor))
+    milestones(floor_runs, ("process_s", "kernel_s", "init_s"))
+    print(summary("explorer (LibvirtBackend create -> ready_s):", explorer))
+    milestones(explorer_runs, ("created_s", "process_s", "kernel_s", "init_s"))
+    print(f"  ratio explorer/floor: {e / f:.2f}x (target <= 1.10x)")
+    print(f"  {accel.upper()} boot-to-ready median: {e:.2f} s (target <= 12 s): {'ok' if e <= 12 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

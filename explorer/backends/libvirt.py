@@ -1,0 +1,399 @@
+"""The VM side: libvirt (qemu:///system) runs a transient QEMU domain that boots the scenario's VM image;
+the host reaches the guest only through QEMU's user-mode hostfwd on 127.0.0.1. The VMM is all the host
+sees of the workload: milestones come from the VMM process and the guest's serial console (a file)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import psutil
+
+from explorer import guest
+from explorer.backends.base import Artifact, Backend, GuestView, Target
+from explorer.errors import BackendError, BackendUnavailable, BuildError, UsageError
+from explorer.kvm import device_usable_by, kvm_usable
+from explorer.scenario import Scenario
+
+URI = "qemu:///system"
+START_HINT = "run scripts/setup-host (it starts virtlogd and libvirtd)"
+NS = "https://explorer.invalid/libvirt/1"  # the <metadata> namespace that labels our domains
+WORKDIR_PREFIX = "explorer-vm-"
+# Guest init marks after which the workload will never answer: fail now, not at the deadline.
+FATAL_MARKS = ("initramfs-error", "config-error", "workdir-error", "net-error", "workload-exited")
+VIEW_WAIT_S = 15.0
+PORT_TRIES = 3
+
+
+def _libvirt() -> Any:
+    """libvirt-python, imported on first use, its own stderr printing silenced."""
+    try:
+        import libvirt
+    except ImportError as exc:
+        raise BackendUnavailable("libvirt-python is not installed", hint="pip install libvirt-python") from exc
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    return libvirt
+
+
+class RunningVM(threading.Thread):
+    """A Target's handle: tails the serial console file, stamping each milestone with the
+    host's monotonic clock when its line appears (20 ms resolution, whatever the cadence of
+    the runner's poll), and keeps what is needed to remove everything made for the VM."""
+
+    def __init__(self, workdir: Path, console: Path) -> None:
+        super().__init__(name=f"console:{workdir.name}", daemon=True)
+        self.workdir, self.console = workdir, console
+        self.process: psutil.Process | None = None
+        self.data, self.seen = bytearray(), dict[str, float]()
+        self._lock, self._stopping = threading.Lock(), threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.wait(0.02):
+            self.read_new()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.is_alive():
+            self.join(timeout=2)
+        self.read_new()  # the last words, kept for logs() once the file is gone
+
+    def read_new(self) -> None:
+        with self._lock:
+            try:
+                with open(self.console, "rb") as handle:
+                    handle.seek(len(self.data))
+                    chunk = handle.read()
+            except OSError:
+                return
+            if not chunk:
+                return
+            now = time.monotonic()
+            self.data += chunk
+            text = self.text()
+            complete = text[: text.rfind("\n") + 1]
+            if guest.KERNEL_BANNER in complete:
+                self.seen.setdefault("kernel", now)
+            for name in guest.parse_marks(complete):
+                self.seen.setdefault(name, now)
+
+    def text(self) -> str:
+        return bytes(self.data).decode(errors="replace")
+
+    def tail(self, lines: int = 20) -> str:
+        self.read_new()
+        return "\n".join(self.text().rstrip().splitlines()[-lines:])
+
+
+class LibvirtBackend(Backend):
+    NAME = "libvirt"
+    SIDE = "vm"
+    MILESTONES = ("created", "process", "kernel", "init", "ready")
+
+    def __init__(self) -> None:
+        self._conn: Any = None
+
+    @property
+    def conn(self) -> Any:
+        if self._conn is None:
+            libvirt = _libvirt()
+            try:
+                self._conn = libvirt.open(URI)
+            except libvirt.libvirtError as exc:
+                raise BackendUnavailable(f"libvirtd is not answering on {URI}: {exc}", hint=START_HINT) from exc
+        return self._conn
+
+    def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        """A libvirt call, its error wrapped once, here at the boundary."""
+        libvirt = _libvirt()
+        try:
+            return fn(*args)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_CONNECT or exc.get_error_domain() == libvirt.VIR_FROM_RPC:
+                raise BackendUnavailable(f"libvirtd stopped answering while {what}: {exc}", hint=START_HINT) from exc
+            raise BackendError(f"libvirt failed while {what}: {exc}") from exc
+
+    def _qemu_ids(self) -> tuple[int, int] | None:
+        """The uid:gid libvirt runs QEMU as (its DAC base label, e.g. +64055:+108), if it says."""
+        caps = ET.fromstring(self._call("reading the capabilities", self.conn.getCapabilities))
+        labels = (label.text or "" for label in caps.iterfind("host/secmodel/baselabel[@type='qemu']"))
+        match = next(filter(None, (re.fullmatch(r"\+?(\d+):\+?(\d+)", text.strip()) for text in labels)), None)
+        return (int(match[1]), int(match[2])) if match else None
+
+    def check(self) -> dict[str, Any]:
+        versions = [self._call("asking versions", fn) for fn in (self.conn.getLibVersion, self.conn.getVersion)]
+        lib, qemu = (f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}" for v in versions)
+        verdict, ids = kvm_usable(), self._qemu_ids()
+        facts = {"hypervisor": "qemu", "libvirt_version": lib, "qemu_version": qemu,
+                 "accel": "kvm" if verdict.usable else "tcg", "accel_reason": verdict.reason}
+        if ids and not device_usable_by(*ids):  # libvirt then re-probes QEMU ~12x per start (~1 min here)
+            facts["warning"] = (f"/dev/kvm is not read-write for QEMU's user {ids[0]}:{ids[1]}, so libvirt "
+                                "re-probes QEMU at every VM start; fix: chgrp kvm /dev/kvm && chmod 0660 /dev/kvm")
+        return facts
+
+    def prepare(self, scenario: Scenario, progress: Any = None) -> Artifact:
+        """The container image first (the VM disk is made from it), then the VM image."""
+        available = psutil.virtual_memory().available // 2**20
+        if scenario.vm.memory_mib > available:
+            raise UsageError(f"scenario {scenario.name} asks for a {scenario.vm.memory_mib} MiB VM, but this host "
+                             f"has only {available} MiB available", hint="lower vm.memory_mib in the scenario")
+        from explorer.backends.docker import DockerBackend
+        from explorer.build.vm_image import ensure_vm_image
+
+        docker_side = DockerBackend()
+        image = ensure_vm_image(docker_side.client, scenario, docker_side.prepare(scenario, progress), progress)
+        verdict = kvm_usable(kernel=image.kernel)  # here, so that a first boot test is not timed as startup
+        facts = {**image.facts, "kernel_version": image.kernel_version, "cmdline": image.cmdline,
+                 "memory_mib": scenario.vm.memory_mib, "vcpus": scenario.vm.vcpus, "cpu": scenario.vm.cpu,
+                 "accel": "kvm" if verdict.usable else "tcg", "accel_reason": verdict.reason}
+        paths = {"disk": str(image.disk), "kernel": str(image.kernel), "initramfs": str(image.initramfs)}
+        return Artifact(ref=str(image.disk), facts=facts, paths=paths)
+
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
+        name = f"explorer-{scenario.name}-{run_id}-{index}"
+        target = Target(side=self.SIDE, name=name, run_id=run_id, host_port=0)
+        conn = self.conn
+        workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{run_id}-{index}-{os.getpid()}-"))
+        try:
+            accel = "kvm" if artifact.facts.get("accel") == "kvm" else "tcg"  # proven by prepare(), else TCG
+            spec = DomainSpec(name, run_id, index, scenario, accel, str(artifact.facts.get("cmdline", "")), workdir,
+                              **_stage(workdir, artifact, self._qemu_ids()))
+            domain = self._start(conn, spec)
+            target.mark("created")
+            target.handle = vm = RunningVM(workdir, spec.console)
+            vm.start()
+            target.host_port = spec.host_port
+            target.facts.update(domain=name, uuid=domain.UUIDString(), accel=accel, memory_mib=scenario.vm.memory_mib,
+                                vcpus=scenario.vm.vcpus, cpu=scenario.vm.cpu, host_port=spec.host_port,
+                                console=str(spec.console), staged_by_copy=spec.staged_by_copy)
+            vm.process = _qemu_process(name)
+            if vm.process is not None:
+                target.mark("process")
+                target.facts["qemu_pid"] = vm.process.pid
+            self.poll(target)
+        except BaseException:  # KeyboardInterrupt too: leave no domain, overlay or work dir
+            with contextlib.suppress(BackendError, BackendUnavailable):  # the first error is the one to report
+                self._remove(name, workdir, target.handle)
+            raise
+        return target
+
+    def _start(self, conn: Any, spec: DomainSpec) -> Any:
+        """createXML, again on another port should QEMU lose the race for the chosen one."""
+        from explorer.build.qemu_floor import free_port
+
+        for attempt in range(PORT_TRIES):
+            spec.host_port = free_port()
+            try:
+                return self._call(f"starting {spec.name}", conn.createXML, domain_xml(spec), 0)
+            except BackendError as exc:
+                if "host forwarding" not in str(exc) or attempt == PORT_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def poll(self, target: Target) -> None:
+        """Copy the console watcher's milestones; raise if the guest failed or the VM died."""
+        vm: RunningVM = target.handle
+        vm.read_new()
+        for milestone in ("kernel", "init"):
+            if milestone in vm.seen:
+                target.mark(milestone, vm.seen[milestone])
+        marks = guest.parse_marks(vm.text())
+        target.facts["guest_uptime_s"] = {k: float(v["uptime_s"]) for k, v in marks.items() if "uptime_s" in v}
+        failed = next((m for m in FATAL_MARKS if m in marks), None)
+        if failed:
+            detail = " ".join(f"{k}={v}" for k, v in marks[failed].items() if k != "uptime_s")
+            problem = f"the guest of {target.name} reported {failed} {detail}".rstrip()
+        elif vm.process is not None and not vm.process.is_running():
+            problem = f"the VM {target.name} stopped before it was ready"
+        else:
+            return
+        raise BackendError(problem, hint="its console's last lines:\n" + vm.tail())
+
+    def host_pids(self, target: Target) -> list[int]:
+        return []  # the workload runs on the guest's kernel: the host has no PID for it
+
+    def runtime_pids(self, target: Target) -> list[int]:
+        process = target.handle.process if target.handle is not None else None
+        return [process.pid] if process is not None and process.is_running() else []
+
+    def guest_view(self, target: Target) -> GuestView:
+        """The view block the guest init prints once the workload listens (no agent needed)."""
+        deadline = time.monotonic() + VIEW_WAIT_S
+        while time.monotonic() < deadline:
+            target.handle.read_new()
+            view = guest.parse_view(target.handle.text(), channel="serial console")
+            if view is not None:
+                return view
+            time.sleep(0.1)
+        raise BackendError(f"{target.name} printed no guest view on its console in {VIEW_WAIT_S:.0f}s",
+                           hint="its console's last lines:\n" + self.logs(target))
+
+    def logs(self, target: Target, lines: int = 20) -> str:
+        return target.handle.tail(lines) if target.handle is not None else ""
+
+    def destroy(self, target: Target) -> None:
+        """Idempotent: a second call finds no domain and no work dir, and does nothing."""
+        if target.handle is not None:
+            self._remove(target.name, target.handle.workdir, target.handle)
+
+    def _remove(self, name: str, workdir: Path, vm: RunningVM | None) -> None:
+        if vm is not None:
+            vm.stop()
+        try:
+            self._destroy_domain(name)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)  # the overlay and console with it
+
+    def _destroy_domain(self, name: str) -> bool:
+        """Destroy `name` (undefine it too, had someone made it persistent); False if absent."""
+        libvirt = _libvirt()
+        try:
+            domain = self.conn.lookupByName(name)
+            persistent = domain.isPersistent()
+            domain.destroy()  # SIGTERM, then SIGKILL; returns once QEMU is gone (and a transient domain)
+            if persistent:
+                domain.undefine()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:  # not running: fine
+                raise BackendError(f"libvirt could not remove {name}: {exc}") from exc
+        return True
+
+    def clean(self, run_id: str | None = None) -> list[str]:
+        """One run's domains and work dirs; or, without a run id, every leftover: what belongs
+        to an explorer process that still runs (another terminal, a test) is not a leftover."""
+        removed, libvirt = [], _libvirt()
+        for domain in self._call("listing domains", self.conn.listAllDomains, 0):
+            try:
+                label = ET.fromstring(domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, NS)).attrib
+            except (libvirt.libvirtError, ET.ParseError):
+                continue  # not labelled by explorer: never touch a user's own domain
+            mine = label.get("run") == run_id if run_id else not _owner_alive(label.get("pid", ""))
+            if mine and self._destroy_domain(domain.name()):
+                removed.append(f"domain {domain.name()}")
+        for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{run_id + '-' if run_id else ''}*"):
+            if run_id or not _owner_alive(path.name.split("-")[4]):  # explorer-vm-RUN-INDEX-PID-xxxx
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(f"work dir {path}")
+        return removed
+
+
+@dataclass
+class DomainSpec:
+    """What one domain's XML says, and where its files are on the host."""
+
+    name: str
+    run_id: str
+    index: int
+    scenario: Scenario
+    accel: str
+    cmdline: str
+    workdir: Path
+    overlay: Path
+    kernel: Path
+    initramfs: Path
+    staged_by_copy: list[str]
+    host_port: int = 0
+
+    @property
+    def console(self) -> Path:
+        return self.workdir / "console.log"
+
+
+def domain_xml(spec: DomainSpec) -> str:
+    """A transient domain: direct kernel boot, virtio disk (an overlay), serial console to a
+    file, user-mode NIC forwarding 127.0.0.1:host_port only, labelled with the run."""
+    q, vm = quoteattr, spec.scenario.vm
+    cpu = "<cpu mode='maximum' check='none'/>" if vm.cpu == "maximum" else ""
+    netdev = f"user,id=explorer0,hostfwd=tcp:127.0.0.1:{spec.host_port}-:{spec.scenario.workload.port}"
+    labels = {"run": spec.run_id, "scenario": spec.scenario.name, "index": spec.index, "pid": os.getpid(),
+              "workdir": spec.workdir}  # pid: `explorer clean` spares the domains of a run in progress
+    label = " ".join(f"{key}={q(str(value))}" for key, value in labels.items())
+    kind = "kvm" if spec.accel == "kvm" else "qemu"
+    return f"""<domain type={q(kind)} xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>{escape(spec.name)}</name>
+  <metadata><explorer:target xmlns:explorer={q(NS)} {label}/></metadata>
+  <memory unit='MiB'>{vm.memory_mib}</memory>
+  <vcpu>{vm.vcpus}</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{escape(str(spec.kernel))}</kernel>
+    <initrd>{escape(str(spec.initramfs))}</initrd><cmdline>{escape(spec.cmdline)}</cmdline></os>
+  <features><acpi/></features>{cpu}
+  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file={q(str(spec.overlay))}/>
+      <target dev='vda' bus='virtio'/></disk>
+    <serial type='file'><source path={q(str(spec.console))}/><target port='0'/></serial>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+    <controller type='usb' model='none'/><memballoon model='none'/>
+  </devices>
+  <seclabel type='none' model='dac'/>
+  <qemu:commandline><qemu:arg value='-netdev'/><qemu:arg value={q(netdev)}/>
+    <qemu:arg value='-device'/><qemu:arg value='virtio-net-pci,netdev=explorer0,addr=0x1e,romfile='/></qemu:commandline>
+</domain>"""
+
+
+def _stage(workdir: Path, artifact: Artifact, ids: tuple[int, int] | None) -> dict[str, Any]:
+    """The run's files, usable by QEMU's user without relabelling the shared cache (no
+    dynamic ownership): the overlay is QEMU's own; cached files it cannot reach are
+    hard-linked into the 0711 work dir (copied where a link cannot be made)."""
+    workdir.chmod(0o711)
+    staged: list[str] = []
+    keys = ("disk", "kernel", "initramfs")
+    paths = {key: _reachable(Path(artifact.paths[key]), workdir, ids, staged) for key in keys}
+    overlay = workdir / "overlay.qcow2"
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(paths["disk"]), str(overlay)]
+    try:
+        subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = (getattr(exc, "stderr", None) or str(exc)).strip()
+        raise BuildError(f"qemu-img could not create an overlay on {artifact.paths['disk']}: {detail}") from exc
+    if ids is not None and os.geteuid() == 0:
+        os.chown(overlay, *ids)
+    else:  # not root: in a 0711 directory, nobody else can list the file to find it
+        overlay.chmod(0o666)
+    return {"overlay": overlay, "kernel": paths["kernel"], "initramfs": paths["initramfs"], "staged_by_copy": staged}
+
+
+def _reachable(path: Path, workdir: Path, ids: tuple[int, int] | None, staged: list[str]) -> Path:
+    """`path` itself if any user can read it (QEMU's user is neither root nor in root's
+    group), else a hard link to it in the work dir, else a copy."""
+    if not path.is_file():
+        raise BackendError(f"the VM image file {path} is missing", hint="run `explorer build` again")
+    resolved = path.resolve()
+    by_others = all(p.stat().st_mode & 0o1 for p in resolved.parents) and resolved.stat().st_mode & 0o4
+    if ids is None or ids[0] == 0 or by_others:
+        return path
+    link = workdir / f"{path.stem}.shared{path.suffix}"
+    try:
+        if not resolved.stat().st_mode & 0o004:
+            raise PermissionError("a link would be as unreadable as its source")
+        os.link(resolved, link)
+    except OSError:  # another filesystem, or unreadable by others: copy
+        shutil.copyfile(resolved, link)
+        link.chmod(0o644)
+        staged.append(str(path))
+    return link
+
+
+def _owner_alive(pid: str) -> bool:
+    """Whether the explorer process that made a domain or work dir still runs (not this one)."""
+    return pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid))
+
+
+def _qemu_process(name: str) -> psutil.Process | None:
+    """The domain's QEMU, from the pid file libvirt's QEMU driver writes for every domain."""
+    try:
+        return psutil.Process(int(Path(f"/run/libvirt/qemu/{name}.pid").read_text().strip()))
+    except (OSError, ValueError, psutil.Error):
+        return None
