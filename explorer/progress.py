@@ -4,7 +4,7 @@ silent otherwise so that logs and CI output stay clean."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -18,7 +18,7 @@ class Steps:
         self._progress: Progress | None = None
         self._task: Any = None
 
-    def __enter__(self) -> Steps:
+    def __enter__(self) -> Self:
         if self.enabled:
             self._progress = Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from explorer.errors import NotReady
 
@@ -130,7 +130,7 @@ def tcp_ready(host: str, port: int, timeout: float = ATTEMPT_TIMEOUT_S) -> bool:
         sock.settimeout(0.2)
         try:
             return sock.recv(1) != b""  # data, e.g. a banner: up
-        except socket.timeout:
+        except TimeoutError:
             return True  # open and silent: a server waiting for the client to speak
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tabulate import tabulate
 
@@ -83,7 +84,8 @@ def _startup(side: dict[str, Any]) -> str:
 def _memory(side: dict[str, Any]) -> str:
     mem = side.get("memory", {})
     w, r = mem.get("workload", {}), mem.get("runtime", {})
-    text = (f"workload {human_bytes(w.get('pss_bytes'))} PSS; "
+    shown = f"{human_bytes(w.get('pss_bytes'))} PSS" if w.get("processes") else "none on the host"
+    text = (f"workload {shown}; "
             f"{'VMM' if side.get('backend') != 'docker' else 'shim'} {human_bytes(r.get('pss_bytes'))} PSS")
     if "configured_bytes" in mem:
         text += f" (configured {human_bytes(mem['configured_bytes'])})"

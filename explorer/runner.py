@@ -9,7 +9,8 @@ import secrets
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from explorer import readiness
 from explorer.backends import get_backend
@@ -64,7 +65,7 @@ def run(
     result: dict[str, Any] = {
         "schema": RESULT_SCHEMA,
         "run_id": run_id,
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": host_facts(),
         "scenario": scenario.to_dict(),
         "sides": {},
@@ -75,7 +76,7 @@ def run(
         artifact = backend.prepare(scenario, say)
         result["sides"][side] = measure(backend, scenario, artifact, repeats or scenario.repeats, run_id, say)
         result["sides"][side]["engine"] = engines[side]
-    result["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    result["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return result
 
 
@@ -114,6 +115,7 @@ def _one_start(
     try:
         target = backend.create(scenario, artifact, run_id, index)
         timeout = scenario.timeouts.vm_ready_s if backend.SIDE == "vm" else scenario.timeouts.ready_s
+        _wait_for_milestone(backend, target, backend.READY_AFTER, t0 + timeout)
         ready = readiness.wait_ready(
             scenario.workload.ready, "127.0.0.1", target.host_port, t0 + timeout,
             between=lambda: backend.poll(target), what=f"the {backend.SIDE} {target.name}",
@@ -129,6 +131,13 @@ def _one_start(
         if target is not None:
             with interrupts_deferred():
                 backend.destroy(target)
+
+
+def _wait_for_milestone(backend: Backend, target: Target, milestone: str | None, deadline: float) -> None:
+    """Poll until the backend records `milestone`; at the deadline, readiness reports the timeout."""
+    while milestone and milestone not in target.marks and time.monotonic() < deadline:
+        backend.poll(target)
+        time.sleep(0.02)
 
 
 def _last_lines(backend: Backend, target: Target | None) -> str:

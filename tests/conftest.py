@@ -19,24 +19,34 @@ def explorer_argv(*args: str) -> list[str]:
 def run_explorer(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The CLI as a user runs it, in a child process."""
     return subprocess.run(
-        explorer_argv(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        explorer_argv(*args), check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
 
 
-@pytest.fixture(scope="session")
-def docker_backend():
-    from explorer.backends.docker import DockerBackend
+def backend_or_skip(side: str):
+    """A checked backend; a missing daemon skips with its reason, except in CI, where it fails."""
+    from explorer.backends import get_backend
     from explorer.errors import BackendUnavailable
 
-    backend = DockerBackend()
+    backend = get_backend(side)
     try:
         backend.check()
     except BackendUnavailable as exc:
         if os.environ.get("CI"):
-            pytest.fail(f"Docker must be running in CI: {exc}")
-        pytest.skip(f"Docker engine not reachable: {exc}")
+            pytest.fail(f"the {side} backend must be available in CI: {exc}")
+        pytest.skip(f"the {side} backend is not available: {exc}")
     return backend
+
+
+@pytest.fixture(scope="session")
+def docker_backend():
+    return backend_or_skip("container")
+
+
+@pytest.fixture(scope="session")
+def libvirt_backend():
+    return backend_or_skip("vm")
 
 
 @pytest.fixture(scope="session")

@@ -69,6 +69,9 @@ class Backend(abc.ABC):
     SIDE: str = ""
     # Names of the milestones create() and poll() record, in the order they happen.
     MILESTONES: tuple[str, ...] = ()
+    # A milestone before which no readiness attempt can succeed; QEMU's hostfwd accepts and
+    # holds connections until the guest's network is up, so trying earlier only costs time.
+    READY_AFTER: str | None = None
 
     @abc.abstractmethod
     def check(self) -> dict[str, Any]:

@@ -99,6 +99,7 @@ class LibvirtBackend(Backend):
     NAME = "libvirt"
     SIDE = "vm"
     MILESTONES = ("created", "process", "kernel", "init", "ready")
+    READY_AFTER = "init"
 
     def __init__(self) -> None:
         self._conn: Any = None

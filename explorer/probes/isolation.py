@@ -7,7 +7,13 @@ import os
 from typing import Any
 
 from explorer.probes import ProbeContext
-from explorer.probes.hostproc import NAMESPACES, SECCOMP_MODES, capabilities, namespaces, status_fields
+from explorer.probes.hostproc import (
+    NAMESPACES,
+    SECCOMP_MODES,
+    capabilities,
+    namespaces,
+    status_fields,
+)
 
 
 def probe(ctx: ProbeContext) -> dict[str, Any]:

@@ -11,7 +11,12 @@ import pytest
 import yaml
 
 from explorer.backends.base import LABEL_MANAGED
-from explorer.errors import EXIT_INTERRUPTED, EXIT_NOT_READY, EXIT_UNAVAILABLE, EXIT_USAGE
+from explorer.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_READY,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+)
 from tests.conftest import ROOT, explorer_argv, run_explorer
 
 pytestmark = pytest.mark.docker

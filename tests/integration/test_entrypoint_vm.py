@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import tarfile
 import uuid
@@ -34,21 +33,6 @@ ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["redis-server", "{marker}", "--protected-mode", "no", "--save", "", "--appendonly", "no"]
 LABEL {label}="true"
 """
-
-
-@pytest.fixture(scope="module")
-def vm_backend():
-    from explorer.backends import get_backend
-    from explorer.errors import BackendUnavailable
-
-    backend = get_backend("vm")
-    try:
-        backend.check()
-    except BackendUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"libvirt must be running in CI: {exc}")
-        pytest.skip(f"libvirt not reachable: {exc}")
-    return backend
 
 
 def build_context(base: str) -> io.BytesIO:
@@ -94,7 +78,7 @@ def remove_vm_disks_of(image_id: str) -> None:
             meta.unlink(missing_ok=True)
 
 
-def test_entrypoint_script_runs_the_cmd_on_both_sides(vm_backend, entrypoint_image):
+def test_entrypoint_script_runs_the_cmd_on_both_sides(libvirt_backend, entrypoint_image):
     """Needs the VM side's image builder to follow Docker's ENTRYPOINT + CMD rule."""
     inspected = json.loads(subprocess.run(["docker", "image", "inspect", entrypoint_image],
                                           capture_output=True, text=True, check=True).stdout)[0]

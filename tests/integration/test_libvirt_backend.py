@@ -53,20 +53,6 @@ def assert_nothing_left(run_id: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def libvirt_backend():
-    from explorer.backends.libvirt import LibvirtBackend
-
-    backend = LibvirtBackend()
-    try:
-        backend.check()
-    except BackendUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"libvirtd must be running in CI: {exc}")
-        pytest.skip(f"libvirtd not reachable: {exc}")
-    return backend
-
-
-@pytest.fixture(scope="module")
 def vm_artifact(libvirt_backend, redis_scenario):
     try:
         return libvirt_backend.prepare(redis_scenario)
