@@ -228,11 +228,15 @@ class LibvirtBackend(Backend):
         return [process.pid] if process is not None and process.is_running() else []
 
     def guest_view(self, target: Target) -> GuestView:
-        """The view block the guest init prints once the workload listens (no agent needed)."""
+        """The first view block the guest init prints after this call (it prints one a second
+        once the workload listens), so the snapshot is taken after readiness, as docker exec's."""
         deadline = time.monotonic() + VIEW_WAIT_S
+        target.handle.read_new()
+        start = len(target.handle.data)
         while time.monotonic() < deadline:
             target.handle.read_new()
-            view = guest.parse_view(target.handle.text(), channel="serial console")
+            fresh = bytes(target.handle.data[start:]).decode(errors="replace")
+            view = guest.parse_view(fresh, channel="serial console")
             if view is not None:
                 return view
             time.sleep(0.1)

@@ -18,10 +18,10 @@ def view_script() -> str:
 
 def parse_view(text: str, channel: str) -> GuestView | None:
     """The last complete view block in `text` (a console may hold several), or None."""
-    start = text.rfind(BEGIN)
-    stop = text.find(END, start)
+    stop = text.rfind(END)
+    start = text.rfind(BEGIN, 0, max(stop, 0))
     if start < 0 or stop < 0:
-        return None
+        return None  # a block still being printed is not complete: the one before it counts
     fields: dict[str, str] = {}
     processes: list[GuestProcess] = []
     for raw in text[start + len(BEGIN) : stop].splitlines():

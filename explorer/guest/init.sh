@@ -85,6 +85,15 @@ watch_workload() {  # in the background: report the workload's pid, then its rea
   view=$($BB sh /.explorer/view.sh)
   printf '%s\n' "$view"
   echo "EXPLORER-MARK ready-inside uptime_s=$ready port=$port"
+  # Then a fresh view every second for two minutes: the host takes the first one printed
+  # after its own readiness check, as it does with docker exec, so late-forked workers
+  # (PostgreSQL's checkpointer, walwriter, ...) are counted on both sides alike.
+  n=0
+  while [ "$n" -lt 120 ] && [ -d "/proc/$pid" ]; do
+    $BB sleep 1
+    $BB sh /.explorer/view.sh
+    n=$((n + 1))
+  done
 }
 
 mount_kernel_filesystems

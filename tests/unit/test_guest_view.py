@@ -36,3 +36,9 @@ def test_parser_takes_the_last_block_and_drops_the_viewer():
 
 def test_incomplete_block_is_none():
     assert guest.parse_view("EXPLORER-VIEW begin\nkernel_release=x\n", "c") is None
+
+
+def test_a_block_still_being_printed_leaves_the_previous_one():
+    text = ("EXPLORER-VIEW begin\nkernel_release=done\nEXPLORER-VIEW end\n"
+            "EXPLORER-VIEW begin\nkernel_release=partial\nproc 1 0 0 init\n")
+    assert guest.parse_view(text, "c").kernel_release == "done"
