@@ -53,8 +53,9 @@ def _load(name: str | None, scenario_file: str | None) -> scenarios.Scenario:
 @main.command()
 @click.argument("name", required=False)
 @click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
-def build(name: str | None, scenario_file: str | None) -> None:
-    """Build (or find in the cache) the scenario's container image."""
+@click.option("--only", type=click.Choice(SIDES), help="Build one side's image only.")
+def build(name: str | None, scenario_file: str | None, only: str | None) -> None:
+    """Build (or find in the cache) the scenario's container image and the VM image made from it."""
     from explorer.backends import get_backend
 
     scenario = _load(name, scenario_file)
@@ -62,10 +63,20 @@ def build(name: str | None, scenario_file: str | None) -> None:
     backend.check()
     with Steps() as steps:
         artifact = backend.prepare(scenario, steps)
-    state = "built" if artifact.facts.get("built") else "cached"
-    click.echo(f"{artifact.ref} ({state}, {report.human_bytes(artifact.facts.get('image_bytes'))})")
-    if artifact.paths.get("rootfs_tar"):
-        click.echo(f"rootfs: {artifact.paths['rootfs_tar']}")
+        vm_image = None
+        if only != "container":
+            from explorer.build.vm_image import ensure_vm_image
+
+            vm_image = ensure_vm_image(backend.client, scenario, artifact, steps)
+    if only != "vm":
+        state = "built" if artifact.facts.get("built") else "cached"
+        click.echo(f"container: {artifact.ref} ({state}, {report.human_bytes(artifact.facts.get('image_bytes'))})")
+        if artifact.paths.get("rootfs_tar"):
+            click.echo(f"  rootfs: {artifact.paths['rootfs_tar']}")
+    if vm_image is not None:
+        state = "built" if vm_image.facts.get("built") else "cached"
+        click.echo(f"vm: {vm_image.disk} ({state}, {report.human_bytes(vm_image.facts.get('vm_image_bytes'))} "
+                   f"with kernel {vm_image.kernel_version} and initramfs)")
 
 
 @main.command()

@@ -56,7 +56,7 @@ class DockerBackend(Backend):
             "engine": "docker",
             "engine_version": version.get("Version"),
             "api_version": version.get("ApiVersion"),
-            "storage_driver": info.get("StorageDriver"),
+            "storage_driver": info.get("Driver"),
             "cgroup_version": info.get("CgroupVersion"),
             "default_runtime": info.get("DefaultRuntime"),
         }
