@@ -29,9 +29,10 @@ def containers_of(scenario: str) -> list[str]:
 @pytest.fixture(scope="module")
 def redis_tag(docker_backend) -> str:
     """The offline redis image, as `explorer build redis` reports it."""
-    result = run_explorer("build", "redis", timeout=900)
+    result = run_explorer("build", "redis", "--only", "container", timeout=900)
     assert result.returncode == 0, result.stderr
-    tag = result.stdout.split()[0]
+    assert result.stdout.startswith("container: ")
+    tag = result.stdout.split()[1]
     assert tag.startswith("explorer/redis:")
     return tag
 

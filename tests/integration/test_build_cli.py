@@ -1,0 +1,27 @@
+"""`explorer build` makes both images; qemu-img and docker confirm what it says it made."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import run_explorer
+
+pytestmark = pytest.mark.docker
+
+
+def test_build_reports_the_container_image_and_the_vm_disk(docker_backend):
+    result = run_explorer("build", "redis", timeout=900)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    tag = lines[0].split()[1]
+    disk = next(line for line in lines if line.startswith("vm: ")).split()[1]
+    inspected = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, text=True, check=True)
+    assert json.loads(inspected.stdout)[0]["Config"]["Labels"]["io.explorer.image"] == "true"
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", disk], capture_output=True,
+                                     text=True, check=True).stdout)
+    assert info["format"] == "qcow2" and info["virtual-size"] > info["actual-size"] > 0
+    again = run_explorer("build", "redis", timeout=120)  # the second build does no work
+    assert again.returncode == 0 and again.stdout.count("(cached") == 2, again.stdout
