@@ -98,8 +98,8 @@ class RunningVM(threading.Thread):
 class LibvirtBackend(Backend):
     NAME = "libvirt"
     SIDE = "vm"
-    MILESTONES = ("created", "process", "kernel", "init", "ready")
-    READY_AFTER = "init"
+    MILESTONES = ("created", "process", "kernel", "init", "network", "ready")
+    READY_AFTER = "network"
 
     def __init__(self) -> None:
         self._conn: Any = None
@@ -205,7 +205,7 @@ class LibvirtBackend(Backend):
         """Copy the console watcher's milestones; raise if the guest failed or the VM died."""
         vm: RunningVM = target.handle
         vm.read_new()
-        for milestone in ("kernel", "init"):
+        for milestone in ("kernel", "init", "network"):
             if milestone in vm.seen:
                 target.mark(milestone, vm.seen[milestone])
         marks = guest.parse_marks(vm.text())

@@ -52,6 +52,7 @@ def parse_view(text: str, channel: str) -> GuestView | None:
 # in the order they are printed during a boot:
 #   initramfs      the initramfs's /init started (kernel booted; modules not loaded yet)
 #   init           the disk's init started as PID 1 (after switch_root, /proc mounted)
+#   network        eth0 is configured: from here a forwarded connection reaches the guest
 #   workload       the workload process started: pid=<guest pid>
 #   (the guest view block, EXPLORER-VIEW begin ... end, see parse_view)
 #   ready-inside   the workload's port is listening inside the guest: port=<port>;

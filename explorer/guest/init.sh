@@ -39,6 +39,7 @@ setup_network() {  # QEMU user networking: static, no DHCP wait (addresses insid
   $BB ip link set lo up
   if $BB ip addr add 10.0.2.15/24 dev eth0 && $BB ip link set eth0 up; then
     $BB ip route add default via 10.0.2.2 dev eth0
+    mark network
   else
     mark net-error dev=eth0
   fi

@@ -122,7 +122,7 @@ def test_port_is_forwarded_from_loopback_only(libvirt_backend, running_vm):
 def test_milestones_come_in_order(libvirt_backend, running_vm):
     libvirt_backend.poll(running_vm)
     marks = running_vm.marks
-    assert marks["created"] <= marks["process"] <= marks["kernel"] <= marks["init"]
+    assert marks["created"] <= marks["process"] <= marks["kernel"] <= marks["init"] <= marks["network"]
     assert running_vm.facts["guest_uptime_s"]["init"] > 0
     assert Path(running_vm.facts["console"]).exists()
 
