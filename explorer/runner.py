@@ -38,18 +38,20 @@ def new_run_id() -> str:
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Let cleanup finish: a Ctrl-C arriving during it is re-raised once it is done."""
+    """Let cleanup finish: a SIGINT or SIGTERM arriving during it takes effect once it is done."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    deferred = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in deferred}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if caught:
-            raise KeyboardInterrupt
+            signal.raise_signal(caught[0])  # now handled as it would have been
 
 
 def run(

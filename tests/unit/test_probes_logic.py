@@ -68,3 +68,18 @@ def test_render_every_format():
     markdown = report.render(result, "markdown")
     assert markdown.startswith("# explorer: redis") and "| workload in host's ps -e" in markdown
     assert json.loads(report.render(result, "json")) == result
+
+
+def test_signals_during_cleanup_wait_until_it_is_done():
+    import signal
+
+    import pytest
+
+    from explorer.runner import interrupts_deferred
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        signal.raise_signal(signal.SIGINT)
+        steps.append("cleanup finished")
+    assert steps == ["cleanup finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
