@@ -22,6 +22,10 @@ def human_bytes(value: float | None) -> str:
     return f"{value:.1f} GiB"
 
 
+def plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
 def seconds(value: float | None) -> str:
     if value is None:
         return "-"
@@ -70,7 +74,8 @@ def _inside(side: dict[str, Any]) -> str:
     inside = side.get("visibility", {}).get("inside", {})
     if not inside.get("available"):
         return "unknown"
-    return f"{inside['user_process_count']} user processes, {inside['kernel_thread_count']} kernel threads"
+    return (f"{plural(inside['user_process_count'], 'user process', 'user processes')}, "
+            f"{plural(inside['kernel_thread_count'], 'kernel thread', 'kernel threads')}")
 
 
 def _startup(side: dict[str, Any]) -> str:
