@@ -18,7 +18,7 @@ from explorer.progress import Steps
 
 
 def _raise_interrupted(signum: int, frame: Any) -> NoReturn:
-    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; everything this run created was removed")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
