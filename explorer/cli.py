@@ -105,7 +105,6 @@ def run(name: str | None, scenario_file: str | None, only: str | None, repeat: i
         else:
             scenario = _load(name, scenario_file)
         result = runner.run(scenario, sides, repeat, steps)
-    results.add_host_facts(result)
     result["claims"] = claims.judge(result)
     if output:
         Path(output).write_text(json.dumps(result, indent=2) + "\n")

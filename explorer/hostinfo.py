@@ -12,16 +12,22 @@ from explorer import __version__
 from explorer.probes.kernel import host_kernel
 
 
-def cpu_model() -> str:
-    """psutil has no CPU model name; /proc/cpuinfo's first 'model name' is the usual source."""
+def cpu_info() -> dict[str, Any]:
+    """The CPU's model name and whether its flags say the host is itself a VM (most CI runners
+    are: their VMs run nested). psutil has neither; /proc/cpuinfo's first entry is the source."""
+    fields: dict[str, Any] = {"cpu_model": platform.processor() or "unknown", "virtualized": None}
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    fields["cpu_model"] = value.strip()
+                elif key.strip() == "flags":
+                    fields["virtualized"] = "hypervisor" in value.split()
+                    break
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return fields
 
 
 def host_facts() -> dict[str, Any]:
@@ -36,7 +42,7 @@ def host_facts() -> dict[str, Any]:
         "kernel_release": kernel["release"],
         "boot_id": kernel["boot_id"],
         "arch": platform.machine(),
-        "cpu_model": cpu_model(),
+        **cpu_info(),
         "cpu_cores": psutil.cpu_count(logical=True),
         "memory_bytes": psutil.virtual_memory().total,
         "python": platform.python_version(),

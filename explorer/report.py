@@ -177,7 +177,7 @@ def render(result: dict[str, Any], fmt: str = "table") -> str:
     title = f"explorer: {scen['name']} on {host['hostname']} ({host['kernel_release']}, {host['cpu_cores']} cores)"
     parts = [f"# {title}" if fmt == "markdown" else title]
     for heading, (headers, rows) in sections(result):
-        parts.append(f"## {heading}" if fmt == "markdown" else f"\n{heading}")
+        parts.append(f"\n## {heading}\n" if fmt == "markdown" else f"\n{heading}")
         widths = CLAIMS_WIDTHS if heading == "Claims" and fmt == "table" else None
         if fmt == "markdown":  # a bare | ("ps -e | grep") would split a Markdown cell
             rows = [[cell.replace("|", "\\|") if isinstance(cell, str) else cell for cell in row] for row in rows]

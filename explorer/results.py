@@ -56,25 +56,6 @@ def load_result(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def host_is_virtualized() -> bool | None:
-    """The CPU's hypervisor flag: a host that is itself a VM (most CI runners) runs its VMs
-    nested, which matters when runs from several hosts are compared."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return "hypervisor" in line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    return None
-
-
-def add_host_facts(result: dict[str, Any]) -> dict[str, Any]:
-    """Host facts a comparison across hosts needs that hostinfo does not record yet."""
-    result.setdefault("host", {}).setdefault("virtualized", host_is_virtualized())
-    return result
-
-
 # ---- compare -----------------------------------------------------------------------------
 
 Row = tuple[str, Callable[[dict[str, Any]], Any]]
