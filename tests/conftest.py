@@ -24,6 +24,12 @@ def run_explorer(*args: str, timeout: float = 600, env: dict[str, str] | None = 
     )
 
 
+def explorer_containers(client, label: str = "io.explorer.managed") -> list[str]:
+    """Names of the containers carrying `label`, listed without inspecting each one (a
+    container that its run removes meanwhile would make docker-py's list() fail)."""
+    return sorted(c["Names"][0].lstrip("/") for c in client.api.containers(all=True, filters={"label": label}))
+
+
 def backend_or_skip(side: str):
     """A checked backend; a missing daemon skips with its reason, except in CI, where it fails."""
     from explorer.backends import get_backend

@@ -178,9 +178,14 @@ class DockerBackend(Backend):
     def clean(self, run_id: str | None = None) -> list[str]:
         label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_MANAGED
         removed = []
-        for container in self.client.containers.list(all=True, filters={"label": label}):
-            container.remove(force=True, v=True)
-            removed.append(f"container {container.name}")
+        # The low-level listing: containers.list() inspects each one, which fails on a
+        # container removed meanwhile (by its own run finishing).
+        for entry in self.client.api.containers(all=True, filters={"label": label}):
+            try:
+                self.client.api.remove_container(entry["Id"], force=True, v=True)
+            except NotFound:
+                continue
+            removed.append(f"container {entry['Names'][0].lstrip('/')}")
         return removed
 
     def remove_images(self) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 from explorer import report
 from explorer.backends.base import LABEL_RUN
 from explorer.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
-from tests.conftest import run_explorer
+from tests.conftest import explorer_containers, run_explorer
 
 pytestmark = pytest.mark.docker
 
@@ -24,7 +24,7 @@ def live(docker_backend) -> dict:
     result = run_explorer("run", "redis", "--only", "container", "--repeat", "1", "--format", "json", timeout=900)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    left = docker_backend.client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={doc['run_id']}"})
+    left = explorer_containers(docker_backend.client, f"{LABEL_RUN}={doc['run_id']}")
     assert left == [], "the run left containers behind"
     return doc
 

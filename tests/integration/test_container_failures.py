@@ -17,13 +17,13 @@ from explorer.errors import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
-from tests.conftest import ROOT, explorer_argv, run_explorer
+from tests.conftest import ROOT, explorer_argv, explorer_containers, run_explorer
 
 pytestmark = pytest.mark.docker
 
 
 def leftovers(docker_backend) -> list[str]:
-    return [c.name for c in docker_backend.client.containers.list(all=True, filters={"label": LABEL_MANAGED})]
+    return explorer_containers(docker_backend.client, LABEL_MANAGED)
 
 
 def scenario_file(tmp_path: Path, **changes) -> Path:
@@ -74,7 +74,12 @@ def signal_mid_run(docker_backend, signum: int) -> tuple[int, str]:
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
     finally:
-        proc.kill()
+        if proc.poll() is None:  # the test itself failed: stop the run the way a user would
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     return proc.returncode, err
 
 

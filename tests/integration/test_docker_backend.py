@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from explorer import readiness, runner
-from explorer.backends.base import LABEL_MANAGED
 from explorer.probes import kernel, size, visibility
-from tests.conftest import run_explorer
+from tests.conftest import explorer_containers, run_explorer
 
 pytestmark = pytest.mark.docker
 
@@ -21,10 +20,6 @@ def ps_e() -> dict[int, str]:
     """`ps -e` as the host shows it: PID -> command name."""
     out = subprocess.run(["ps", "-e", "-o", "pid=,comm="], capture_output=True, text=True, check=True).stdout
     return {int(pid): comm for pid, comm in (line.split(None, 1) for line in out.splitlines() if line.strip())}
-
-
-def explorer_containers(docker_backend) -> list[str]:
-    return [c.name for c in docker_backend.client.containers.list(all=True, filters={"label": LABEL_MANAGED})]
 
 
 @pytest.fixture
@@ -108,7 +103,7 @@ def test_cli_run_json_matches_ps_during_the_run(docker_backend, redis_artifact):
     assert redis["pid_inside"] != redis["host_pid"]
     assert side["kernel"]["guest_boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     assert len(side["startup"]["repeats"]) == 3
-    assert explorer_containers(docker_backend) == []
+    assert explorer_containers(docker_backend.client) == []
 
 
 def test_postgres_shows_several_server_processes_on_host(docker_backend):
@@ -119,4 +114,4 @@ def test_postgres_shows_several_server_processes_on_host(docker_backend):
     assert len(postgres) >= 4, postgres  # postmaster, checkpointer, background writer, walwriter, ...
     assert len({p["host_pid"] for p in postgres}) == len(postgres)
     assert all(p["user"] == postgres[0]["user"] for p in postgres)
-    assert explorer_containers(docker_backend) == []
+    assert explorer_containers(docker_backend.client) == []
