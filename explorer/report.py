@@ -74,8 +74,10 @@ def _inside(side: dict[str, Any]) -> str:
     inside = side.get("visibility", {}).get("inside", {})
     if not inside.get("available"):
         return "unknown"
-    return (f"{plural(inside['user_process_count'], 'user process', 'user processes')}, "
+    text = (f"{plural(inside['user_process_count'], 'user process', 'user processes')}, "
             f"{plural(inside['kernel_thread_count'], 'kernel thread', 'kernel threads')}")
+    ours = len(inside.get("explorer_pids_inside", []))
+    return f"{text} (+{ours} of explorer's: init, watcher)" if ours else text
 
 
 def _startup(side: dict[str, Any]) -> str:

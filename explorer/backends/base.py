@@ -62,6 +62,7 @@ class GuestView:
     boot_id: str | None
     processes: list[GuestProcess]
     channel: str  # how it was obtained: "docker exec", "serial console", ...
+    agent_pids: list[int] = field(default_factory=list)  # explorer's own, left out of processes
 
 
 class Backend(abc.ABC):

@@ -34,14 +34,17 @@ def parse_view(text: str, channel: str) -> GuestView | None:
         elif "=" in line:
             key, _, value = line.partition("=")
             fields[key] = value
-    viewer = fields.get("viewer_pid", "")
-    # The shell running this script is not part of the workload: leave it out of the listing.
-    processes = [p for p in processes if str(p.pid) != viewer]
+    # The shell running this script, and explorer's init and watcher in a VM, are explorer's
+    # own: they are left out of the listing, and the agent's are reported apart.
+    agents = [int(pid) for pid in fields.get("agent_pids", "").split() if pid.isdigit()]
+    ours = {fields.get("viewer_pid", ""), *map(str, agents)}
+    processes = [p for p in processes if str(p.pid) not in ours]
     return GuestView(
         kernel_release=fields.get("kernel_release", ""),
         boot_id=fields.get("boot_id") or None,
         processes=processes,
         channel=channel,
+        agent_pids=agents,
     )
 
 

@@ -83,7 +83,7 @@ watch_workload() {  # in the background: report the workload's pid, then its rea
     $BB usleep 20000
   done
   read -r ready _ < /proc/uptime
-  view=$($BB sh /.explorer/view.sh)
+  view=$(EXPLORER_AGENT_PIDS="1 $me" $BB sh /.explorer/view.sh)
   printf '%s\n' "$view"
   echo "EXPLORER-MARK ready-inside uptime_s=$ready port=$port"
   # Then a fresh view every second for two minutes: the host takes the first one printed
@@ -92,7 +92,7 @@ watch_workload() {  # in the background: report the workload's pid, then its rea
   n=0
   while [ "$n" -lt 120 ] && [ -d "/proc/$pid" ]; do
     $BB sleep 1
-    $BB sh /.explorer/view.sh
+    EXPLORER_AGENT_PIDS="1 $me" $BB sh /.explorer/view.sh
     n=$((n + 1))
   done
 }

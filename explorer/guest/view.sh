@@ -2,6 +2,8 @@
 # sees them. POSIX sh with builtins and cat only: it runs in a bare image and in busybox.
 echo "EXPLORER-VIEW begin"
 echo "viewer_pid=$$"
+# explorer's own processes in the guest (the VM's init and its watcher), told apart from the OS's
+echo "agent_pids=${EXPLORER_AGENT_PIDS:-}"
 read -r release < /proc/sys/kernel/osrelease
 echo "kernel_release=$release"
 if [ -r /proc/sys/kernel/random/boot_id ]; then

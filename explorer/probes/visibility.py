@@ -52,4 +52,5 @@ def _inside(ctx: ProbeContext, names: set[str]) -> dict[str, Any]:
         "user_process_count": len(user),
         "kernel_thread_count": len(procs) - len(user),
         "workload_pids_inside": sorted(p.pid for p in user if p.name in names),
+        "explorer_pids_inside": ctx.guest.agent_pids,  # the VM's init and watcher, not counted
     }

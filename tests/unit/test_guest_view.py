@@ -42,3 +42,12 @@ def test_a_block_still_being_printed_leaves_the_previous_one():
     text = ("EXPLORER-VIEW begin\nkernel_release=done\nEXPLORER-VIEW end\n"
             "EXPLORER-VIEW begin\nkernel_release=partial\nproc 1 0 0 init\n")
     assert guest.parse_view(text, "c").kernel_release == "done"
+
+
+def test_explorers_own_guest_processes_are_left_out_and_reported_apart():
+    text = ("EXPLORER-VIEW begin\nviewer_pid=9\nagent_pids=1 5\nkernel_release=k\n"
+            "proc 1 0 0 init\nproc 2 0 1 kthreadd\nproc 5 1 0 init\nproc 7 1 0 redis-server\n"
+            "proc 9 5 0 sh\nEXPLORER-VIEW end\n")
+    view = guest.parse_view(text, "serial console")
+    assert [p.name for p in view.processes] == ["kthreadd", "redis-server"]
+    assert view.agent_pids == [1, 5]
