@@ -24,9 +24,9 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from explorer.build import cache_dir
+from explorer.build import run_tool as _run
 from explorer.errors import BuildError
 
 DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
@@ -125,17 +125,6 @@ def load_order(dep_text: str, roots: tuple[str, ...], builtin: frozenset[str] = 
     return order
 
 
-def _run(argv: list[str], what: str, hint: str | None = None, **kwargs: Any) -> str:
-    try:
-        done = subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
-    except FileNotFoundError as exc:
-        raise BuildError(f"{what}: {argv[0]} is not installed", hint=hint) from exc
-    except subprocess.CalledProcessError as exc:
-        tail = "\n".join((exc.stderr or "").strip().splitlines()[-8:])
-        raise BuildError(f"{what} failed ({' '.join(argv)}):\n{tail}", hint=hint) from exc
-    return done.stdout
-
-
 def has_candidate(policy: str) -> bool:
     """Whether `apt-cache policy PKG` output offers a version to install (Ubuntu: no
     `linux-image-amd64` at all, so empty output or `Candidate: (none)`)."""
@@ -205,7 +194,7 @@ def _debian_lists(arch: str) -> tuple[list[str], str]:
             _run(["apt-get", *options, "-q", "update"], "updating the private Debian package lists", hint,
                  timeout=600)
             os.utime(lists)  # apt leaves the directory's mtime alone when nothing changed
-        except (BuildError, subprocess.TimeoutExpired):
+        except BuildError:  # a timeout too: run_tool wraps it
             if not have:
                 raise
     return options, str(lists.stat().st_mtime_ns)
@@ -245,7 +234,7 @@ def resolve_package(arch: str) -> tuple[str, list[str]]:
 
 
 def _ask_apt(meta: str, hint: str, options: list[str] | None = None) -> str:
-    out = _run(["apt-cache", *(options or []), "depends", meta], f"looking up {meta}", hint)
+    out = _run(["apt-cache", *(options or []), "depends", meta], f"looking up {meta}", hint).stdout
     for line in out.splitlines():
         kind, _, name = line.strip().partition(":")
         name = name.strip()

@@ -26,6 +26,7 @@ from docker.errors import DockerException
 
 from explorer.backends.base import LABEL_MANAGED, Artifact
 from explorer.build import cache_dir, guest_config
+from explorer.build import run_tool as _run
 from explorer.build.initramfs import ensure_initramfs, static_busybox
 from explorer.build.kernel import ensure_kernel
 from explorer.errors import BuildError
@@ -124,17 +125,6 @@ def _build_disk(client: docker.DockerClient, scenario: Scenario, artifact: Artif
                 "build_s": round(time.monotonic() - started, 2), "config": config}
         disk.with_suffix(".json").write_text(json.dumps(meta, indent=1))
         os.replace(partial, disk)
-
-
-def _run(argv: list[str], what: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """A build tool; its failure becomes a BuildError carrying the tail of its stderr."""
-    try:
-        return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
-    except FileNotFoundError as exc:
-        raise BuildError(f"{what}: {argv[0]} is not installed", hint="run scripts/setup-host") from exc
-    except subprocess.CalledProcessError as exc:
-        tail = "\n".join((exc.stderr or exc.stdout or "").strip().splitlines()[-10:])
-        raise BuildError(f"{what} failed ({argv[0]} exited {exc.returncode}):\n{tail}") from exc
 
 
 TAR_EXTRACT = ["tar", "--numeric-owner", "--same-permissions", "--same-owner",

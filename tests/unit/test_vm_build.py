@@ -330,3 +330,10 @@ def test_the_private_debian_sources_never_touch_the_hosts_apt(tmp_path, monkeypa
     assert "deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] " \
         "http://deb.debian.org/debian bookworm main" in sources
     assert "debian-security bookworm-security main" in sources
+
+
+def test_a_build_tool_that_hangs_becomes_a_build_error():
+    from explorer.build import run_tool
+
+    with pytest.raises(BuildError, match="did not finish in 1s"):
+        run_tool([sys.executable, "-c", "import time; time.sleep(5)"], "waiting", timeout=1)
