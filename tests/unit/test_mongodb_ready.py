@@ -18,6 +18,7 @@ from mockupdb import MockupDB, OpMsg
 
 from explorer import readiness
 from explorer.errors import NotReady
+from tests.servers import free_port, server
 
 MONGO_7_HELLO = {"ismaster": True, "minWireVersion": 0, "maxWireVersion": 21}  # 21: MongoDB 7.0
 
@@ -33,38 +34,6 @@ def mongo_server(ping: dict | None = None, hello: dict | None = None, port: int 
         yield server
     finally:
         server.stop()
-
-
-@contextmanager
-def closing_listener(port: int = 0) -> Iterator[int]:
-    """What Docker's port proxy and QEMU's hostfwd do before the server listens: accept, close."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(16)
-
-    def loop() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            conn.close()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
-        thread.join(2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(kind: str, port: int, timeout: float = readiness.ATTEMPT_TIMEOUT_S) -> tuple[bool, float]:
@@ -103,7 +72,7 @@ def test_connection_refused_is_not_ready_quickly():
 
 
 def test_accept_then_close_is_not_ready_quickly():
-    with closing_listener() as port:
+    with server(lambda conn: None) as port:
         ok, elapsed = timed("mongodb", port)
     assert ok is False
     assert elapsed < 0.3
@@ -131,7 +100,7 @@ def test_slow_server_is_ready_once_it_answers():
         result["ready"] = readiness.wait_ready("mongodb", "127.0.0.1", port, started + 15)
 
     waiter = threading.Thread(target=wait)
-    with closing_listener(port):
+    with server(lambda conn: None, port):
         waiter.start()
         time.sleep(answers_after_s)
     with mongo_server(ping={"ok": 1}, port=port):

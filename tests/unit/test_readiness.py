@@ -6,49 +6,12 @@ import socket
 import struct
 import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 
 from explorer import readiness
 from explorer.errors import NotReady
-
-
-@contextmanager
-def server(handler):
-    """A one-thread TCP server on 127.0.0.1 calling handler(conn) per connection."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.1)
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            with conn:
-                try:
-                    handler(conn)
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join()
-        listener.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.servers import free_port, server
 
 
 def redis_like(reply: bytes):
