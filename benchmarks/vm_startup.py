@@ -33,9 +33,9 @@ def floor_start_to_ready(image: VMImage, scen: Scenario, accel: str) -> dict[str
     t0 = time.monotonic()
     with qemu_floor.floor_vm(image, scen.workload.port, memory_mib=vm_spec.memory_mib, vcpus=vm_spec.vcpus,
                              cpu=vm_spec.cpu, accel=accel) as vm:
-        while "network" not in vm.marks and time.monotonic() < t0 + scen.timeouts.vm_ready_s:
-            vm.poll()  # the same gate as explorer's (Backend.READY_AFTER): no attempt before
-            time.sleep(0.02)  # the guest's network is up, so the floor is not slowed by them
+        # The same gate as explorer's (Backend.READY_AFTER): no readiness attempt before the
+        # guest's network is up, so the floor is not slowed by them.
+        readiness.wait_for_mark(vm.marks, LibvirtBackend.READY_AFTER, vm.poll, t0 + scen.timeouts.vm_ready_s)
         ready = readiness.wait_ready(scen.workload.ready, "127.0.0.1", vm.host_port, t0 + scen.timeouts.vm_ready_s,
                                      between=vm.poll, what="the hand-started VM")
         marks = {f"{name}_s": when - t0 for name, when in vm.marks.items() if name in ("kernel", "init", "network")}

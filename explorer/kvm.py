@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from explorer.build import cache_dir
+from explorer.build.initramfs import Cpio
 
 QEMU = "qemu-system-x86_64"
 MARKER = b"EXPLORER-KVM-PROBE-OK"
@@ -230,9 +231,11 @@ def probe_initramfs() -> Path:
     out = cache_dir("kvm") / f"probe-{hashlib.sha256(INIT_CODE).hexdigest()[:12]}.cpio"
     if not out.exists():
         partial = out.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(_cpio([("dev", stat.S_IFDIR | 0o755, b"", (0, 0)),
-                                   ("dev/console", stat.S_IFCHR | 0o600, b"", (5, 1)),
-                                   ("init", stat.S_IFREG | 0o755, static_elf(INIT_CODE), (0, 0))]))
+        archive = Cpio()
+        archive.directory("dev")
+        archive.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
+        archive.file("init", static_elf(INIT_CODE), 0o755)
+        partial.write_bytes(archive.finish())
         os.replace(partial, out)
     return out
 
@@ -247,13 +250,3 @@ def static_elf(code: bytes, base: int = LOAD_ADDRESS) -> bytes:
     phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, total, total, 0x1000)
     return ehdr + phdr + code
 
-
-def _cpio(entries: list[tuple[str, int, bytes, tuple[int, int]]]) -> bytes:
-    """A newc archive (the format the kernel unpacks as an initramfs)."""
-    parts: list[bytes] = []
-    for inode, (name, mode, data, rdev) in enumerate([*entries, ("TRAILER!!!", 0, b"", (0, 0))], 1):
-        encoded = name.encode() + b"\0"
-        fields = (inode, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0)
-        header = b"070701" + b"".join(b"%08X" % value for value in fields)
-        parts += [header, encoded, b"\0" * (-(len(header) + len(encoded)) % 4), data, b"\0" * (-len(data) % 4)]
-    return b"".join(parts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from explorer.errors import NotReady
 
@@ -172,3 +172,11 @@ def wait_ready(
         if between is not None:
             between()
         time.sleep(min(INTERVAL_S, max(0.0, deadline - time.monotonic())))
+
+
+def wait_for_mark(marks: Mapping[str, object], name: str | None, poll: Callable[[], None], deadline: float) -> None:
+    """Poll until `name` is among `marks` (a backend's milestones, which `poll` records; it may
+    raise if the workload died). At the deadline this returns: readiness reports the timeout."""
+    while name and name not in marks and time.monotonic() < deadline:
+        poll()
+        time.sleep(0.02)

@@ -117,7 +117,7 @@ def _one_start(
     try:
         target = backend.create(scenario, artifact, run_id, index)
         timeout = scenario.timeouts.vm_ready_s if backend.SIDE == "vm" else scenario.timeouts.ready_s
-        _wait_for_milestone(backend, target, backend.READY_AFTER, t0 + timeout)
+        readiness.wait_for_mark(target.marks, backend.READY_AFTER, lambda: backend.poll(target), t0 + timeout)
         ready = readiness.wait_ready(
             scenario.workload.ready, "127.0.0.1", target.host_port, t0 + timeout,
             between=lambda: backend.poll(target), what=f"the {backend.SIDE} {target.name}",
@@ -133,13 +133,6 @@ def _one_start(
         if target is not None:
             with interrupts_deferred():
                 backend.destroy(target)
-
-
-def _wait_for_milestone(backend: Backend, target: Target, milestone: str | None, deadline: float) -> None:
-    """Poll until the backend records `milestone`; at the deadline, readiness reports the timeout."""
-    while milestone and milestone not in target.marks and time.monotonic() < deadline:
-        backend.poll(target)
-        time.sleep(0.02)
 
 
 def _last_lines(backend: Backend, target: Target | None) -> str:

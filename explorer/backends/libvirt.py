@@ -5,12 +5,11 @@ sees of the workload: milestones come from the VMM process and the guest's seria
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
-import subprocess
 import tempfile
-import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import psutil
 
 from explorer import guest
 from explorer.backends.base import Artifact, Backend, GuestView, Target
-from explorer.errors import BackendError, BackendUnavailable, BuildError, UsageError
+from explorer.errors import BackendError, BackendUnavailable, UsageError
 from explorer.kvm import device_usable_by, kvm_usable
 from explorer.scenario import Scenario
 
@@ -46,53 +45,14 @@ def _libvirt() -> Any:
     return libvirt
 
 
-class RunningVM(threading.Thread):
-    """A Target's handle: tails the serial console file, stamping each milestone with the
-    host's monotonic clock when its line appears (20 ms resolution, whatever the cadence of
-    the runner's poll), and keeps what is needed to remove everything made for the VM."""
+class RunningVM(guest.ConsoleWatcher):
+    """A Target's handle: the console watcher, and what is needed to remove everything made
+    for the VM."""
 
     def __init__(self, workdir: Path, console: Path) -> None:
-        super().__init__(name=f"console:{workdir.name}", daemon=True)
-        self.workdir, self.console = workdir, console
+        super().__init__(console)
+        self.workdir = workdir
         self.process: psutil.Process | None = None
-        self.data, self.seen = bytearray(), dict[str, float]()
-        self._lock, self._stopping = threading.Lock(), threading.Event()
-
-    def run(self) -> None:
-        while not self._stopping.wait(0.02):
-            self.read_new()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self.is_alive():
-            self.join(timeout=2)
-        self.read_new()  # the last words, kept for logs() once the file is gone
-
-    def read_new(self) -> None:
-        with self._lock:
-            try:
-                with open(self.console, "rb") as handle:
-                    handle.seek(len(self.data))
-                    chunk = handle.read()
-            except OSError:
-                return
-            if not chunk:
-                return
-            now = time.monotonic()
-            self.data += chunk
-            text = self.text()
-            complete = text[: text.rfind("\n") + 1]
-            if guest.KERNEL_BANNER in complete:
-                self.seen.setdefault("kernel", now)
-            for name in guest.parse_marks(complete):
-                self.seen.setdefault(name, now)
-
-    def text(self) -> str:
-        return bytes(self.data).decode(errors="replace")
-
-    def tail(self, lines: int = 20) -> str:
-        self.read_new()
-        return "\n".join(self.text().rstrip().splitlines()[-lines:])
 
 
 class LibvirtBackend(Backend):
@@ -124,8 +84,10 @@ class LibvirtBackend(Backend):
                 raise BackendUnavailable(f"libvirtd stopped answering while {what}: {exc}", hint=START_HINT) from exc
             raise BackendError(f"libvirt failed while {what}: {exc}") from exc
 
-    def _qemu_ids(self) -> tuple[int, int] | None:
-        """The uid:gid libvirt runs QEMU as (its DAC base label, e.g. +64055:+108), if it says."""
+    @functools.cached_property
+    def qemu_ids(self) -> tuple[int, int] | None:
+        """The uid:gid libvirt runs QEMU as (its DAC base label, e.g. +64055:+108), if it says;
+        read once per backend (a capabilities call can make libvirt re-probe QEMU)."""
         caps = ET.fromstring(self._call("reading the capabilities", self.conn.getCapabilities))
         labels = (label.text or "" for label in caps.iterfind("host/secmodel/baselabel[@type='qemu']"))
         match = next(filter(None, (re.fullmatch(r"\+?(\d+):\+?(\d+)", text.strip()) for text in labels)), None)
@@ -134,9 +96,8 @@ class LibvirtBackend(Backend):
     def check(self) -> dict[str, Any]:
         versions = [self._call("asking versions", fn) for fn in (self.conn.getLibVersion, self.conn.getVersion)]
         lib, qemu = (f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}" for v in versions)
-        verdict, ids = kvm_usable(), self._qemu_ids()
-        facts = {"hypervisor": "qemu", "libvirt_version": lib, "qemu_version": qemu,
-                 "accel": "kvm" if verdict.usable else "tcg", "accel_reason": verdict.reason}
+        ids = self.qemu_ids
+        facts = {"hypervisor": "qemu", "libvirt_version": lib, "qemu_version": qemu}
         if ids and not device_usable_by(*ids):  # libvirt then re-probes QEMU ~12x per start (~1 min here)
             facts["warning"] = (f"/dev/kvm is not read-write for QEMU's user {ids[0]}:{ids[1]}, so libvirt "
                                 "re-probes QEMU at every VM start; fix: chgrp kvm /dev/kvm && chmod 0660 /dev/kvm")
@@ -168,13 +129,14 @@ class LibvirtBackend(Backend):
         try:
             accel = "kvm" if artifact.facts.get("accel") == "kvm" else "tcg"  # proven by prepare(), else TCG
             spec = DomainSpec(name, run_id, index, scenario, accel, str(artifact.facts.get("cmdline", "")), workdir,
-                              **_stage(workdir, artifact, self._qemu_ids()))
+                              **_stage(workdir, artifact, self.qemu_ids))
             domain = self._start(conn, spec)
             target.mark("created")
             target.handle = vm = RunningVM(workdir, spec.console)
             vm.start()
             target.host_port = spec.host_port
-            target.facts.update(domain=name, uuid=domain.UUIDString(), accel=accel, memory_mib=scenario.vm.memory_mib,
+            target.facts.update(domain=name, uuid=domain.UUIDString(), accel=accel,
+                                accel_reason=artifact.facts.get("accel_reason"), memory_mib=scenario.vm.memory_mib,
                                 vcpus=scenario.vm.vcpus, cpu=scenario.vm.cpu, host_port=spec.host_port,
                                 console=str(spec.console), staged_by_copy=spec.staged_by_copy)
             vm.process = _qemu_process(name)
@@ -208,7 +170,7 @@ class LibvirtBackend(Backend):
         for milestone in ("kernel", "init", "network"):
             if milestone in vm.seen:
                 target.mark(milestone, vm.seen[milestone])
-        marks = guest.parse_marks(vm.text())
+        marks = vm.marks
         target.facts["guest_uptime_s"] = {k: float(v["uptime_s"]) for k, v in marks.items() if "uptime_s" in v}
         failed = next((m for m in FATAL_MARKS if m in marks), None)
         if failed:
@@ -352,17 +314,14 @@ def _stage(workdir: Path, artifact: Artifact, ids: tuple[int, int] | None) -> di
     """The run's files, usable by QEMU's user without relabelling the shared cache (no
     dynamic ownership): the overlay is QEMU's own; cached files it cannot reach are
     hard-linked into the 0711 work dir (copied where a link cannot be made)."""
+    from explorer.build.vm_image import make_overlay
+
     workdir.chmod(0o711)
     staged: list[str] = []
     keys = ("disk", "kernel", "initramfs")
     paths = {key: _reachable(Path(artifact.paths[key]), workdir, ids, staged) for key in keys}
     overlay = workdir / "overlay.qcow2"
-    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(paths["disk"]), str(overlay)]
-    try:
-        subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as exc:
-        detail = (getattr(exc, "stderr", None) or str(exc)).strip()
-        raise BuildError(f"qemu-img could not create an overlay on {artifact.paths['disk']}: {detail}") from exc
+    make_overlay(paths["disk"], overlay)
     if ids is not None and os.geteuid() == 0:
         os.chown(overlay, *ids)
     else:  # not root: in a 0711 directory, nobody else can list the file to find it

@@ -12,61 +12,44 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from explorer.build.vm_image import VMImage
-from explorer.errors import BackendError, BuildError
-from explorer.guest import KERNEL_BANNER, parse_marks, parse_view
+from explorer.build.vm_image import VMImage, make_overlay
+from explorer.errors import BackendError
+from explorer.guest import ConsoleWatcher, parse_marks, parse_view
+from explorer.kvm import QEMU
 from explorer.readiness import wait_ready
 
-QEMU = "qemu-system-x86_64"
 CPU_MODELS = {"default": None, "maximum": "max"}
 
 
 @dataclass
 class FloorVM:
-    """A hand-started QEMU; `marks` are host monotonic times of what the console showed."""
+    """A hand-started QEMU; its console watched as the libvirt side's is (`watcher.seen` are
+    host monotonic times of the milestones the console showed)."""
 
     process: subprocess.Popen[bytes]
     host_port: int
-    console: Path
     overlay: Path
     workdir: Path
     started: float
-    marks: dict[str, float] = field(default_factory=dict)
+    watcher: ConsoleWatcher
 
-    def console_text(self) -> str:
-        try:
-            return self.console.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def scan(self) -> str:
-        """Record the console milestones seen so far (host time of first sight)."""
-        now, text = time.monotonic(), self.console_text()
-        if KERNEL_BANNER in text:
-            self.marks.setdefault("kernel", now)
-        for name in parse_marks(text):
-            self.marks.setdefault(name, now)
-        return text
-
-    def watch(self, stop: threading.Event, interval_s: float = 0.01) -> None:
-        """Scan the console often, so milestones are timed apart from the readiness loop."""
-        while not stop.wait(interval_s):
-            self.scan()
+    @property
+    def marks(self) -> dict[str, float]:
+        return self.watcher.seen
 
     def poll(self) -> None:
-        """Record milestones; raise if QEMU is gone (the guest died or failed to start)."""
-        text = self.scan()
+        """Catch up with the console; raise if QEMU is gone (the guest died or failed to start)."""
+        self.watcher.read_new()
         if self.process.poll() is not None:
             errors = (self.workdir / "qemu.err").read_text(errors="replace").strip()
-            tail = "\n".join((text.strip() + "\n" + errors).strip().splitlines()[-15:])
+            tail = "\n".join((self.watcher.tail(15) + "\n" + errors).strip().splitlines()[-15:])
             raise BackendError(f"qemu exited with code {self.process.returncode}; console and stderr tail:\n{tail}")
 
 
@@ -93,19 +76,11 @@ def qemu_argv(image: VMImage, overlay: Path, console: Path, host_port: int, gues
     return argv + (["-cpu", model] if model else [])
 
 
-def make_overlay(disk: Path, overlay: Path) -> None:
-    try:
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(disk), str(overlay)],
-                       check=True, capture_output=True, text=True)
-    except subprocess.CalledProcessError as exc:
-        raise BuildError(f"qemu-img could not create an overlay on {disk}: {exc.stderr.strip()}") from exc
-
-
 @contextmanager
 def floor_vm(image: VMImage, guest_port: int, **qemu: Any) -> Iterator[FloorVM]:
     """Boot `image`; on exit kill QEMU and delete the overlay and console, whatever happened."""
     workdir = Path(tempfile.mkdtemp(prefix="explorer-floor-"))
-    process, watcher, stop = None, None, threading.Event()
+    process, watcher = None, None
     try:
         overlay, console = workdir / "overlay.qcow2", workdir / "console.log"
         make_overlay(image.disk, overlay)
@@ -114,17 +89,15 @@ def floor_vm(image: VMImage, guest_port: int, **qemu: Any) -> Iterator[FloorVM]:
         started = time.monotonic()
         with (workdir / "qemu.err").open("wb") as errors:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
-        vm = FloorVM(process, port, console, overlay, workdir, started)
-        watcher = threading.Thread(target=vm.watch, args=(stop,), daemon=True)
+        watcher = ConsoleWatcher(console)
         watcher.start()
-        yield vm
+        yield FloorVM(process, port, overlay, workdir, started, watcher)
     finally:
-        stop.set()
         if process is not None:
             process.kill()
             process.wait()
         if watcher is not None:
-            watcher.join()
+            watcher.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -139,7 +112,8 @@ def boot_to_ready(image: VMImage, ready: str, guest_port: int, timeout_s: float 
         while "ready-inside" not in vm.marks and time.monotonic() < deadline:
             time.sleep(0.05)
             vm.poll()
-        text = vm.console_text()
+        vm.watcher.read_new()
+        text = vm.watcher.text()
         return {
             "ready_s": ready_at - vm.started,
             "marks_s": {name: when - vm.started for name, when in vm.marks.items()},

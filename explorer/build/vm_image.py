@@ -263,6 +263,12 @@ def _make_ext4(root: Path, raw: Path, content: int) -> None:
           "-d", str(root), "-F", str(raw), f"{size // 1024}k"], "making the VM's ext4 filesystem")
 
 
+def make_overlay(disk: Path, overlay: Path) -> None:
+    """A throwaway qcow2 overlay backed by the cached disk, which so stays pristine."""
+    _run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(disk), str(overlay)],
+         f"creating an overlay on {disk}", timeout=60)
+
+
 def _facts(disk: Path, kernel: Path, initramfs: Path) -> dict[str, Any]:
     info = json.loads(_run(["qemu-img", "info", "--output=json", str(disk)], "reading the VM disk").stdout)
     disk_stat, kernel_stat = disk.stat(), kernel.stat()

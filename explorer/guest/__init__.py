@@ -3,7 +3,10 @@ the VM, the init. Their output is line-based so that any channel can carry it.""
 
 from __future__ import annotations
 
+import threading
+import time
 from importlib import resources
+from pathlib import Path
 
 from explorer.backends.base import GuestProcess, GuestView
 
@@ -80,3 +83,53 @@ def parse_marks(text: str) -> dict[str, dict[str, str]]:
         fields = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
         marks.setdefault(name, fields)
     return marks
+
+
+class ConsoleWatcher(threading.Thread):
+    """Tails a VM's serial console file, stamping each milestone (the kernel banner, the init's
+    marks) with the host's monotonic clock when its line appears: 20 ms resolution, whatever
+    the cadence of whoever polls. Only complete lines count; `marks` are their fields."""
+
+    def __init__(self, console: Path, interval_s: float = 0.02) -> None:
+        super().__init__(name=f"console:{console.parent.name}", daemon=True)
+        self.console, self.interval_s = console, interval_s
+        self.data, self.seen = bytearray(), dict[str, float]()
+        self.marks: dict[str, dict[str, str]] = {}
+        self._lock, self._stopping = threading.Lock(), threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.wait(self.interval_s):
+            self.read_new()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.is_alive():
+            self.join(timeout=2)
+        self.read_new()  # the last words, kept once the file is gone
+
+    def read_new(self) -> None:
+        with self._lock:
+            try:
+                with open(self.console, "rb") as handle:
+                    handle.seek(len(self.data))
+                    chunk = handle.read()
+            except OSError:
+                return
+            if not chunk:
+                return
+            now = time.monotonic()
+            self.data += chunk
+            text = self.text()
+            complete = text[: text.rfind("\n") + 1]
+            if KERNEL_BANNER in complete:
+                self.seen.setdefault("kernel", now)
+            self.marks = parse_marks(complete)
+            for name in self.marks:
+                self.seen.setdefault(name, now)
+
+    def text(self) -> str:
+        return bytes(self.data).decode(errors="replace")
+
+    def tail(self, lines: int = 20) -> str:
+        self.read_new()
+        return "\n".join(self.text().rstrip().splitlines()[-lines:])
