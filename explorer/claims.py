@@ -19,10 +19,9 @@ import jsonschema
 import yaml
 
 from explorer.errors import ExplorerError
-from explorer.report import human_bytes, seconds
+from explorer.report import SIDE_TITLES, human_bytes, seconds
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
-SIDE_TITLES = {"container": "container", "vm": "VM"}
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq, "ne": operator.ne, "lt": operator.lt,
     "le": operator.le, "gt": operator.gt, "ge": operator.ge,

@@ -94,7 +94,7 @@ def build(name: str | None, scenario_file: str | None, only: str | None) -> None
               help="With --image: the workload's process name (default: from the image's ENTRYPOINT + CMD).")
 def run(name: str | None, scenario_file: str | None, only: str | None, repeat: int | None,
         fmt: str, output: str | None, image: str | None, port: int | None, ready: str | None,
-        processes: tuple[str, ...], plot_file: str | None = None) -> None:
+        processes: tuple[str, ...], plot_file: str | None) -> None:
     """Run a scenario (or --image REF --port N --ready KIND) in a container and in a VM, and compare them."""
     sides = (only,) if only else SIDES
     if plot_file:
@@ -105,12 +105,7 @@ def run(name: str | None, scenario_file: str | None, only: str | None, repeat: i
         else:
             scenario = _load(name, scenario_file)
         result = runner.run(scenario, sides, repeat, steps)
-    result["claims"] = claims.judge(result)
-    if output:
-        Path(output).write_text(json.dumps(result, indent=2) + "\n")
-    click.echo(report.render(result, fmt), nl=False)
-    if plot_file:
-        plot.write(result, plot_file)
+    _show(result, fmt, plot_file, output)
 
 
 def _image_scenario(named: str | None, image: str | None, port: int | None, ready: str | None,
@@ -140,8 +135,15 @@ def report_cmd(file: str, fmt: str, plot_file: str | None) -> None:
     """Render a saved result again, judging the claims afresh from its figures."""
     if plot_file:
         plot.require()
-    result = results.load_result(file)
+    _show(results.load_result(file), fmt, plot_file)
+
+
+def _show(result: dict[str, Any], fmt: str, plot_file: str | None, output: str | None = None) -> None:
+    """The claims judged from the figures, the result saved if asked for, the report in `fmt`,
+    and the plot if asked for."""
     result["claims"] = claims.judge(result)
+    if output:
+        Path(output).write_text(json.dumps(result, indent=2) + "\n")
     click.echo(report.render(result, fmt), nl=False)
     if plot_file:
         plot.write(result, plot_file)

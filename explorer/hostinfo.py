@@ -15,7 +15,7 @@ from explorer.probes.kernel import host_kernel
 def cpu_info() -> dict[str, Any]:
     """The CPU's model name and whether its flags say the host is itself a VM (most CI runners
     are: their VMs run nested). psutil has neither; /proc/cpuinfo's first entry is the source."""
-    fields: dict[str, Any] = {"cpu_model": platform.processor() or "unknown", "virtualized": None}
+    fields: dict[str, Any] = {"cpu_model": None, "virtualized": None}
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
@@ -27,6 +27,8 @@ def cpu_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
+    # platform.processor() runs `uname -p`: only when /proc/cpuinfo names no model.
+    fields["cpu_model"] = fields["cpu_model"] or platform.processor() or "unknown"
     return fields
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from explorer import report
 from explorer.errors import ExplorerError, UsageError
 from explorer.report import SIDE_TITLES, human_bytes, seconds
 
@@ -39,9 +40,7 @@ def write(result: dict[str, Any], path: str | Path) -> Path:
     )
     _startup(startup_ax, result)
     _memory(memory_ax, result)
-    host = result["host"]
-    fig.suptitle(f"explorer: {result['scenario']['name']} on {host['hostname']} "
-                 f"({host['kernel_release']}, {host['cpu_cores']} cores)")
+    fig.suptitle(report.title(result))
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=100)
@@ -88,11 +87,10 @@ def _memory(ax: Any, result: dict[str, Any]) -> None:
         mem = data.get("memory", {})
         workload = mem.get("workload", {}).get("pss_bytes", 0)
         runtime = mem.get("runtime", {}).get("pss_bytes", 0)
-        runner_name = "shim" if data.get("backend") == "docker" else "VMM"
         if workload:  # a VM's workload has no host process: nothing to draw
             ax.barh(y, workload / MIB, color=COLORS.get(side, "gray"), label=f"{SIDE_TITLES.get(side, side)} workload")
         ax.barh(y, runtime / MIB, left=workload / MIB, color=COLORS.get(side, "gray"), alpha=0.45,
-                label=f"{SIDE_TITLES.get(side, side)} {runner_name}")
+                label=f"{SIDE_TITLES.get(side, side)} {report.runtime_name(data)}")
         if mem.get("configured_bytes"):
             ax.barh(y, mem["configured_bytes"] / MIB, fill=False, edgecolor="black", linestyle="--",
                     label=f"{SIDE_TITLES.get(side, side)} configured")

@@ -88,12 +88,16 @@ def _startup(side: dict[str, Any]) -> str:
             f"n={summary['n']})")
 
 
+def runtime_name(side: dict[str, Any]) -> str:
+    """What runs a side's workload on the host: a container's shim, a VM's VMM."""
+    return "shim" if side.get("backend") == "docker" else "VMM"
+
+
 def _memory(side: dict[str, Any]) -> str:
     mem = side.get("memory", {})
     w, r = mem.get("workload", {}), mem.get("runtime", {})
     shown = f"{human_bytes(w.get('pss_bytes'))} PSS" if w.get("processes") else "none on the host"
-    text = (f"workload {shown}; "
-            f"{'VMM' if side.get('backend') != 'docker' else 'shim'} {human_bytes(r.get('pss_bytes'))} PSS")
+    text = f"workload {shown}; {runtime_name(side)} {human_bytes(r.get('pss_bytes'))} PSS"
     if "configured_bytes" in mem:
         text += f" (configured {human_bytes(mem['configured_bytes'])})"
     return text
@@ -159,29 +163,38 @@ def claims_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return ["claim", "verdict", "rule", "evidence"], rows
 
 
-def sections(result: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[Any]]]]]:
+def sections(result: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[Any]]], list[int] | None]]:
+    """(heading, (headers, rows), column widths a terminal table wraps to, if any)."""
     out = [
-        ("Side by side", summary_table(result)),
-        ("Processes seen from the host", process_table(result)),
-        ("Startup", startup_table(result)),
+        ("Side by side", summary_table(result), None),
+        ("Processes seen from the host", process_table(result), None),
+        ("Startup", startup_table(result), None),
     ]
     if result.get("claims"):
-        out.append(("Claims", claims_table(result)))
+        out.append(("Claims", claims_table(result), CLAIMS_WIDTHS))
     return out
+
+
+def title(result: dict[str, Any]) -> str:
+    host = result["host"]
+    return (f"explorer: {result['scenario']['name']} on {host['hostname']} "
+            f"({host['kernel_release']}, {host['cpu_cores']} cores)")
+
+
+def table(headers: list[str], rows: list[list[Any]], fmt: str, widths: list[int] | None = None) -> str:
+    """tabulate's simple layout for a terminal, wrapping cells to `widths`; GitHub's for
+    Markdown, whose cells cannot wrap and where a bare | ("ps -e | grep") would split one."""
+    if fmt == "markdown":
+        rows = [[cell.replace("|", "\\|") if isinstance(cell, str) else cell for cell in row] for row in rows]
+        return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True, maxcolwidths=widths)
 
 
 def render(result: dict[str, Any], fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps(result, indent=2, sort_keys=False)
-    tablefmt = "github" if fmt == "markdown" else "simple"
-    scen = result["scenario"]
-    host = result["host"]
-    title = f"explorer: {scen['name']} on {host['hostname']} ({host['kernel_release']}, {host['cpu_cores']} cores)"
-    parts = [f"# {title}" if fmt == "markdown" else title]
-    for heading, (headers, rows) in sections(result):
+    parts = [f"# {title(result)}" if fmt == "markdown" else title(result)]
+    for heading, (headers, rows), widths in sections(result):
         parts.append(f"\n## {heading}\n" if fmt == "markdown" else f"\n{heading}")
-        widths = CLAIMS_WIDTHS if heading == "Claims" and fmt == "table" else None
-        if fmt == "markdown":  # a bare | ("ps -e | grep") would split a Markdown cell
-            rows = [[cell.replace("|", "\\|") if isinstance(cell, str) else cell for cell in row] for row in rows]
-        parts.append(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True, maxcolwidths=widths))
+        parts.append(table(headers, rows, fmt, widths))
     return "\n".join(parts) + "\n"

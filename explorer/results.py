@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from tabulate import tabulate
 
-from explorer import __version__, claims
+from explorer import __version__, claims, report
 from explorer.errors import UsageError
 from explorer.report import SIDE_TITLES, human_bytes, seconds
 from explorer.runner import RESULT_SCHEMA
@@ -132,8 +131,5 @@ def render_compare(runs: list[tuple[str, dict[str, Any]]], fmt: str = "table") -
         doc = {"schema": COMPARE_SCHEMA, "runs": headers[1:],
                "rows": [{"figure": row[0], "values": dict(zip(headers[1:], row[1:]))} for row in rows]}
         return json.dumps(doc, indent=2) + "\n"
-    if fmt == "markdown":
-        rows = [[str(cell).replace("|", "\\|") for cell in row] for row in rows]
-        table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-        return "# explorer: runs compared\n" + table + "\n"
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + "\n"
+    heading = "# explorer: runs compared\n" if fmt == "markdown" else ""
+    return heading + report.table(headers, rows, fmt) + "\n"
