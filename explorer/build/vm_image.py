@@ -116,9 +116,9 @@ def _build_disk(client: docker.DockerClient, scenario: Scenario, artifact: Artif
         else:
             _export_image(client, artifact.ref, root)
         config = _install_explorer(root, scenario, artifact, f"explorer-{key[:12]}", busybox)
-        content = _content_bytes(root)
+        content, entries = _content(root)
         raw, partial = Path(tmp, "disk.raw"), Path(tmp, "disk.qcow2")
-        _make_ext4(root, raw, content)
+        _make_ext4(root, raw, content, entries)
         _run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(partial)],
              "converting the VM disk to qcow2")
         meta = {"image": artifact.ref, "image_id": artifact.facts.get("image_id"), "rootfs_bytes": content,
@@ -242,23 +242,24 @@ def _replace_file(root: Path, relative: str, text: str) -> None:
         target.chmod(0o644)
 
 
-def _content_bytes(root: Path) -> int:
+def _content(root: Path) -> tuple[int, int]:
+    """Bytes allocated under `root` (hard links counted once) and its number of entries."""
     seen: set[tuple[int, int]] = set()
-    total = 0
+    total = entries = 0
     for directory, dirs, files in os.walk(root):
+        entries += len(dirs) + len(files)
         for name in dirs + files:
             info = os.lstat(os.path.join(directory, name))
             if (info.st_dev, info.st_ino) not in seen:
                 seen.add((info.st_dev, info.st_ino))
                 total += info.st_blocks * 512
-    return total
+    return total, entries
 
 
-def _make_ext4(root: Path, raw: Path, content: int) -> None:
+def _make_ext4(root: Path, raw: Path, content: int, entries: int) -> None:
     """An ext4 filesystem holding `root` (mke2fs -d keeps owners, modes and xattrs)."""
-    files = sum(len(d) + len(f) for _, d, f in os.walk(root))
     size = disk_size(content)
-    inodes = max(size // 16384, files * 2 + 16384)
+    inodes = max(size // 16384, entries * 2 + 16384)
     _run(["mke2fs", "-q", "-t", "ext4", "-b", "4096", "-N", str(inodes), "-L", "explorer",
           "-d", str(root), "-F", str(raw), f"{size // 1024}k"], "making the VM's ext4 filesystem")
 
