@@ -1,13 +1,22 @@
-"""Shared fixtures: one built image per session, daemons checked once, skips that say why."""
+"""Shared fixtures: one built image per session, daemons checked once, skips that say why.
+
+Also the suite's shared helpers (plain functions, imported as `from tests.conftest import ...`):
+the independent tools the tests cross-check explorer with (ps, the docker CLI), and a reader
+for the newc cpio archives explorer writes.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+
+from explorer.backends.base import LABEL_MANAGED, LABEL_SCENARIO
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,10 +33,69 @@ def run_explorer(*args: str, timeout: float = 600, env: dict[str, str] | None = 
     )
 
 
-def explorer_containers(client, label: str = "io.explorer.managed") -> list[str]:
+def skip_or_fail_in_ci(reason: str) -> NoReturn:
+    """Skip with `reason` on a developer's machine; in CI (where everything must be set up), fail."""
+    if os.environ.get("CI"):
+        pytest.fail(f"in CI this must not be skipped: {reason}")
+    pytest.skip(reason)
+
+
+def explorer_containers(client, label: str = LABEL_MANAGED) -> list[str]:
     """Names of the containers carrying `label`, listed without inspecting each one (a
     container that its run removes meanwhile would make docker-py's list() fail)."""
     return sorted(c["Names"][0].lstrip("/") for c in client.api.containers(all=True, filters={"label": label}))
+
+
+def containers_of(scenario: str) -> list[str]:
+    """`docker ps -a` (the CLI, not explorer's client): the containers of `scenario`, in any state."""
+    out = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label={LABEL_SCENARIO}={scenario}", "--format", "{{.Names}}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    return out.split()
+
+
+def docker_image_inspect(ref: str) -> dict:
+    """`docker image inspect REF` (the CLI, not explorer's client), as a dict."""
+    out = subprocess.run(["docker", "image", "inspect", ref], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    (image,) = json.loads(out)
+    return image
+
+
+def ps_e(field: str) -> dict[int, str]:
+    """`ps -ww -e` as the host shows it: PID -> `field` (a ps output field such as comm or args,
+    untruncated; several comma-separated fields give the rest of the line, read in one snapshot)."""
+    columns = ",".join(f"{name}=" for name in ("pid", *field.split(",")))
+    out = subprocess.run(["ps", "-ww", "-e", "-o", columns], capture_output=True, text=True, check=True).stdout
+    table = {}
+    for line in out.splitlines():
+        pid, _, value = line.strip().partition(" ")
+        if pid:
+            table[int(pid)] = value.lstrip()
+    return table
+
+
+def qemu_processes(mentioning: str) -> list[str]:
+    """`ps -e` lines ("PID args") of QEMU processes whose command line mentions `mentioning`
+    (other VMs may run on the machine meanwhile: only ours count)."""
+    return [f"{pid} {args}" for pid, args in ps_e("args").items() if "qemu-system" in args and mentioning in args]
+
+
+def cpio_members(archive: bytes) -> dict[str, tuple[int, bytes, int, int]]:
+    """name -> (mode, data, rdevmajor, rdevminor), read back from a newc archive, which must
+    end with its TRAILER!!! entry."""
+    members, pos = {}, 0
+    while True:
+        assert archive[pos : pos + 6] == b"070701", f"no newc header at offset {pos}"
+        fields = [int(archive[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
+        namesize, filesize = fields[11], fields[6]
+        name = archive[pos + 110 : pos + 110 + namesize - 1].decode()
+        pos += 110 + namesize + (-(110 + namesize) % 4)
+        if name == "TRAILER!!!":
+            return members
+        members[name] = (fields[1], archive[pos : pos + filesize], fields[9], fields[10])
+        pos += filesize + (-filesize % 4)
 
 
 def backend_or_skip(side: str):
@@ -39,9 +107,7 @@ def backend_or_skip(side: str):
     try:
         backend.check()
     except BackendUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"the {side} backend must be available in CI: {exc}")
-        pytest.skip(f"the {side} backend is not available: {exc}")
+        skip_or_fail_in_ci(f"the {side} backend is not available: {exc}")
     return backend
 
 

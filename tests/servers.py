@@ -7,6 +7,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from explorer.build.qemu_floor import free_port
+
+__all__ = ["free_port", "server"]
+
 
 @contextmanager
 def server(handler: Callable[[socket.socket], None], port: int = 0) -> Iterator[int]:
@@ -40,10 +44,4 @@ def server(handler: Callable[[socket.socket], None], port: int = 0) -> Iterator[
         stop.set()
         thread.join()
         listener.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 

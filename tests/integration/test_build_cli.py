@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import run_explorer
+from tests.conftest import docker_image_inspect, run_explorer
 
 pytestmark = pytest.mark.docker
 
@@ -16,10 +16,11 @@ def test_build_reports_the_container_image_and_the_vm_disk(docker_backend):
     result = run_explorer("build", "redis", timeout=900)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
+    assert lines[0].startswith("container: ")
     tag = lines[0].split()[1]
+    assert tag.startswith("explorer/redis:")
     disk = next(line for line in lines if line.startswith("vm: ")).split()[1]
-    inspected = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, text=True, check=True)
-    assert json.loads(inspected.stdout)[0]["Config"]["Labels"]["io.explorer.image"] == "true"
+    assert docker_image_inspect(tag)["Config"]["Labels"]["io.explorer.image"] == "true"
     info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", disk], capture_output=True,
                                      text=True, check=True).stdout)
     assert info["format"] == "qcow2" and info["virtual-size"] > info["actual-size"] > 0

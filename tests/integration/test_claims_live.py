@@ -14,7 +14,7 @@ import pytest
 from explorer import report
 from explorer.backends.base import LABEL_RUN
 from explorer.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
-from tests.conftest import explorer_containers, run_explorer
+from tests.conftest import docker_image_inspect, explorer_containers, run_explorer
 
 pytestmark = pytest.mark.docker
 
@@ -70,8 +70,7 @@ def test_claim_2_the_container_runs_on_the_hosts_kernel(live):
 def test_claim_3_the_image_size_is_dockers(live):
     part = container_part(live, "size")
     image = live["sides"]["container"]["image"]
-    inspected = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", image["ref"]],
-                               capture_output=True, text=True, check=True).stdout.strip()
+    inspected = docker_image_inspect(image["ref"])["Size"]
     assert int(inspected) == image["total_bytes"]
     expected = REPRODUCED if 5_000_000 <= int(inspected) <= 100_000_000 else NOT_REPRODUCED
     assert part["verdict"] == expected

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from explorer.backends.base import LABEL_MANAGED
 from explorer.errors import (
     EXIT_INTERRUPTED,
     EXIT_NOT_READY,
@@ -23,7 +22,8 @@ pytestmark = pytest.mark.docker
 
 
 def leftovers(docker_backend) -> list[str]:
-    return explorer_containers(docker_backend.client, LABEL_MANAGED)
+    """explorer's containers (label io.explorer.managed), of any run."""
+    return explorer_containers(docker_backend.client)
 
 
 def scenario_file(tmp_path: Path, **changes) -> Path:

@@ -10,20 +10,23 @@ from pathlib import Path
 import pytest
 
 from explorer import readiness, runner
-from explorer.probes import kernel, size, visibility
-from tests.conftest import explorer_containers, run_explorer
+from explorer.backends.base import LABEL_RUN
+from tests.conftest import (
+    ROOT,
+    docker_image_inspect,
+    explorer_argv,
+    explorer_containers,
+    ps_e,
+    run_explorer,
+)
 
 pytestmark = pytest.mark.docker
 
 
-def ps_e() -> dict[int, str]:
-    """`ps -e` as the host shows it: PID -> command name."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,comm="], capture_output=True, text=True, check=True).stdout
-    return {int(pid): comm for pid, comm in (line.split(None, 1) for line in out.splitlines() if line.strip())}
-
-
-@pytest.fixture
+@pytest.fixture(scope="class")
 def running_redis(docker_backend, redis_scenario, redis_artifact):
+    """One redis container for the read-only tests of TestOneRunningRedis, removed at the class's
+    end (before the tests below, which check that no explorer container is left)."""
     run_id = runner.new_run_id()
     target = docker_backend.create(redis_scenario, redis_artifact, run_id, 0)
     try:
@@ -32,68 +35,56 @@ def running_redis(docker_backend, redis_scenario, redis_artifact):
     finally:
         docker_backend.destroy(target)
         docker_backend.clean(run_id)
+    assert explorer_containers(docker_backend.client, f"{LABEL_RUN}={run_id}") == []
 
 
-def _probe_ctx(backend, scenario, artifact, target):
-    from explorer.probes import ProbeContext
-
-    return ProbeContext(
-        side="container", scenario=scenario, artifact=artifact,
-        workload_pids=backend.host_pids(target), runtime_pids=backend.runtime_pids(target),
-        guest=backend.guest_view(target), facts=target.facts,
-    )
+@pytest.fixture(scope="class")
+def probed(docker_backend, redis_scenario, redis_artifact, running_redis) -> dict:
+    """Every probe on running_redis, once, as a run probes it."""
+    return runner.run_probes(docker_backend, redis_scenario, redis_artifact, running_redis)
 
 
-def test_workload_pid_is_in_host_ps_and_differs_inside(docker_backend, redis_scenario, redis_artifact, running_redis):
-    ctx = _probe_ctx(docker_backend, redis_scenario, redis_artifact, running_redis)
-    vis = visibility.probe(ctx)
-    host_table = ps_e()
-    (redis,) = [p for p in vis["workload_processes"] if p["name"] == "redis-server"]
-    assert host_table.get(redis["host_pid"]) == "redis-server"
-    assert redis["pid_inside"] != redis["host_pid"]
-    # Inside the container, the same process stands under its namespace PID.
-    top = running_redis.handle.exec_run(["cat", f"/proc/{redis['pid_inside']}/comm"]).output.decode().strip()
-    assert top == "redis-server"
-    assert redis["parents"][-1]["name"].startswith("containerd-shim")
-    assert vis["visible_on_host"] is True
+class TestOneRunningRedis:
+    """Read-only checks of one redis container, started and probed once."""
 
+    def test_workload_pid_is_in_host_ps_and_differs_inside(self, running_redis, probed):
+        vis = probed["visibility"]
+        host_table = ps_e("comm")
+        (redis,) = [p for p in vis["workload_processes"] if p["name"] == "redis-server"]
+        assert host_table.get(redis["host_pid"]) == "redis-server"
+        assert redis["pid_inside"] != redis["host_pid"]
+        # Inside the container, the same process stands under its namespace PID.
+        top = running_redis.handle.exec_run(["cat", f"/proc/{redis['pid_inside']}/comm"]).output.decode().strip()
+        assert top == "redis-server"
+        assert redis["parents"][-1]["name"].startswith("containerd-shim")
+        assert vis["visible_on_host"] is True
 
-def test_boot_id_is_the_hosts(docker_backend, redis_scenario, redis_artifact, running_redis):
-    ctx = _probe_ctx(docker_backend, redis_scenario, redis_artifact, running_redis)
-    k = kernel.probe(ctx)
-    inside = running_redis.handle.exec_run(["cat", "/proc/sys/kernel/random/boot_id"]).output.decode().strip()
-    assert Path("/proc/sys/kernel/random/boot_id").read_text().strip() == inside == k["guest_boot_id"]
-    assert k["shared"] is True
+    def test_boot_id_is_the_hosts(self, running_redis, probed):
+        k = probed["kernel"]
+        inside = running_redis.handle.exec_run(["cat", "/proc/sys/kernel/random/boot_id"]).output.decode().strip()
+        assert Path("/proc/sys/kernel/random/boot_id").read_text().strip() == inside == k["guest_boot_id"]
+        assert k["shared"] is True
 
+    def test_image_size_equals_docker_image_inspect(self, redis_artifact, probed):
+        assert probed["image"]["image_bytes"] == docker_image_inspect(redis_artifact.ref)["Size"]
 
-def test_image_size_equals_docker_image_inspect(docker_backend, redis_scenario, redis_artifact, running_redis):
-    ctx = _probe_ctx(docker_backend, redis_scenario, redis_artifact, running_redis)
-    inspected = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Size}}", redis_artifact.ref],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()
-    assert size.probe(ctx)["image_bytes"] == int(inspected)
-
-
-def test_port_is_published_on_loopback_only(running_redis):
-    running_redis.handle.reload()
-    bindings = running_redis.handle.attrs["NetworkSettings"]["Ports"]["6379/tcp"]
-    assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
-    assert running_redis.handle.attrs["HostConfig"]["Privileged"] is False
-    assert not running_redis.handle.attrs["Mounts"]
+    def test_port_is_published_on_loopback_only(self, running_redis):
+        running_redis.handle.reload()
+        bindings = running_redis.handle.attrs["NetworkSettings"]["Ports"]["6379/tcp"]
+        assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
+        assert running_redis.handle.attrs["HostConfig"]["Privileged"] is False
+        assert not running_redis.handle.attrs["Mounts"]
 
 
 def test_cli_run_json_matches_ps_during_the_run(docker_backend, redis_artifact):
     """While `explorer run` runs, ps -e must list the redis-server PID it later reports."""
-    from tests.conftest import ROOT, explorer_argv
-
     proc = subprocess.Popen(
         explorer_argv("run", "redis", "--only", "container", "--repeat", "3", "--format", "json"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     seen: set[int] = set()
     while proc.poll() is None:
-        seen |= {pid for pid, comm in ps_e().items() if comm == "redis-server"}
+        seen |= {pid for pid, comm in ps_e("comm").items() if comm == "redis-server"}
         time.sleep(0.02)
     out, err = proc.communicate()
     assert proc.returncode == 0, err

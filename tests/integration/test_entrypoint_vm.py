@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import tarfile
 import uuid
 
 import pytest
 
 from explorer.backends.base import LABEL_IMAGE
-from tests.conftest import run_explorer
+from tests.conftest import docker_image_inspect, run_explorer
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.docker, pytest.mark.slow]
 
@@ -80,8 +79,7 @@ def remove_vm_disks_of(image_id: str) -> None:
 
 def test_entrypoint_script_runs_the_cmd_on_both_sides(libvirt_backend, entrypoint_image):
     """Needs the VM side's image builder to follow Docker's ENTRYPOINT + CMD rule."""
-    inspected = json.loads(subprocess.run(["docker", "image", "inspect", entrypoint_image],
-                                          capture_output=True, text=True, check=True).stdout)[0]
+    inspected = docker_image_inspect(entrypoint_image)
     assert inspected["Config"]["Entrypoint"] == ["docker-entrypoint.sh"]
     assert inspected["Config"]["Cmd"][:2] == ["redis-server", MARKER]
 

@@ -4,37 +4,19 @@ against `docker image inspect` and `docker ps`."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from tests.conftest import run_explorer
+from tests.conftest import containers_of, docker_image_inspect, run_explorer
 
 pytestmark = pytest.mark.docker
 
 
-def inspect(ref: str) -> dict:
-    out = subprocess.run(["docker", "image", "inspect", ref], capture_output=True, text=True, check=True).stdout
-    return json.loads(out)[0]
-
-
-def containers_of(scenario: str) -> list[str]:
-    out = subprocess.run(
-        ["docker", "ps", "-a", "--filter", f"label=io.explorer.scenario={scenario}", "--format", "{{.Names}}"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    return out.split()
-
-
 @pytest.fixture(scope="module")
-def redis_tag(docker_backend) -> str:
-    """The offline redis image, as `explorer build redis` reports it."""
-    result = run_explorer("build", "redis", "--only", "container", timeout=900)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("container: ")
-    tag = result.stdout.split()[1]
-    assert tag.startswith("explorer/redis:")
-    return tag
+def redis_tag(redis_artifact) -> str:
+    """The offline redis image (what `explorer build redis` reports: test_build_cli checks that)."""
+    assert redis_artifact.ref.startswith("explorer/redis:")
+    return redis_artifact.ref
 
 
 def run_image(tag: str, *extra: str) -> dict:
@@ -48,7 +30,7 @@ def run_image(tag: str, *extra: str) -> dict:
 
 def test_image_flag_measures_a_local_image(redis_tag):
     result = run_image(redis_tag)
-    image = inspect(redis_tag)
+    image = docker_image_inspect(redis_tag)
     assert result["scenario"]["source"] == "--image"
     assert result["scenario"]["image"] == redis_tag
     # The process name was read from the image's own CMD, not given.

@@ -26,9 +26,9 @@ from explorer.errors import (
     UsageError,
 )
 from explorer.scenario import Timeouts, VMSpec
-from tests.conftest import ROOT, explorer_argv
+from tests.conftest import ROOT, explorer_argv, ps_e, qemu_processes
 
-pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
+pytestmark = [pytest.mark.libvirt, pytest.mark.docker, pytest.mark.slow]  # the VM disk is made from the Docker image
 
 HOST_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -38,26 +38,19 @@ def virsh(*args: str) -> str:
                           check=True, timeout=60).stdout
 
 
-def ps_args() -> dict[int, str]:
-    """`ps -e` with full command lines: PID -> args."""
-    out = subprocess.run(["ps", "-ww", "-e", "-o", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    return {int(pid): args for pid, _, args in (line.strip().partition(" ") for line in out.splitlines())}
-
-
 def assert_nothing_left(run_id: str) -> None:
     """No domain, no QEMU, no work dir (overlay and console live in it) of this run."""
     domains = virsh("list", "--all", "--name").split()
     assert not [d for d in domains if f"-{run_id}-" in d], domains
-    assert not [a for a in ps_args().values() if "qemu-system" in a and f"-{run_id}-" in a]
+    leftover = qemu_processes(f"-{run_id}-")
+    assert not leftover, leftover
     assert not list(Path(tempfile.gettempdir()).glob(f"explorer-vm-{run_id}-*"))
 
 
 @pytest.fixture(scope="module")
-def vm_artifact(libvirt_backend, redis_scenario):
-    try:
-        return libvirt_backend.prepare(redis_scenario)
-    except BackendUnavailable as exc:  # the VM disk is made from the Docker image
-        pytest.skip(f"cannot build the VM image: {exc}")
+def vm_artifact(libvirt_backend, docker_backend, redis_scenario):
+    """The VM disk, made from the Docker image: without Docker this skips (fails in CI) there."""
+    return libvirt_backend.prepare(redis_scenario)
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +80,13 @@ def test_virsh_dominfo_matches_the_config_while_it_runs(running_vm, redis_scenar
 
 
 def test_host_sees_qemu_and_no_redis_server_of_the_vm(libvirt_backend, running_vm):
-    table = ps_args()
+    table = ps_e("args")
     (qemu_pid,) = libvirt_backend.runtime_pids(running_vm)
     assert "qemu-system-x86_64" in table[qemu_pid] and f"guest={running_vm.name}," in table[qemu_pid]
     assert libvirt_backend.host_pids(running_vm) == []
     # Any redis-server on this host belongs to a container (a shim is its ancestor), none to the VM.
-    comm = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True, text=True, check=True).stdout
-    rows = {int(p): (int(pp), c) for p, pp, c in (line.split(None, 2) for line in comm.splitlines())}
+    rows = {pid: (int(ppid), comm) for pid, (ppid, comm) in
+            ((pid, value.split(None, 1)) for pid, value in ps_e("ppid,comm").items())}
     for pid, (_, name) in rows.items():
         if name == "redis-server":
             chain, parent = [], rows[pid][0]
@@ -191,7 +184,7 @@ def test_cpu_maximum_is_passed_to_qemu(libvirt_backend, redis_scenario, vm_artif
     run_id = runner.new_run_id()
     target = libvirt_backend.create(scen, vm_artifact, run_id, 0)
     try:
-        args = ps_args()[target.facts["qemu_pid"]]
+        args = ps_e("args")[target.facts["qemu_pid"]]
         assert "-cpu max" in args and "-smp 2" in args and "-m 384" in args
         readiness.wait_ready("redis", "127.0.0.1", target.host_port, time.monotonic() + 120,
                              between=lambda: libvirt_backend.poll(target))

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from explorer.scenario import load
-from tests.conftest import ROOT, run_explorer
+from tests.conftest import ROOT, containers_of, run_explorer
 
 pytestmark = pytest.mark.docker
 
@@ -26,10 +26,6 @@ UNPULLABLE = "registry.invalid/explorer-test/mongo:7.0"
 def docker_cli(*args: str) -> list[str]:
     out = subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=60).stdout
     return out.split()
-
-
-def containers_of(scenario: str) -> list[str]:
-    return docker_cli("ps", "-a", "--filter", f"label=io.explorer.scenario={scenario}", "--format", "{{.Names}}")
 
 
 def image_present(ref: str) -> bool:

@@ -19,6 +19,7 @@ from explorer import readiness
 from explorer.build import guest_config, qemu_floor, vm_image
 from explorer.build.initramfs import static_busybox
 from explorer.guest import parse_marks, parse_view
+from tests.conftest import qemu_processes
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 HOST_BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -30,13 +31,6 @@ def redis_vm(docker_backend, redis_scenario, redis_artifact):
         if not shutil.which(tool):
             pytest.skip(f"{tool} is not installed (scripts/setup-host)")
     return vm_image.ensure_vm_image(docker_backend.client, redis_scenario, redis_artifact)
-
-
-def qemu_processes(mentioning: str) -> list[str]:
-    """`ps -e` lines of QEMU processes whose command line mentions `mentioning` (other VMs
-    may run on the machine meanwhile: only ours count)."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if "qemu-system" in line and mentioning in line]
 
 
 def debugfs(disk_raw: Path, request: str) -> str:

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from explorer import kvm
+from tests.conftest import cpio_members
 
 
 @pytest.fixture
@@ -168,23 +169,9 @@ def test_boot_test_reports_a_qemu_that_exits(tmp_path, fake_images, monkeypatch)
 
 
 def test_the_probe_initramfs_holds_console_and_a_static_init(fake_images):
-    data = kvm.probe_initramfs().read_bytes()
-    entries = {}
-    offset = 0
-    while True:
-        header = data[offset: offset + 110]
-        assert header[:6] == b"070701"
-        fields = [int(header[6 + 8 * i: 14 + 8 * i], 16) for i in range(13)]
-        mode, size, rdev, namesize = fields[1], fields[6], (fields[9], fields[10]), fields[11]
-        name_end = offset + 110 + namesize
-        name = data[offset + 110: name_end - 1].decode()
-        body_start = name_end + (-name_end % 4)
-        entries[name] = (mode, rdev, data[body_start: body_start + size])
-        offset = body_start + size + (-(body_start + size) % 4)
-        if name == "TRAILER!!!":
-            break
-    assert stat.S_ISCHR(entries["dev/console"][0]) and entries["dev/console"][1] == (5, 1)
-    mode, _, elf = entries["init"]
+    entries = cpio_members(kvm.probe_initramfs().read_bytes())
+    assert stat.S_ISCHR(entries["dev/console"][0]) and entries["dev/console"][2:] == (5, 1)
+    mode, elf, *_ = entries["init"]
     assert stat.S_ISREG(mode) and mode & 0o111
     assert elf[:4] == b"\x7fELF" and elf[4] == 2  # 64-bit
     (entry,) = struct.unpack_from("<Q", elf, 24)

@@ -127,12 +127,7 @@ def test_a_server_speaking_another_protocol_is_not_ready():
         conn.recv(1024)
         conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
-    listener = socket.create_server(("127.0.0.1", 0))
-    thread = threading.Thread(target=lambda: http_server(listener.accept()[0]), daemon=True)
-    thread.start()
-    try:
-        ok, elapsed = timed("mongodb", listener.getsockname()[1])
-    finally:
-        listener.close()
+    with server(http_server) as port:
+        ok, elapsed = timed("mongodb", port)
     assert ok is False
     assert elapsed < 1.5

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import struct
-import threading
 import time
+from contextlib import ExitStack
 
 import pytest
 
@@ -82,22 +81,12 @@ def test_wait_ready_returns_once_the_server_answers():
     port = free_port()
     calls = []
 
-    def between():
-        calls.append(1)
-        if len(calls) == 3:
-            threading.Thread(target=_serve_pong_on, args=(port,), daemon=True).start()
+    with ExitStack() as servers:
+        def between():
+            calls.append(1)
+            if len(calls) == 3:  # a redis starts answering on `port` after a few attempts
+                servers.enter_context(server(redis_like(b"+PONG\r\n"), port))
 
-    with pytest.raises(NotReady):
-        readiness.wait_ready("redis", "127.0.0.1", free_port(), time.monotonic() + 0.2, between)
-    assert readiness.wait_ready("redis", "127.0.0.1", port, time.monotonic() + 10, between) > 0
-
-
-def _serve_pong_on(port: int) -> None:
-    with socket.socket() as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", port))
-        listener.listen(4)
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(64)
-            conn.sendall(b"+PONG\r\n")
+        with pytest.raises(NotReady):
+            readiness.wait_ready("redis", "127.0.0.1", free_port(), time.monotonic() + 0.2, between)
+        assert readiness.wait_ready("redis", "127.0.0.1", port, time.monotonic() + 10, between) > 0

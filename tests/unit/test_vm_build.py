@@ -14,12 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from explorer import kvm
 from explorer.build import guest_config as gc
+from explorer.build import run_tool
 from explorer.build.initramfs import INIT, has_interpreter, initramfs_archive
 from explorer.build.kernel import has_pvh_entry, load_order, module_name
 from explorer.build.vm_image import cache_key, disk_size, guest_files
 from explorer.errors import BuildError
 from explorer.guest import parse_marks
+from tests.conftest import cpio_members
 
 MODULES_DEP = """\
 kernel/drivers/virtio/virtio_ring.ko:
@@ -169,21 +172,6 @@ def test_disk_size_leaves_headroom_in_whole_64_mib():
     assert disk_size(130 * mib) % (64 * mib) == 0 and disk_size(130 * mib) >= 130 * mib * 1.3 + 256 * mib
 
 
-def cpio_members(archive: bytes) -> dict[str, tuple[int, bytes, int, int]]:
-    """name -> (mode, data, rdevmajor, rdevminor), read back from newc."""
-    members, pos = {}, 0
-    while True:
-        fields = [int(archive[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
-        assert archive[pos : pos + 6] == b"070701"
-        namesize, filesize = fields[11], fields[6]
-        name = archive[pos + 110 : pos + 110 + namesize - 1].decode()
-        pos += 110 + namesize + (-(110 + namesize) % 4)
-        if name == "TRAILER!!!":
-            return members
-        members[name] = (fields[1], archive[pos : pos + filesize], fields[9], fields[10])
-        pos += filesize + (-filesize % 4)
-
-
 def test_initramfs_holds_init_busybox_console_and_modules_in_order():
     members = cpio_members(initramfs_archive(b"BB", [("virtio", b"\x7fELF1"), ("ext4", b"\x7fELF2")]))
     assert members["init"][1] == INIT.encode() and members["init"][0] & 0o111
@@ -201,6 +189,7 @@ def test_initramfs_is_readable_by_cpio(tmp_path):
 
 def test_a_dynamic_executable_is_told_apart_from_a_static_one():
     assert has_interpreter(Path(sys.executable).resolve().read_bytes()[:65536])  # python is dynamic
+    assert not has_interpreter(kvm.static_elf(b"\xf4"))  # one PT_LOAD, no PT_INTERP: static
 
 
 def elf_with_note(name: bytes, note_type: int) -> bytes:
@@ -274,12 +263,10 @@ def test_a_disk_is_built_from_a_rootfs_tarball_and_temp_files_go(tmp_path, monke
 
 
 def test_a_failing_build_tool_becomes_a_build_error_with_its_stderr():
-    from explorer.build import vm_image
-
     with pytest.raises(BuildError, match="(?s)making the disk failed.*no space left here"):
-        vm_image._run([sys.executable, "-c", "import sys; sys.exit('no space left here')"], "making the disk")
+        run_tool([sys.executable, "-c", "import sys; sys.exit('no space left here')"], "making the disk")
     with pytest.raises(BuildError, match="not installed"):
-        vm_image._run(["explorer-no-such-tool"], "making the disk")
+        run_tool(["explorer-no-such-tool"], "making the disk")
 
 
 @pytest.mark.skipif(not shutil.which("apt-get"), reason="not a Debian host")
@@ -333,7 +320,5 @@ def test_the_private_debian_sources_never_touch_the_hosts_apt(tmp_path, monkeypa
 
 
 def test_a_build_tool_that_hangs_becomes_a_build_error():
-    from explorer.build import run_tool
-
     with pytest.raises(BuildError, match="did not finish in 1s"):
         run_tool([sys.executable, "-c", "import time; time.sleep(5)"], "waiting", timeout=1)

