@@ -38,7 +38,8 @@ def new_run_id() -> str:
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Let cleanup finish: a SIGINT or SIGTERM arriving during it takes effect once it is done."""
+    """Let a step finish (cleanup, or a create whose handle cleanup needs): a SIGINT or SIGTERM
+    arriving during it takes effect once it is done."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -115,7 +116,8 @@ def _one_start(
     target: Target | None = None
     t0 = time.monotonic()
     try:
-        target = backend.create(scenario, artifact, run_id, index)
+        with interrupts_deferred():  # once an engine has begun making it, destroy() needs its handle
+            target = backend.create(scenario, artifact, run_id, index)
         timeout = scenario.timeouts.vm_ready_s if backend.SIDE == "vm" else scenario.timeouts.ready_s
         readiness.wait_for_mark(target.marks, backend.READY_AFTER, lambda: backend.poll(target), t0 + timeout)
         ready = readiness.wait_ready(
