@@ -2,7 +2,7 @@
 
 explorer's figure is its own `ready_s` from runner.measure: LibvirtBackend.create (overlay,
 transient domain) -> protocol-level readiness on 127.0.0.1. The floor is QEMU started by
-hand (explorer.build.qemu_floor) with the same kernel, initramfs, disk overlay, netdev,
+hand (explorer.images.qemu_floor) with the same kernel, initramfs, disk overlay, netdev,
 memory, vCPUs and accelerator, timed the same way (from before its overlay is made) and
 waited on with the same readiness loop. Rounds alternate floor and explorer so machine
 noise hits both alike. Targets: explorer within 1.10x of the floor; TCG boot-to-ready 12 s
@@ -22,8 +22,8 @@ from pathlib import Path
 from explorer import readiness, runner, scenario
 from explorer.backends.base import Artifact
 from explorer.backends.libvirt import LibvirtBackend
-from explorer.build import qemu_floor
-from explorer.build.vm_image import VMImage
+from explorer.images import qemu_floor
+from explorer.images.vm_image import VMImage
 from explorer.scenario import Scenario
 
 

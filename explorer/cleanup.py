@@ -8,8 +8,8 @@ from pathlib import Path
 
 from explorer.backends import SIDES, get_backend
 from explorer.backends.libvirt import WORKDIR_PREFIX
-from explorer.build import cache_dir
 from explorer.errors import BackendUnavailable
+from explorer.images import cache_dir
 
 TEMP_PREFIX = "explorer-"
 

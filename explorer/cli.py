@@ -65,7 +65,7 @@ def build(name: str | None, scenario_file: str | None, only: str | None) -> None
         artifact = backend.prepare(scenario, steps)
         vm_image = None
         if only != "container":
-            from explorer.build.vm_image import ensure_vm_image
+            from explorer.images.vm_image import ensure_vm_image
 
             vm_image = ensure_vm_image(backend.client, scenario, artifact, steps)
     if only != "vm":
@@ -119,7 +119,7 @@ def _image_scenario(named: str | None, image: str | None, port: int | None, read
     argv: tuple[str, ...] = ()
     if not processes:
         from explorer.backends import get_backend
-        from explorer.build.docker_image import image_argv
+        from explorer.images.docker_image import image_argv
 
         backend = get_backend("container")
         backend.check()

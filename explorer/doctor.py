@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from explorer.build import cache_dir
 from explorer.errors import ExplorerError
+from explorer.images import cache_dir
 
 SETUP = "scripts/setup-host"
 MIN_FREE_BYTES = 4 * 1024**3

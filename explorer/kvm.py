@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from explorer.build import cache_dir
-from explorer.build.initramfs import Cpio
+from explorer.images import cache_dir
+from explorer.images.initramfs import Cpio
 
 QEMU = "qemu-system-x86_64"
 MARKER = b"EXPLORER-KVM-PROBE-OK"

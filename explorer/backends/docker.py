@@ -21,8 +21,8 @@ from explorer.backends.base import (
     GuestView,
     Target,
 )
-from explorer.build.docker_image import ensure_image
 from explorer.errors import BackendError, BackendUnavailable
+from explorer.images.docker_image import ensure_image
 from explorer.scenario import Scenario
 
 START_HINT = "run scripts/setup-host (it installs and starts containerd and dockerd)"

@@ -110,7 +110,7 @@ class LibvirtBackend(Backend):
             raise UsageError(f"scenario {scenario.name} asks for a {scenario.vm.memory_mib} MiB VM, but this host "
                              f"has only {available} MiB available", hint="lower vm.memory_mib in the scenario")
         from explorer.backends.docker import DockerBackend
-        from explorer.build.vm_image import ensure_vm_image
+        from explorer.images.vm_image import ensure_vm_image
 
         docker_side = DockerBackend()
         image = ensure_vm_image(docker_side.client, scenario, docker_side.prepare(scenario, progress), progress)
@@ -152,7 +152,7 @@ class LibvirtBackend(Backend):
 
     def _start(self, conn: Any, spec: DomainSpec) -> Any:
         """createXML, again on another port should QEMU lose the race for the chosen one."""
-        from explorer.build.qemu_floor import free_port
+        from explorer.images.qemu_floor import free_port
 
         for attempt in range(PORT_TRIES):
             spec.host_port = free_port()
@@ -314,7 +314,7 @@ def _stage(workdir: Path, artifact: Artifact, ids: tuple[int, int] | None) -> di
     """The run's files, usable by QEMU's user without relabelling the shared cache (no
     dynamic ownership): the overlay is QEMU's own; cached files it cannot reach are
     hard-linked into the 0711 work dir (copied where a link cannot be made)."""
-    from explorer.build.vm_image import make_overlay
+    from explorer.images.vm_image import make_overlay
 
     workdir.chmod(0o711)
     staged: list[str] = []

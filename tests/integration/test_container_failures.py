@@ -108,7 +108,7 @@ def test_unknown_debian_package_is_a_build_error(docker_backend, tmp_path):
     result = run_explorer("build", "--scenario-file", str(path), timeout=600)
     assert result.returncode == 1, result.stderr
     assert "no-such-package-explorer" in result.stderr and "mmdebstrap failed" in result.stderr
-    from explorer.build import cache_dir
+    from explorer.images import cache_dir
 
     assert not list(cache_dir("rootfs").glob("explorer-rootfs-*"))
 

@@ -65,7 +65,7 @@ def entrypoint_image(docker_backend, redis_artifact):
 
 def remove_vm_disks_of(image_id: str) -> None:
     """The VM disk cached for the test image would outlive it: remove it too."""
-    from explorer.build import cache_dir
+    from explorer.images import cache_dir
 
     for meta in cache_dir("vm").glob("*.json"):
         try:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from explorer import readiness
-from explorer.build import guest_config, qemu_floor, vm_image
-from explorer.build.initramfs import static_busybox
 from explorer.guest import parse_marks, parse_view
+from explorer.images import guest_config, qemu_floor, vm_image
+from explorer.images.initramfs import static_busybox
 from tests.conftest import qemu_processes
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

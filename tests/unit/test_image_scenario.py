@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 from docker.errors import ImageNotFound
 
-from explorer.build import docker_image
 from explorer.errors import EXIT_USAGE, BuildError, UsageError
+from explorer.images import docker_image
 from explorer.scenario import image_scenario, workload_process
 from tests.conftest import run_explorer
 

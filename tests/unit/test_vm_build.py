@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from explorer import kvm
-from explorer.build import guest_config as gc
-from explorer.build import run_tool
-from explorer.build.initramfs import INIT, has_interpreter, initramfs_archive
-from explorer.build.kernel import has_pvh_entry, load_order, module_name
-from explorer.build.vm_image import cache_key, disk_size, guest_files
 from explorer.errors import BuildError
 from explorer.guest import parse_marks
+from explorer.images import guest_config as gc
+from explorer.images import run_tool
+from explorer.images.initramfs import INIT, has_interpreter, initramfs_archive
+from explorer.images.kernel import has_pvh_entry, load_order, module_name
+from explorer.images.vm_image import cache_key, disk_size, guest_files
 from tests.conftest import cpio_members
 
 MODULES_DEP = """\
@@ -242,8 +242,8 @@ BUILD_TOOLS = all(shutil.which(tool) for tool in ("mke2fs", "qemu-img", "tar")) 
 def test_a_disk_is_built_from_a_rootfs_tarball_and_temp_files_go(tmp_path, monkeypatch):
     from explorer import scenario as scenario_module
     from explorer.backends.base import Artifact
-    from explorer.build import vm_image
-    from explorer.build.initramfs import static_busybox
+    from explorer.images import vm_image
+    from explorer.images.initramfs import static_busybox
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
     scenario = scenario_module.load("redis")
@@ -271,7 +271,7 @@ def test_a_failing_build_tool_becomes_a_build_error_with_its_stderr():
 
 @pytest.mark.skipif(not shutil.which("apt-get"), reason="not a Debian host")
 def test_a_kernel_that_cannot_be_downloaded_says_so_with_a_hint(tmp_path):
-    from explorer.build import kernel
+    from explorer.images import kernel
 
     with pytest.raises(BuildError, match="downloading linux-image-explorer-none") as caught:
         kernel._download_and_extract("linux-image-explorer-none", "amd64", tmp_path)
@@ -290,7 +290,7 @@ NO_CANDIDATE_POLICY = "linux-image-amd64:\n  Installed: (none)\n  Candidate: (no
 
 
 def test_the_kernel_comes_from_the_hosts_apt_only_where_it_has_debians_metapackage():
-    from explorer.build.kernel import choose_source, has_candidate
+    from explorer.images.kernel import choose_source, has_candidate
 
     assert has_candidate(DEBIAN_POLICY)
     assert not has_candidate(UBUNTU_POLICY) and not has_candidate(NO_CANDIDATE_POLICY)
@@ -305,7 +305,7 @@ def test_the_kernel_comes_from_the_hosts_apt_only_where_it_has_debians_metapacka
 
 
 def test_the_private_debian_sources_never_touch_the_hosts_apt(tmp_path, monkeypatch):
-    from explorer.build.kernel import debian_apt_options
+    from explorer.images.kernel import debian_apt_options
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
     options = debian_apt_options("amd64")

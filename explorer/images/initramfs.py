@@ -15,9 +15,9 @@ import stat
 import struct
 from pathlib import Path
 
-from explorer.build import cache_dir
-from explorer.build.kernel import Kernel, module_name
 from explorer.errors import BuildError
+from explorer.images import cache_dir
+from explorer.images.kernel import Kernel, module_name
 
 BUSYBOX = Path("/bin/busybox")
 GUEST_INIT = "/.explorer/init"

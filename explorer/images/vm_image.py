@@ -25,11 +25,11 @@ import docker
 from docker.errors import DockerException
 
 from explorer.backends.base import LABEL_MANAGED, Artifact
-from explorer.build import cache_dir, guest_config
-from explorer.build import run_tool as _run
-from explorer.build.initramfs import ensure_initramfs, static_busybox
-from explorer.build.kernel import ensure_kernel
 from explorer.errors import BuildError
+from explorer.images import cache_dir, guest_config
+from explorer.images import run_tool as _run
+from explorer.images.initramfs import ensure_initramfs, static_busybox
+from explorer.images.kernel import ensure_kernel
 from explorer.scenario import Scenario
 
 FORMAT = 1  # bump when the disk layout or the build logic changes: old disks are not reused

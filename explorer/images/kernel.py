@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from explorer.build import cache_dir
-from explorer.build import run_tool as _run
 from explorer.errors import BuildError
+from explorer.images import cache_dir
+from explorer.images import run_tool as _run
 
 DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 # What a guest with a virtio disk and NIC and an ext4 root must load; their dependencies

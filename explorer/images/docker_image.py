@@ -14,8 +14,8 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from docker.utils import parse_repository_tag
 
 from explorer.backends.base import LABEL_IMAGE, LABEL_RECIPE, LABEL_SCENARIO, Artifact
-from explorer.build.rootfs import build_rootfs, rootfs_path
 from explorer.errors import BuildError
+from explorer.images.rootfs import build_rootfs, rootfs_path
 from explorer.scenario import Recipe, Scenario
 
 

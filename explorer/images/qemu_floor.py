@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from explorer.build.vm_image import VMImage, make_overlay
 from explorer.errors import BackendError
 from explorer.guest import ConsoleWatcher, parse_marks, parse_view
+from explorer.images.vm_image import VMImage, make_overlay
 from explorer.kvm import QEMU
 from explorer.readiness import wait_ready
 

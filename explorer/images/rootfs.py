@@ -11,8 +11,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from explorer.build import cache_dir
 from explorer.errors import BackendUnavailable, BuildError
+from explorer.images import cache_dir
 from explorer.scenario import Recipe
 
 # Documentation, manual pages and translations are not needed to run a server.
