@@ -18,10 +18,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+from explorer.document import side_title, upgraded
 from explorer.errors import ExplorerError
-from explorer.report import SIDE_TITLES, human_bytes, seconds
+from explorer.report import human_bytes, seconds
+from explorer.sides import KINDS
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+MIXED = "mixed"  # an overall verdict only: the sides disagree
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq, "ne": operator.ne, "lt": operator.lt,
     "le": operator.le, "gt": operator.gt, "ge": operator.ge,
@@ -53,7 +56,7 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["version", "claims"],
     "properties": {
-        "version": {"const": 1},
+        "version": {"const": 2},
         "source": {"type": "string"},
         "claims": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/claim"}},
     },
@@ -63,15 +66,18 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "id": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"},
                 "title": {"type": "string", "minLength": 1},
+                "qualifier": {"type": "string", "minLength": 1},
                 "quotes": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
                 "parts": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/part"}},
             },
         },
         "part": {
-            "type": "object", "additionalProperties": False, "required": ["needs", "rule", "test", "evidence"],
+            "type": "object", "additionalProperties": False, "required": ["rule", "test", "evidence"],
+            "oneOf": [{"required": ["kind"]}, {"required": ["compare"]}],
             "properties": {
-                "needs": {"type": "array", "minItems": 1, "uniqueItems": True,
-                          "items": {"enum": list(SIDE_TITLES)}},
+                "kind": {"enum": list(KINDS)},
+                "compare": {"type": "array", "minItems": 2, "maxItems": 2, "uniqueItems": True,
+                            "items": {"enum": list(KINDS)}},
                 "rule": {"type": "string", "minLength": 1},
                 "figures": {"type": "object", "propertyNames": _NAME, "additionalProperties": _OPERAND},
                 "test": {"$ref": "#/$defs/test"},
@@ -158,15 +164,28 @@ def _parse(text: str, source: str) -> list[dict[str, Any]]:
     return doc["claims"]
 
 
+def roots(part: dict[str, Any]) -> tuple[str, ...]:
+    """The names a part's paths may start with: the side(s) it reads, and the host."""
+    return (*part.get("compare", ["side"]), "host")
+
+
+def predefined(part: dict[str, Any]) -> list[str]:
+    """Figures every part has without defining them: the titles of the sides it reads."""
+    return [f"{root}_title" for root in roots(part)[:-1]]
+
+
 def _check_names(claim: dict[str, Any]) -> list[str]:
-    """Names the schema cannot check: figures used in tests and templates must be defined."""
+    """Names the schema cannot check: figures used in tests and templates must be defined,
+    and paths must start at a side the part reads (or the host)."""
     problems = []
     for index, part in enumerate(claim["parts"]):
         where = f"claims/{claim['id']}/parts/{index}"
-        defined: list[str] = []
+        defined: list[str] = predefined(part)
         for name, spec in part.get("figures", {}).items():
             problems += [f"{where}/figures/{name}: {r!r} is not a figure defined before it"
                          for r in _references(spec) if r not in defined]
+            problems += [f"{where}/figures/{name}: path {p!r} must start with one of {', '.join(roots(part))}"
+                         for p in _paths(spec) if p.split(".")[0] not in roots(part)]
             defined.append(name)
         tests = [part["test"], *(note["when"] for note in part.get("notes", []))]
         problems += [f"{where}/test: unknown figure {n!r}" for t in tests for n in _test_names(t) if n not in defined]
@@ -186,6 +205,15 @@ def _references(spec: Any) -> list[str]:
         for key in ("sum", "diff", "ratio"):
             if key in spec:
                 return [r for item in spec[key] for r in _references(item)]
+    return []
+
+
+def _paths(spec: Any) -> list[str]:
+    if isinstance(spec, str):
+        return [spec] if "." in spec else []
+    if isinstance(spec, dict):
+        return [p for value in spec.values() for item in (value if isinstance(value, list) else [value])
+                for p in _paths(item) if isinstance(item, (str, dict))]
     return []
 
 
@@ -302,23 +330,20 @@ def fill(template: str, values: dict[str, Any]) -> str:
     return PLACEHOLDER.sub(one, template)
 
 
-def judge_part(part: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    """One part's verdict; its figures are kept so that every number in the evidence is traceable."""
-    out: dict[str, Any] = {"needs": part["needs"], "rule": part["rule"]}
-    measured = list(result.get("sides") or {})
-    absent = [SIDE_TITLES[s] for s in part["needs"] if s not in measured]
-    if absent:
-        has = ", ".join(SIDE_TITLES.get(s, s) for s in measured) or "no side"
-        return {**out, "verdict": INCONCLUSIVE,
-                "evidence": f"{' and '.join(absent)} side not measured (this result has: {has})"}
-    figures: dict[str, Any] = {}
+def judge_part(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str]) -> dict[str, Any]:
+    """One part's verdict on `view` (the side(s) it reads, by root name, and the host); its
+    figures are kept so that every number in the evidence is traceable."""
+    out: dict[str, Any] = {"rule": part["rule"], **({"compare": part["compare"]} if "compare" in part
+                                                     else {"kind": part["kind"]})}
+    figures: dict[str, Any] = dict(titles)
     try:
         for name, spec in part.get("figures", {}).items():
-            figures[name] = figure(spec, result, figures)
+            figures[name] = figure(spec, view, figures)
         verdict = REPRODUCED if passes(part["test"], figures) else NOT_REPRODUCED
         notes = [fill(n["text"], figures) for n in part.get("notes", []) if passes(n["when"], figures)]
     except Missing as exc:
-        return {**out, "verdict": INCONCLUSIVE, "evidence": f"{exc}", "figures": figures}
+        who = " and ".join(titles.values())
+        return {**out, "verdict": INCONCLUSIVE, "evidence": f"{who}: {exc}", "figures": figures}
     template = part["evidence"]
     if isinstance(template, dict):
         template = template["reproduced" if verdict == REPRODUCED else "not_reproduced"]
@@ -326,29 +351,91 @@ def judge_part(part: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
 
 
 def combine(verdicts: list[str]) -> str:
-    """A claim the figures contradict anywhere is not reproduced; missing data is inconclusive."""
+    """One side's verdict from its parts: a claim the figures contradict anywhere is not
+    reproduced; missing data is inconclusive."""
     if NOT_REPRODUCED in verdicts:
         return NOT_REPRODUCED
     return INCONCLUSIVE if INCONCLUSIVE in verdicts else REPRODUCED
+
+
+def overall(verdicts: list[str]) -> str:
+    """A claim's verdict over its sides: where some sides reproduce it and others contradict
+    it, it is mixed (the per-side verdicts say which)."""
+    if REPRODUCED in verdicts and NOT_REPRODUCED in verdicts:
+        return MIXED
+    return combine(verdicts) if verdicts else INCONCLUSIVE
 
 
 def _unique(texts: list[str]) -> list[str]:
     return list(dict.fromkeys(t for t in texts if t))
 
 
-def judge(result: dict[str, Any], claims: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """One verdict per claim: {id, claim, verdict, rule, evidence, quotes, parts}."""
-    verdicts = []
-    for claim in claims if claims is not None else load():
-        parts = [judge_part(part, result) for part in claim["parts"]]
+def _views(part: dict[str, Any], result: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """(judged side, view, titles) for every measured side the part applies to."""
+    sides, host = result["sides"], result.get("host", {})
+    kinds = {name: side.get("kind") for name, side in sides.items()}
+    if "kind" in part:
+        return [(name, {"side": sides[name], "host": host}, {"side_title": side_title(sides[name], name)})
+                for name, kind in kinds.items() if kind == part["kind"]]
+    ref_kind, judged_kind = part["compare"]
+    ref = next((name for name, kind in kinds.items() if kind == ref_kind), None)
+    if ref is None:
+        return []
+    return [(name, {ref_kind: sides[ref], judged_kind: sides[name], "host": host},
+             {f"{ref_kind}_title": side_title(sides[ref], ref), f"{judged_kind}_title": side_title(sides[name], name)})
+            for name, kind in kinds.items() if kind == judged_kind]
+
+
+def judge_claim(claim: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """Per measured side, its parts' verdicts; overall, where the sides agree or not."""
+    per_side: dict[str, list[dict[str, Any]]] = {}
+    for part in claim["parts"]:
+        for name, view, titles in _views(part, result):
+            per_side.setdefault(name, []).append(judge_part(part, view, titles))
+    needed = {k for p in claim["parts"] for k in ([p["kind"]] if "kind" in p else p["compare"])}
+    measured = {result["sides"][name].get("kind") for name in result["sides"]}
+    missing = sorted(needed - measured)
+    sides = {}
+    for name in (n for n in result["sides"] if n in per_side):  # the result's order
+        parts = per_side[name]
         evidence = _unique([p["evidence"] for p in parts]) + _unique([n for p in parts for n in p.get("notes", [])])
-        verdicts.append({
-            "id": claim["id"],
-            "claim": claim["title"],
-            "verdict": combine([p["verdict"] for p in parts]),
-            "rule": "; ".join(p["rule"] for p in parts),
-            "evidence": "; ".join(evidence),
-            "quotes": claim["quotes"],
-            "parts": parts,
-        })
-    return verdicts
+        verdict = combine([p["verdict"] for p in parts])
+        departing = [p["evidence"] for p in parts if p["verdict"] == verdict] if verdict != REPRODUCED else []
+        sides[name] = {"title": side_title(result["sides"][name], name), "kind": result["sides"][name].get("kind"),
+                       "verdict": verdict, "evidence": "; ".join(evidence), "why": "; ".join(_unique(departing)),
+                       "parts": parts}
+    verdict = overall([s["verdict"] for s in sides.values()] + [INCONCLUSIVE] * bool(missing))
+    return {
+        "id": claim["id"], "claim": claim["title"], "qualifier": claim.get("qualifier"), "quotes": claim["quotes"],
+        "verdict": verdict, "summary": summary(sides, missing, claim.get("qualifier")),
+        "rule": "; ".join(_unique([f"{p.get('kind') or ' vs '.join(p['compare'])}: {p['rule']}" for p in claim["parts"]])),
+        "missing_kinds": missing, "sides": sides,
+    }
+
+
+def summary(sides: dict[str, dict[str, Any]], missing: list[str], qualifier: str | None) -> str:
+    """'reproduced for runc, microvm; not reproduced for gvisor (its evidence)': the sides
+    grouped by verdict, with the evidence of those that depart from the claim."""
+    groups: dict[str, list[str]] = {}
+    for name, side in sides.items():
+        groups.setdefault(side["verdict"], []).append(name)
+    parts = []
+    for verdict in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE):
+        names = groups.get(verdict, [])
+        if not names:
+            continue
+        text = f"{verdict} for {', '.join(names)}"
+        if verdict != REPRODUCED:
+            text += " (" + "; ".join(sides[n]["why"] for n in names) + ")"
+        parts.append(text)
+    parts += [f"no {kind} side measured" for kind in missing]
+    line = "; ".join(parts)
+    if qualifier and REPRODUCED in groups and NOT_REPRODUCED in groups:
+        line += f'. The document qualifies it: "{qualifier} ..."'
+    return line
+
+
+def judge(result: dict[str, Any], claims: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One verdict per claim: {id, claim, verdict, summary, rule, quotes, sides: {name: ...}}."""
+    result = upgraded(result)
+    return [judge_claim(claim, result) for claim in (claims if claims is not None else load())]

@@ -6,10 +6,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from explorer.backends import SIDES, get_backend
+from explorer.backends import get_backend
 from explorer.backends.libvirt import WORKDIR_PREFIX
 from explorer.errors import BackendUnavailable
 from explorer.images import cache_dir
+from explorer.sides import SIDES
 
 TEMP_PREFIX = "explorer-"
 
@@ -24,6 +25,7 @@ def clean_all(cache: bool = False) -> list[str]:
                 removed += backend.remove_images()
         except (BackendUnavailable, ImportError) as exc:
             removed.append(f"nothing on the {side} side ({exc})")
+    removed = list(dict.fromkeys(removed))  # sides sharing an engine find the same leftovers
     for path in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
         if path.name.startswith(WORKDIR_PREFIX):
             continue  # the libvirt backend's clean() removes these, sparing VMs still starting

@@ -10,9 +10,8 @@ from typing import Any, NoReturn
 
 import click
 
-from explorer import claims, plot, report, results, runner
+from explorer import claims, plot, report, results, runner, sides
 from explorer import scenario as scenarios
-from explorer.backends import SIDES
 from explorer.errors import EXIT_INTERRUPTED, ExplorerError, Interrupted, UsageError
 from explorer.progress import Steps
 
@@ -42,6 +41,23 @@ def list_cmd() -> None:
     click.echo(tabulate(rows, headers=["scenario", "image", "port", "ready", "description"]))
 
 
+@main.command("sides")
+def sides_cmd() -> None:
+    """List the sides explorer knows, and whether this host can run each (exit 0 either way)."""
+    from tabulate import tabulate
+
+    rows = []
+    for name, side in sides.SIDES.items():
+        try:
+            sides.backend_for(name).check()
+            status = "ready"
+        except ExplorerError as exc:
+            status = f"cannot run here: {exc}"
+        rows.append([name, side.kind, side.title, ", ".join(side.roles), side.about, status])
+    click.echo(tabulate(rows, headers=["side", "kind", "title", "host roles", "what it is", "here"],
+                        maxcolwidths=[None, None, None, 16, 40, 30]))
+
+
 def _load(name: str | None, scenario_file: str | None) -> scenarios.Scenario:
     if scenario_file:
         return scenarios.load_file(scenario_file)
@@ -50,39 +66,41 @@ def _load(name: str | None, scenario_file: str | None) -> scenarios.Scenario:
     return scenarios.load(name)
 
 
+SIDES_HELP = f"Comma-separated sides ({', '.join(sides.SIDES)}); default: every side this host can run."
+ONLY_HELP = "Only the sides of this kind (container or vm)."
+
+
 @main.command()
 @click.argument("name", required=False)
 @click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
-@click.option("--only", type=click.Choice(SIDES), help="Build one side's image only.")
-def build(name: str | None, scenario_file: str | None, only: str | None) -> None:
-    """Build (or find in the cache) the scenario's container image and the VM image made from it."""
-    from explorer.backends import get_backend
-
+@click.option("--sides", "side_names", help=SIDES_HELP)
+@click.option("--only", type=click.Choice(sides.KINDS), help=ONLY_HELP)
+def build(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None) -> None:
+    """Build (or find in the cache) what each side starts from: the container image, the VM images."""
     scenario = _load(name, scenario_file)
-    backend = get_backend("container")
-    backend.check()
+    skipped: dict[str, str] = {}
+    backends, _ = runner.check_sides(sides.parse(side_names, only), skipped)
+    built = []
     with Steps() as steps:
-        artifact = backend.prepare(scenario, steps)
-        vm_image = None
-        if only != "container":
-            from explorer.images.vm_image import ensure_vm_image
-
-            vm_image = ensure_vm_image(backend.client, scenario, artifact, steps)
-    if only != "vm":
-        state = "built" if artifact.facts.get("built") else "cached"
-        click.echo(f"container: {artifact.ref} ({state}, {report.human_bytes(artifact.facts.get('image_bytes'))})")
-        if artifact.paths.get("rootfs_tar"):
-            click.echo(f"  rootfs: {artifact.paths['rootfs_tar']}")
-    if vm_image is not None:
-        state = "built" if vm_image.facts.get("built") else "cached"
-        click.echo(f"vm: {vm_image.disk} ({state}, {report.human_bytes(vm_image.facts.get('vm_image_bytes'))} "
-                   f"with kernel {vm_image.kernel_version} and initramfs)")
+        for side_name, backend in backends.items():
+            built.append((side_name, backend.prepare(scenario, steps)))
+    for side_name, artifact in built:
+        facts = artifact.facts
+        state = "built" if facts.get("built") else "cached"
+        size = report.human_bytes(facts.get("vm_image_bytes", facts.get("image_bytes")))
+        kernel = f" with kernel {facts['kernel_version']}" if facts.get("kernel_version") else ""
+        click.echo(f"{side_name}: {artifact.ref} ({state}, {size}{kernel})")
+        for key, path in sorted(artifact.paths.items()):
+            click.echo(f"  {key}: {path}")
+    for side_name, reason in skipped.items():
+        click.echo(f"{side_name}: skipped, {reason}")
 
 
 @main.command()
 @click.argument("name", required=False)
 @click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
-@click.option("--only", type=click.Choice(SIDES), help="Measure one side only.")
+@click.option("--sides", "side_names", help=SIDES_HELP)
+@click.option("--only", type=click.Choice(sides.KINDS), help=ONLY_HELP)
 @click.option("--repeat", type=click.IntRange(1, 100), help="Starts per side (default: the scenario's).")
 @click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Also save the result as JSON here.")
@@ -92,11 +110,11 @@ def build(name: str | None, scenario_file: str | None, only: str | None) -> None
 @click.option("--ready", type=click.Choice(scenarios.READY_KINDS), help="With --image: the readiness check.")
 @click.option("--process", "processes", multiple=True,
               help="With --image: the workload's process name (default: from the image's ENTRYPOINT + CMD).")
-def run(name: str | None, scenario_file: str | None, only: str | None, repeat: int | None,
+def run(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None, repeat: int | None,
         fmt: str, output: str | None, image: str | None, port: int | None, ready: str | None,
         processes: tuple[str, ...], plot_file: str | None) -> None:
-    """Run a scenario (or --image REF --port N --ready KIND) in a container and in a VM, and compare them."""
-    sides = (only,) if only else SIDES
+    """Run a scenario (or --image REF --port N --ready KIND) on every side, and compare them."""
+    chosen = sides.parse(side_names, only)
     if plot_file:
         plot.require()  # before minutes of measuring, not after
     with Steps() as steps:
@@ -104,7 +122,7 @@ def run(name: str | None, scenario_file: str | None, only: str | None, repeat: i
             scenario = _image_scenario(name or scenario_file, image, port, ready, processes, steps)
         else:
             scenario = _load(name, scenario_file)
-        result = runner.run(scenario, sides, repeat, steps)
+        result = runner.run(scenario, chosen, repeat, steps)
     _show(result, fmt, plot_file, output)
 
 

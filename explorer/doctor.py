@@ -19,6 +19,14 @@ def _docker() -> tuple[str, str]:
     return "ok", f"Docker {facts['engine_version']} (API {facts['api_version']}, {facts['storage_driver']})"
 
 
+def _gvisor() -> tuple[str, str]:
+    from explorer.backends.gvisor import GVisorBackend
+
+    facts = GVisorBackend().check()
+    return "ok", (f"runsc {facts['runsc_version']} at {facts['runsc_path']}, {facts['runsc_platform']} platform, "
+                  f"args {' '.join(facts['runsc_args']) or 'none'}")
+
+
 def _libvirt() -> tuple[str, str]:
     from explorer.backends.libvirt import LibvirtBackend
 
@@ -53,6 +61,7 @@ def _disk() -> tuple[str, str]:
 
 CHECKS: list[tuple[str, bool, Any]] = [
     ("Docker engine", True, _docker),
+    ("gVisor (runsc under Docker)", False, _gvisor),
     ("libvirt (qemu:///system)", True, _libvirt),
     ("KVM", False, _kvm),
     ("mmdebstrap", True, lambda: _tool("mmdebstrap", "mmdebstrap")),

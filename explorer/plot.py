@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from explorer import report
+from explorer.document import side_color, side_title
 from explorer.errors import ExplorerError, UsageError
-from explorer.report import SIDE_TITLES, human_bytes, seconds
+from explorer.report import human_bytes, seconds
 
-COLORS = {"container": "#1f77b4", "vm": "#d62728"}
 MIB = 1024 * 1024
 
 
@@ -62,8 +62,8 @@ def _startup(ax: Any, result: dict[str, Any]) -> None:
             if not values:
                 continue
             y = len(labels)
-            labels.append(f"{SIDE_TITLES.get(side, side)}: {milestone}")
-            ax.scatter(values, [y] * len(values), color=COLORS.get(side, "gray"), alpha=0.6, s=30, zorder=3)
+            labels.append(f"{side_title(data, side)}: {milestone}")
+            ax.scatter(values, [y] * len(values), color=side_color(data), alpha=0.6, s=30, zorder=3)
             median = startup.get("summary", {}).get(f"{milestone}_s", {}).get("median")
             if median is not None:
                 ax.plot([median, median], [y - 0.3, y + 0.3], color="black", linewidth=2, zorder=4)
@@ -84,22 +84,23 @@ def _memory(ax: Any, result: dict[str, Any]) -> None:
     names = list(result["sides"])
     for y, side in enumerate(names):
         data = result["sides"][side]
+        title, color = side_title(data, side), side_color(data)
         mem = data.get("memory", {})
         workload = mem.get("workload", {}).get("pss_bytes", 0)
         runtime = mem.get("runtime", {}).get("pss_bytes", 0)
         if workload:  # a VM's workload has no host process: nothing to draw
-            ax.barh(y, workload / MIB, color=COLORS.get(side, "gray"), label=f"{SIDE_TITLES.get(side, side)} workload")
-        ax.barh(y, runtime / MIB, left=workload / MIB, color=COLORS.get(side, "gray"), alpha=0.45,
-                label=f"{SIDE_TITLES.get(side, side)} {report.runtime_name(data)}")
+            ax.barh(y, workload / MIB, color=color, label=f"{title} workload")
+        ax.barh(y, runtime / MIB, left=workload / MIB, color=color, alpha=0.45,
+                label=f"{title} {report.runtime_name(data)}")
         if mem.get("configured_bytes"):
             ax.barh(y, mem["configured_bytes"] / MIB, fill=False, edgecolor="black", linestyle="--",
-                    label=f"{SIDE_TITLES.get(side, side)} configured")
+                    label=f"{title} configured")
         total = workload + runtime
         text = f" {human_bytes(total)} PSS"
         if mem.get("configured_bytes"):
             text += f" of {human_bytes(mem['configured_bytes'])} configured"
         ax.annotate(text, (total / MIB, y), va="center", fontsize=9)
-    ax.set_yticks(range(len(names)), [SIDE_TITLES.get(s, s) for s in names])
+    ax.set_yticks(range(len(names)), [side_title(result["sides"][s], s) for s in names])
     ax.invert_yaxis()
     ax.margins(x=0.3)  # room for the labels right of the bars
     ax.set_xlabel("MiB of host memory (PSS)")

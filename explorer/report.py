@@ -8,8 +8,10 @@ from typing import Any
 
 from tabulate import tabulate
 
+from explorer.document import side_title, upgraded
+
 FORMATS = ("table", "markdown", "json")
-SIDE_TITLES = {"container": "container", "vm": "VM"}
+TERMINAL_COLUMNS = 120  # what the side-by-side and claims tables are wrapped to
 
 
 def human_bytes(value: float | None) -> str:
@@ -32,10 +34,13 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def _engine(side: dict[str, Any]) -> str:
+def engine(side: dict[str, Any]) -> str:
     e = side.get("engine", {})
     if side.get("backend") == "docker":
-        return f"Docker {e.get('engine_version', '?')} ({e.get('default_runtime', '?')})"
+        runtime = e.get("runtime") or e.get("default_runtime", "?")
+        if e.get("runsc_version"):
+            runtime = f"runsc {e['runsc_version']}, {e.get('runsc_platform', '?')} platform"
+        return f"Docker {e.get('engine_version', '?')} ({runtime})"
     accel = str(side.get("accel", "?")).upper()
     return f"libvirt {e.get('libvirt_version', '?')}, QEMU {e.get('qemu_version', '?')}, {accel}"
 
@@ -58,15 +63,31 @@ def _visible(side: dict[str, Any]) -> str:
         shown = ", ".join(f"{p['name']} {p['host_pid']} (pid {p['pid_inside']} inside)" for p in workload[:3])
         more = f" +{len(workload) - 3} more" if len(workload) > 3 else ""
         return f"yes: {shown}{more}"
-    runtime = ", ".join(f"{p['name']} {p['host_pid']}" for p in vis.get("runtime_processes", []))
-    return f"no; host sees only {runtime or 'nothing'}"
+    return f"no; host sees only {runtime_summary(side) or 'nothing'}"
+
+
+def runtime_summary(side: dict[str, Any]) -> str:
+    """The host processes that run a side's workload, by role: 'sandbox 1234, gofer 1230, 2 stubs'."""
+    by_role: dict[str, list[dict[str, Any]]] = {}
+    for proc in side.get("visibility", {}).get("runtime_processes", []):
+        by_role.setdefault(proc.get("role", "runtime"), []).append(proc)
+    parts = []
+    for role, procs in by_role.items():
+        if len(procs) == 1:
+            parts.append(f"{role} {procs[0]['name']} {procs[0]['host_pid']}" if role == "VMM"
+                         else f"{role} {procs[0]['host_pid']}")
+        else:
+            parts.append(f"{len(procs)} {role}s")
+    return ", ".join(parts)
 
 
 def _kernel(side: dict[str, Any]) -> str:
     k = side.get("kernel", {})
     if not k.get("available"):
         return f"unknown ({k.get('reason', 'no guest view')})"
-    whose = "the host's" if k.get("shared") else "its own"
+    whose = {True: "the host's", False: "its own", None: "undecided"}[k.get("shared")]
+    if k.get("same_boot_id") is None:
+        return f"{k['guest_release']}, {whose} (no boot_id inside; host {k.get('host_release')})"
     return f"{k['guest_release']}, {whose} (boot_id {'=' if k.get('same_boot_id') else '!='} host)"
 
 
@@ -89,15 +110,20 @@ def _startup(side: dict[str, Any]) -> str:
 
 
 def runtime_name(side: dict[str, Any]) -> str:
-    """What runs a side's workload on the host: a container's shim, a VM's VMM."""
-    return "shim" if side.get("backend") == "docker" else "VMM"
+    """What runs a side's workload on the host, by its roles: shim, VMM, sandbox+gofer+..."""
+    return "+".join(side.get("roles") or ["runtime"])
 
 
 def _memory(side: dict[str, Any]) -> str:
     mem = side.get("memory", {})
     w, r = mem.get("workload", {}), mem.get("runtime", {})
     shown = f"{human_bytes(w.get('pss_bytes'))} PSS" if w.get("processes") else "none on the host"
-    text = f"workload {shown}; {runtime_name(side)} {human_bytes(r.get('pss_bytes'))} PSS"
+    roles = mem.get("runtime_roles") or {}
+    if len(roles) > 1:
+        each = ", ".join(f"{role} {human_bytes(v.get('pss_bytes'))}" for role, v in roles.items())
+        text = f"workload {shown}; {each} PSS"
+    else:
+        text = f"workload {shown}; {runtime_name(side)} {human_bytes(r.get('pss_bytes'))} PSS"
     if "configured_bytes" in mem:
         text += f" (configured {human_bytes(mem['configured_bytes'])})"
     return text
@@ -112,7 +138,7 @@ def _isolation(side: dict[str, Any]) -> str:
 
 
 SUMMARY_ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-    ("runs on", _engine),
+    ("runs on", engine),
     ("image on disk", _image),
     ("workload in host's ps -e", _visible),
     ("kernel", _kernel),
@@ -125,53 +151,82 @@ SUMMARY_ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
 
 def summary_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     sides = result["sides"]
-    headers = ["", *(SIDE_TITLES.get(s, s) for s in sides)]
-    rows = [[label, *(fn(sides[s]) for s in sides)] for label, fn in SUMMARY_ROWS]
+    headers = ["", *(side_title(side, name) for name, side in sides.items())]
+    rows = [[label, *(fn(side) for side in sides.values())] for label, fn in SUMMARY_ROWS]
     return headers, rows
+
+
+def summary_widths(result: dict[str, Any]) -> list[int]:
+    """Column widths that keep the side-by-side table within a terminal's width for any
+    number of sides (tabulate wraps the cells)."""
+    count = max(1, len(result["sides"]))
+    label = max(len(label) for label, _ in SUMMARY_ROWS)
+    return [label, *[max(12, (TERMINAL_COLUMNS - label - 2 * count) // count)] * count]
 
 
 def process_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for side_name, side in result["sides"].items():
         vis = side.get("visibility", {})
-        for kind, procs in (("workload", vis.get("workload_processes", [])), ("runtime", vis.get("runtime_processes", []))):
-            for p in procs:
-                chain = " <- ".join(f"{q['name']}({q['pid']})" for q in p.get("parents", []))
-                rows.append([SIDE_TITLES.get(side_name, side_name), kind, p["host_pid"], p.get("pid_inside"),
-                             p["name"], f"{p.get('uid')} ({p.get('user')})", human_bytes(p.get("rss_bytes")),
-                             human_bytes(p.get("pss_bytes")), chain or "-"])
+        procs = [("workload", p) for p in vis.get("workload_processes", [])]
+        procs += [(p.get("role", "runtime"), p) for p in vis.get("runtime_processes", [])]
+        for role, p in procs:
+            chain = " <- ".join(f"{q['name']}({q['pid']})" for q in p.get("parents", []))
+            rows.append([side_title(side, side_name), role, p["host_pid"], p.get("pid_inside"),
+                         _process_name(p), f"{p.get('uid')} ({p.get('user')})", human_bytes(p.get("rss_bytes")),
+                         human_bytes(p.get("pss_bytes")), chain or "-"])
     headers = ["side", "role", "host PID", "PID inside", "name", "uid (host name)", "RSS", "PSS", "parents"]
     return headers, rows
+
+
+def _process_name(proc: dict[str, Any]) -> str:
+    """The name ps -e shows, and argv[0] where it says more (gVisor's are all `exe`)."""
+    argv0 = (proc.get("cmdline") or "").split(" ", 1)[0].rsplit("/", 1)[-1]
+    return f"{proc['name']} ({argv0})" if argv0 and argv0 != proc["name"] else proc["name"]
 
 
 def startup_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for side_name, side in result["sides"].items():
         for milestone, s in side.get("startup", {}).get("summary", {}).items():
-            rows.append([SIDE_TITLES.get(side_name, side_name), milestone.removesuffix("_s"), seconds(s["min"]),
+            rows.append([side_title(side, side_name), milestone.removesuffix("_s"), seconds(s["min"]),
                          seconds(s["median"]), seconds(s["max"]), seconds(s["stdev"]), s["n"]])
     return ["side", "milestone (since create)", "min", "median", "max", "stdev", "n"], rows
 
 
-CLAIMS_WIDTHS = [22, 14, 32, 50]  # terminal tables wrap long cells; Markdown cells cannot
+CLAIMS_WIDTHS = [24, 16, 14, 58]  # terminal tables wrap long cells; Markdown cells cannot
+VERDICTS_WIDTHS = [24, 14, 76]
 
 
 def claims_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """The verdicts explorer.claims computed; their evidence uses this module's formats."""
-    rows = [[f"{i}. {c['claim']}", c["verdict"], c["rule"], c["evidence"]]
+    """One row per claim and side: the verdicts explorer.claims computed, with their
+    evidence (in this module's formats)."""
+    rows = []
+    for i, c in enumerate(result.get("claims", []), 1):
+        for j, side in enumerate(c.get("sides", {}).values()):
+            rows.append([f"{i}. {c['claim']}" if j == 0 else "", side["title"], side["verdict"], side["evidence"]])
+        if not c.get("sides"):
+            rows.append([f"{i}. {c['claim']}", "-", c["verdict"], c.get("summary", "")])
+    return ["claim", "side", "verdict", "evidence"], rows
+
+
+def verdicts_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Each claim's overall verdict, where its sides agree or not, and the rule applied."""
+    rows = [[f"{i}. {c['claim']}", c["verdict"], f"{c.get('summary', '')}. Rule: {c['rule']}"]
             for i, c in enumerate(result.get("claims", []), 1)]
-    return ["claim", "verdict", "rule", "evidence"], rows
+    return ["claim", "overall", "where the sides stand, and the rule"], rows
 
 
 def sections(result: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[Any]]], list[int] | None]]:
     """(heading, (headers, rows), column widths a terminal table wraps to, if any)."""
     out = [
-        ("Side by side", summary_table(result), None),
+        ("Side by side", summary_table(result), summary_widths(result)),
         ("Processes seen from the host", process_table(result), None),
         ("Startup", startup_table(result), None),
     ]
     if result.get("claims"):
-        out.append(("Claims", claims_table(result), CLAIMS_WIDTHS))
+        out.append(("Claims, per side", claims_table(result), CLAIMS_WIDTHS))
+        out.append(("Verdicts", verdicts_table(result), VERDICTS_WIDTHS))
     return out
 
 
@@ -193,7 +248,11 @@ def table(headers: list[str], rows: list[list[Any]], fmt: str, widths: list[int]
 def render(result: dict[str, Any], fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps(result, indent=2, sort_keys=False)
+    result = upgraded(result)
     parts = [f"# {title(result)}" if fmt == "markdown" else title(result)]
+    skipped = result.get("skipped") or {}
+    if skipped:
+        parts.append("\n".join(f"(side {name} not measured: {reason})" for name, reason in skipped.items()))
     for heading, (headers, rows), widths in sections(result):
         parts.append(f"\n## {heading}\n" if fmt == "markdown" else f"\n{heading}")
         parts.append(table(headers, rows, fmt, widths))

@@ -11,11 +11,11 @@ from typing import Any
 import jsonschema
 
 from explorer import __version__, claims, report
+from explorer.document import READABLE, side_title, upgraded
 from explorer.errors import UsageError
-from explorer.report import SIDE_TITLES, human_bytes, seconds
-from explorer.runner import RESULT_SCHEMA
+from explorer.report import human_bytes, seconds
 
-KNOWN_SCHEMAS = (RESULT_SCHEMA,)
+KNOWN_SCHEMAS = READABLE
 COMPARE_SCHEMA = "explorer.compare/1"
 SAVE_HINT = "explorer run NAME --output FILE saves a result"
 # What rendering a result relies on; the rest is read with defaults.
@@ -25,8 +25,7 @@ SHAPE: dict[str, Any] = {
     "properties": {
         "host": {"type": "object", "required": ["hostname", "kernel_release", "cpu_cores"]},
         "scenario": {"type": "object", "required": ["name"]},
-        "sides": {"type": "object", "propertyNames": {"enum": list(SIDE_TITLES)},
-                  "additionalProperties": {"type": "object"}},
+        "sides": {"type": "object", "additionalProperties": {"type": "object"}},
     },
 }
 
@@ -52,7 +51,7 @@ def load_result(path: str | Path) -> dict[str, Any]:
                 for e in jsonschema.Draft202012Validator(SHAPE).iter_errors(doc)]
     if problems:
         raise UsageError(f"{path} is an incomplete explorer result: " + "; ".join(problems), hint=SAVE_HINT)
-    return doc
+    return upgraded(doc)
 
 
 # ---- compare -----------------------------------------------------------------------------
@@ -75,13 +74,6 @@ HOST_ROWS: list[Row] = [
 ]
 
 
-def _engine(side: dict[str, Any]) -> str:
-    e = side.get("engine", {})
-    if e.get("engine") == "docker" or side.get("backend") == "docker":
-        return f"Docker {e.get('engine_version', '?')} ({e.get('default_runtime', '?')})"
-    return f"libvirt {e.get('libvirt_version', '?')}, QEMU {e.get('qemu_version', '?')}"
-
-
 def _ready(side: dict[str, Any]) -> str:
     ready = side.get("startup", {}).get("summary", {}).get("ready_s")
     return f"{seconds(ready['median'])} (n={ready['n']})" if ready else "-"
@@ -95,7 +87,7 @@ def _kernel(side: dict[str, Any]) -> str:
 
 
 SIDE_ROWS: list[Row] = [
-    ("engine", _engine),
+    ("engine", lambda s: report.engine(s)),
     ("accel", lambda s: s.get("accel", "?")),
     ("image on disk", lambda s: human_bytes(s.get("image", {}).get("total_bytes"))),
     ("start to ready, median", _ready),
@@ -115,10 +107,12 @@ def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], li
     """One column per run; rows for the host, the key figures of each side, and each verdict."""
     results = [r for _, r in runs]
     rows = [[label, *(fn(r) for r in results)] for label, fn in HOST_ROWS]
-    for side in (s for s in SIDE_TITLES if any(s in r["sides"] for r in results)):
+    names = list(dict.fromkeys(name for r in results for name in r["sides"]))
+    for name in names:
+        title = next(side_title(r["sides"][name], name) for r in results if name in r["sides"])
         for label, fn in SIDE_ROWS:
-            cells = [fn(r["sides"][side]) if side in r["sides"] else "not measured" for r in results]
-            rows.append([f"{SIDE_TITLES[side]}: {label}", *cells])
+            cells = [fn(r["sides"][name]) if name in r["sides"] else "not measured" for r in results]
+            rows.append([f"{title}: {label}", *cells])
     verdicts = [{v["id"]: v["verdict"] for v in claims.judge(r)} for r in results]
     for number, claim in enumerate(claims.load(), 1):
         rows.append([f"claim {number}: {claim['id']}", *(v.get(claim["id"], "-") for v in verdicts)])

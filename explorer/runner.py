@@ -15,13 +15,15 @@ from typing import Any
 from explorer import readiness
 from explorer.backends import get_backend
 from explorer.backends.base import Artifact, Backend, Target
-from explorer.errors import BackendError, ExplorerError, NotReady
+from explorer.document import CURRENT
+from explorer.errors import BackendError, BackendUnavailable, ExplorerError, NotReady
 from explorer.hostinfo import host_facts
 from explorer.probes import ProbeContext, isolation, kernel, memory, size, visibility
 from explorer.probes.startup import relative, summarize
 from explorer.scenario import Scenario
+from explorer.sides import SIDES
 
-RESULT_SCHEMA = "explorer.result/1"
+RESULT_SCHEMA = CURRENT
 PROBES = {
     "visibility": visibility.probe,
     "kernel": kernel.probe,
@@ -57,14 +59,16 @@ def interrupts_deferred() -> Iterator[None]:
 
 def run(
     scenario: Scenario,
-    sides: tuple[str, ...],
+    sides: tuple[str, ...] | None = None,
     repeats: int | None = None,
     progress: Progress | None = None,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Measure the scenario on each side and return the result document."""
+    """Measure the scenario on each side (None: every registered side this host can run) and
+    return the result document."""
     run_id = run_id or new_run_id()
     say = progress or (lambda message: None)
+    started = time.monotonic()
     result: dict[str, Any] = {
         "schema": RESULT_SCHEMA,
         "run_id": run_id,
@@ -72,15 +76,49 @@ def run(
         "host": host_facts(),
         "scenario": scenario.to_dict(),
         "sides": {},
+        "skipped": {},
+        "phases": {"sides": {}},
     }
-    backends = {side: get_backend(side) for side in sides}
-    engines = {side: backend.check() for side, backend in backends.items()}  # fail early
-    for side, backend in backends.items():
+    backends, engines = check_sides(sides, result["skipped"])  # fail early, before any build
+    result["phases"]["check_s"] = round(time.monotonic() - started, 3)
+    for name, backend in backends.items():
+        phase_start = time.monotonic()
         artifact = backend.prepare(scenario, say)
-        result["sides"][side] = measure(backend, scenario, artifact, repeats or scenario.repeats, run_id, say)
-        result["sides"][side]["engine"] = engines[side]
+        prepared = time.monotonic()
+        side_repeats = repeats or min(scenario.repeats, backend.side.max_repeats or scenario.repeats)
+        measured = measure(backend, scenario, artifact, side_repeats, run_id, say)
+        result["sides"][name] = {**backend.side.meta(), **measured, "engine": engines[name]}
+        result["phases"]["sides"][name] = {
+            "prepare_s": round(prepared - phase_start, 3),
+            "measure_s": round(time.monotonic() - prepared, 3),
+            "starts_s": round(sum(r.get("ready_s", 0.0) for r in measured["startup"]["repeats"]), 3),
+        }
+    result["phases"]["total_s"] = round(time.monotonic() - started, 3)
     result["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return result
+
+
+def check_sides(
+    names: tuple[str, ...] | None, skipped: dict[str, str]
+) -> tuple[dict[str, Backend], dict[str, dict[str, Any]]]:
+    """Backends and engine facts of the sides to measure. Sides asked for by name must run
+    (their BackendUnavailable propagates); by default a side that cannot run here is skipped
+    and its reason recorded."""
+    backends, engines = {}, {}
+    for name in names if names is not None else tuple(SIDES):
+        backend = get_backend(name)
+        try:
+            engines[name] = backend.check()
+        except BackendUnavailable as exc:
+            if names is not None:
+                raise BackendUnavailable(f"side {name}: {exc}", hint=exc.hint) from None
+            skipped[name] = f"{exc}" + (f" ({exc.hint})" if exc.hint else "")
+            continue
+        backends[name] = backend
+    if not backends:
+        reasons = "; ".join(f"{n}: {r}" for n, r in skipped.items())
+        raise BackendUnavailable(f"no side can run on this host ({reasons})", hint="run scripts/setup-host")
+    return backends, engines
 
 
 def measure(
@@ -91,7 +129,7 @@ def measure(
     probed: dict[str, Any] = {}
     try:
         for index in range(repeats):
-            say(f"{backend.SIDE}: start {index + 1}/{repeats}")
+            say(f"{backend.side.name}: start {index + 1}/{repeats}")
             final = index == repeats - 1
             timings.append(_one_start(backend, scenario, artifact, run_id, index, probed if final else None))
     finally:
@@ -118,11 +156,11 @@ def _one_start(
     try:
         with interrupts_deferred():  # once an engine has begun making it, destroy() needs its handle
             target = backend.create(scenario, artifact, run_id, index)
-        timeout = scenario.timeouts.vm_ready_s if backend.SIDE == "vm" else scenario.timeouts.ready_s
+        timeout = getattr(scenario.timeouts, backend.side.timeout)
         readiness.wait_for_mark(target.marks, backend.READY_AFTER, lambda: backend.poll(target), t0 + timeout)
         ready = readiness.wait_ready(
             scenario.workload.ready, "127.0.0.1", target.host_port, t0 + timeout,
-            between=lambda: backend.poll(target), what=f"the {backend.SIDE} {target.name}",
+            between=lambda: backend.poll(target), what=f"the {backend.side.title} {target.name}",
         )
         target.mark("ready", ready)
         backend.poll(target)
@@ -149,7 +187,9 @@ def run_probes(backend: Backend, scenario: Scenario, artifact: Artifact, target:
     except (BackendError, ExplorerError) as exc:
         guest, guest_error = None, str(exc)
     ctx = ProbeContext(
-        side=backend.SIDE,
+        side=backend.side.name,
+        kind=backend.side.kind,
+        roles=backend.side.roles,
         scenario=scenario,
         artifact=artifact,
         workload_pids=backend.host_pids(target),

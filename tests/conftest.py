@@ -113,12 +113,12 @@ def backend_or_skip(side: str):
 
 @pytest.fixture(scope="session")
 def docker_backend():
-    return backend_or_skip("container")
+    return backend_or_skip("runc")
 
 
 @pytest.fixture(scope="session")
 def libvirt_backend():
-    return backend_or_skip("vm")
+    return backend_or_skip("microvm")
 
 
 @pytest.fixture(scope="session")

@@ -1,25 +1,15 @@
-"""Backends by name, imported lazily so that libvirt is only loaded when the VM side is used."""
+"""Backends: the engines that run a side. Which backend runs which side is the side
+registry's business (explorer/sides.py); this module only constructs one by side name."""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
-
-from explorer.errors import UsageError
 
 if TYPE_CHECKING:
     from explorer.backends.base import Backend
 
-BACKENDS = {
-    "container": "explorer.backends.docker:DockerBackend",
-    "vm": "explorer.backends.libvirt:LibvirtBackend",
-}
-SIDES = tuple(BACKENDS)
-
 
 def get_backend(side: str) -> Backend:
-    try:
-        module_name, class_name = BACKENDS[side].split(":")
-    except KeyError:
-        raise UsageError(f"unknown side {side!r}; known: {', '.join(BACKENDS)}") from None
-    return getattr(importlib.import_module(module_name), class_name)()
+    from explorer.sides import backend_for
+
+    return backend_for(side)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import abc
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from explorer.scenario import Scenario
+
+if TYPE_CHECKING:
+    from explorer.sides import Side
 
 LABEL_MANAGED = "io.explorer.managed"  # on what a run creates: containers, domains
 LABEL_IMAGE = "io.explorer.image"  # on cached images; containers inherit it, so it must differ
@@ -66,13 +69,17 @@ class GuestView:
 
 
 class Backend(abc.ABC):
+    """One engine, run as one side of the registry (explorer/sides.py) that names it."""
+
     NAME: str = ""
-    SIDE: str = ""
     # Names of the milestones create() and poll() record, in the order they happen.
     MILESTONES: tuple[str, ...] = ()
     # A milestone before which no readiness attempt can succeed; QEMU's hostfwd accepts and
     # holds connections until the guest's network is up, so trying earlier only costs time.
     READY_AFTER: str | None = None
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
 
     @abc.abstractmethod
     def check(self) -> dict[str, Any]:
@@ -94,8 +101,9 @@ class Backend(abc.ABC):
         """Host PIDs of the workload's own processes (empty where the host cannot see them)."""
 
     @abc.abstractmethod
-    def runtime_pids(self, target: Target) -> list[int]:
-        """Host PIDs of what runs the workload: the container shim, or the VMM."""
+    def runtime_pids(self, target: Target) -> dict[int, str]:
+        """Host PIDs of what runs the workload (the shim, gVisor's sandbox, the VMM), each with
+        its role, one of the side's roles."""
 
     @abc.abstractmethod
     def guest_view(self, target: Target) -> GuestView:

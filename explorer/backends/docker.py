@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import psutil
@@ -25,15 +25,23 @@ from explorer.errors import BackendError, BackendUnavailable
 from explorer.images.docker_image import ensure_image
 from explorer.scenario import Scenario
 
+if TYPE_CHECKING:
+    from explorer.sides import Side
+
 START_HINT = "run scripts/setup-host (it installs and starts containerd and dockerd)"
 
 
 class DockerBackend(Backend):
+    """A container started by dockerd with one OCI runtime (runc unless RUNTIME says)."""
+
     NAME = "docker"
-    SIDE = "container"
+    RUNTIME: str | None = None  # None: the engine's default runtime
     MILESTONES = ("created", "started", "process", "ready")
 
-    def __init__(self) -> None:
+    def __init__(self, side: Side | None = None) -> None:
+        from explorer.sides import SIDES
+
+        super().__init__(side or SIDES["runc"])
         self._client: docker.DockerClient | None = None
 
     @property
@@ -59,6 +67,7 @@ class DockerBackend(Backend):
             "storage_driver": info.get("Driver"),
             "cgroup_version": info.get("CgroupVersion"),
             "default_runtime": info.get("DefaultRuntime"),
+            "runtime": self.RUNTIME or info.get("DefaultRuntime"),
         }
 
     def prepare(self, scenario: Scenario, progress: Any = None) -> Artifact:
@@ -69,7 +78,7 @@ class DockerBackend(Backend):
         labels = {LABEL_MANAGED: "true", LABEL_RUN: run_id, LABEL_SCENARIO: scenario.name}
         if LABEL_RECIPE in artifact.facts.get("labels", {}):
             labels[LABEL_RECIPE] = artifact.facts["labels"][LABEL_RECIPE]
-        target = Target(side=self.SIDE, name=f"explorer-{scenario.name}-{run_id}-{index}",
+        target = Target(side=self.side.name, name=f"explorer-{scenario.name}-{self.side.name}-{run_id}-{index}",
                         run_id=run_id, host_port=0)
         target.facts["process_names"] = list(scenario.workload.processes)
         try:
@@ -80,6 +89,7 @@ class DockerBackend(Backend):
                 labels=labels,
                 ports={f"{port}/tcp": ("127.0.0.1", None)},
                 security_opt=["no-new-privileges"],
+                runtime=self.RUNTIME,
                 detach=True,
             )
             target.handle = container
@@ -139,12 +149,12 @@ class DockerBackend(Backend):
                 continue
         return sorted(pids)
 
-    def runtime_pids(self, target: Target) -> list[int]:
+    def runtime_pids(self, target: Target) -> dict[int, str]:
         try:
             shim = psutil.Process(target.facts["init_pid"]).parent()
         except psutil.Error:
-            return []
-        return [shim.pid] if shim is not None else []
+            return {}
+        return {shim.pid: "shim"} if shim is not None else {}
 
     def guest_view(self, target: Target) -> GuestView:
         try:

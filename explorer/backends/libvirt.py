@@ -14,7 +14,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
 
 import psutil
@@ -24,6 +24,9 @@ from explorer.backends.base import Artifact, Backend, GuestView, Target
 from explorer.errors import BackendError, BackendUnavailable, UsageError
 from explorer.kvm import device_usable_by, kvm_usable
 from explorer.scenario import Scenario
+
+if TYPE_CHECKING:
+    from explorer.sides import Side
 
 URI = "qemu:///system"
 START_HINT = "run scripts/setup-host (it starts virtlogd and libvirtd)"
@@ -57,11 +60,13 @@ class RunningVM(guest.ConsoleWatcher):
 
 class LibvirtBackend(Backend):
     NAME = "libvirt"
-    SIDE = "vm"
     MILESTONES = ("created", "process", "kernel", "init", "network", "ready")
     READY_AFTER = "network"
 
-    def __init__(self) -> None:
+    def __init__(self, side: Side | None = None) -> None:
+        from explorer.sides import SIDES
+
+        super().__init__(side or SIDES["microvm"])
         self._conn: Any = None
 
     @property
@@ -122,8 +127,8 @@ class LibvirtBackend(Backend):
         return Artifact(ref=str(image.disk), facts=facts, paths=paths)
 
     def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
-        name = f"explorer-{scenario.name}-{run_id}-{index}"
-        target = Target(side=self.SIDE, name=name, run_id=run_id, host_port=0)
+        name = f"explorer-{scenario.name}-{self.side.name}-{run_id}-{index}"
+        target = Target(side=self.side.name, name=name, run_id=run_id, host_port=0)
         conn = self.conn
         workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{run_id}-{index}-{os.getpid()}-"))
         try:
@@ -185,9 +190,9 @@ class LibvirtBackend(Backend):
     def host_pids(self, target: Target) -> list[int]:
         return []  # the workload runs on the guest's kernel: the host has no PID for it
 
-    def runtime_pids(self, target: Target) -> list[int]:
+    def runtime_pids(self, target: Target) -> dict[int, str]:
         process = target.handle.process if target.handle is not None else None
-        return [process.pid] if process is not None and process.is_running() else []
+        return {process.pid: "VMM"} if process is not None and process.is_running() else {}
 
     def guest_view(self, target: Target) -> GuestView:
         """The first view block the guest init prints after this call (it prints one a second

@@ -4,7 +4,9 @@ echo "EXPLORER-VIEW begin"
 echo "viewer_pid=$$"
 # explorer's own processes in the guest (the VM's init and its watcher), told apart from the OS's
 echo "agent_pids=${EXPLORER_AGENT_PIDS:-}"
-read -r release < /proc/sys/kernel/osrelease
+# gVisor (release 20221219) has no /proc/sys/kernel/osrelease: ask uname(2) there instead
+release=
+read -r release < /proc/sys/kernel/osrelease 2>/dev/null || release=$(uname -r 2>/dev/null)
 echo "kernel_release=$release"
 if [ -r /proc/sys/kernel/random/boot_id ]; then
   read -r boot < /proc/sys/kernel/random/boot_id

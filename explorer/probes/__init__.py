@@ -13,11 +13,13 @@ from explorer.scenario import Scenario
 
 @dataclass
 class ProbeContext:
-    side: str
+    side: str  # the side's name in the registry (explorer/sides.py)
+    kind: str  # container or vm
     scenario: Scenario
     artifact: Artifact
-    workload_pids: list[int]  # host PIDs of the workload's own processes ([] for a VM)
-    runtime_pids: list[int]  # host PIDs of the shim or the VMM
+    workload_pids: list[int]  # host PIDs of the workload's own processes ([] for a VM or gVisor)
+    runtime_pids: dict[int, str]  # host PID -> role (shim, sandbox, gofer, stub, VMM)
     guest: GuestView | None
     guest_error: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # backend facts about the target
+    roles: tuple[str, ...] = ()  # the side's process roles, the main one first

@@ -17,10 +17,9 @@ from explorer.probes.hostproc import (
 
 
 def probe(ctx: ProbeContext) -> dict[str, Any]:
-    pids = ctx.workload_pids or ctx.runtime_pids
-    if not pids:
+    pid, subject = _subject(ctx)
+    if pid is None:
         return {"available": False, "reason": "no host process to inspect"}
-    pid = min(pids)  # the container's init, or the VMM
     mine = namespaces(os.getpid())
     theirs = namespaces(pid)
     status = status_fields(pid)
@@ -28,10 +27,22 @@ def probe(ctx: ProbeContext) -> dict[str, Any]:
     return {
         "available": True,
         "host_pid": pid,
-        "subject": "workload" if ctx.workload_pids else "vmm",
+        "subject": subject,
         "namespaces_differing": [ns for ns in NAMESPACES if theirs[ns] and theirs[ns] != mine[ns]],
         "namespaces_shared": [ns for ns in NAMESPACES if theirs[ns] and theirs[ns] == mine[ns]],
         "capabilities": caps,
         "capability_count": len(caps),
         "seccomp": SECCOMP_MODES.get(status.get("Seccomp", ""), "unknown"),
     }
+
+
+def _subject(ctx: ProbeContext) -> tuple[int | None, str]:
+    """The host process closest to the workload: its own init, else the runtime process of
+    the side's main role (gVisor's sandbox, the VMM)."""
+    if ctx.workload_pids:
+        return min(ctx.workload_pids), "workload"
+    for role in (*ctx.roles, *sorted(set(ctx.runtime_pids.values()))):
+        pids = [pid for pid, r in ctx.runtime_pids.items() if r == role]
+        if pids:
+            return min(pids), role
+    return None, ""

@@ -28,6 +28,16 @@ def probe(ctx: ProbeContext) -> dict[str, Any]:
         same_release=ctx.guest.kernel_release == host["release"],
         same_boot_id=None if guest_boot is None else guest_boot == host["boot_id"],
     )
-    # One kernel instance has one boot_id: equal boot_ids mean the very same running kernel.
-    out["shared"] = out["same_boot_id"]
+    out["shared"], out["basis"] = _shared(out["same_boot_id"], out["same_release"])
     return out
+
+
+def _shared(same_boot_id: bool | None, same_release: bool) -> tuple[bool | None, str | None]:
+    """One kernel instance has one boot_id: equal boot_ids mean the very same running kernel.
+    Where the guest has no boot_id (gVisor 20221219), a release other than the host's still
+    proves another kernel; the same release without a boot_id proves nothing either way."""
+    if same_boot_id is not None:
+        return same_boot_id, "boot_id"
+    if not same_release:
+        return False, "release (no boot_id inside)"
+    return None, None

@@ -22,9 +22,14 @@ def _total(pids: list[int]) -> dict[str, int]:
 
 
 def probe(ctx: ProbeContext) -> dict[str, Any]:
+    runtime = list(ctx.runtime_pids)
+    by_role: dict[str, list[int]] = {}
+    for pid, role in ctx.runtime_pids.items():
+        by_role.setdefault(role, []).append(pid)
     out: dict[str, Any] = {
         "workload": {**_total(ctx.workload_pids), "processes": len(ctx.workload_pids)},
-        "runtime": {**_total(ctx.runtime_pids), "processes": len(ctx.runtime_pids)},
+        "runtime": {**_total(runtime), "processes": len(runtime)},
+        "runtime_roles": {role: {**_total(pids), "processes": len(pids)} for role, pids in by_role.items()},
     }
     if "memory_mib" in ctx.facts:
         out["configured_bytes"] = ctx.facts["memory_mib"] * 1024 * 1024

@@ -14,7 +14,8 @@ def probe(ctx: ProbeContext) -> dict[str, Any]:
     names = set(ctx.scenario.workload.processes)
     stop_at = set(ctx.runtime_pids)
     workload = [d for d in (describe(pid, stop_at) for pid in ctx.workload_pids) if d]
-    runtime = [d for d in (describe(pid) for pid in ctx.runtime_pids) if d]
+    runtime = [{**d, "role": ctx.runtime_pids[d["host_pid"]]}
+               for d in (describe(pid) for pid in ctx.runtime_pids) if d]
     # What `ps -e | grep NAME` finds on the host, and whether each one belongs to this target.
     ours = {d["host_pid"] for d in workload}
     grep_view = [
@@ -28,6 +29,7 @@ def probe(ctx: ProbeContext) -> dict[str, Any]:
         "workload_processes": workload,
         "named_on_host": grep_view,
         "runtime_processes": runtime,
+        "runtime_by_role": _by_role(runtime),
         "inside": _inside(ctx, names),
     }
 
@@ -54,3 +56,11 @@ def _inside(ctx: ProbeContext, names: set[str]) -> dict[str, Any]:
         "workload_pids_inside": sorted(p.pid for p in user if p.name in names),
         "explorer_pids_inside": ctx.guest.agent_pids,  # the VM's init and watcher, not counted
     }
+
+
+def _by_role(runtime: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runtime processes grouped by role, in order of appearance: {role, count, pids}."""
+    roles: dict[str, list[int]] = {}
+    for proc in runtime:
+        roles.setdefault(proc["role"], []).append(proc["host_pid"])
+    return [{"role": role, "count": len(pids), "pids": " ".join(map(str, pids))} for role, pids in roles.items()]

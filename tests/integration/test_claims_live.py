@@ -21,7 +21,7 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture(scope="module")
 def live(docker_backend) -> dict:
-    result = run_explorer("run", "redis", "--only", "container", "--repeat", "1", "--format", "json", timeout=900)
+    result = run_explorer("run", "redis", "--sides", "runc", "--repeat", "1", "--format", "json", timeout=900)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     left = explorer_containers(docker_backend.client, f"{LABEL_RUN}={doc['run_id']}")
@@ -31,27 +31,27 @@ def live(docker_backend) -> dict:
 
 def container_part(doc: dict, claim_id: str) -> dict:
     claim = next(c for c in doc["claims"] if c["id"] == claim_id)
-    return next(p for p in claim["parts"] if p["needs"] == ["container"])
+    return next(p for p in claim["sides"]["runc"]["parts"] if p.get("kind") == "container")
 
 
 def table_cell(doc: dict, row: str) -> str:
     headers, rows = report.summary_table(doc)
-    return next(r for r in rows if r[0] == row)[headers.index("container")]
+    return next(r for r in rows if r[0] == row)[headers.index("runc container")]
 
 
 def test_every_claim_is_judged_and_the_vm_half_is_inconclusive(live):
     assert [c["id"] for c in live["claims"]] == [
         "visibility", "kernel", "size", "startup", "os-processes", "resources", "bin-packing"]
     for claim in live["claims"]:
-        vm_parts = [p for p in claim["parts"] if "vm" in p["needs"]]
-        assert all(p["verdict"] == INCONCLUSIVE for p in vm_parts)
-        assert "VM side not measured (this result has: container)" in claim["evidence"]
+        assert list(claim["sides"]) == ["runc"]
+        assert claim["missing_kinds"] == ["vm"] and "no vm side measured" in claim["summary"]
+        assert claim["verdict"] in (INCONCLUSIVE, "not reproduced")
 
 
 def test_claim_1_the_workload_is_in_the_hosts_process_table(live):
     part = container_part(live, "visibility")
     assert part["verdict"] == REPRODUCED
-    proc = next(p for p in live["sides"]["container"]["visibility"]["workload_processes"] if p["name"] == "redis-server")
+    proc = next(p for p in live["sides"]["runc"]["visibility"]["workload_processes"] if p["name"] == "redis-server")
     shown = f"redis-server {proc['host_pid']}"
     assert shown in part["evidence"] and shown in table_cell(live, "workload in host's ps -e")
 
@@ -60,7 +60,7 @@ def test_claim_2_the_container_runs_on_the_hosts_kernel(live):
     part = container_part(live, "kernel")
     assert part["verdict"] == REPRODUCED
     host_boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    assert live["sides"]["container"]["kernel"]["guest_boot_id"] == host_boot_id
+    assert live["sides"]["runc"]["kernel"]["guest_boot_id"] == host_boot_id
     uname_r = subprocess.run(["uname", "-r"], capture_output=True, text=True, check=True).stdout.strip()
     assert uname_r == platform.release()
     assert f"kernel {uname_r}, boot_id = the host's" in part["evidence"]
@@ -69,20 +69,20 @@ def test_claim_2_the_container_runs_on_the_hosts_kernel(live):
 
 def test_claim_3_the_image_size_is_dockers(live):
     part = container_part(live, "size")
-    image = live["sides"]["container"]["image"]
+    image = live["sides"]["runc"]["image"]
     inspected = docker_image_inspect(image["ref"])["Size"]
     assert int(inspected) == image["total_bytes"]
     expected = REPRODUCED if 5_000_000 <= int(inspected) <= 100_000_000 else NOT_REPRODUCED
     assert part["verdict"] == expected
     shown = report.human_bytes(int(inspected))
-    assert f"container image {shown}:" in part["evidence"] and table_cell(live, "image on disk") == shown
+    assert f"runc container image {shown}:" in part["evidence"] and table_cell(live, "image on disk") == shown
 
 
 def test_startup_and_memory_evidence_equal_the_tables(live):
-    side = live["sides"]["container"]
+    side = live["sides"]["runc"]
     median = report.seconds(side["startup"]["summary"]["ready_s"]["median"])
     assert table_cell(live, "start to ready").startswith(median)
-    assert f"container ready in {median} median (n=1)" in container_part(live, "startup")["evidence"]
+    assert f"runc container ready in {median} median (n=1)" in container_part(live, "startup")["evidence"]
     pss = report.human_bytes(side["memory"]["workload"]["pss_bytes"])
     assert f"workload {pss} PSS" in table_cell(live, "memory on host")
-    assert f"container: {pss} + shim" in container_part(live, "bin-packing")["evidence"]
+    assert f"runc container: workload {pss} + shim" in container_part(live, "bin-packing")["evidence"]

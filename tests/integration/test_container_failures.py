@@ -42,7 +42,7 @@ def scenario_file(tmp_path: Path, **changes) -> Path:
 def test_readiness_timeout_exits_4_with_logs_and_leaves_nothing(docker_backend, redis_artifact, tmp_path):
     # Redis never answers a PostgreSQL startup message: the run must time out, not hang.
     path = scenario_file(tmp_path, workload__ready="postgres", timeouts={"ready_s": 3})
-    result = run_explorer("run", "--scenario-file", str(path), "--only", "container", "--repeat", "1")
+    result = run_explorer("run", "--scenario-file", str(path), "--sides", "runc", "--repeat", "1")
     assert result.returncode == EXIT_NOT_READY, result.stderr
     assert "did not answer a postgres readiness check" in result.stderr
     assert "Ready to accept connections" in result.stderr  # the container's last log lines
@@ -52,7 +52,7 @@ def test_readiness_timeout_exits_4_with_logs_and_leaves_nothing(docker_backend, 
 def test_workload_that_exits_fails_fast_with_its_logs(docker_backend, redis_artifact, tmp_path):
     path = scenario_file(tmp_path, workload__command=["redis-server", "--no-such-option"])
     started = time.monotonic()
-    result = run_explorer("run", "--scenario-file", str(path), "--only", "container", "--repeat", "1")
+    result = run_explorer("run", "--scenario-file", str(path), "--sides", "runc", "--repeat", "1")
     assert result.returncode == 1, result.stderr
     assert "exited with code" in result.stderr and "no-such-option" in result.stderr
     assert time.monotonic() - started < 50  # well before the 60 s readiness timeout
@@ -62,7 +62,7 @@ def test_workload_that_exits_fails_fast_with_its_logs(docker_backend, redis_arti
 def signal_mid_run(docker_backend, signum: int) -> tuple[int, str]:
     """Start a long run, send `signum` once its first container exists; (exit code, stderr)."""
     proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--only", "container", "--repeat", "50"),
+        explorer_argv("run", "redis", "--sides", "runc", "--repeat", "50"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     try:
@@ -97,7 +97,7 @@ def test_missing_image_that_cannot_be_pulled(docker_backend, tmp_path):
         "name": "nowhere",
         "workload": {"image": "explorer-test/does-not-exist:1", "port": 1234, "processes": ["x"], "ready": "tcp"},
     }))
-    result = run_explorer("run", "--scenario-file", str(path), "--only", "container", timeout=180)
+    result = run_explorer("run", "--scenario-file", str(path), "--sides", "runc", timeout=180)
     assert result.returncode == 1
     assert "explorer-test/does-not-exist:1" in result.stderr and "docker load" in result.stderr
     assert leftovers(docker_backend) == []
@@ -114,12 +114,12 @@ def test_unknown_debian_package_is_a_build_error(docker_backend, tmp_path):
 
 
 def test_engine_not_running_exits_3_with_the_fix(tmp_path):
-    result = run_explorer("run", "redis", "--only", "container", env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    result = run_explorer("run", "redis", "--sides", "runc", env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
     assert result.returncode == EXIT_UNAVAILABLE, result.stderr
     assert "Docker daemon" in result.stderr and "scripts/setup-host" in result.stderr
 
 
 def test_unknown_scenario_exits_2():
-    result = run_explorer("run", "no-such-scenario", "--only", "container")
+    result = run_explorer("run", "no-such-scenario", "--sides", "runc")
     assert result.returncode == EXIT_USAGE
     assert "unknown scenario 'no-such-scenario'" in result.stderr and "redis" in result.stderr

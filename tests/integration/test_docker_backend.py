@@ -79,7 +79,7 @@ class TestOneRunningRedis:
 def test_cli_run_json_matches_ps_during_the_run(docker_backend, redis_artifact):
     """While `explorer run` runs, ps -e must list the redis-server PID it later reports."""
     proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--only", "container", "--repeat", "3", "--format", "json"),
+        explorer_argv("run", "redis", "--sides", "runc", "--repeat", "3", "--format", "json"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     seen: set[int] = set()
@@ -88,7 +88,7 @@ def test_cli_run_json_matches_ps_during_the_run(docker_backend, redis_artifact):
         time.sleep(0.02)
     out, err = proc.communicate()
     assert proc.returncode == 0, err
-    side = json.loads(out)["sides"]["container"]
+    side = json.loads(out)["sides"]["runc"]
     (redis,) = [p for p in side["visibility"]["workload_processes"] if p["name"] == "redis-server"]
     assert redis["host_pid"] in seen
     assert redis["pid_inside"] != redis["host_pid"]
@@ -98,9 +98,9 @@ def test_cli_run_json_matches_ps_during_the_run(docker_backend, redis_artifact):
 
 
 def test_postgres_shows_several_server_processes_on_host(docker_backend):
-    result = run_explorer("run", "postgres", "--only", "container", "--repeat", "1", "--format", "json", timeout=900)
+    result = run_explorer("run", "postgres", "--sides", "runc", "--repeat", "1", "--format", "json", timeout=900)
     assert result.returncode == 0, result.stderr
-    vis = json.loads(result.stdout)["sides"]["container"]["visibility"]
+    vis = json.loads(result.stdout)["sides"]["runc"]["visibility"]
     postgres = [p for p in vis["workload_processes"] if p["name"] == "postgres"]
     assert len(postgres) >= 4, postgres  # postmaster, checkpointer, background writer, walwriter, ...
     assert len({p["host_pid"] for p in postgres}) == len(postgres)

@@ -84,11 +84,11 @@ def test_entrypoint_script_runs_the_cmd_on_both_sides(libvirt_backend, entrypoin
     assert inspected["Config"]["Cmd"][:2] == ["redis-server", MARKER]
 
     result = run_explorer("run", "--image", entrypoint_image, "--port", "6379", "--ready", "redis",
-                          "--repeat", "1", "--format", "json", timeout=1500)
+                          "--sides", "runc,microvm", "--repeat", "1", "--format", "json", timeout=1500)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["scenario"]["processes"] == ["redis-server"]  # read past the script
-    container, vm = document["sides"]["container"], document["sides"]["vm"]
+    container, vm = document["sides"]["runc"], document["sides"]["microvm"]
     # Ready means a PING answered +PONG: possible only with the script's bind config.
     assert container["startup"]["summary"]["ready_s"]["n"] == 1
     assert vm["startup"]["summary"]["ready_s"]["n"] == 1

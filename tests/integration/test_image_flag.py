@@ -22,7 +22,7 @@ def redis_tag(redis_artifact) -> str:
 def run_image(tag: str, *extra: str) -> dict:
     result = run_explorer(
         "run", "--image", tag, "--port", "6379", "--ready", "redis", *extra,
-        "--only", "container", "--repeat", "1", "--format", "json", timeout=300,
+        "--sides", "runc", "--repeat", "1", "--format", "json", timeout=300,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -36,7 +36,7 @@ def test_image_flag_measures_a_local_image(redis_tag):
     # The process name was read from the image's own CMD, not given.
     assert image["Config"]["Cmd"][0] == "redis-server" and not image["Config"]["Entrypoint"]
     assert result["scenario"]["processes"] == ["redis-server"]
-    side = result["sides"]["container"]
+    side = result["sides"]["runc"]
     assert side["visibility"]["visible_on_host"] is True
     assert {p["name"] for p in side["visibility"]["workload_processes"]} >= {"redis-server"}
     assert side["image"]["image_bytes"] == image["Size"]
@@ -47,7 +47,7 @@ def test_image_flag_measures_a_local_image(redis_tag):
 def test_process_flag_is_taken_as_given(redis_tag):
     """A name that is not running is reported as not visible: the flag is used, not ignored."""
     result = run_image(redis_tag, "--process", "no-such-process")
-    visibility = result["sides"]["container"]["visibility"]
+    visibility = result["sides"]["runc"]["visibility"]
     assert visibility["process_names"] == ["no-such-process"]
     assert visibility["visible_on_host"] is False
     assert containers_of(result["scenario"]["name"]) == []

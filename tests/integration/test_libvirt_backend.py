@@ -159,7 +159,7 @@ def test_a_bad_disk_fails_fast_and_leaves_nothing(libvirt_backend, redis_scenari
 
 def test_sigint_mid_boot_removes_everything(libvirt_backend, vm_artifact):
     before = set(virsh("list", "--all", "--name").split())
-    proc = subprocess.Popen(explorer_argv("run", "redis", "--only", "vm", "--repeat", "1"), cwd=ROOT,
+    proc = subprocess.Popen(explorer_argv("run", "redis", "--sides", "microvm", "--repeat", "1"), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline, name = time.monotonic() + 180, None

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from explorer import claims, report
+from explorer import claims, document, report
 from explorer.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -26,8 +26,18 @@ def verdicts(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {v["id"]: v for v in claims.judge(result)}
 
 
-def part(verdict: dict[str, Any], needs: list[str]) -> dict[str, Any]:
-    return next(p for p in verdict["parts"] if p["needs"] == needs)
+def side(verdict: dict[str, Any], name: str) -> dict[str, Any]:
+    """One side's verdict on a claim."""
+    return verdict["sides"][name]
+
+
+def part(verdict: dict[str, Any], name: str, key: str = "kind") -> dict[str, Any]:
+    """The first part of `name`'s verdict that is a kind part (key="kind") or a comparison."""
+    return next(p for p in verdict["sides"][name]["parts"] if key in p)
+
+
+def evidence(verdict: dict[str, Any]) -> str:
+    return " ".join(s["evidence"] for s in verdict["sides"].values())
 
 
 # ---- the bundled claims -------------------------------------------------------------------
@@ -52,27 +62,27 @@ def test_verdicts_are_json_and_carry_rule_and_evidence():
     out = claims.judge(recorded("both"))
     assert json.loads(json.dumps(out)) == out
     for v in out:
-        assert {"id", "claim", "verdict", "rule", "evidence"} <= set(v)
-        assert v["rule"] and v["evidence"]
+        assert {"id", "claim", "verdict", "rule", "summary", "sides"} <= set(v)
+        assert v["rule"] and v["summary"] and all(s["evidence"] for s in v["sides"].values())
 
 
 def test_evidence_figures_equal_the_measurement_table():
-    result = recorded("both")
+    result = document.upgraded(recorded("both"))
     headers, rows = report.summary_table(result)
     table = {row[0]: dict(zip(headers[1:], row[1:])) for row in rows}
     v = verdicts(result)
     container, vm = result["sides"]["container"], result["sides"]["vm"]
     image = report.human_bytes(container["image"]["total_bytes"])
-    assert image == table["image on disk"]["container"] and image in v["size"]["evidence"]
+    assert image == table["image on disk"]["container"] and image in evidence(v["size"])
     assert report.human_bytes(vm["image"]["total_bytes"]) in table["image on disk"]["VM"]
-    assert report.human_bytes(vm["image"]["total_bytes"]) in v["size"]["evidence"]
-    for side, title in (("container", "container"), ("vm", "VM")):
-        median = report.seconds(result["sides"][side]["startup"]["summary"]["ready_s"]["median"])
-        assert table["start to ready"][title].startswith(median) and median in v["startup"]["evidence"]
+    assert report.human_bytes(vm["image"]["total_bytes"]) in side(v["size"], "vm")["evidence"]
+    for name, title in (("container", "container"), ("vm", "VM")):
+        median = report.seconds(result["sides"][name]["startup"]["summary"]["ready_s"]["median"])
+        assert table["start to ready"][title].startswith(median) and median in side(v["startup"], name)["evidence"]
     vmm_pss = report.human_bytes(vm["memory"]["runtime"]["pss_bytes"])
-    assert vmm_pss in table["memory on host"]["VM"] and vmm_pss in v["resources"]["evidence"]
+    assert vmm_pss in table["memory on host"]["VM"] and vmm_pss in side(v["resources"], "vm")["evidence"]
     assert "redis-server 23262" in table["workload in host's ps -e"]["container"]
-    assert "redis-server 23262" in v["visibility"]["evidence"]
+    assert "redis-server 23262" in side(v["visibility"], "container")["evidence"]
 
 
 def test_size_example_reads_like_the_document():
@@ -80,10 +90,12 @@ def test_size_example_reads_like_the_document():
     result["sides"]["container"]["image"]["total_bytes"] = 173_000_000
     result["sides"]["vm"]["image"]["total_bytes"] = 709_300_000
     v = verdicts(result)["size"]
-    assert v["verdict"] == NOT_REPRODUCED  # outside the cited range: the figures contradict it
-    assert v["evidence"] == ("container image 165.0 MiB: outside the 5-100 MB the document cites; "
-                             "the VM's 676.4 MiB is 4.1x the container's")
-    assert part(v, ["container", "vm"])["verdict"] == REPRODUCED
+    # outside the cited range for the container, while the VM is 4.1x larger: the sides disagree
+    assert v["verdict"] == claims.MIXED
+    assert side(v, "container")["evidence"] == "container image 165.0 MiB: outside the 5-100 MB the document cites"
+    assert side(v, "vm")["evidence"] == "VM's 676.4 MiB is 4.1x container's"
+    assert part(v, "vm", "compare")["verdict"] == REPRODUCED
+    assert v["summary"].startswith("reproduced for vm; not reproduced for container (container image 165.0 MiB")
 
 
 # ---- not reproduced -------------------------------------------------------------------------
@@ -95,8 +107,8 @@ def test_container_larger_than_the_vm_is_not_reproduced():
     result["sides"]["vm"]["image"]["total_bytes"] = 300_000_000
     v = verdicts(result)["size"]
     assert v["verdict"] == NOT_REPRODUCED
-    assert [p["verdict"] for p in v["parts"]] == [NOT_REPRODUCED, NOT_REPRODUCED]
-    assert "only 0.8x the container's" in v["evidence"]
+    assert [s["verdict"] for s in v["sides"].values()] == [NOT_REPRODUCED, NOT_REPRODUCED]
+    assert "only 0.8x container's" in side(v, "vm")["evidence"]
 
 
 def test_small_container_and_large_vm_are_reproduced():
@@ -113,10 +125,10 @@ def test_container_with_its_own_boot_id_is_not_reproduced():
         guest_release="4.4.0", guest_boot_id="5f6d0c2e-0000-4000-8000-000000000000",
         same_release=False, same_boot_id=False, shared=False)
     v = verdicts(result)["kernel"]
-    assert v["verdict"] == NOT_REPRODUCED
-    assert part(v, ["container"])["evidence"] == (
-        "container: kernel 4.4.0, boot_id != the host's (not the host's running kernel)")
-    assert part(v, ["vm"])["verdict"] == REPRODUCED
+    assert v["verdict"] == claims.MIXED
+    assert side(v, "container")["evidence"] == (
+        "container: its own kernel 4.4.0 (host: 6.18.44-fc-v669), not the host's running kernel (by boot_id)")
+    assert side(v, "vm")["verdict"] == REPRODUCED
 
 
 def test_vm_whose_workload_name_shows_under_the_vmm_is_not_reproduced():
@@ -124,8 +136,8 @@ def test_vm_whose_workload_name_shows_under_the_vmm_is_not_reproduced():
     result["sides"]["vm"]["visibility"]["named_on_host"].append(
         {"host_pid": 41901, "name": "redis-server", "this_target": True})
     v = verdicts(result)["visibility"]
-    assert v["verdict"] == NOT_REPRODUCED
-    assert part(v, ["vm"])["evidence"] == (
+    assert v["verdict"] == claims.MIXED
+    assert side(v, "vm")["evidence"] == (
         "VM: the host sees 0 workload process(es) and 1 named redis-server under the VMM qemu-system-x86_64 41877")
 
 
@@ -140,16 +152,16 @@ def test_slow_container_start_is_not_near_instant():
     result = recorded("both")
     result["sides"]["container"]["startup"]["summary"]["ready_s"]["median"] = 2.5
     v = verdicts(result)["startup"]
-    assert v["verdict"] == NOT_REPRODUCED
-    assert "container ready in 2.50 s median (n=2): not near-instant" in v["evidence"]
+    assert side(v, "container")["verdict"] == NOT_REPRODUCED
+    assert side(v, "container")["evidence"] == "container ready in 2.50 s median (n=2): not near-instant"
 
 
 def test_tcg_caveat_only_under_tcg():
     result = recorded("both")
     tcg = "under TCG (software emulation), VM timings do not represent a KVM host"
-    assert verdicts(result)["startup"]["evidence"].count(tcg) == 1
+    assert side(verdicts(result)["startup"], "vm")["evidence"].count(tcg) == 1
     result["sides"]["vm"]["accel"] = "kvm"
-    assert tcg not in verdicts(result)["startup"]["evidence"]
+    assert tcg not in evidence(verdicts(result)["startup"])
 
 
 def test_container_with_extra_processes_is_not_only_its_application():
@@ -157,8 +169,8 @@ def test_container_with_extra_processes_is_not_only_its_application():
     inside = result["sides"]["container"]["visibility"]["inside"]
     inside["user_process_count"] = 3  # e.g. an init, a cron, the database
     v = verdicts(result)["os-processes"]
-    assert v["verdict"] == NOT_REPRODUCED
-    assert "container: 2 process(es) besides the workload" in v["evidence"]
+    assert side(v, "container")["verdict"] == NOT_REPRODUCED
+    assert "container: 2 process(es) besides the workload" in side(v, "container")["evidence"]
 
 
 # ---- inconclusive ---------------------------------------------------------------------------
@@ -168,9 +180,9 @@ def test_vm_side_missing_is_inconclusive_and_says_so():
     v = verdicts(recorded("container"))
     for claim_id in ("visibility", "kernel", "startup", "os-processes", "resources", "bin-packing"):
         assert v[claim_id]["verdict"] == INCONCLUSIVE
-        assert "VM side not measured (this result has: container)" in v[claim_id]["evidence"]
-    assert part(v["visibility"], ["container"])["verdict"] == REPRODUCED
-    assert part(v["kernel"], ["container"])["verdict"] == REPRODUCED
+        assert v[claim_id]["missing_kinds"] == ["vm"] and "no vm side measured" in v[claim_id]["summary"]
+    assert side(v["visibility"], "container")["verdict"] == REPRODUCED
+    assert side(v["kernel"], "container")["verdict"] == REPRODUCED
     # Inconclusive for the VM, yet the container's own figures already contradict claim 3.
     assert v["size"]["verdict"] == NOT_REPRODUCED
 
@@ -178,8 +190,9 @@ def test_vm_side_missing_is_inconclusive_and_says_so():
 def test_container_side_missing_is_inconclusive():
     v = verdicts(recorded("vm"))
     assert all(x["verdict"] == INCONCLUSIVE for x in v.values())
-    assert part(v["kernel"], ["vm"])["verdict"] == REPRODUCED
-    assert "container side not measured (this result has: VM)" in v["kernel"]["evidence"]
+    assert side(v["kernel"], "vm")["verdict"] == REPRODUCED
+    assert "no container side measured" in v["kernel"]["summary"]
+    assert "vm" not in v["size"]["sides"]  # a comparison needs the container it compares with
 
 
 def test_unknown_figure_is_inconclusive_not_failed():
@@ -187,7 +200,7 @@ def test_unknown_figure_is_inconclusive_not_failed():
     result["sides"]["vm"]["kernel"] = {"available": False, "reason": "no serial console", "shared": None}
     v = verdicts(result)["kernel"]
     assert v["verdict"] == INCONCLUSIVE
-    assert "sides.vm.kernel.shared is unknown (null)" in v["evidence"]
+    assert side(v, "vm")["evidence"] == "VM: side.kernel.shared is unknown (null)"
 
 
 def test_missing_milestone_is_inconclusive():
@@ -195,33 +208,33 @@ def test_missing_milestone_is_inconclusive():
     del result["sides"]["vm"]["startup"]["summary"]["kernel_s"]
     v = verdicts(result)["startup"]
     assert v["verdict"] == INCONCLUSIVE
-    assert "the result has no sides.vm.startup.summary.kernel_s.median" in v["evidence"]
+    assert "the result has no side.startup.summary.kernel_s.median" in side(v, "vm")["evidence"]
 
 
 # ---- the rule engine ------------------------------------------------------------------------
 
-RESULT = {"sides": {"container": {"items": [{"name": "a", "on": True}, {"name": "b", "on": False}],
-                                  "x": 6, "y": 3, "zero": 0, "unknown": None}}}
+RESULT = {"side": {"items": [{"name": "a", "on": True}, {"name": "b", "on": False}],
+                   "x": 6, "y": 3, "zero": 0, "unknown": None}}
 
 
 @pytest.mark.parametrize(("spec", "value"), [
-    ("sides.container.x", 6),
-    ({"len": "sides.container.items"}, 2),
-    ({"count": "sides.container.items", "where": {"on": True}}, 1),
-    ({"join": "sides.container.items", "item": "{name}"}, "a, b"),
-    ({"join": "sides.container.items", "where": {"on": "never"}, "empty": "nothing"}, "nothing"),
-    ({"sum": ["sides.container.x", "sides.container.y", 1]}, 10),
-    ({"diff": ["sides.container.x", "sides.container.y"]}, 3),
-    ({"ratio": ["sides.container.x", "sides.container.y"]}, 2.0),
-    ({"path": "sides.container.absent", "default": 0}, 0),
+    ("side.x", 6),
+    ({"len": "side.items"}, 2),
+    ({"count": "side.items", "where": {"on": True}}, 1),
+    ({"join": "side.items", "item": "{name}"}, "a, b"),
+    ({"join": "side.items", "where": {"on": "never"}, "empty": "nothing"}, "nothing"),
+    ({"sum": ["side.x", "side.y", 1]}, 10),
+    ({"diff": ["side.x", "side.y"]}, 3),
+    ({"ratio": ["side.x", "side.y"]}, 2.0),
+    ({"path": "side.absent", "default": 0}, 0),
 ])
 def test_figures(spec, value):
     assert claims.figure(spec, RESULT, {}) == value
 
 
 @pytest.mark.parametrize("spec", [
-    "sides.container.absent", "sides.container.unknown", "sides.vm.x",
-    {"ratio": ["sides.container.x", "sides.container.zero"]},
+    "side.absent", "side.unknown", "other.x",
+    {"ratio": ["side.x", "side.zero"]},
 ])
 def test_figures_that_cannot_be_had_are_missing(spec):
     with pytest.raises(claims.Missing):
@@ -248,18 +261,18 @@ def test_templates_substitute_names_only():
 
 
 CUSTOM = """
-version: 1
+version: 2
 claims:
   - id: tiny-shim
     title: The container's shim is small
     quotes: [a quote]
     parts:
-      - needs: [container]
+      - kind: container
         rule: the shim's PSS is under 64 MiB
         figures:
-          shim: sides.container.memory.runtime.pss_bytes
+          shim: side.memory.runtime.pss_bytes
         test: {figure: shim, lt: 67108864}
-        evidence: "shim {shim:bytes} PSS"
+        evidence: "{side_title}: shim {shim:bytes} PSS"
 """
 
 
@@ -267,12 +280,15 @@ def test_a_claim_is_added_without_code(tmp_path: Path):
     path = tmp_path / "claims.yaml"
     path.write_text(CUSTOM)
     [v] = claims.judge(recorded("container"), claims.load(path))
-    assert (v["id"], v["verdict"], v["evidence"]) == ("tiny-shim", REPRODUCED, "shim 12.1 MiB PSS")
+    assert (v["id"], v["verdict"], side(v, "container")["evidence"]) == (
+        "tiny-shim", REPRODUCED, "container: shim 12.1 MiB PSS")
 
 
 @pytest.mark.parametrize(("edit", "problem"), [
     (lambda c: c["parts"][0].pop("rule"), "'rule' is a required property"),
-    (lambda c: c["parts"][0].update(needs=["lxc"]), "'lxc' is not one of"),
+    (lambda c: c["parts"][0].update(kind="lxc"), "'lxc' is not one of"),
+    (lambda c: c["parts"][0]["figures"].update(shim="sides.container.x"), "must start with one of side, host"),
+    (lambda c: c["parts"][0].update(compare=["container", "vm"]), "is valid under each of"),
     (lambda c: c["parts"][0].update(evidence="{nope}"), "template uses unknown figure 'nope'"),
     (lambda c: c["parts"][0].update(evidence="{shim:hex}"), "unknown format 'hex'"),
     (lambda c: c["parts"][0].update(test={"figure": "nope", "eq": 1}), "unknown figure 'nope'"),
@@ -301,3 +317,49 @@ def test_judging_leaves_the_result_unchanged():
     before = copy.deepcopy(result)
     claims.judge(result)
     assert result == before
+
+
+# ---- several sides of one kind --------------------------------------------------------------
+
+
+def gvisor_like(result: dict[str, Any]) -> dict[str, Any]:
+    """A second container side with what gVisor shows: no workload process on the host, its
+    own kernel release and no boot_id inside."""
+    result = document.upgraded(result)
+    gv = copy.deepcopy(result["sides"]["container"])
+    gv.update(name="gvisor", kind="container", title="gVisor container", roles=["sandbox", "gofer", "stub", "shim"])
+    gv["visibility"].update(workload_processes=[], named_on_host=[], visible_on_host=False,
+                            runtime_by_role=[{"role": "sandbox", "count": 1, "pids": "7"}])
+    gv["kernel"].update(guest_release="4.4.0", guest_boot_id=None, same_release=False, same_boot_id=None,
+                        shared=False, basis="release (no boot_id inside)")
+    result["sides"] = {"container": result["sides"]["container"], "gvisor": gv, "vm": result["sides"]["vm"]}
+    return result
+
+
+def test_each_side_of_a_kind_gets_its_own_verdict_and_the_summary_says_where_they_disagree():
+    v = verdicts(gvisor_like(recorded("both")))
+    assert list(v["kernel"]["sides"]) == ["container", "gvisor", "vm"]
+    assert side(v["kernel"], "container")["verdict"] == REPRODUCED
+    assert side(v["kernel"], "gvisor")["verdict"] == NOT_REPRODUCED
+    assert "its own kernel 4.4.0" in side(v["kernel"], "gvisor")["evidence"]
+    assert v["kernel"]["verdict"] == claims.MIXED
+    assert v["kernel"]["summary"].startswith("reproduced for container, vm; not reproduced for gvisor (gVisor")
+    assert 'qualifies it: "With a container runtime like Docker' in v["kernel"]["summary"]
+    assert side(v["visibility"], "gvisor")["verdict"] == NOT_REPRODUCED
+    assert side(v["visibility"], "gvisor")["evidence"].endswith("the host sees only sandbox 7")
+
+
+def test_comparisons_name_both_sides_and_use_the_first_container_as_reference():
+    v = verdicts(gvisor_like(recorded("both")))
+    compared = part(v["size"], "vm", "compare")
+    assert compared["compare"] == ["container", "vm"]
+    assert compared["evidence"] == "VM's 135.4 MiB is only 1.2x container's"
+    assert all(p.get("kind") == "container" for p in side(v["size"], "gvisor")["parts"])
+
+
+def test_an_old_result_is_upgraded_not_changed():
+    result = recorded("both")
+    assert result["schema"] == "explorer.result/1"
+    before = copy.deepcopy(result)
+    v = verdicts(result)
+    assert result == before and v["kernel"]["verdict"] == REPRODUCED

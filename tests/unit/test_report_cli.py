@@ -48,18 +48,21 @@ def ok(*args: str) -> str:
 
 def test_report_table_has_the_claims():
     out = ok("report", BOTH)
-    assert "Side by side" in out and "\nClaims\n" in out
+    assert "Side by side" in out and "\nClaims, per side\n" in out and "\nVerdicts\n" in out
     for first_words in ("1. Container processes", "3. Containers are", "7. Many containers can"):
         assert first_words in out
-    assert out.count("not reproduced") == 1
+    # claim 3, per side (container, VM) and in the Verdicts table's summary
+    assert out.count("not reproduced") == 4
     assert "under TCG" in out  # the caveat, wrapped in the terminal table
+    assert max(len(line) for line in out.split("Processes seen")[0].splitlines()) <= report.TERMINAL_COLUMNS
 
 
 def test_report_markdown_escapes_pipes():
     out = ok("report", BOTH, "--format", "markdown")
-    assert "## Claims" in out
-    claims_rows = [line for line in out.split("## Claims")[1].splitlines() if line.startswith("| ")]
-    assert len(claims_rows) == 1 + 7  # header and one row per claim
+    assert "## Claims, per side" in out
+    section = out.split("## Claims, per side")[1].split("## Verdicts")[0]
+    claims_rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert len(claims_rows) == 1 + 2 * 7  # header and one row per claim and side
     assert "ps -e \\| grep redis-server" in out
     assert all(len(re.split(r"(?<!\\)\|", row)) == 4 + 2 for row in claims_rows)  # 4 cells each
 
@@ -70,14 +73,15 @@ def test_report_json_recomputes_the_claims(tmp_path: Path):
     path = tmp_path / "stale.json"
     path.write_text(json.dumps(stale))
     doc = json.loads(ok("report", str(path), "--format", "json"))
-    assert doc["schema"] == "explorer.result/1"
+    assert doc["schema"] == "explorer.result/1" and doc["upgraded_from"] == "explorer.result/1"
     assert [c["verdict"] for c in doc["claims"]].count("reproduced") == 6
-    assert doc["sides"] == stale["sides"]
+    assert doc["sides"].keys() == stale["sides"].keys()
+    assert doc["sides"]["vm"]["kind"] == "vm" and doc["sides"]["container"]["title"] == "container"
 
 
 def test_report_of_one_side_says_what_is_missing():
     out = ok("report", CONTAINER, "--format", "markdown")
-    assert "VM side not measured (this result has: container)" in out
+    assert "no vm side measured" in out
 
 
 def test_report_evidence_uses_the_tables_figures():

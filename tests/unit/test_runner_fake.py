@@ -1,0 +1,144 @@
+"""The runner's pure logic on a small fake side (no engine): destroy always runs, interrupts
+are deferred, repeats, per-side timeouts, sides that cannot run are skipped or refused, and
+what the result document records about a side comes from its registry entry."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import Any
+
+import pytest
+
+from explorer import runner, sides
+from explorer.backends.base import Artifact, Backend, GuestProcess, GuestView, Target
+from explorer.errors import BackendError, BackendUnavailable, NotReady
+from explorer.scenario import from_dict
+from tests.servers import server
+
+SCENARIO = from_dict({"name": "fake", "workload": {"image": "fake:1", "port": 6379, "processes": ["fake"],
+                                                     "ready": "redis"}, "timeouts": {"ready_s": 2}})
+
+
+def pong(conn) -> None:
+    if conn.recv(64).startswith(b"PING"):
+        conn.sendall(b"+PONG\r\n")
+
+
+class FakeBackend(Backend):
+    """Starts a local PONG server per create; records every call."""
+
+    NAME = "fake"
+    MILESTONES = ("created", "ready")
+    calls: list[str] = []
+    behaviour: dict[str, Any] = {}
+
+    def check(self) -> dict[str, Any]:
+        self.calls.append("check")
+        if self.behaviour.get("unavailable"):
+            raise BackendUnavailable("the fake engine is down", hint="start it")
+        return {"engine": "fake"}
+
+    def prepare(self, scenario, progress=None) -> Artifact:
+        return Artifact(ref="fake:1", facts={"image_bytes": 1000})
+
+    def create(self, scenario, artifact, run_id, index) -> Target:
+        self.calls.append(f"create {index}")
+        stack = contextlib.ExitStack()
+        handler = (lambda conn: None) if self.behaviour.get("silent") else pong
+        port = stack.enter_context(server(handler))
+        target = Target(side=self.side.name, name=f"fake-{index}", run_id=run_id, host_port=port, handle=stack)
+        target.mark("created")
+        if self.behaviour.get("interrupt_in_create"):
+            signal.raise_signal(signal.SIGINT)  # deferred until create returns its target
+        return target
+
+    def host_pids(self, target) -> list[int]:
+        return []
+
+    def runtime_pids(self, target) -> dict[int, str]:
+        return {}
+
+    def guest_view(self, target) -> GuestView:
+        if self.behaviour.get("no_view"):
+            raise BackendError("no channel into the fake guest")
+        return GuestView("1.0", None, [GuestProcess(1, 0, "fake", False)], channel="fake")
+
+    def logs(self, target, lines=20) -> str:
+        return "fake log line"
+
+    def destroy(self, target) -> None:
+        self.calls.append(f"destroy {target.name}")
+        target.handle.close()
+
+    def clean(self, run_id=None) -> list[str]:
+        self.calls.append("clean")
+        return []
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    side = sides.Side("fake", "container", "fake container", f"{__name__}:FakeBackend", roles=("shim",),
+                      about="a test double", color="#000000", max_repeats=2)
+    monkeypatch.setitem(sides.SIDES, "fake", side)
+    FakeBackend.calls, FakeBackend.behaviour = [], {}
+    return FakeBackend
+
+
+def test_repeats_destroy_each_start_and_probe_the_last(fake):
+    result = runner.run(SCENARIO, ("fake",), repeats=3)
+    assert fake.calls == ["check", "create 0", "destroy fake-0", "create 1", "destroy fake-1",
+                          "create 2", "destroy fake-2", "clean"]
+    side = result["sides"]["fake"]
+    assert (side["name"], side["kind"], side["title"], side["roles"]) == ("fake", "container", "fake container",
+                                                                          ["shim"])
+    assert len(side["startup"]["repeats"]) == 3 and side["visibility"]["inside"]["available"]
+    assert set(result["phases"]["sides"]["fake"]) == {"prepare_s", "measure_s", "starts_s"}
+
+
+def test_a_slow_side_defaults_to_its_own_repeat_cap(fake):
+    result = runner.run(SCENARIO, ("fake",))  # the scenario says 5; the side caps at 2
+    assert len(result["sides"]["fake"]["startup"]["repeats"]) == 2
+
+
+def test_not_ready_still_destroys_and_shows_the_logs(fake):
+    fake.behaviour["silent"] = True
+    with pytest.raises(NotReady) as caught:
+        runner.run(SCENARIO, ("fake",), repeats=1)
+    assert "fake log line" in caught.value.hint
+    assert fake.calls[-2:] == ["destroy fake-0", "clean"]
+
+
+def test_a_guest_view_that_cannot_be_had_is_reported_not_fatal(fake):
+    fake.behaviour["no_view"] = True
+    result = runner.run(SCENARIO, ("fake",), repeats=1)
+    assert result["sides"]["fake"]["kernel"] == {**result["sides"]["fake"]["kernel"], "available": False}
+    assert "no channel" in result["sides"]["fake"]["kernel"]["reason"]
+
+
+def test_an_interrupt_during_create_waits_for_the_handle_then_everything_is_removed(fake):
+    fake.behaviour["interrupt_in_create"] = True
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(SCENARIO, ("fake",), repeats=1)
+    assert fake.calls[-2:] == ["destroy fake-0", "clean"]
+
+
+def test_a_side_that_cannot_run_is_skipped_by_default_and_refused_by_name(fake, monkeypatch):
+    fake.behaviour["unavailable"] = True
+    with pytest.raises(BackendUnavailable, match="side fake: the fake engine is down"):
+        runner.run(SCENARIO, ("fake",), repeats=1)
+    skipped: dict[str, str] = {}
+    monkeypatch.setattr(runner, "SIDES", {"fake": sides.SIDES["fake"]})
+    with pytest.raises(BackendUnavailable, match="no side can run"):
+        runner.check_sides(None, skipped)
+    assert skipped == {"fake": "the fake engine is down (start it)"}
+
+
+def test_sides_and_kinds_parse():
+    assert sides.parse("runc, gvisor,runc") == ("runc", "gvisor")
+    assert sides.parse(None, "vm") == sides.of_kind("vm") and "microvm" in sides.of_kind("vm")
+    assert sides.parse(None) is None
+    with pytest.raises(Exception, match="unknown side 'lxc'"):
+        sides.parse("runc,lxc")
+    with pytest.raises(Exception, match="not both"):
+        sides.parse("runc", "vm")
