@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -30,8 +30,8 @@ class FakeBackend(Backend):
 
     NAME = "fake"
     MILESTONES = ("created", "ready")
-    calls: list[str] = []
-    behaviour: dict[str, Any] = {}
+    calls: ClassVar[list[str]] = []
+    behaviour: ClassVar[dict[str, Any]] = {}
 
     def check(self) -> dict[str, Any]:
         self.calls.append("check")
