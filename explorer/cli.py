@@ -139,7 +139,7 @@ def _image_scenario(named: str | None, image: str | None, port: int | None, read
         from explorer.backends import get_backend
         from explorer.images.docker_image import image_argv
 
-        backend = get_backend("container")
+        backend = get_backend("runc")
         backend.check()
         argv = image_argv(backend.client, scenarios.image_ref(image), steps)
     return scenarios.image_scenario(image, port, ready, processes, argv)

@@ -165,7 +165,7 @@ def test_sigint_mid_boot_removes_everything(libvirt_backend, vm_artifact):
         deadline, name = time.monotonic() + 180, None
         while name is None and time.monotonic() < deadline and proc.poll() is None:
             new = set(virsh("list", "--name").split()) - before
-            name = next((d for d in new if re.fullmatch(r"explorer-redis-[0-9a-f]+-0", d)), None)
+            name = next((d for d in new if re.fullmatch(r"explorer-redis-microvm-[0-9a-f]+-0", d)), None)
             time.sleep(0.1)
         assert name, "the CLI started no VM"
         time.sleep(1.0)  # mid-boot: the guest needs several seconds to be ready
@@ -229,7 +229,7 @@ def test_clean_spares_a_live_run_and_reaps_it_once_its_process_is_killed(libvirt
     child = subprocess.Popen([sys.executable, "-c", CHILD, run_id], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         name = child.stdout.readline().strip()
-        assert name == f"explorer-redis-{run_id}-0", name
+        assert name == f"explorer-redis-microvm-{run_id}-0", name
         assert not [r for r in libvirt_backend.clean() if run_id in r]  # `explorer clean` elsewhere: spared
         assert name in virsh("list", "--name").split()
         child.kill()  # SIGKILL: no cleanup can run in the child; the VM is now a leftover
