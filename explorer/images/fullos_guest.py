@@ -44,6 +44,8 @@ def guest_dir(root: Path, guest_path: str) -> Path:
     for part in [p for p in parts if p not in ("", ".")]:
         guest = "/" + str((current / part).relative_to(root))
         resolved = resolve_in_root(root, guest)
+        if resolved is None and (current / part).is_symlink():
+            raise BuildError(f"{guest_path!r}: {guest} is a dangling symbolic link in the image")
         if resolved is None:
             (current / part).mkdir(mode=0o755)
             resolved = current / part
@@ -58,7 +60,7 @@ def guest_dir(root: Path, guest_path: str) -> Path:
 def guest_target(root: Path, guest_path: str) -> Path:
     """The host path for file `guest_path` inside `root`, its directory created."""
     directory, _, name = guest_path.rpartition("/")
-    if name in ("", ".", ".."):
+    if not guest_path.startswith("/") or "\0" in guest_path or name in ("", ".", ".."):
         raise BuildError(f"{guest_path!r} is not a file path inside the image")
     return guest_dir(root, directory or "/") / name
 
