@@ -54,11 +54,16 @@ def _load(name: str | None, scenario_file: str | None) -> scenarios.Scenario:
 @click.argument("name", required=False)
 @click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
 @click.option("--only", type=click.Choice(SIDES), help="Build one side's image only.")
-def build(name: str | None, scenario_file: str | None, only: str | None) -> None:
+@click.option("--fullos", is_flag=True, help="Build the full-OS VM image (Debian with systemd) instead.")
+@click.option("--box", is_flag=True, help="Build the full-OS image and package it as a Vagrant box.")
+def build(name: str | None, scenario_file: str | None, only: str | None, fullos: bool, box: bool) -> None:
     """Build (or find in the cache) the scenario's container image and the VM image made from it."""
     from explorer.backends import get_backend
 
     scenario = _load(name, scenario_file)
+    if fullos or box:
+        _build_fullos(scenario, box)
+        return
     backend = get_backend("container")
     backend.check()
     with Steps() as steps:
@@ -77,6 +82,34 @@ def build(name: str | None, scenario_file: str | None, only: str | None) -> None
         state = "built" if vm_image.facts.get("built") else "cached"
         click.echo(f"vm: {vm_image.disk} ({state}, {report.human_bytes(vm_image.facts.get('vm_image_bytes'))} "
                    f"with kernel {vm_image.kernel_version} and initramfs)")
+
+
+def _build_fullos(scenario: scenarios.Scenario, box: bool) -> None:
+    """The full-OS image (and with `box`, the Vagrant box): sizes, and the next step."""
+    from explorer.images.fullos import ensure_fullos_image
+
+    if scenario.workload.recipe is None:
+        raise UsageError(f"explorer build --fullos needs an offline recipe; {scenario.name} uses an image",
+                         hint="image scenarios get their full-OS image when the fullvm side runs")
+    with Steps() as steps:
+        image = ensure_fullos_image(scenario, steps)
+    f, size = image.facts, report.human_bytes
+    click.echo(f"fullos: {image.disk} ({'built' if f['built'] else 'cached'}, kernel {image.kernel_version}, "
+               f"{f['package_count']} packages)")
+    click.echo(f"  disk {size(f['disk_bytes'])} on disk, {size(f['disk_virtual_bytes'])} virtual; "
+               f"kernel {size(f['kernel_bytes'])}, initrd {size(f['initrd_bytes'])}; "
+               f"total {size(f['vm_image_bytes'])}")
+    click.echo(f"  root filesystem {size(f['rootfs_bytes'])}: modules {size(f['rootfs_modules_bytes'])}, "
+               f"workload {size(f['rootfs_workload_bytes'])}, other {size(f['rootfs_other_bytes'])}; "
+               f"masked {', '.join(f['masked_units'])}")
+    if box:
+        from explorer.images.vagrant_box import add_box_argv, ensure_box
+
+        made = ensure_box(scenario, image)
+        click.echo(f"box: {made.path} ({'built' if made.facts['built'] else 'cached'}, "
+                   f"{size(made.facts['box_bytes'])}); settings {made.settings}")
+        click.echo("next: " + " ".join(add_box_argv(made)))
+        click.echo(f"then: EXPLORER_SCENARIO={scenario.name} vagrant up (the Vagrantfile at the repository's top)")
 
 
 @main.command()
