@@ -341,3 +341,22 @@ def test_add_box_argv(tmp_path):
     box = vagrant_box.Box("explorer/redis-abc", tmp_path / "x.box", tmp_path / "redis.json", fake_image(tmp_path))
     assert vagrant_box.add_box_argv(box) == ["vagrant", "box", "add", "--force", "--name", "explorer/redis-abc",
                                              str(tmp_path / "x.box")]
+
+
+def test_package_units_are_what_the_packages_ship(tmp_path):
+    info = tmp_path / "var/lib/dpkg/info"
+    info.mkdir(parents=True)
+    (info / "postgresql-common.list").write_text(
+        "/lib/systemd/system\n/lib/systemd/system/postgresql.service\n/lib/systemd/system/postgresql@.service\n"
+        "/lib/systemd/system-generators/postgresql-generator\n/usr/lib/systemd/system/pg.socket\n"
+        "/lib/systemd/system/postgresql.service.d/override.conf\n")
+    (info / "libfoo:amd64.list").write_text("/lib/systemd/system/foo.timer\n")
+    assert fullos_guest.package_units(tmp_path, ["postgresql-common", "libfoo", "absent"]) == [
+        "foo.timer", "pg.socket", "postgresql.service", "postgresql@.service"]
+
+
+def test_cli_refuses_fullos_for_an_image_scenario():
+    from tests.conftest import run_explorer
+
+    done = run_explorer("build", "mongodb", "--fullos", timeout=60)
+    assert done.returncode == 2 and "offline recipe" in done.stderr
