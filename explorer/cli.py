@@ -75,9 +75,15 @@ ONLY_HELP = "Only the sides of this kind (container or vm)."
 @click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
 @click.option("--sides", "side_names", help=SIDES_HELP)
 @click.option("--only", type=click.Choice(sides.KINDS), help=ONLY_HELP)
-def build(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None) -> None:
+@click.option("--fullos", is_flag=True, help="Build the full-OS VM image (Debian with systemd) only.")
+@click.option("--box", is_flag=True, help="Build the full-OS image and package it as a Vagrant box.")
+def build(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None,
+          fullos: bool, box: bool) -> None:
     """Build (or find in the cache) what each side starts from: the container image, the VM images."""
     scenario = _load(name, scenario_file)
+    if fullos or box:
+        _build_fullos(scenario, box)
+        return
     skipped: dict[str, str] = {}
     backends, _ = runner.check_sides(sides.parse(side_names, only), skipped)
     built = []
@@ -94,6 +100,34 @@ def build(name: str | None, scenario_file: str | None, side_names: str | None, o
             click.echo(f"  {key}: {path}")
     for side_name, reason in skipped.items():
         click.echo(f"{side_name}: skipped, {reason}")
+
+
+def _build_fullos(scenario: scenarios.Scenario, box: bool) -> None:
+    """The full-OS image (and with `box`, the Vagrant box): sizes, and the next step."""
+    from explorer.images.fullos import ensure_fullos_image
+
+    if scenario.workload.recipe is None:
+        raise UsageError(f"explorer build --fullos needs an offline recipe; {scenario.name} uses an image",
+                         hint="image scenarios get their full-OS image when the fullvm side runs")
+    with Steps() as steps:
+        image = ensure_fullos_image(scenario, steps)
+    f, size = image.facts, report.human_bytes
+    click.echo(f"fullos: {image.disk} ({'built' if f['built'] else 'cached'}, kernel {image.kernel_version}, "
+               f"{f['package_count']} packages)")
+    click.echo(f"  disk {size(f['disk_bytes'])} on disk, {size(f['disk_virtual_bytes'])} virtual; "
+               f"kernel {size(f['kernel_bytes'])}, initrd {size(f['initrd_bytes'])}; "
+               f"total {size(f['vm_image_bytes'])}")
+    click.echo(f"  root filesystem {size(f['rootfs_bytes'])}: modules {size(f['rootfs_modules_bytes'])}, "
+               f"workload {size(f['rootfs_workload_bytes'])}, other {size(f['rootfs_other_bytes'])}; "
+               f"masked {', '.join(f['masked_units'])}")
+    if box:
+        from explorer.images.vagrant_box import add_box_argv, ensure_box
+
+        made = ensure_box(scenario, image)
+        click.echo(f"box: {made.path} ({'built' if made.facts['built'] else 'cached'}, "
+                   f"{size(made.facts['box_bytes'])}); settings {made.settings}")
+        click.echo("next: " + " ".join(add_box_argv(made)))
+        click.echo(f"then: EXPLORER_SCENARIO={scenario.name} vagrant up (the Vagrantfile at the repository's top)")
 
 
 @main.command()

@@ -64,7 +64,7 @@ def kvm_usable(
     if probe_kernel is None:
         return _verdict(False, "no guest kernel to boot-test KVM with yet (TCG until one is cached)")
     key = host_key(probe_kernel)
-    path = cache_dir("kvm") / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.json"
+    path = _verdict_path(key)
     with _locked(path):
         if not refresh:
             remembered = _read_cached(path, key)
@@ -74,6 +74,21 @@ def kvm_usable(
         verdict = _verdict(usable, reason)
         _write_cached(path, key, verdict)
     return verdict
+
+
+def cached_verdict(kernel: Path | str | None = None) -> KvmVerdict | None:
+    """The remembered verdict for this host, without running a boot test (None if none)."""
+    if _quick_refusal():
+        return _verdict(False, _quick_refusal() or "")
+    probe_kernel = Path(kernel) if kernel else find_kernel()
+    if probe_kernel is None:
+        return None
+    key = host_key(probe_kernel)
+    return _read_cached(_verdict_path(key), key)
+
+
+def _verdict_path(key: dict[str, str]) -> Path:
+    return cache_dir("kvm") / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.json"
 
 
 def _verdict(usable: bool, reason: str) -> KvmVerdict:
