@@ -85,7 +85,7 @@ def build(name: str | None, scenario_file: str | None, side_names: str | None, o
         _build_fullos(scenario, box)
         return
     skipped: dict[str, str] = {}
-    backends, _ = runner.check_sides(sides.parse(side_names, only), skipped)
+    backends, _ = runner.check_sides(sides.parse(side_names, only), skipped, scenario)
     built = []
     with Steps() as steps:
         for side_name, backend in backends.items():

@@ -8,6 +8,7 @@ record kinds, titles or roles: `upgraded` fills them in as that version's sides 
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from typing import Any
 
 CURRENT = "explorer.result/2"
@@ -42,6 +43,12 @@ def _fill_v2_figures(side: dict[str, Any], role: str) -> None:
             proc.setdefault("role", role)
         pids = [str(p["host_pid"]) for p in vis["runtime_processes"]]
         vis.setdefault("runtime_by_role", [{"role": role, "count": len(pids), "pids": " ".join(pids)}] if pids else [])
+    inside = vis.get("inside") if isinstance(vis, dict) else None
+    if isinstance(inside, dict) and inside.get("available") and "os_process_count" not in inside:
+        names = set(vis.get("process_names", []))
+        others = Counter(p["name"] for p in inside.get("processes", []) if not p["kernel_thread"] and p["name"] not in names)
+        inside["os_process_count"] = sum(others.values())
+        inside["os_processes"] = [{"name": n, "count": c} for n, c in sorted(others.items())]
     kernel = side.get("kernel")
     if isinstance(kernel, dict) and kernel.get("available") and "basis" not in kernel:
         kernel["basis"] = "boot_id" if kernel.get("same_boot_id") is not None else None

@@ -79,7 +79,7 @@ def run(
         "skipped": {},
         "phases": {"sides": {}},
     }
-    backends, engines = check_sides(sides, result["skipped"])  # fail early, before any build
+    backends, engines = check_sides(sides, result["skipped"], scenario)  # fail early, before any build
     result["phases"]["check_s"] = round(time.monotonic() - started, 3)
     for name, backend in backends.items():
         phase_start = time.monotonic()
@@ -99,7 +99,7 @@ def run(
 
 
 def check_sides(
-    names: tuple[str, ...] | None, skipped: dict[str, str]
+    names: tuple[str, ...] | None, skipped: dict[str, str], scenario: Scenario | None = None
 ) -> tuple[dict[str, Backend], dict[str, dict[str, Any]]]:
     """Backends and engine facts of the sides to measure. Sides asked for by name must run
     (their BackendUnavailable propagates); by default a side that cannot run here is skipped
@@ -108,6 +108,9 @@ def check_sides(
     for name in names if names is not None else tuple(SIDES):
         backend = get_backend(name)
         try:
+            reason = backend.supports(scenario) if scenario is not None else None
+            if reason:
+                raise BackendUnavailable(reason)
             engines[name] = backend.check()
         except BackendUnavailable as exc:
             if names is not None:
@@ -163,7 +166,7 @@ def _one_start(
             between=lambda: backend.poll(target), what=f"the {backend.side.title} {target.name}",
         )
         target.mark("ready", ready)
-        backend.poll(target)
+        backend.after_ready(target)
         if probes_out is not None:
             probes_out.update(run_probes(backend, scenario, artifact, target))
         return relative(target.marks, t0, backend.MILESTONES)

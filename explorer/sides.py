@@ -56,6 +56,9 @@ SIDES: dict[str, Side] = {
         Side("microvm", "vm", "microVM", "explorer.backends.libvirt:LibvirtBackend",
              roles=("VMM",), timeout="vm_ready_s", color="#d62728",
              about="libvirt/QEMU booting the container's own root filesystem with a kernel and explorer's init"),
+        Side("fullvm", "vm", "full-OS VM", "explorer.backends.fullvm:FullVMBackend",
+             roles=("VMM",), timeout="vm_ready_s", color="#9467bd", max_repeats=2,
+             about="libvirt/QEMU booting Debian with systemd, sshd and the guest agent; the workload a service"),
     )
 }
 

@@ -81,6 +81,10 @@ class Backend(abc.ABC):
     def __init__(self, side: Side) -> None:
         self.side = side
 
+    def supports(self, scenario: Scenario) -> str | None:
+        """Why this side cannot run `scenario` (None: it can); asked before anything starts."""
+        return None
+
     @abc.abstractmethod
     def check(self) -> dict[str, Any]:
         """Facts about the engine (versions); raises BackendUnavailable with a hint."""
@@ -95,6 +99,10 @@ class Backend(abc.ABC):
 
     def poll(self, target: Target) -> None:
         """Record any milestone reached since the last call (cheap; called in wait loops)."""
+
+    def after_ready(self, target: Target) -> None:
+        """Once the workload answers: record the milestones that may come after it (bounded)."""
+        self.poll(target)
 
     @abc.abstractmethod
     def host_pids(self, target: Target) -> list[int]:

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
@@ -110,10 +110,7 @@ class LibvirtBackend(Backend):
 
     def prepare(self, scenario: Scenario, progress: Any = None) -> Artifact:
         """The container image first (the VM disk is made from it), then the VM image."""
-        available = psutil.virtual_memory().available // 2**20
-        if scenario.vm.memory_mib > available:
-            raise UsageError(f"scenario {scenario.name} asks for a {scenario.vm.memory_mib} MiB VM, but this host "
-                             f"has only {available} MiB available", hint="lower vm.memory_mib in the scenario")
+        self.check_memory(scenario, scenario.vm.memory_mib)
         from explorer.backends.docker import DockerBackend
         from explorer.images.vm_image import ensure_vm_image
 
@@ -126,6 +123,12 @@ class LibvirtBackend(Backend):
         paths = {"disk": str(image.disk), "kernel": str(image.kernel), "initramfs": str(image.initramfs)}
         return Artifact(ref=str(image.disk), facts=facts, paths=paths)
 
+    def check_memory(self, scenario: Scenario, memory_mib: int) -> None:
+        available = psutil.virtual_memory().available // 2**20
+        if memory_mib > available:
+            raise UsageError(f"scenario {scenario.name} asks for a {memory_mib} MiB VM ({self.side.name}), but this "
+                             f"host has only {available} MiB available", hint="lower vm.memory_mib in the scenario")
+
     def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
         name = f"explorer-{scenario.name}-{self.side.name}-{run_id}-{index}"
         target = Target(side=self.side.name, name=name, run_id=run_id, host_port=0)
@@ -134,16 +137,17 @@ class LibvirtBackend(Backend):
         try:
             accel = "kvm" if artifact.facts.get("accel") == "kvm" else "tcg"  # proven by prepare(), else TCG
             spec = DomainSpec(name, run_id, index, scenario, accel, str(artifact.facts.get("cmdline", "")), workdir,
-                              **_stage(workdir, artifact, self.qemu_ids))
+                              **_stage(workdir, artifact, self.qemu_ids), **self.domain_options(scenario))
             domain = self._start(conn, spec)
             target.mark("created")
             target.handle = vm = RunningVM(workdir, spec.console)
             vm.start()
             target.host_port = spec.host_port
             target.facts.update(domain=name, uuid=domain.UUIDString(), accel=accel,
-                                accel_reason=artifact.facts.get("accel_reason"), memory_mib=scenario.vm.memory_mib,
+                                accel_reason=artifact.facts.get("accel_reason"), memory_mib=spec.memory_mib,
                                 vcpus=scenario.vm.vcpus, cpu=scenario.vm.cpu, host_port=spec.host_port,
-                                console=str(spec.console), staged_by_copy=spec.staged_by_copy)
+                                console=str(spec.console), staged_by_copy=spec.staged_by_copy,
+                                forwarded_ports={str(g): h for g, h in spec.extra_ports.items()})
             vm.process = _qemu_process(name)
             if vm.process is not None:
                 target.mark("process")
@@ -155,12 +159,18 @@ class LibvirtBackend(Backend):
             raise
         return target
 
+    def domain_options(self, scenario: Scenario) -> dict[str, Any]:
+        """What a VM side sets in its domain beyond the defaults (memory, forwarded guest
+        ports besides the workload's, a guest-agent channel)."""
+        return {"memory_mib": scenario.vm.memory_mib}
+
     def _start(self, conn: Any, spec: DomainSpec) -> Any:
         """createXML, again on another port should QEMU lose the race for the chosen one."""
         from explorer.images.qemu_floor import free_port
 
         for attempt in range(PORT_TRIES):
             spec.host_port = free_port()
+            spec.extra_ports = {guest_port: free_port() for guest_port in spec.extra_ports}
             try:
                 return self._call(f"starting {spec.name}", conn.createXML, domain_xml(spec), 0)
             except BackendError as exc:
@@ -276,6 +286,9 @@ class DomainSpec:
     kernel: Path
     initramfs: Path
     staged_by_copy: list[str]
+    memory_mib: int = 512
+    extra_ports: dict[int, int] = field(default_factory=dict)  # guest port -> host port, besides the workload's
+    agent: bool = False  # a virtio-serial channel for qemu-guest-agent
     host_port: int = 0
 
     @property
@@ -288,7 +301,10 @@ def domain_xml(spec: DomainSpec) -> str:
     file, user-mode NIC forwarding 127.0.0.1:host_port only, labelled with the run."""
     q, vm = quoteattr, spec.scenario.vm
     cpu = "<cpu mode='maximum' check='none'/>" if vm.cpu == "maximum" else ""
-    netdev = f"user,id=explorer0,hostfwd=tcp:127.0.0.1:{spec.host_port}-:{spec.scenario.workload.port}"
+    forwards = {spec.scenario.workload.port: spec.host_port, **spec.extra_ports}
+    netdev = "user,id=explorer0," + ",".join(f"hostfwd=tcp:127.0.0.1:{host}-:{guest}" for guest, host in forwards.items())
+    agent = ("\n    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+             if spec.agent else "")
     labels = {"run": spec.run_id, "scenario": spec.scenario.name, "index": spec.index, "pid": os.getpid(),
               "workdir": spec.workdir}  # pid: `explorer clean` spares the domains of a run in progress
     label = " ".join(f"{key}={q(str(value))}" for key, value in labels.items())
@@ -296,7 +312,7 @@ def domain_xml(spec: DomainSpec) -> str:
     return f"""<domain type={q(kind)} xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{escape(spec.name)}</name>
   <metadata><explorer:target xmlns:explorer={q(NS)} {label}/></metadata>
-  <memory unit='MiB'>{vm.memory_mib}</memory>
+  <memory unit='MiB'>{spec.memory_mib}</memory>
   <vcpu>{vm.vcpus}</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{escape(str(spec.kernel))}</kernel>
     <initrd>{escape(str(spec.initramfs))}</initrd><cmdline>{escape(spec.cmdline)}</cmdline></os>
@@ -307,7 +323,7 @@ def domain_xml(spec: DomainSpec) -> str:
       <target dev='vda' bus='virtio'/></disk>
     <serial type='file'><source path={q(str(spec.console))}/><target port='0'/></serial>
     <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
-    <controller type='usb' model='none'/><memballoon model='none'/>
+    <controller type='usb' model='none'/><memballoon model='none'/>{agent}
   </devices>
   <seclabel type='none' model='dac'/>
   <qemu:commandline><qemu:arg value='-netdev'/><qemu:arg value={q(netdev)}/>

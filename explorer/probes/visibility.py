@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import psutil
@@ -47,6 +48,7 @@ def _inside(ctx: ProbeContext, names: set[str]) -> dict[str, Any]:
         return {"available": False, "reason": ctx.guest_error}
     procs = ctx.guest.processes
     user = [p for p in procs if not p.kernel_thread]
+    os_names = Counter(p.name for p in user if p.name not in names)
     return {
         "available": True,
         "channel": ctx.guest.channel,
@@ -54,6 +56,9 @@ def _inside(ctx: ProbeContext, names: set[str]) -> dict[str, Any]:
         "user_process_count": len(user),
         "kernel_thread_count": len(procs) - len(user),
         "workload_pids_inside": sorted(p.pid for p in user if p.name in names),
+        # the guest's own userspace besides the workload: an OS's services, or nothing
+        "os_process_count": sum(os_names.values()),
+        "os_processes": [{"name": n, "count": c} for n, c in sorted(os_names.items(), key=lambda i: (-i[1], i[0]))],
         "explorer_pids_inside": ctx.guest.agent_pids,  # the VM's init and watcher, not counted
     }
 
