@@ -59,6 +59,9 @@ SIDES: dict[str, Side] = {
         Side("fullvm", "vm", "full-OS VM", "explorer.backends.fullvm:FullVMBackend",
              roles=("VMM",), timeout="vm_ready_s", color="#9467bd", max_repeats=2,
              about="libvirt/QEMU booting Debian with systemd, sshd and the guest agent; the workload a service"),
+        Side("vagrant", "vm", "Vagrant VM", "explorer.backends.vagrant:VagrantBackend",
+             roles=("VMM",), timeout="vm_ready_s", color="#8c564b", max_repeats=1,
+             about="the same full-OS VM brought up by `vagrant up` (vagrant-libvirt) from the repo's Vagrantfile"),
     )
 }
 

@@ -73,7 +73,32 @@ def box_metadata(image: FullOSImage) -> str:
 
 
 def box_vagrantfile(image: FullOSImage) -> str:
-    return render(template("Vagrantfile.in"), {"CMDLINE": ruby_string(image.cmdline or CMDLINE)})
+    return render(template("Vagrantfile.in"), {"CMDLINE": ruby_string(image.cmdline or CMDLINE),
+                                               "BOOT_DIR": ruby_string(str(boot_dir(image)))})
+
+
+def boot_dir(image: FullOSImage) -> Path:
+    """Where this host keeps a copy of the box's kernel and initrd that QEMU's user can read:
+    the box itself lands under VAGRANT_HOME (root's 0700 home here), which QEMU cannot enter.
+    The box's Vagrantfile prefers this copy and falls back to the files inside the box."""
+    root = Path("/var/lib/explorer/boot") if os.geteuid() == 0 else cache_dir("boot")
+    return root / str(image.facts["cache_key"])
+
+
+def install_boot_files(image: FullOSImage) -> Path:
+    """Copy the kernel and initrd to boot_dir(image), readable by QEMU's user (0644 files in
+    0711 directories); once per image."""
+    target = boot_dir(image)
+    if not (target / "initrd.img").is_file():
+        target.mkdir(parents=True, exist_ok=True)
+        for parent in (target, *list(target.parents)[:2]):
+            parent.chmod(0o711)
+        for name, source in (("vmlinuz", image.kernel), ("initrd.img", image.initrd)):
+            partial = target / f".{name}.{os.getpid()}"
+            shutil.copyfile(source, partial)
+            partial.chmod(0o644)
+            os.replace(partial, target / name)
+    return target
 
 
 def box_key(image: FullOSImage) -> str:
@@ -115,6 +140,7 @@ def ensure_box(scenario: Scenario, image: FullOSImage, progress: Progress | None
         if progress:
             progress(f"packaging the full-OS image of {scenario.name} as the Vagrant box {name}")
         _write_box(image, path)
+    install_boot_files(image)
     settings = cache_dir("vagrant") / f"{scenario.name}.json"
     chosen = driver or libvirt_driver(image)
     data = machine_settings(scenario, name, chosen, insecure_private_key_path())

@@ -308,7 +308,7 @@ def ruby_check(path: Path) -> None:
 
 def test_box_vagrantfile_is_valid_ruby(tmp_path):
     text = vagrant_box.box_vagrantfile(fake_image(tmp_path))
-    assert "lv.cmdline = 'root=/dev/vda rw console=ttyS0 net.ifnames=0'" in text
+    assert "lv.cmd_line = 'root=/dev/vda rw console=ttyS0 net.ifnames=0'" in text
     assert 'File.join(box_dir, "vmlinuz")' in text and 'File.join(box_dir, "initrd.img")' in text
     (tmp_path / "Vagrantfile").write_text(text)
     ruby_check(tmp_path / "Vagrantfile")

@@ -1,0 +1,255 @@
+"""The vagrant side: the full-OS VM as a user brings it up, `vagrant up` with vagrant-libvirt
+and the repository's own Vagrantfile, in a per-run VAGRANT_CWD, over 127.0.0.1 only.
+
+Milestones are taken from the start of `vagrant up`: the VMM process, sshd's banner on the
+forwarded port, `vagrant up` returning, the service ready from the host. The guest view comes
+over `vagrant ssh`. Everything is labelled by name (the domain's prefix and the work dir carry
+the run id and the owner's PID) and removed: `vagrant destroy -f`, then whatever it left
+(domain, its volume in explorer's storage pool), and the machine's `.vagrant` state with the
+work dir. No libvirt network is ever created: the Vagrantfile turns the management network off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from explorer import guest
+from explorer.backends.base import Artifact, GuestView, Target
+from explorer.backends.fullvm import FullVMBackend, _ssh_banner
+from explorer.backends.libvirt import _owner_alive, _qemu_process
+from explorer.errors import BackendError, BackendUnavailable
+from explorer.images import cache_dir
+from explorer.scenario import Scenario
+
+VAGRANTFILE = Path(__file__).resolve().parent.parent.parent / "Vagrantfile"
+WORKDIR_PREFIX = "explorer-vagrant-"  # explorer-vagrant-RUN-INDEX-PID-xxxx
+HINT = "run scripts/setup-host (it installs vagrant and vagrant-libvirt)"
+DESTROY_TIMEOUT_S = 180
+
+
+class VagrantBackend(FullVMBackend):
+    NAME = "vagrant"
+    MILESTONES = ("created", "process", "ssh", "up", "ready")
+
+    def check(self) -> dict[str, Any]:
+        facts = super().check()
+        if not VAGRANTFILE.is_file():
+            raise BackendUnavailable(f"the repository's Vagrantfile is missing ({VAGRANTFILE})")
+        try:
+            version = _vagrant(["--version"], Path.cwd(), timeout=60).stdout.split()[-1]
+            plugins = _vagrant(["plugin", "list"], Path.cwd(), timeout=60).stdout
+        except (OSError, BackendError) as exc:
+            raise BackendUnavailable(f"vagrant is not usable: {exc}", hint=HINT) from None
+        match = re.search(r"vagrant-libvirt \(([^,)]+)", plugins)
+        if match is None:
+            raise BackendUnavailable("vagrant has no vagrant-libvirt plugin", hint=HINT)
+        return {**facts, "vagrant_version": version, "vagrant_libvirt_version": match[1]}
+
+    def prepare(self, scenario: Scenario, progress: Any = None) -> Artifact:
+        from explorer.images import vagrant_box
+        from explorer.images.fullos import ensure_fullos_image
+
+        artifact = super().prepare(scenario, progress)  # the full-OS image, the KVM verdict
+        image = ensure_fullos_image(scenario)  # cached: the image prepare() just found
+        box = vagrant_box.ensure_box(scenario, image, progress, driver="kvm" if artifact.facts["accel"] == "kvm"
+                                     else "qemu")
+        if box.name not in _vagrant(["box", "list"], Path.cwd(), timeout=120).stdout.split():
+            if progress:
+                progress(f"adding the box {box.name} to Vagrant")
+            vagrant_box.add_box(box)
+        self._ensure_pool(vagrant_box.STORAGE_POOL)
+        artifact.facts.update(box=box.name, box_bytes=box.facts["box_bytes"], storage_pool=vagrant_box.STORAGE_POOL)
+        artifact.paths["box"] = str(box.path)
+        return artifact
+
+    def _ensure_pool(self, name: str) -> None:
+        """explorer's own directory pool, where vagrant-libvirt uploads the box and makes
+        overlays: in a directory QEMU's user can reach (not under root's 0700 home)."""
+        libvirt = _libvirt_module()
+        path = pool_dir()
+        try:
+            pool = self.conn.storagePoolLookupByName(name)
+            if f"<path>{path}</path>" not in pool.XMLDesc(0):  # made elsewhere by an older explorer
+                with contextlib.suppress(libvirt.libvirtError):
+                    pool.destroy()
+                pool.undefine()
+                raise libvirt.libvirtError("redefine")
+        except libvirt.libvirtError:
+            xml = f"<pool type='dir'><name>{name}</name><target><path>{path}</path></target></pool>"
+            pool = self._call(f"defining the storage pool {name}", self.conn.storagePoolDefineXML, xml, 0)
+        if not pool.isActive():
+            self._call(f"starting the storage pool {name}", pool.create, 0)
+
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
+        from explorer.images.qemu_floor import free_port
+
+        prefix = f"explorer-{scenario.name}-vagrant-{run_id}-{index}-{os.getpid()}-"
+        workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{run_id}-{index}-{os.getpid()}-"))
+        shutil.copyfile(VAGRANTFILE, workdir / "Vagrantfile")
+        ssh_port, host_port = free_port(), free_port()
+        env = {**os.environ, "VAGRANT_CWD": str(workdir), "EXPLORER_SCENARIO": scenario.name,
+               "EXPLORER_SSH_PORT": str(ssh_port), "EXPLORER_HOST_PORT": str(host_port),
+               "EXPLORER_DOMAIN_PREFIX": prefix, "EXPLORER_LIBVIRT_DRIVER": _driver(artifact),
+               "EXPLORER_MEMORY_MIB": str(self.memory_mib(scenario))}
+        target = Target(side=self.side.name, name=prefix + "default", run_id=run_id, host_port=host_port)
+        log = (workdir / "vagrant-up.log").open("wb")
+        up = subprocess.Popen(["vagrant", "up", "--provider=libvirt"], cwd=workdir, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        target.mark("created")
+        target.handle = VagrantMachine(workdir, env, up)
+        target.facts.update(domain=target.name, accel=artifact.facts.get("accel"), box=artifact.facts.get("box"),
+                            memory_mib=self.memory_mib(scenario), vcpus=scenario.vm.vcpus, host_port=host_port,
+                            forwarded_ports={"22": ssh_port}, vagrant_cwd=str(workdir))
+        return target
+
+    def poll(self, target: Target) -> None:
+        machine: VagrantMachine = target.handle
+        if machine.process is None:
+            machine.process = _qemu_process(target.name)
+            if machine.process is not None:
+                target.mark("process")
+                target.facts["qemu_pid"] = machine.process.pid
+        if "ssh" not in target.marks and _ssh_banner(target.facts["forwarded_ports"]["22"]):
+            target.mark("ssh")
+        code = machine.up.poll()
+        if code is not None and "up" not in target.marks:
+            if code != 0:
+                raise BackendError(f"vagrant up exited {code} for {target.name}",
+                                   hint="its last lines:\n" + self.logs(target))
+            target.mark("up")
+
+    def after_ready(self, target: Target) -> None:
+        deadline = time.monotonic() + DESTROY_TIMEOUT_S
+        while "up" not in target.marks and time.monotonic() < deadline:
+            self.poll(target)
+            time.sleep(0.1)
+
+    def runtime_pids(self, target: Target) -> dict[int, str]:
+        process = target.handle.process if target.handle is not None else None
+        return {process.pid: "VMM"} if process is not None and process.is_running() else {}
+
+    def guest_view(self, target: Target) -> GuestView:
+        out = _vagrant(["ssh", "--no-tty", "-c", guest.view_script()], target.handle.workdir,
+                       env=target.handle.env, timeout=120).stdout
+        view = guest.parse_view(out, channel="vagrant ssh")
+        if view is None:
+            raise BackendError(f"vagrant ssh printed no guest view for {target.name}: {out.strip()[-300:]}")
+        return view
+
+    def logs(self, target: Target, lines: int = 20) -> str:
+        if target.handle is None:
+            return ""
+        with contextlib.suppress(OSError):
+            text = (target.handle.workdir / "vagrant-up.log").read_text(errors="replace")
+            # a Ruby backtrace says least at its end: keep what came before its frames
+            kept = [line for line in text.rstrip().splitlines() if not line.startswith("\tfrom ")]
+            return "\n".join(kept[-lines:])
+        return ""
+
+    def destroy(self, target: Target) -> None:
+        if target.handle is not None:
+            self._remove_machine(target.handle.workdir, target.handle.env, target.handle.up, target.name)
+
+    def _remove_machine(self, workdir: Path, env: dict[str, str] | None, up: Any, domain: str | None) -> None:
+        """vagrant destroy -f, then whatever it left: the domain, its volumes, the work dir."""
+        if up is not None and up.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(up.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                up.wait(timeout=30)
+        try:
+            if (workdir / "Vagrantfile").is_file():
+                with contextlib.suppress(BackendError, OSError):
+                    _vagrant(["destroy", "-f"], workdir, env=env, timeout=DESTROY_TIMEOUT_S)
+            for name in [domain] if domain else self._domains_in(workdir):
+                self._destroy_domain(name)
+                self._delete_volumes(name)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _domains_in(self, workdir: Path) -> list[str]:
+        """The domain names a work dir's machine has (from its name: RUN-INDEX-PID)."""
+        run, index, pid = workdir.name.removeprefix(WORKDIR_PREFIX).split("-")[:3]
+        return [d.name() for d in self._call("listing domains", self.conn.listAllDomains, 0)
+                if re.fullmatch(rf"explorer-.+-vagrant-{run}-{index}-{pid}-default", d.name())]
+
+    def _delete_volumes(self, domain: str) -> None:
+        from explorer.images.vagrant_box import STORAGE_POOL
+
+        libvirt = _libvirt_module()
+        with contextlib.suppress(libvirt.libvirtError):
+            pool = self.conn.storagePoolLookupByName(STORAGE_POOL)
+            pool.refresh(0)
+            for volume in pool.listAllVolumes(0):
+                if volume.name().startswith(domain):
+                    volume.delete(0)
+
+    def clean(self, run_id: str | None = None) -> list[str]:
+        """The machines of one run, or of every explorer process that no longer runs."""
+        removed = []
+        for workdir in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{run_id + '-' if run_id else ''}*"):
+            owner = workdir.name.removeprefix(WORKDIR_PREFIX).split("-")[2]
+            if run_id or not _owner_alive(owner):
+                self._remove_machine(workdir, {**os.environ, "VAGRANT_CWD": str(workdir)}, None, None)
+                removed.append(f"vagrant machine {workdir}")
+        for domain in self._call("listing domains", self.conn.listAllDomains, 0):
+            match = re.fullmatch(r"explorer-.+-vagrant-([0-9a-f]+)-\d+-(\d+)-default", domain.name())
+            if match and (match[1] == run_id if run_id else not _owner_alive(match[2])):
+                if self._destroy_domain(domain.name()):
+                    removed.append(f"domain {domain.name()}")
+                self._delete_volumes(domain.name())
+        return removed
+
+
+def pool_dir() -> Path:
+    """/var/lib/explorer/vagrant-pool as root (QEMU runs as libvirt-qemu, which cannot enter
+    root's home), else under the cache."""
+    if os.geteuid() != 0:
+        return cache_dir("vagrant-pool")
+    path = Path("/var/lib/explorer/vagrant-pool")
+    path.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o711)
+    path.chmod(0o711)
+    return path
+
+
+class VagrantMachine:
+    """A Target's handle: the run's VAGRANT_CWD, its environment, and `vagrant up`."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], up: subprocess.Popen[bytes]) -> None:
+        self.workdir, self.env, self.up = workdir, env, up
+        self.process: Any = None
+
+
+def _vagrant(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["vagrant", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout, check=True, stdin=subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        raise BackendUnavailable("vagrant is not installed", hint=HINT) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise BackendError(f"vagrant {args[0]} did not finish in {timeout:.0f}s") from exc
+    except subprocess.CalledProcessError as exc:
+        tail = "\n".join((exc.stderr or exc.stdout or "").strip().splitlines()[-8:])
+        raise BackendError(f"vagrant {args[0]} exited {exc.returncode}:\n{tail}") from exc
+
+
+def _driver(artifact: Artifact) -> str:
+    return "kvm" if artifact.facts.get("accel") == "kvm" else "qemu"
+
+
+def _libvirt_module() -> Any:
+    import libvirt
+
+    return libvirt
