@@ -251,6 +251,8 @@ def _customize(scenario: Scenario, root: Path, rootfs_tar: Path | None, config: 
         fullos_guest.write_file(image_root, "/etc/hostname", hostname_for(scenario) + "\n")
         fullos_guest.write_file(image_root, "/etc/hosts", units.hosts_text(hostname_for(scenario)))
         service = image_service(scenario, image_root, config)
+        home = next((v for k, v in service.env if k == "HOME"), "/")
+        fullos_guest.ensure_ids(root, int(service.user), int(service.group or 0), home)
         workload = []
     masked = sorted(set(fullos_guest.SLOW_UNITS) | set(fullos_guest.package_units(root, workload)))
     fullos_guest.mask_units(root, masked)

@@ -360,3 +360,15 @@ def test_cli_refuses_fullos_for_an_image_scenario():
 
     done = run_explorer("build", "mongodb", "--fullos", timeout=60)
     assert done.returncode == 2 and "offline recipe" in done.stderr
+
+
+def test_image_ids_get_guest_entries(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n")
+    (tmp_path / "etc/group").write_text("root:x:0:\n")
+    fullos_guest.ensure_ids(tmp_path, 100, 101, "/var/lib/redis")  # uid taken: kept; gid free: added
+    fullos_guest.ensure_ids(tmp_path, 999, 0, "/data/db")
+    fullos_guest.ensure_ids(tmp_path, 999, 0, "/data/db")  # idempotent
+    assert (tmp_path / "etc/passwd").read_text().splitlines()[2:] == [
+        "explorer-uid-999:x:999:0::/data/db:/usr/sbin/nologin"]
+    assert (tmp_path / "etc/group").read_text().splitlines()[1:] == ["explorer-gid-101:x:101:"]
