@@ -53,6 +53,8 @@ CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
 WORKLOAD_UNIT = units.WORKLOAD_UNIT
 GUEST_AGENT_CHANNEL = units.GUEST_AGENT_CHANNEL
 SSH_USER = "vagrant"
+GUEST_SSH_PORT = 22
+GUEST_NICS = units.GUEST_NICS  # DHCP on each: (eth0, eth1)
 IMAGE_ROOT = "/srv/explorer-rootfs"  # an image scenario's own filesystem, inside the guest
 # explorer's own fixed hook (no scenario value in it): the user Vagrant logs in as.
 HOOKS = ('--customize-hook=chroot "$1" useradd --create-home --shell /bin/bash --user-group vagrant',)
@@ -153,7 +155,8 @@ def ensure_fullos_image(scenario: Scenario, progress: Progress | None = None, ro
                          hint="pass rootfs_tar and image_config (the image is exported by the caller)")
     image_id = None
     if scenario.workload.recipe is None:
-        image_id = str(image_config.get("image_id") or _digest(Path(rootfs_tar)))  # type: ignore[union-attr,arg-type]
+        assert image_config is not None and rootfs_tar is not None
+        image_id = str(image_config.get("image_id") or _digest(Path(rootfs_tar)))
     config = None if image_config is None else {k: image_config.get(k) for k in
                                                 ("entrypoint", "command", "user", "workdir", "env")}
     key = cache_key(scenario, image_id, config)
@@ -163,7 +166,7 @@ def ensure_fullos_image(scenario: Scenario, progress: Progress | None = None, ro
         if progress:
             progress(f"building the full-OS image of {scenario.name} (mmdebstrap, mke2fs, qemu-img)")
         _build(scenario, key, final, Path(rootfs_tar) if rootfs_tar else None, config)
-    return _load(final, built, key)
+    return _load(final, built)
 
 
 def _digest(path: Path) -> str:
@@ -177,6 +180,9 @@ def _digest(path: Path) -> str:
 def _build(scenario: Scenario, key: str, final: Path, rootfs_tar: Path | None, config: dict[str, Any] | None) -> None:
     """Build in `.build-KEY-PID` next to the cache entry and rename into place at the end:
     an interrupted build leaves nothing that looks complete (and is reaped later)."""
+    if os.geteuid() != 0:
+        raise BuildError("building the full-OS image needs root (mmdebstrap --mode=root, the files' owners)",
+                         hint="run explorer as root (or through sudo)")
     started = time.monotonic()
     _reap_stale_builds(final.parent)
     work = final.parent / f".build-{key}-{os.getpid()}"
@@ -251,6 +257,8 @@ def _customize(scenario: Scenario, root: Path, rootfs_tar: Path | None, config: 
         fullos_guest.write_file(image_root, "/etc/hostname", hostname_for(scenario) + "\n")
         fullos_guest.write_file(image_root, "/etc/hosts", units.hosts_text(hostname_for(scenario)))
         service = image_service(scenario, image_root, config)
+        home = next((v for k, v in service.env if k == "HOME"), "/")
+        fullos_guest.ensure_ids(root, int(service.user), int(service.group or 0), home)
         workload = []
     masked = sorted(set(fullos_guest.SLOW_UNITS) | set(fullos_guest.package_units(root, workload)))
     fullos_guest.mask_units(root, masked)
@@ -323,7 +331,7 @@ def _make_disk(root: Path, raw: Path, qcow2: Path, content: int, entries: int, t
     qcow2.chmod(0o644)
 
 
-def _load(directory: Path, built: bool, key: str) -> FullOSImage:
+def _load(directory: Path, built: bool) -> FullOSImage:
     facts = json.loads((directory / "facts.json").read_text())
     disk, kernel, initrd = (directory / name for name in DISK_FILES[:3])
     info = json.loads(run_tool(["qemu-img", "info", "--output=json", str(disk)], "reading the full-OS disk").stdout)

@@ -97,6 +97,19 @@ def passwd_entry(root: Path, name: str) -> tuple[int, int, str]:
     raise BuildError(f"user {name!r} is missing from the image's /etc/passwd")
 
 
+def ensure_ids(root: Path, uid: int, gid: int, home: str) -> None:
+    """Give an image's numeric user and group an entry in the guest OS's passwd and group
+    where they have none: systemd resolves User= through the guest's NSS, even with
+    RootDirectory=, and fails a numeric id it cannot find (status 217/USER)."""
+    tables = (("etc/passwd", uid, f"explorer-uid-{uid}:x:{uid}:{gid}::{home}:/usr/sbin/nologin"),
+              ("etc/group", gid, f"explorer-gid-{gid}:x:{gid}:"))
+    for relative, number, entry in tables:
+        path = root / relative
+        text = path.read_text()
+        if not any(line.split(":")[2:3] == [str(number)] for line in text.splitlines()):
+            path.write_text(text + ("" if text.endswith("\n") or not text else "\n") + entry + "\n")
+
+
 def install_vagrant_user(root: Path) -> None:
     """The vagrant user (made by useradd in a fixed mmdebstrap hook): its key, passwordless
     sudo, and a password field of `*` (no password login, but not a locked account)."""

@@ -17,6 +17,7 @@ from explorer.errors import BuildError
 WORKLOAD_UNIT = "explorer-workload.service"
 HOSTKEYS_UNIT = "explorer-ssh-hostkeys.service"
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"  # the virtio-serial port qemu-ga listens on
+GUEST_NICS = ("eth0", "eth1")
 _BARE = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")  # words systemd takes literally, unquoted
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -100,7 +101,7 @@ def workload_unit(service: WorkloadService) -> str:
     return "\n".join(lines) + "\n"
 
 
-def interfaces_text(nics: tuple[str, ...] = ("eth0", "eth1")) -> str:
+def interfaces_text(nics: tuple[str, ...] = GUEST_NICS) -> str:
     """ifupdown: DHCP on every NIC the VM may have (a single user-mode NIC as eth0 for the
     fullvm side; Vagrant's dummy eth0 and the forwarded eth1 for the vagrant side)."""
     lines = ["# written by explorer", "auto lo", "iface lo inet loopback"]

@@ -117,3 +117,39 @@ def test_box_file(redis_fullos, redis_scenario):
     assert settings["box"] == box.name and settings["driver"] == "qemu"
     key = Path(settings["private_key"])
     assert key.stat().st_mode & 0o777 == 0o600 and "PRIVATE KEY" in key.read_text()
+
+
+@pytest.fixture(scope="module")
+def image_fullos(redis_fullos, redis_scenario):
+    """An image scenario's full-OS image without Docker: the redis recipe's own rootfs
+    tarball stands in for an exported image, with the config Docker would report."""
+    from explorer import scenario as scenarios
+    from explorer.images.rootfs import build_rootfs
+
+    recipe = redis_scenario.workload.recipe
+    tar = build_rootfs(recipe, redis_scenario.timeouts.build_s)
+    config = {"entrypoint": [], "command": list(recipe.command), "user": recipe.user, "workdir": recipe.workdir,
+              "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+              "image_id": f"rootfs:{tar.name}"}
+    scenario = scenarios.image_scenario("explorer/redis:rootfs", 6379, "redis", ("redis-server",))
+    return fullos.ensure_fullos_image(scenario, rootfs_tar=tar, image_config=config)
+
+
+def test_image_scenario_runs_in_the_images_own_root(image_fullos, tmp_path):
+    raw = tmp_path / "image.raw"
+    tool("qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(image_fullos.disk), str(raw))
+    try:
+        unit = debugfs(raw, f"cat /etc/systemd/system/{fullos.WORKLOAD_UNIT}")
+        passwd = debugfs(raw, "cat /etc/passwd")
+        image_passwd = debugfs(raw, f"cat {fullos.IMAGE_ROOT}/etc/passwd")
+        executable = debugfs(raw, f"stat {fullos.IMAGE_ROOT}/usr/bin/redis-server")
+    finally:
+        raw.unlink()
+    uid = next(line.split(":")[2] for line in image_passwd.splitlines() if line.startswith("redis:"))
+    assert "ExecStart=@/usr/bin/redis-server redis-server --bind 0.0.0.0" in unit
+    assert f"User={uid}\n" in unit and f"RootDirectory={fullos.IMAGE_ROOT}" in unit
+    assert any(line.split(":")[2] == uid for line in passwd.splitlines() if line.count(":") >= 6)
+    assert "Inode:" in executable
+    facts = image_fullos.facts
+    assert facts["workload_packages"] == [] and "redis-server.service" not in facts["masked_units"]
+    assert facts["rootfs_workload_bytes"] > 50 * 2**20  # the image's whole filesystem

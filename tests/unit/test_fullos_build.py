@@ -360,3 +360,58 @@ def test_cli_refuses_fullos_for_an_image_scenario():
 
     done = run_explorer("build", "mongodb", "--fullos", timeout=60)
     assert done.returncode == 2 and "offline recipe" in done.stderr
+
+
+def test_image_ids_get_guest_entries(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n")
+    (tmp_path / "etc/group").write_text("root:x:0:\n")
+    fullos_guest.ensure_ids(tmp_path, 100, 101, "/var/lib/redis")  # uid taken: kept; gid free: added
+    fullos_guest.ensure_ids(tmp_path, 999, 0, "/data/db")
+    fullos_guest.ensure_ids(tmp_path, 999, 0, "/data/db")  # idempotent
+    assert (tmp_path / "etc/passwd").read_text().splitlines()[2:] == [
+        "explorer-uid-999:x:999:0::/data/db:/usr/sbin/nologin"]
+    assert (tmp_path / "etc/group").read_text().splitlines()[1:] == ["explorer-gid-101:x:101:"]
+
+
+def evaluate_vagrantfile(path: Path, env: dict[str, str]) -> tuple[dict, str]:
+    """The config calls a Vagrantfile makes, recorded by a stub `Vagrant` module (no Vagrant
+    runs), and what it printed on stderr."""
+    if shutil.which("ruby") is None:
+        pytest.skip("ruby is not installed (it comes with vagrant: scripts/setup-host)")
+    stub = Path(__file__).parent / "fixtures" / "vagrant_stub.rb"
+    done = subprocess.run(["ruby", str(stub), str(path)], check=True, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **env})
+    return json.loads(done.stdout), done.stderr
+
+
+def test_top_level_vagrantfile_reads_explorers_settings(tmp_path):
+    (tmp_path / "vagrant").mkdir()
+    settings = vagrant_box.machine_settings(redis(), "explorer/redis-abc", "qemu", tmp_path / "key")
+    (tmp_path / "vagrant/redis.json").write_text(json.dumps({**settings, "host_port": 16379}))
+    config, _ = evaluate_vagrantfile(ROOT / "Vagrantfile", {"EXPLORER_CACHE": str(tmp_path)})
+    assert config["vm.box"] == "explorer/redis-abc" and config["libvirt.driver"] == "qemu"
+    assert config["libvirt.cpu_model"] == "qemu64" and config["libvirt.memory"] == 512
+    assert config["ssh.private_key_path"] == str(tmp_path / "key")
+    netdev = config["libvirt.qemuargs"][1][0]["value"]
+    assert "hostfwd=tcp:127.0.0.1:2222-:22" in netdev and "hostfwd=tcp:127.0.0.1:16379-:6379" in netdev
+    overridden, _ = evaluate_vagrantfile(ROOT / "Vagrantfile", {
+        "EXPLORER_CACHE": str(tmp_path), "EXPLORER_LIBVIRT_DRIVER": "kvm", "EXPLORER_SSH_PORT": "2299",
+        "EXPLORER_STORAGE_POOL": "p2"})
+    assert overridden["libvirt.driver"] == "kvm" and overridden["libvirt.cpu_mode"] == "host-passthrough"
+    assert overridden["ssh.port"] == 2299 and overridden["libvirt.storage_pool_name"] == "p2"
+
+
+def test_top_level_vagrantfile_without_a_box_warns(tmp_path):
+    config, stderr = evaluate_vagrantfile(ROOT / "Vagrantfile", {"EXPLORER_CACHE": str(tmp_path),
+                                                                 "EXPLORER_SCENARIO": "postgres"})
+    assert "explorer build postgres --box" in stderr
+    assert config["vm.box"] == "explorer/postgres"  # so `vagrant destroy -f` still loads it
+
+
+def test_box_vagrantfile_points_at_the_files_beside_it(tmp_path):
+    (tmp_path / "Vagrantfile").write_text(vagrant_box.box_vagrantfile(fake_image(tmp_path)))
+    config, _ = evaluate_vagrantfile(tmp_path / "Vagrantfile", {})
+    assert config["libvirt.kernel"] == str(tmp_path / "vmlinuz")
+    assert config["libvirt.initrd"] == str(tmp_path / "initrd.img")
+    assert config["libvirt.cmdline"] == fullos.CMDLINE
