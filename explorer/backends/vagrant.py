@@ -62,11 +62,15 @@ class VagrantBackend(FullVMBackend):
         image = ensure_fullos_image(scenario)  # cached: the image prepare() just found
         box = vagrant_box.ensure_box(scenario, image, progress, driver="kvm" if artifact.facts["accel"] == "kvm"
                                      else "qemu")
-        if box.name not in _vagrant(["box", "list"], Path.cwd(), timeout=120).stdout.split():
+        boxes = _explorer_boxes()
+        if box.name not in boxes:
             if progress:
                 progress(f"adding the box {box.name} to Vagrant")
             vagrant_box.add_box(box)
         self._ensure_pool(vagrant_box.STORAGE_POOL)
+        for old in boxes:  # an older image of this scenario: its box and uploaded volume go
+            if old != box.name and old.startswith(f"explorer/{scenario.name}-"):
+                self._remove_box(old)
         artifact.facts.update(box=box.name, box_bytes=box.facts["box_bytes"], storage_pool=vagrant_box.STORAGE_POOL)
         artifact.paths["box"] = str(box.path)
         return artifact
@@ -194,6 +198,40 @@ class VagrantBackend(FullVMBackend):
                 if volume.name().startswith(domain):
                     volume.delete(0)
 
+    def _remove_box(self, name: str) -> list[str]:
+        """A box of explorer's and the base volume vagrant-libvirt uploaded from it."""
+        from explorer.images.vagrant_box import STORAGE_POOL
+
+        removed = []
+        with contextlib.suppress(BackendError):
+            _vagrant(["box", "remove", "--force", "--all", name], Path.cwd(), timeout=120)
+            removed.append(f"vagrant box {name}")
+        libvirt = _libvirt_module()
+        volume_prefix = name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
+        with contextlib.suppress(libvirt.libvirtError):
+            pool = self.conn.storagePoolLookupByName(STORAGE_POOL)
+            pool.refresh(0)
+            for volume in pool.listAllVolumes(0):
+                if volume.name().startswith(volume_prefix):
+                    volume.delete(0)
+                    removed.append(f"base volume {volume.name()}")
+        return removed
+
+    def remove_images(self) -> list[str]:
+        """`explorer clean --cache`: every explorer box, its uploaded volume, and the pool."""
+        from explorer.images.vagrant_box import STORAGE_POOL
+
+        removed = [line for name in _explorer_boxes() for line in self._remove_box(name)]
+        libvirt = _libvirt_module()
+        with contextlib.suppress(libvirt.libvirtError):
+            pool = self.conn.storagePoolLookupByName(STORAGE_POOL)
+            if not pool.listAllVolumes(0):
+                with contextlib.suppress(libvirt.libvirtError):
+                    pool.destroy()
+                pool.undefine()
+                removed.append(f"storage pool {STORAGE_POOL}")
+        return removed
+
     def clean(self, run_id: str | None = None) -> list[str]:
         """The machines of one run, or of every explorer process that no longer runs."""
         removed = []
@@ -243,6 +281,15 @@ def _vagrant(args: list[str], cwd: Path, env: dict[str, str] | None = None,
     except subprocess.CalledProcessError as exc:
         tail = "\n".join((exc.stderr or exc.stdout or "").strip().splitlines()[-8:])
         raise BackendError(f"vagrant {args[0]} exited {exc.returncode}:\n{tail}") from exc
+
+
+def _explorer_boxes() -> list[str]:
+    """Names of the boxes explorer added (`vagrant box list`: NAME (PROVIDER, VERSION))."""
+    try:
+        out = _vagrant(["box", "list"], Path.cwd(), timeout=120).stdout
+    except BackendError:
+        return []
+    return [line.split()[0] for line in out.splitlines() if line.startswith("explorer/")]
 
 
 def _driver(artifact: Artifact) -> str:
