@@ -19,7 +19,11 @@ from tests.conftest import backend_or_skip, ps_e
 MARKS = {"container": [pytest.mark.docker], "vm": [pytest.mark.libvirt, pytest.mark.slow]}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=MARKS[s.kind], id=n) for n, s in SIDES.items()])
+def marks(side) -> list:
+    return MARKS[side.kind] + ([pytest.mark.vagrant] if side.backend.startswith("explorer.backends.vagrant") else [])
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=marks(s), id=n) for n, s in SIDES.items()])
 def test_side_contract(name, redis_scenario, redis_artifact):
     backend = backend_or_skip(name)
     assert backend.side is SIDES[name]
@@ -32,6 +36,7 @@ def test_side_contract(name, redis_scenario, redis_artifact):
         deadline = t0 + getattr(redis_scenario.timeouts, backend.side.timeout)
         readiness.wait_for_mark(target.marks, backend.READY_AFTER, lambda: backend.poll(target), deadline)
         readiness.wait_ready("redis", "127.0.0.1", target.host_port, deadline, between=lambda: backend.poll(target))
+        backend.after_ready(target)
         runtime = backend.runtime_pids(target)
         assert runtime and set(runtime.values()) <= set(backend.side.roles)
         host_table = ps_e("comm")

@@ -1,0 +1,134 @@
+"""The full-OS VM sides (fullvm under libvirt, the same VM through Vagrant) against
+independent tools: `ps -e` polled while they run, `virsh dominfo`, `vagrant ssh`, `virsh
+net-list`, `vagrant global-status`. Each boot takes ~30-70 s under TCG: one CLI run of both
+sides, and one machine per side started through its backend, for the whole module."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from explorer import readiness, runner
+from tests.conftest import ROOT, backend_or_skip, explorer_argv, ps_e
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.vagrant, pytest.mark.slow]
+HOST_BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def virsh(*args: str) -> str:
+    return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, check=True,
+                          timeout=60).stdout
+
+
+def networks() -> list[str]:
+    return virsh("net-list", "--all", "--name").split()
+
+
+def vagrant_machines() -> list[str]:
+    out = subprocess.run(["vagrant", "global-status", "--prune"], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    return [line for line in out.splitlines() if re.match(r"^[0-9a-f]{7} ", line)]
+
+
+@pytest.fixture(scope="module")
+def cli_run(redis_artifact):
+    """`explorer run redis --sides fullvm,vagrant --repeat 1`, with `ps -e` polled throughout."""
+    backend_or_skip("fullvm")
+    backend_or_skip("vagrant")
+    nets_before, machines_before = networks(), vagrant_machines()
+    proc = subprocess.Popen(explorer_argv("run", "redis", "--sides", "fullvm,vagrant", "--repeat", "1",
+                                          "--format", "json"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    comms: set[str] = set()
+    while proc.poll() is None:
+        comms |= set(ps_e("comm").values())
+        time.sleep(0.1)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    return {"doc": json.loads(out), "comms": comms, "nets": nets_before, "machines": machines_before}
+
+
+def test_the_host_never_lists_the_workload_only_the_vmm(cli_run):
+    assert "redis-server" not in cli_run["comms"]
+    assert "qemu-system-x86_64" in cli_run["comms"]
+    for name in ("fullvm", "vagrant"):
+        side = cli_run["doc"]["sides"][name]
+        assert side["kind"] == "vm"
+        assert side["visibility"]["visible_on_host"] is False
+        assert [p["name"] for p in side["visibility"]["runtime_processes"]] == ["qemu-system-x86_64"]
+        assert side["kernel"]["shared"] is False and side["kernel"]["guest_boot_id"] != HOST_BOOT_ID
+
+
+def test_the_guest_runs_a_full_os(cli_run):
+    for name in ("fullvm", "vagrant"):
+        inside = cli_run["doc"]["sides"][name]["visibility"]["inside"]
+        processes = {p["pid"]: p["name"] for p in inside["processes"]}
+        assert processes.get(1) == "systemd", processes
+        user = {p["name"] for p in inside["processes"] if not p["kernel_thread"]}
+        assert {"systemd-journal", "sshd", "redis-server"} <= user, user
+        assert inside["os_process_count"] >= 5 and inside["kernel_thread_count"] >= 20
+
+
+def test_claims_per_vm_side_name_the_os_processes_and_the_larger_image(cli_run):
+    claims = {c["id"]: c for c in cli_run["doc"]["claims"]}
+    fullvm = claims["os-processes"]["sides"]["fullvm"]
+    assert fullvm["verdict"] == "reproduced" and "systemd" in fullvm["evidence"]
+    image = cli_run["doc"]["sides"]["fullvm"]["image"]
+    assert image["total_bytes"] == image["vm_image_bytes"] > 200 * 2**20
+    startup = cli_run["doc"]["sides"]["fullvm"]["startup"]["summary"]
+    assert {"kernel_s", "agent_s", "ssh_s", "ready_s"} <= set(startup)
+    analyze = cli_run["doc"]["sides"]["fullvm"]["target"]["systemd_analyze"]
+    assert analyze["available"] and analyze["userspace_s"] > 0
+
+
+def test_nothing_is_left_and_no_network_was_made(cli_run):
+    assert networks() == cli_run["nets"]
+    assert vagrant_machines() == cli_run["machines"]
+    run_id = cli_run["doc"]["run_id"]
+    assert run_id not in virsh("list", "--all", "--name")
+    assert not [p for p in Path("/tmp").glob(f"explorer-vagrant-{run_id}-*")]
+
+
+@pytest.fixture(scope="module")
+def fullvm_target(redis_scenario):
+    backend = backend_or_skip("fullvm")
+    artifact = backend.prepare(redis_scenario)
+    target = backend.create(redis_scenario, artifact, runner.new_run_id(), 0)
+    try:
+        deadline = time.monotonic() + redis_scenario.timeouts.vm_ready_s
+        readiness.wait_ready("redis", "127.0.0.1", target.host_port, deadline, between=lambda: backend.poll(target))
+        yield backend, target
+    finally:
+        backend.destroy(target)
+
+
+def test_virsh_dominfo_matches_the_configured_memory(fullvm_target, redis_scenario):
+    backend, target = fullvm_target
+    info = dict(line.split(":", 1) for line in virsh("dominfo", target.name).splitlines() if ":" in line)
+    assert int(info["Max memory"].split()[0]) == backend.memory_mib(redis_scenario) * 1024
+    assert int(info["CPU(s)"]) == redis_scenario.vm.vcpus
+
+
+def test_vagrant_ssh_reads_another_boot_id(redis_scenario):
+    backend = backend_or_skip("vagrant")
+    artifact = backend.prepare(redis_scenario)
+    target = backend.create(redis_scenario, artifact, runner.new_run_id(), 0)
+    try:
+        deadline = time.monotonic() + redis_scenario.timeouts.vm_ready_s
+        readiness.wait_ready("redis", "127.0.0.1", target.host_port, deadline, between=lambda: backend.poll(target))
+        backend.after_ready(target)
+        out = subprocess.run(["vagrant", "ssh", "--no-tty", "-c", "cat /proc/sys/kernel/random/boot_id"],
+                             cwd=target.handle.workdir, env={**os.environ, **target.handle.env}, capture_output=True,
+                             text=True, timeout=120, check=True).stdout.strip()
+        assert re.fullmatch(r"[0-9a-f-]{36}", out) and out != HOST_BOOT_ID
+        assert "redis-server" not in set(ps_e("comm").values())  # no container runs in this module
+    finally:
+        backend.destroy(target)
+    assert target.name not in virsh("list", "--all", "--name")
+
