@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument("--scenario", default="redis")
     args = parser.parse_args()
     scen = scenario.load(args.scenario)
-    if scen.workload.ready != "redis":
+    if scen.workload.ready.kind != "redis":
         parser.error("the bare floor speaks Redis PING only: use a redis scenario")
     backend = DockerBackend()
     backend.check()
