@@ -183,3 +183,15 @@ def test_ready_option_reaches_the_image_scenario_and_ready_timeout_every_side(mo
     assert (seen["scenario"].timeouts.ready_s, seen["scenario"].timeouts.vm_ready_s) == (2.5, 2.5)
     assert seen["scenario"].workload.ready == ReadySpec("redis")
 
+
+
+def test_the_nginx_scenario_waits_for_http_and_runs_in_the_foreground():
+    nginx = scenario.load("nginx")
+    assert nginx.workload.ready == ReadySpec("http", (("path", "/"), ("status", 200)))
+    assert nginx.workload.recipe.command == ("nginx", "-g", "daemon off; master_process on;")
+    files = dict(nginx.workload.recipe.files)
+    conf = files["/etc/nginx/nginx.conf"]
+    assert "error_log stderr;" in conf and "daemon" not in conf  # -g gives daemon; twice is an error
+    assert "listen 80 default_server;" in conf and "root /var/www/html;" in conf
+    assert "/var/www/html/index.html" in files
+    assert (nginx.workload.port, nginx.workload.processes) == (80, ("nginx",))
