@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import importlib
 import math
 import struct
 import threading
@@ -45,7 +46,7 @@ class Postgres(Strategy):
     }
 
     def check(self, host: str, port: int, timeout: float) -> tuple[bool, str]:
-        pq = _libpq()
+        pq = libpq()
         conninfo = (f"host={host} port={port} user=postgres dbname=postgres sslmode=disable gssencmode=disable "
                     f"connect_timeout={max(2, math.ceil(timeout))} application_name=explorer-readiness")
         answer: list[int] = []
@@ -64,13 +65,13 @@ class Postgres(Strategy):
         return "libpq's PQping to answer PQPING_OK"
 
 
-def _libpq() -> Any:
+def libpq() -> Any:
+    """psycopg's ctypes binding to the host's libpq, or BackendUnavailable saying how to get it."""
     try:
-        from psycopg.pq import pq_ctypes
+        return importlib.import_module("psycopg.pq.pq_ctypes")
     except ImportError as exc:
         raise BackendUnavailable(f"PostgreSQL readiness needs libpq: {exc}",
                                  hint="run scripts/setup-host (or apt-get install libpq5)") from exc
-    return pq_ctypes
 
 
 @dataclass

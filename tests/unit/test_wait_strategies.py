@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 import pytest
 
 from explorer import readiness
-from explorer.errors import NotReady
+from explorer.errors import BackendUnavailable, NotReady
 from explorer.readiness import Banner, Http, ReadySpec
 from tests.servers import free_port, server
 
@@ -285,6 +286,13 @@ def test_pqping_refused_and_proxy_closed_are_no_response():
     with server(lambda conn: None) as port:
         assert not check.attempt("127.0.0.1", port)
     assert check.last_seen.startswith("PQPING_NO_RESPONSE")
+
+
+def test_without_libpq_postgres_readiness_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg.pq.pq_ctypes", None)  # as if libpq5 were not installed
+    with pytest.raises(BackendUnavailable, match="PostgreSQL readiness needs libpq") as caught:
+        readiness.attempt("postgres", "127.0.0.1", free_port())
+    assert "libpq5" in caught.value.hint
 
 
 # ---- tcp and the registry ---------------------------------------------------------------
