@@ -96,7 +96,8 @@ def parse(text: str) -> ReadySpec:
     for name, value in zip(names, values):
         if value:
             params[name] = _converted(cls.PARAMS[name], name, value)
-    for error in jsonschema.Draft202012Validator(params_schema(cls)).iter_errors(params):
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(params_schema(cls)).iter_errors(params))
+    if error is not None:  # the same parameter schema a scenario file is validated against
         raise ValueError(f"{kind} {'.'.join(map(str, error.absolute_path))}: {error.message}")
     return ReadySpec.from_data({kind: params})
 
