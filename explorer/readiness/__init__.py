@@ -95,7 +95,7 @@ def parse(text: str) -> ReadySpec:
     params = {}
     for name, value in zip(names, values):
         if value:
-            params[name] = _converted(cls.PARAMS[name], name, value)
+            params[name] = _converted(cls.PARAMS[name], f"{kind} {name}", value)
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(params_schema(cls)).iter_errors(params))
     if error is not None:  # the same parameter schema a scenario file is validated against
         raise ValueError(f"{kind} {'.'.join(map(str, error.absolute_path))}: {error.message}")
@@ -110,12 +110,12 @@ def _escaped(value: str) -> str:
     return "".join(_UNESCAPES.get(char, char) for char in value)
 
 
-def _converted(param_schema: Mapping[str, Any], name: str, value: str) -> Any:
+def _converted(param_schema: Mapping[str, Any], what: str, value: str) -> Any:
     if param_schema.get("type") == "integer":
         try:
             return int(value)
         except ValueError:
-            raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+            raise ValueError(f"{what} must be a whole number, not {value!r}") from None
     return re.sub(r"\\([rnt\\])", lambda m: _ESCAPES[m.group(1)], value)
 
 
