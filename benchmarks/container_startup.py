@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--sides", default=",".join(sides.of_kind("container")))
     args = parser.parse_args()
     scen = scenario.load(args.scenario)
-    if scen.workload.ready != "redis":
+    if scen.workload.ready.kind != "redis":
         parser.error("the bare floor speaks Redis PING only: use a redis scenario")
     for name in sides.parse(args.sides) or ():
         backend = sides.backend_for(name)

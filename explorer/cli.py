@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -10,7 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
-from explorer import claims, plot, report, results, runner, sides
+from explorer import claims, plot, readiness, report, results, runner, sides
 from explorer import scenario as scenarios
 from explorer.errors import EXIT_INTERRUPTED, ExplorerError, Interrupted, UsageError
 from explorer.progress import Steps
@@ -18,6 +19,20 @@ from explorer.progress import Steps
 
 def _raise_interrupted(signum: int, frame: Any) -> NoReturn:
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}; everything this run created was removed")
+
+
+class ReadyType(click.ParamType):
+    """--ready KIND[:VALUE...]: a readiness strategy in the command line's form (readiness.parse)."""
+
+    name = "KIND[:VALUE...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> readiness.ReadySpec:
+        if isinstance(value, readiness.ReadySpec):
+            return value
+        try:
+            return readiness.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,12 +156,16 @@ def _build_fullos(scenario: scenarios.Scenario, box: bool) -> None:
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw startup and memory to this PNG.")
 @click.option("--image", help="Instead of a scenario: any image explorer has or can pull.")
 @click.option("--port", type=click.IntRange(1, 65535), help="With --image: the port the workload serves.")
-@click.option("--ready", type=click.Choice(scenarios.READY_KINDS), help="With --image: the readiness check.")
+@click.option("--ready", type=ReadyType(),
+              help=f"With --image: the readiness check, one of {readiness.syntax()} (values after ':' in "
+                   "order, an empty one keeps its default; \\r \\n \\t escapes). E.g. http:/healthz:200.")
+@click.option("--ready-timeout", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+              help="Seconds each start may take to be ready, on every side (default: the scenario's).")
 @click.option("--process", "processes", multiple=True,
               help="With --image: the workload's process name (default: from the image's ENTRYPOINT + CMD).")
 def run(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None, repeat: int | None,
-        fmt: str, output: str | None, image: str | None, port: int | None, ready: str | None,
-        processes: tuple[str, ...], plot_file: str | None) -> None:
+        fmt: str, output: str | None, image: str | None, port: int | None, ready: readiness.ReadySpec | None,
+        ready_timeout: float | None, processes: tuple[str, ...], plot_file: str | None) -> None:
     """Run a scenario (or --image REF --port N --ready KIND) on every side, and compare them."""
     chosen = sides.parse(side_names, only)
     if plot_file:
@@ -156,11 +175,19 @@ def run(name: str | None, scenario_file: str | None, side_names: str | None, onl
             scenario = _image_scenario(name or scenario_file, image, port, ready, processes, steps)
         else:
             scenario = _load(name, scenario_file)
+        if ready_timeout is not None:
+            scenario = _with_ready_timeout(scenario, ready_timeout)
         result = runner.run(scenario, chosen, repeat, steps)
     _show(result, fmt, plot_file, output)
 
 
-def _image_scenario(named: str | None, image: str | None, port: int | None, ready: str | None,
+def _with_ready_timeout(scenario: scenarios.Scenario, seconds: float) -> scenarios.Scenario:
+    """--ready-timeout: one limit for every side, kept in the result with the scenario."""
+    timeouts = dataclasses.replace(scenario.timeouts, ready_s=seconds, vm_ready_s=seconds)
+    return dataclasses.replace(scenario, timeouts=timeouts)
+
+
+def _image_scenario(named: str | None, image: str | None, port: int | None, ready: readiness.ReadySpec | None,
                     processes: tuple[str, ...], steps: Steps) -> scenarios.Scenario:
     """A scenario from flags; the process name comes from the image when not given."""
     if named:

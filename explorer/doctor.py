@@ -43,6 +43,13 @@ def _kvm() -> tuple[str, str]:
     return "warning", f"VMs will use TCG, software emulation ({verdict.reason})"
 
 
+def _libpq() -> tuple[str, str]:
+    from explorer.readiness.strategies import libpq
+
+    version = libpq().version()  # e.g. 150018: 15.18
+    return "ok", f"libpq {version // 10000}.{version % 10000} (PostgreSQL readiness: PQping)"
+
+
 def _tool(name: str, package: str) -> tuple[str, str]:
     path = shutil.which(name)
     if path:
@@ -68,6 +75,7 @@ CHECKS: list[tuple[str, bool, Any]] = [
     ("qemu-img", True, lambda: _tool("qemu-img", "qemu-utils")),
     ("mke2fs", True, lambda: _tool("mke2fs", "e2fsprogs")),
     ("qemu-system-x86_64", True, lambda: _tool("qemu-system-x86_64", "qemu-system-x86")),
+    ("libpq", False, _libpq),
     ("free disk", True, _disk),
 ]
 

@@ -236,6 +236,12 @@ def title(result: dict[str, Any]) -> str:
             f"({host['kernel_release']}, {host['cpu_cores']} cores)")
 
 
+def notes(result: dict[str, Any]) -> list[str]:
+    """Caveats about the whole run, shown under the title: e.g. a readiness check that may fire early."""
+    warning = result.get("scenario", {}).get("ready_warning")
+    return [f"Warning: {warning}"] if warning else []
+
+
 def table(headers: list[str], rows: list[list[Any]], fmt: str, widths: list[int] | None = None) -> str:
     """tabulate's simple layout for a terminal, wrapping cells to `widths`; GitHub's for
     Markdown, whose cells cannot wrap and where a bare | ("ps -e | grep") would split one."""
@@ -250,6 +256,7 @@ def render(result: dict[str, Any], fmt: str = "table") -> str:
         return json.dumps(result, indent=2, sort_keys=False)
     result = upgraded(result)
     parts = [f"# {title(result)}" if fmt == "markdown" else title(result)]
+    parts += [f"\n> {note}" if fmt == "markdown" else note for note in notes(result)]
     skipped = result.get("skipped") or {}
     if skipped:
         parts.append("\n".join(f"(side {name} not measured: {reason})" for name, reason in skipped.items()))

@@ -16,10 +16,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from explorer import readiness
 from explorer.errors import ScenarioError, UsageError
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
-READY_KINDS = ("redis", "postgres", "mongodb", "tcp")
 
 _STR_LIST = {"type": "array", "items": {"type": "string", "minLength": 1}}
 _ARGV = {"type": "array", "items": {"type": "string"}, "minItems": 1}
@@ -61,7 +61,7 @@ SCHEMA: dict[str, Any] = {
                 "command": _ARGV,
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                 "processes": {**_STR_LIST, "minItems": 1},
-                "ready": {"enum": list(READY_KINDS)},
+                "ready": {"$ref": "#/$defs/ready"},  # from explorer.readiness.STRATEGIES
             },
         },
         "timeouts": {
@@ -109,7 +109,7 @@ class Recipe:
 class Workload:
     port: int
     processes: tuple[str, ...]
-    ready: str
+    ready: readiness.ReadySpec
     image: str | None = None
     recipe: Recipe | None = None
     command: tuple[str, ...] = ()  # overrides the image's CMD when set
@@ -150,7 +150,10 @@ class Scenario:
             "recipe": None if w.recipe is None else _recipe_dict(w.recipe),
             "port": w.port,
             "processes": list(w.processes),
-            "ready": w.ready,
+            "ready": w.ready.kind,
+            "ready_params": dict(w.ready.params),
+            "ready_check": w.ready.strategy().describe(),
+            "ready_warning": readiness.STRATEGIES[w.ready.kind].WARNING,
             "repeats": self.repeats,
             "timeouts": self.timeouts.__dict__,
             "vm": self.vm.__dict__,
@@ -182,7 +185,8 @@ def _message(error: jsonschema.ValidationError) -> str:
 
 def validate(data: Any, source: str) -> list[str]:
     """Every schema problem in `data`, as 'FILE: field.path: message' lines."""
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    schema = {**SCHEMA, "$defs": {"ready": readiness.schema()}}  # the registry's kinds, as they are now
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     return [f"{source}: {_path(e)}: {_message(e)}" for e in errors]
 
@@ -208,7 +212,7 @@ def from_dict(data: dict[str, Any], source: str = "<memory>") -> Scenario:
     workload = Workload(
         port=w["port"],
         processes=tuple(w["processes"]),
-        ready=w["ready"],
+        ready=readiness.ReadySpec.from_data(w["ready"]),
         image=w.get("image"),
         recipe=recipe,
         command=tuple(w.get("command", ())),
@@ -261,7 +265,8 @@ def image_ref(image: str) -> str:
 
 
 def image_scenario(
-    image: str, port: int, ready: str, processes: tuple[str, ...] = (), argv: tuple[str, ...] = ()
+    image: str, port: int, ready: str | readiness.ReadySpec, processes: tuple[str, ...] = (),
+    argv: tuple[str, ...] = (),
 ) -> Scenario:
     """A scenario made from flags (`explorer run --image REF --port N --ready KIND`).
 
@@ -282,7 +287,8 @@ def image_scenario(
     data = {
         "name": name.strip("-") or "image",
         "description": f"{image} (process {', '.join(processes)} from {origin})",
-        "workload": {"image": image, "port": port, "ready": ready, "processes": list(processes)},
+        "workload": {"image": image, "port": port, "processes": list(processes),
+                     "ready": ready.as_data() if isinstance(ready, readiness.ReadySpec) else ready},
     }
     return from_dict(data, source="--image")
 

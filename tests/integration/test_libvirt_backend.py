@@ -109,7 +109,7 @@ def test_port_is_forwarded_from_loopback_only(libvirt_backend, running_vm):
     listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
     mine = [line.split()[3] for line in listening.splitlines() if f"pid={qemu_pid}," in line]
     assert mine == [f"127.0.0.1:{running_vm.host_port}"]
-    assert readiness.redis_ready("127.0.0.1", running_vm.host_port)
+    assert readiness.attempt("redis", "127.0.0.1", running_vm.host_port)
 
 
 def test_milestones_come_in_order(libvirt_backend, running_vm):

@@ -414,4 +414,4 @@ def test_box_vagrantfile_points_at_the_files_beside_it(tmp_path):
     config, _ = evaluate_vagrantfile(tmp_path / "Vagrantfile", {})
     assert config["libvirt.kernel"] == str(tmp_path / "vmlinuz")
     assert config["libvirt.initrd"] == str(tmp_path / "initrd.img")
-    assert config["libvirt.cmdline"] == fullos.CMDLINE
+    assert config["libvirt.cmd_line"] == fullos.CMDLINE  # vagrant-libvirt 0.11's name for it

@@ -73,8 +73,12 @@ def test_postgres_answering_backend_is_ready(reply):
 
 
 def test_wait_ready_times_out_with_a_clear_message():
-    with pytest.raises(NotReady, match=r"did not answer a redis readiness check on 127\.0\.0\.1"):
+    with pytest.raises(NotReady, match=r"did not answer a redis readiness check on 127\.0\.0\.1") as caught:
         readiness.wait_ready("redis", "127.0.0.1", free_port(), time.monotonic() + 0.3)
+    assert str(caught.value).endswith("waited for a redis PING to be answered +PONG; last saw connection refused")
+    loading = redis_like(b"-LOADING Redis is loading the dataset in memory\r\n")
+    with server(loading) as port, pytest.raises(NotReady, match="last saw '-LOADING Redis is loading the dataset"):
+        readiness.wait_ready("redis", "127.0.0.1", port, time.monotonic() + 0.3)
 
 
 def test_wait_ready_returns_once_the_server_answers():

@@ -51,7 +51,7 @@ def test_image_and_build_are_exclusive():
 def test_bad_package_name_and_ready_kind():
     data = redis_data()
     data["workload"]["build"]["packages"] = ["Redis Server"]
-    data["workload"]["ready"] = "http"
+    data["workload"]["ready"] = "htp"
     with pytest.raises(ScenarioError) as err:
         scenario.from_dict(data, "x.yaml")
     text = "\n".join(err.value.problems)
