@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import pytest
 
-from explorer.backends.base import LABEL_MANAGED, LABEL_SCENARIO
+from explorer.backends.base import LABEL_MANAGED, LABEL_OWNER, LABEL_SCENARIO
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +44,23 @@ def explorer_containers(client, label: str = LABEL_MANAGED) -> list[str]:
     """Names of the containers carrying `label`, listed without inspecting each one (a
     container that its run removes meanwhile would make docker-py's list() fail)."""
     return sorted(c["Names"][0].lstrip("/") for c in client.api.containers(all=True, filters={"label": label}))
+
+
+def clean_is_safe(client, timeout_s: float = 120) -> None:
+    """Wait until no *running* explorer container lacks an owner label: one made by an explorer
+    without owner labels (another checkout on this machine) that `explorer clean` cannot tell
+    from a leftover. Stopped ones are leftovers, fair to remove."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        unowned = [c["Names"][0] for c in client.api.containers(filters={"label": LABEL_MANAGED})
+                   if LABEL_OWNER not in (c.get("Labels") or {})]
+        if not unowned:
+            return
+        if time.monotonic() > deadline:
+            skip_or_fail_in_ci(f"running explorer containers without an owner label: {unowned}")
+        time.sleep(1)
 
 
 def containers_of(scenario: str) -> list[str]:

@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape, quoteattr
 import psutil
 
 from explorer import guest
-from explorer.backends.base import Artifact, Backend, GuestView, Target
+from explorer.backends.base import Artifact, Backend, GuestView, Target, owner_alive
 from explorer.errors import BackendError, BackendUnavailable, UsageError
 from explorer.kvm import device_usable_by, kvm_usable
 from explorer.scenario import Scenario
@@ -246,11 +246,11 @@ class LibvirtBackend(Backend):
                 label = ET.fromstring(domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, NS)).attrib
             except (libvirt.libvirtError, ET.ParseError):
                 continue  # not labelled by explorer: never touch a user's own domain
-            mine = label.get("run") == run_id if run_id else not _owner_alive(label.get("pid", ""))
+            mine = label.get("run") == run_id if run_id else not owner_alive(label.get("pid", ""))
             if mine and self._destroy_domain(domain.name()):
                 removed.append(f"domain {domain.name()}")
         for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{run_id + '-' if run_id else ''}*"):
-            if run_id or not _owner_alive(path.name.split("-")[4]):  # explorer-vm-RUN-INDEX-PID-xxxx
+            if run_id or not owner_alive(path.name.split("-")[4]):  # explorer-vm-RUN-INDEX-PID-xxxx
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(f"work dir {path}")
         return removed
@@ -348,11 +348,6 @@ def _reachable(path: Path, workdir: Path, ids: tuple[int, int] | None, staged: l
         link.chmod(0o644)
         staged.append(str(path))
     return link
-
-
-def _owner_alive(pid: str) -> bool:
-    """Whether the explorer process that made a domain or work dir still runs (not this one)."""
-    return pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid))
 
 
 def _qemu_process(name: str) -> psutil.Process | None:

@@ -24,7 +24,7 @@ from typing import Any
 import docker
 from docker.errors import DockerException
 
-from explorer.backends.base import LABEL_MANAGED, Artifact
+from explorer.backends.base import LABEL_MANAGED, LABEL_OWNER, Artifact
 from explorer.errors import BuildError
 from explorer.images import cache_dir, guest_config
 from explorer.images import run_tool as _run
@@ -153,7 +153,7 @@ def _export_image(client: docker.DockerClient, ref: str, root: Path) -> None:
         try:
             container = client.containers.create(
                 ref, entrypoint=["/explorer-export-only"], network_disabled=True,
-                name=f"explorer-export-{uuid.uuid4().hex[:12]}", labels={LABEL_MANAGED: "true"},
+                name=f"explorer-export-{uuid.uuid4().hex[:12]}", labels={LABEL_MANAGED: "true", LABEL_OWNER: str(os.getpid())},
             )
             _feed(tar, container.export(chunk_size=MIB))
         except DockerException as exc:
