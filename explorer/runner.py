@@ -148,6 +148,10 @@ def run_probes(backend: Backend, scenario: Scenario, artifact: Artifact, target:
         guest, guest_error = backend.guest_view(target), None
     except (BackendError, ExplorerError) as exc:
         guest, guest_error = None, str(exc)
+    problem = visibility.unmatched_names(guest, scenario.workload.processes, backend.SIDE)
+    if problem:
+        raise ExplorerError(problem, hint="name the workload's process as `ps -e` shows it "
+                                          "(workload.processes in the scenario, or --process)")
     ctx = ProbeContext(
         side=backend.SIDE,
         scenario=scenario,
