@@ -30,6 +30,7 @@ PROBES = {
     "image": size.probe,
 }
 Progress = Callable[[str], Any]
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # each ends a run, its resources removed
 
 
 def new_run_id() -> str:
@@ -38,13 +39,13 @@ def new_run_id() -> str:
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Let a step finish (cleanup, or a create whose handle cleanup needs): a SIGINT or SIGTERM
-    arriving during it takes effect once it is done."""
+    """Let a step finish (cleanup, or a create whose handle cleanup needs): a SIGINT, SIGTERM
+    or SIGHUP arriving during it takes effect once it is done."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    deferred = (signal.SIGINT, signal.SIGTERM)
+    deferred = INTERRUPTS
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in deferred}
     try:
         yield
@@ -75,6 +76,8 @@ def run(
     }
     backends = {side: get_backend(side) for side in sides}
     engines = {side: backend.check() for side, backend in backends.items()}  # fail early
+    for backend in backends.values():
+        backend.preflight(scenario)  # every side's limits before any side starts
     for side, backend in backends.items():
         artifact = backend.prepare(scenario, say)
         result["sides"][side] = measure(backend, scenario, artifact, repeats or scenario.repeats, run_id, say)
@@ -139,7 +142,9 @@ def _one_start(
 
 def _last_lines(backend: Backend, target: Target | None) -> str:
     lines = backend.logs(target, 20) if target is not None else ""
-    return "its last output lines:\n" + lines if lines else "it printed nothing"
+    text = "its last output lines:\n" + lines if lines else "it printed nothing"
+    cause = backend.diagnosis(target) if target is not None else None
+    return f"{cause}; {text}" if cause else text
 
 
 def run_probes(backend: Backend, scenario: Scenario, artifact: Artifact, target: Target) -> dict[str, Any]:

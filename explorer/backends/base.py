@@ -90,6 +90,13 @@ class Backend(abc.ABC):
     def check(self) -> dict[str, Any]:
         """Facts about the engine (versions); raises BackendUnavailable with a hint."""
 
+    def preflight(self, scenario: Scenario) -> None:
+        """Refuse (UsageError) what this side cannot run on this host, before any side starts."""
+
+    def diagnosis(self, target: Target) -> str | None:
+        """A likely cause when the target failed or was not ready (e.g. out of memory), or None."""
+        return None
+
     @abc.abstractmethod
     def prepare(self, scenario: Scenario, progress: Any = None) -> Artifact:
         """Build or find what the workload starts from; cached, so cheap the second time."""

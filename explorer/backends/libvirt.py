@@ -32,6 +32,9 @@ WORKDIR_PREFIX = "explorer-vm-"
 # Guest init marks after which the workload will never answer: fail now, not at the deadline.
 FATAL_MARKS = ("initramfs-error", "config-error", "workdir-error", "net-error", "workload-exited")
 VIEW_WAIT_S = 15.0
+OOM_SIGNS = re.compile(r"Out of memory|oom-kill|Initramfs unpacking failed|not enough memory|"
+                       r"System is deadlocked on memory", re.IGNORECASE)
+SMALL_VM_MIB = 128  # measured under TCG: 128 MiB boots redis, 64 MiB prints nothing at all
 PORT_TRIES = 3
 
 
@@ -103,12 +106,16 @@ class LibvirtBackend(Backend):
                                 "re-probes QEMU at every VM start; fix: chgrp kvm /dev/kvm && chmod 0660 /dev/kvm")
         return facts
 
-    def prepare(self, scenario: Scenario, progress: Any = None) -> Artifact:
-        """The container image first (the VM disk is made from it), then the VM image."""
+    def preflight(self, scenario: Scenario) -> None:
         available = psutil.virtual_memory().available // 2**20
         if scenario.vm.memory_mib > available:
-            raise UsageError(f"scenario {scenario.name} asks for a {scenario.vm.memory_mib} MiB VM, but this host "
-                             f"has only {available} MiB available", hint="lower vm.memory_mib in the scenario")
+            raise UsageError(f"vm.memory_mib: scenario {scenario.name} asks for a {scenario.vm.memory_mib} MiB VM, "
+                             f"but this host has only {available} MiB available",
+                             hint="lower vm.memory_mib in the scenario")
+
+    def prepare(self, scenario: Scenario, progress: Any = None) -> Artifact:
+        """The container image first (the VM disk is made from it), then the VM image."""
+        self.preflight(scenario)
         from explorer.backends.docker import DockerBackend
         from explorer.images.vm_image import ensure_vm_image
 
@@ -180,7 +187,8 @@ class LibvirtBackend(Backend):
             problem = f"the VM {target.name} stopped before it was ready"
         else:
             return
-        raise BackendError(problem, hint="its console's last lines:\n" + vm.tail())
+        cause = self.diagnosis(target)
+        raise BackendError(f"{problem}: {cause}" if cause else problem, hint="its console's last lines:\n" + vm.tail())
 
     def host_pids(self, target: Target) -> list[int]:
         return []  # the workload runs on the guest's kernel: the host has no PID for it
@@ -207,6 +215,33 @@ class LibvirtBackend(Backend):
 
     def logs(self, target: Target, lines: int = 20) -> str:
         return target.handle.tail(lines) if target.handle is not None else ""
+
+    def diagnosis(self, target: Target) -> str | None:
+        """Out of memory, from the console (the kernel's own words) or from a silent console
+        with little memory: a 64 MiB guest does not get as far as its console under TCG."""
+        if target.handle is None:
+            return None
+        memory = target.facts.get("memory_mib")
+        text = target.handle.text()
+        said = next((line.strip() for line in text.splitlines() if OOM_SIGNS.search(line)), None)
+        if said:
+            return (f"the VM likely ran out of memory with vm.memory_mib={memory} (its console: {said!r}); "
+                    "raise vm.memory_mib")
+        state = self._state(target.name)
+        if not text.strip() and isinstance(memory, int) and memory < SMALL_VM_MIB:
+            return (f"the VM likely ran out of memory: with vm.memory_mib={memory} its kernel never reached its "
+                    f"console (domain {state}); raise vm.memory_mib (to {SMALL_VM_MIB} or more)")
+        return f"the domain was {state}" if state != "running" else None
+
+    def _state(self, name: str) -> str:
+        libvirt = _libvirt()
+        names = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
+                 libvirt.VIR_DOMAIN_SHUTOFF: "shut off", libvirt.VIR_DOMAIN_CRASHED: "crashed"}
+        try:
+            state, _reason = self.conn.lookupByName(name).state()
+        except (libvirt.libvirtError, BackendUnavailable):
+            return "gone"
+        return names.get(state, f"in state {state}")
 
     def destroy(self, target: Target) -> None:
         """Idempotent: a second call finds no domain and no work dir, and does nothing."""
