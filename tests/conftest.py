@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import NoReturn
 
@@ -61,6 +62,31 @@ def clean_is_safe(client, timeout_s: float = 120) -> None:
         if time.monotonic() > deadline:
             skip_or_fail_in_ci(f"running explorer containers without an owner label: {unowned}")
         time.sleep(1)
+
+
+def partials_of(pid: int, cache: Path | None = None) -> list[Path]:
+    """The build partials and VM work dirs explorer process `pid` made and left (other
+    checkouts on this machine build meanwhile: only the PID in a name says whose it is)."""
+    from explorer.images import cache_root, partials
+
+    found = [p for p in Path(tempfile.gettempdir()).glob("explorer-vm-*") if p.name.split("-")[4] == str(pid)]
+    for directory, prefix in partials.locations(cache or cache_root()):
+        found += [p for p in directory.glob(f"{prefix}{pid}-*")]
+    return sorted(found)
+
+
+def run_explorer_traced(*args: str, timeout: float = 600, env: dict[str, str] | None = None
+                        ) -> tuple[subprocess.CompletedProcess, int]:
+    """run_explorer, and the PID the CLI ran as (what its labels and partials carry)."""
+    proc = subprocess.Popen(explorer_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, **(env or {})})
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
 
 
 def containers_of(scenario: str) -> list[str]:

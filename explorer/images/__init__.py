@@ -15,7 +15,7 @@ SETUP_HINT = "run scripts/setup-host"
 
 
 CACHE_HINT = "set EXPLORER_CACHE to a writable directory (default ~/.cache/explorer)"
-CACHE_PARTS = ("rootfs", "vm", "kernel", "tmp")
+CACHE_PARTS = ("rootfs", "vm", "kernel", "kvm", "tmp")
 
 
 def cache_root() -> Path:
