@@ -89,6 +89,15 @@ def run_explorer_traced(*args: str, timeout: float = 600, env: dict[str, str] | 
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
 
 
+def containers_owned_by(pid: int) -> list[str]:
+    """`docker ps -a` (the CLI): the containers explorer process `pid` labelled as its own."""
+    out = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label={LABEL_OWNER}={pid}", "--format", "{{.Names}}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    return out.split()
+
+
 def containers_of(scenario: str) -> list[str]:
     """`docker ps -a` (the CLI, not explorer's client): the containers of `scenario`, in any state."""
     out = subprocess.run(
