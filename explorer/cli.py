@@ -208,7 +208,8 @@ def doctor() -> None:
 def cli() -> None:
     """Entry point: run the click group, turning ExplorerError into a message and an exit code."""
     for signum in INTERRUPTS[1:]:  # SIGINT is Python's KeyboardInterrupt already
-        signal.signal(signum, _raise_interrupted)  # SIGHUP: a closed terminal, a dropped ssh session
+        if signum != signal.SIGHUP or signal.getsignal(signum) is not signal.SIG_IGN:  # nohup: ignored
+            signal.signal(signum, _raise_interrupted)  # SIGHUP: a closed terminal, a dropped ssh session
     debug = "--debug" in sys.argv[1:]
     try:
         code = main.main(standalone_mode=False)

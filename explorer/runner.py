@@ -45,7 +45,7 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    deferred = INTERRUPTS
+    deferred = [sig for sig in INTERRUPTS if signal.getsignal(sig) is not signal.SIG_IGN]  # ignored stays ignored
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in deferred}
     try:
         yield

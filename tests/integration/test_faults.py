@@ -192,3 +192,37 @@ def test_kill_9_then_clean_removes_the_vm(docker_backend, libvirt_backend):
     assert result.returncode == 0, result.stderr
     assert f"removed domain {name}" in result.stdout and "removed work dir" in result.stdout
     assert_nothing_left(name.split("-")[-2])
+
+
+def test_a_container_removed_under_a_run_fails_it_without_a_traceback(docker_backend, redis_artifact):
+    """`docker rm -f` (or an older explorer's clean) mid-run: an error message, never a traceback."""
+    proc = start("run", "redis", "--only", "container", "--repeat", "50")
+    try:
+        names = wait_for("a container", lambda: containers_owned_by(proc.pid))
+        subprocess.run(["docker", "rm", "-f", names[0]], capture_output=True, check=False, timeout=60)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:  # it was removed as its start ended: the run went on
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+    finally:
+        stop(proc)
+    assert proc.returncode in (1, EXIT_INTERRUPTED), err
+    assert "Traceback" not in err and err.startswith("Error: ")
+    assert containers_owned_by(proc.pid) == []
+
+
+@pytest.mark.libvirt
+@pytest.mark.slow
+def test_a_vm_with_too_little_memory_says_it_likely_ran_out(docker_backend, libvirt_backend, tmp_path):
+    from tests.integration.test_libvirt_backend import virsh
+
+    text = (ROOT / "scenarios" / "redis.yaml").read_text()
+    scenario = tmp_path / "small.yaml"
+    scenario.write_text(text.replace("memory_mib: 512", "memory_mib: 64").replace("vm_ready_s: 300", "vm_ready_s: 15"))
+    result = run_explorer("run", "--scenario-file", str(scenario), "--only", "vm", "--repeat", "1", timeout=300)
+    assert result.returncode in (1, 4), result.stderr
+    assert "likely ran out of memory" in result.stderr and "vm.memory_mib=64" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not [d for d in virsh("list", "--all", "--name").split() if d.startswith("explorer-redis-")
+                and d in result.stderr]
