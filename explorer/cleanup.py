@@ -18,6 +18,7 @@ class Cleaned:
     removed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def clean_all(cache: bool = False) -> Cleaned:
@@ -28,7 +29,7 @@ def clean_all(cache: bool = False) -> Cleaned:
         try:
             backend = get_backend(side)
         except (BackendUnavailable, ImportError) as exc:  # a side not installed has nothing to clean
-            done.kept.append(f"nothing on the {side} side ({exc})")
+            done.notes.append(f"nothing to clean on the {side} side: it is not installed ({exc})")
             continue
         try:
             done.removed += backend.clean()

@@ -184,6 +184,8 @@ def clean(cache: bool) -> None:
         click.echo(f"removed {line}")
     for line in done.kept:
         click.echo(f"kept {line}")
+    for line in done.notes:
+        click.echo(line)
     if not done.removed:
         click.echo("removed nothing" + (" on the sides that answered" if done.unreachable else ""))
     if done.unreachable:
