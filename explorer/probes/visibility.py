@@ -31,7 +31,7 @@ def unmatched_names(guest: GuestView | None, names: tuple[str, ...] | list[str],
     wanted = ", ".join(names)
     first = next((p for p in user if p.pid == 1), None)
     if first is not None:
-        return f"no process named {wanted} runs in the {side}; the {side}'s PID 1 is {first.name}"
+        return f"no process named {wanted} runs in the {side}; its PID 1 is {first.name}"
     running = ", ".join(sorted({p.name for p in user})) or "nothing but explorer's own"
     return f"no process named {wanted} runs in the {side}; it runs {running}"
 

@@ -156,7 +156,7 @@ def view(*procs: tuple[int, str]) -> GuestView:
 
 def test_a_name_that_matches_nothing_inside_names_pid_1():
     problem = unmatched_names(view((1, "redis-server")), ("nosuchproc",), "container")
-    assert problem == "no process named nosuchproc runs in the container; the container's PID 1 is redis-server"
+    assert problem == "no process named nosuchproc runs in the container; its PID 1 is redis-server"
     assert unmatched_names(view((1, "redis-server")), ("redis-server",), "container") is None
     assert unmatched_names(view((7, "a-very-long-nam")), ("a-very-long-name-indeed",), "vm") is None  # comm: 15
     assert "it runs redis-server" in unmatched_names(view((220, "redis-server")), ("x",), "vm")
