@@ -64,7 +64,7 @@ def end_session(proc: subprocess.Popen[str], grace_s: float = GRACE_S) -> None:
     except ProcessLookupError:
         pass
     try:
-        proc.communicate(timeout=grace_s)
+        proc.wait(timeout=grace_s)  # the tool itself (its pipes may stay open in a straggler)
     except subprocess.TimeoutExpired:
         pass
     for _ in range(50):
@@ -79,4 +79,4 @@ def end_session(proc: subprocess.Popen[str], grace_s: float = GRACE_S) -> None:
         psutil.wait_procs(members, timeout=0.5)
     if proc.poll() is None:
         proc.kill()
-    proc.wait()
+    proc.communicate()  # every writer is gone: drain and close the pipes
