@@ -1,38 +1,60 @@
-"""`explorer clean`: remove whatever explorer labelled, on every backend that answers."""
+"""`explorer clean`: remove whatever explorer labelled, on every backend that answers, and
+what dead builds left; say what was removed, what was kept and why, and which side could not
+be reached (then the command fails: it cannot say that side is clean)."""
 
 from __future__ import annotations
 
 import shutil
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from explorer.backends import get_backend
-from explorer.backends.libvirt import WORKDIR_PREFIX
-from explorer.errors import BackendUnavailable
-from explorer.images import cache_dir
+from explorer.errors import BackendError, BackendUnavailable
+from explorer.images import cache_root, check_cache, partials
 from explorer.sides import SIDES
 
-TEMP_PREFIX = "explorer-"
+
+@dataclass
+class Cleaned:
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def clean_all(cache: bool = False) -> list[str]:
-    removed: list[str] = []
+def clean_all(cache: bool = False) -> Cleaned:
+    if cache:
+        check_cache()  # before any image is removed: a cache that cannot be emptied stops here
+    done = Cleaned()
     for side in SIDES:
         try:
             backend = get_backend(side)
-            removed += backend.clean()
+        except (BackendUnavailable, ImportError) as exc:  # a side not installed has nothing to clean
+            done.notes.append(f"nothing to clean on the {side} side: it is not installed ({exc})")
+            continue
+        try:
+            done.removed += backend.clean()
             if cache and hasattr(backend, "remove_images"):
-                removed += backend.remove_images()
-        except (BackendUnavailable, ImportError) as exc:
-            removed.append(f"nothing on the {side} side ({exc})")
-    removed = list(dict.fromkeys(removed))  # sides sharing an engine find the same leftovers
-    for path in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
-        if path.name.startswith(WORKDIR_PREFIX):
-            continue  # the libvirt backend's clean() removes these, sparing VMs still starting
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(f"temporary {path}")
-    if cache:
-        root = cache_dir()
-        shutil.rmtree(root, ignore_errors=True)
-        removed.append(f"cache {root}")
-    return removed
+                done.removed += backend.remove_images()
+        except BackendUnavailable as exc:
+            done.unreachable.append(f"the {side} side: {exc}")
+        except BackendError as exc:
+            done.unreachable.append(f"the {side} side: {exc}")
+    # sides sharing an engine (runc and gvisor; the VM sides) find the same leftovers
+    done.removed, done.unreachable = list(dict.fromkeys(done.removed)), list(dict.fromkeys(done.unreachable))
+    root = cache_root()
+    removed, kept = partials.clean_stale(root if root.is_dir() else None)
+    done.removed += removed
+    done.kept += kept
+    if cache and root.is_dir():
+        _remove_cache(root, done)
+    return done
+
+
+def _remove_cache(root: Path, done: Cleaned) -> None:
+    failures: list[str] = []
+    shutil.rmtree(root, onerror=lambda _fn, path, info: failures.append(f"{path}: {info[1]}"))
+    if root.exists():
+        done.unreachable.append(f"the cache {root} could not be removed wholly: {'; '.join(failures[:3])}")
+    else:
+        done.removed.append(f"cache {root}")

@@ -6,15 +6,22 @@ import dataclasses
 import json
 import signal
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from explorer import claims, plot, readiness, report, results, runner, sides
+from explorer import claims, outputs, plot, readiness, report, results, runner, sides
 from explorer import scenario as scenarios
-from explorer.errors import EXIT_INTERRUPTED, ExplorerError, Interrupted, UsageError
+from explorer.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_UNAVAILABLE,
+    ExplorerError,
+    Interrupted,
+    UsageError,
+)
+from explorer.images import check_cache
 from explorer.progress import Steps
+from explorer.runner import INTERRUPTS
 
 
 def _raise_interrupted(signum: int, frame: Any) -> NoReturn:
@@ -74,6 +81,8 @@ def sides_cmd() -> None:
 
 
 def _load(name: str | None, scenario_file: str | None) -> scenarios.Scenario:
+    if name and scenario_file:
+        raise UsageError(f"give a scenario NAME ({name}) or --scenario-file ({scenario_file}), not both")
     if scenario_file:
         return scenarios.load_file(scenario_file)
     if not name:
@@ -96,6 +105,7 @@ def build(name: str | None, scenario_file: str | None, side_names: str | None, o
           fullos: bool, box: bool) -> None:
     """Build (or find in the cache) what each side starts from: the container image, the VM images."""
     scenario = _load(name, scenario_file)
+    check_cache()
     if fullos or box:
         _build_fullos(scenario, box)
         return
@@ -170,6 +180,9 @@ def run(name: str | None, scenario_file: str | None, side_names: str | None, onl
     chosen = sides.parse(side_names, only)
     if plot_file:
         plot.require()  # before minutes of measuring, not after
+    if output:
+        outputs.check_writable(output, "--output")
+    check_cache()
     with Steps() as steps:
         if image or port or ready or processes:
             scenario = _image_scenario(name or scenario_file, image, port, ready, processes, steps)
@@ -221,11 +234,11 @@ def _show(result: dict[str, Any], fmt: str, plot_file: str | None, output: str |
     """The claims judged from the figures, the result saved if asked for, the report in `fmt`,
     and the plot if asked for."""
     result["claims"] = claims.judge(result)
-    if output:
-        Path(output).write_text(json.dumps(result, indent=2) + "\n")
-    click.echo(report.render(result, fmt), nl=False)
+    click.echo(report.render(result, fmt), nl=False)  # first: a result that cannot be saved is still shown
     if plot_file:
         plot.write(result, plot_file)
+    if output:
+        outputs.write_text(output, json.dumps(result, indent=2) + "\n", "the result")
 
 
 @main.command()
@@ -241,11 +254,23 @@ def compare(files: tuple[str, ...], fmt: str) -> None:
 @main.command()
 @click.option("--cache", is_flag=True, help="Also remove cached images, root filesystems and disks.")
 def clean(cache: bool) -> None:
-    """Remove every container, domain and file explorer labelled."""
+    """Remove every container, domain and file explorer labelled (sparing a live run's), and
+    what dead builds left; exit 3 if a side could not be reached."""
     from explorer.cleanup import clean_all
 
-    for line in clean_all(cache):
+    done = clean_all(cache)
+    for line in done.removed:
         click.echo(f"removed {line}")
+    for line in done.kept:
+        click.echo(f"kept {line}")
+    for line in done.notes:
+        click.echo(line)
+    if not done.removed:
+        click.echo("removed nothing" + (" on the sides that answered" if done.unreachable else ""))
+    if done.unreachable:
+        for line in done.unreachable:
+            click.echo(f"Error: could not clean {line}", err=True)
+        raise SystemExit(EXIT_UNAVAILABLE)
 
 
 @main.command()
@@ -263,7 +288,9 @@ def doctor() -> None:
 
 def cli() -> None:
     """Entry point: run the click group, turning ExplorerError into a message and an exit code."""
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    for signum in INTERRUPTS[1:]:  # SIGINT is Python's KeyboardInterrupt already
+        if signum != signal.SIGHUP or signal.getsignal(signum) is not signal.SIG_IGN:  # nohup: ignored
+            signal.signal(signum, _raise_interrupted)  # SIGHUP: a closed terminal, a dropped ssh session
     debug = "--debug" in sys.argv[1:]
     try:
         code = main.main(standalone_mode=False)

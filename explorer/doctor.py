@@ -6,7 +6,7 @@ import shutil
 from typing import Any
 
 from explorer.errors import ExplorerError
-from explorer.images import cache_dir
+from explorer.images import cache_root, check_cache
 
 SETUP = "scripts/setup-host"
 MIN_FREE_BYTES = 4 * 1024**3
@@ -57,8 +57,14 @@ def _tool(name: str, package: str) -> tuple[str, str]:
     raise ExplorerError(f"{name} not found", hint=f"apt-get install {package} (or {SETUP})")
 
 
+def _cache() -> tuple[str, str]:
+    return "ok", f"{check_cache()} is writable"
+
+
 def _disk() -> tuple[str, str]:
-    root = cache_dir()
+    root = cache_root()
+    while not root.exists() and root != root.parent:  # the filesystem it would be made on
+        root = root.parent
     free = shutil.disk_usage(root).free
     detail = f"{free / 1024**3:.1f} GiB free in {root}"
     if free < MIN_FREE_BYTES:
@@ -76,6 +82,7 @@ CHECKS: list[tuple[str, bool, Any]] = [
     ("mke2fs", True, lambda: _tool("mke2fs", "e2fsprogs")),
     ("qemu-system-x86_64", True, lambda: _tool("qemu-system-x86_64", "qemu-system-x86")),
     ("libpq", False, _libpq),
+    ("cache (EXPLORER_CACHE)", True, _cache),
     ("free disk", True, _disk),
 ]
 

@@ -39,6 +39,11 @@ class ScenarioError(UsageError):
         super().__init__(text, hint)
 
 
+class CacheUnusable(UsageError):
+    """$EXPLORER_CACHE cannot be written: exit 2, a setting of the user's to change (checked
+    before a run builds anything, and before `clean --cache` removes anything)."""
+
+
 class BackendUnavailable(ExplorerError):
     """A daemon or tool explorer needs is missing or not answering."""
 

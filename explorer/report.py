@@ -58,6 +58,8 @@ def _image(side: dict[str, Any]) -> str:
 
 def _visible(side: dict[str, Any]) -> str:
     vis = side.get("visibility", {})
+    if vis.get("names_unconfirmed"):
+        return f"unknown ({vis['names_unconfirmed']})"
     workload = [p for p in vis.get("workload_processes", []) if p["name"] in vis.get("process_names", [])]
     if workload:
         shown = ", ".join(f"{p['name']} {p['host_pid']} (pid {p['pid_inside']} inside)" for p in workload[:3])

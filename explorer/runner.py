@@ -32,6 +32,7 @@ PROBES = {
     "image": size.probe,
 }
 Progress = Callable[[str], Any]
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # each ends a run, its resources removed
 
 
 def new_run_id() -> str:
@@ -40,13 +41,13 @@ def new_run_id() -> str:
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Let a step finish (cleanup, or a create whose handle cleanup needs): a SIGINT or SIGTERM
-    arriving during it takes effect once it is done."""
+    """Let a step finish (cleanup, or a create whose handle cleanup needs): a SIGINT, SIGTERM
+    or SIGHUP arriving during it takes effect once it is done."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    deferred = (signal.SIGINT, signal.SIGTERM)
+    deferred = [sig for sig in INTERRUPTS if signal.getsignal(sig) is not signal.SIG_IGN]  # ignored stays ignored
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in deferred}
     try:
         yield
@@ -80,6 +81,8 @@ def run(
         "phases": {"sides": {}},
     }
     backends, engines = check_sides(sides, result["skipped"], scenario)  # fail early, before any build
+    for backend in backends.values():
+        backend.preflight(scenario)  # every side's limits before any side starts
     result["phases"]["check_s"] = round(time.monotonic() - started, 3)
     for name, backend in backends.items():
         phase_start = time.monotonic()
@@ -180,7 +183,9 @@ def _one_start(
 
 def _last_lines(backend: Backend, target: Target | None) -> str:
     lines = backend.logs(target, 20) if target is not None else ""
-    return "its last output lines:\n" + lines if lines else "it printed nothing"
+    text = "its last output lines:\n" + lines if lines else "it printed nothing"
+    cause = backend.diagnosis(target) if target is not None else None
+    return f"{cause}; {text}" if cause else text
 
 
 def run_probes(backend: Backend, scenario: Scenario, artifact: Artifact, target: Target) -> dict[str, Any]:
@@ -189,6 +194,10 @@ def run_probes(backend: Backend, scenario: Scenario, artifact: Artifact, target:
         guest, guest_error = backend.guest_view(target), None
     except (BackendError, ExplorerError) as exc:
         guest, guest_error = None, str(exc)
+    problem = visibility.unmatched_names(guest, scenario.workload.processes, backend.side.kind)
+    if problem:
+        raise ExplorerError(problem, hint="name the workload's process as `ps -e` shows it "
+                                          "(workload.processes in the scenario, or --process)")
     ctx = ProbeContext(
         side=backend.side.name,
         kind=backend.side.kind,

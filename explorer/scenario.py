@@ -18,6 +18,7 @@ import yaml
 
 from explorer import readiness
 from explorer.errors import ScenarioError, UsageError
+from explorer.reference import reference_problem, scenario_name_problem
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -30,7 +31,7 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["name", "workload"],
     "properties": {
-        "name": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_-]*$"},
+        "name": {"type": "string"},  # its grammar: reference.scenario_name_problem
         "description": {"type": "string"},
         "workload": {
             "type": "object",
@@ -48,7 +49,7 @@ SCHEMA: dict[str, Any] = {
                         "packages": {"type": "array", "items": _PACKAGE, "minItems": 1},
                         "files": {
                             "type": "object",
-                            "propertyNames": {"pattern": r"^/[^\0]+$"},
+                            "propertyNames": {"type": "string", "minLength": 1},  # and file_path_problem
                             "additionalProperties": {"type": "string"},
                         },
                         "entrypoint": _ARGV,
@@ -183,12 +184,64 @@ def _message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+# JSON Schema's "integer" is any number with a zero fraction (1.0 too); Python code downstream
+# (range(), Docker's port map, libvirt's XML) needs an int, so 1.0 is refused, naming the field.
+_STRICT_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+_VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_STRICT_TYPES)
+
+
 def validate(data: Any, source: str) -> list[str]:
     """Every schema problem in `data`, as 'FILE: field.path: message' lines."""
     schema = {**SCHEMA, "$defs": {"ready": readiness.schema()}}  # the registry's kinds, as they are now
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _VALIDATOR(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    return [f"{source}: {_path(e)}: {_message(e)}" for e in errors]
+    problems = [(_path(e), _message(e)) for e in errors] + _grammar_problems(data)
+    return [f"{source}: {where}: {message}" for where, message in sorted(problems, key=lambda p: p[0])]
+
+
+def _grammar_problems(data: Any) -> list[tuple[str, str]]:
+    """What the schema cannot say well: names Docker must accept, and file paths."""
+    if not isinstance(data, dict):
+        return []
+    found = []
+    if isinstance(data.get("name"), str) and (problem := scenario_name_problem(data["name"])):
+        found.append(("name", problem))
+    workload = data.get("workload") if isinstance(data.get("workload"), dict) else {}
+    image = workload.get("image")
+    if isinstance(image, str) and image and (problem := reference_problem(image)):
+        found.append(("workload.image", problem))
+    build = workload.get("build") if isinstance(workload.get("build"), dict) else {}
+    files = build.get("files") if isinstance(build.get("files"), dict) else {}
+    for path in files:
+        if isinstance(path, str) and (problem := file_path_problem(path)):
+            found.append((f"workload.build.files[{path!r}]", problem))
+    return found
+
+
+# Mounted over at run time (a file there would be hidden), or explorer's own (the VM's init).
+RESERVED_DIRS = ("/proc", "/sys", "/dev", "/.explorer")
+
+
+def file_path_problem(path: str) -> str | None:
+    """Why `path` cannot be a recipe file's path, or None: it must be absolute and normalised
+    (no '.', '..', '//' or trailing '/'), without whitespace or control characters, since it is
+    a path inside the image and nothing else."""
+    if not path.startswith("/") or path == "/":
+        return "a file's path must be absolute, naming a file (e.g. /etc/redis/extra.conf)"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in path):
+        return "a file's path must not contain whitespace, NUL or control characters"
+    parts = path[1:].split("/")
+    if ".." in parts:
+        return "'..' in a file's path (path traversal) is not allowed: paths stay inside the image"
+    if "" in parts or "." in parts:
+        return "a file's path must be normalised: no '//', '/./' or trailing '/'"
+    if len(path) > 4096 or any(len(part.encode()) > 255 for part in parts):
+        return "a file's path is too long (4096 bytes, 255 per name)"
+    reserved = next((d for d in RESERVED_DIRS if path == d or path.startswith(d + "/")), None)
+    if reserved:
+        return f"{reserved} is not part of the image's files (mounted at run time, or explorer's own)"
+    return None
 
 
 def from_dict(data: dict[str, Any], source: str = "<memory>") -> Scenario:
@@ -235,10 +288,31 @@ def load_file(path: str | Path) -> Scenario:
     except OSError as exc:
         raise UsageError(f"cannot read scenario file {path}: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as exc:
         raise ScenarioError([f"{path}: not valid YAML: {exc}"]) from exc
     return from_dict(data, source=str(path))
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (plain PyYAML keeps the
+    last silently: a repeated `port:` would measure something else than the file seems to say)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:
+                continue  # unhashable: SafeLoader's own error follows
+            if first is not key_node.start_mark:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"duplicate key {key!r} (first given on line {first.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def available() -> dict[str, Path]:
@@ -259,8 +333,9 @@ def load(name: str) -> Scenario:
 
 def image_ref(image: str) -> str:
     """`image`, checked before it reaches Docker (which answers a bad one with a 400)."""
-    if not re.match(r"^[\w][\w.:/@-]*$", image):
-        raise UsageError(f"{image!r} is not an image reference")
+    problem = reference_problem(image)
+    if problem:
+        raise UsageError(f"--image: {problem}", hint="e.g. --image redis:7.2, --image localhost:5000/db:1")
     return image
 
 
@@ -283,7 +358,7 @@ def image_scenario(
                 hint="name it: --process NAME (as `ps -e` shows it)",
             )
         processes, origin = (found,), "the image's ENTRYPOINT + CMD"
-    name = re.sub(r"[^a-z0-9_-]", "-", image.lower().split("/")[-1].split("@")[0])
+    name = re.sub(r"[^a-z0-9]+", "-", image.lower().split("/")[-1].split("@")[0])[:200]
     data = {
         "name": name.strip("-") or "image",
         "description": f"{image} (process {', '.join(processes)} from {origin})",

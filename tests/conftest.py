@@ -11,12 +11,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
-from explorer.backends.base import LABEL_MANAGED, LABEL_SCENARIO
+from explorer.backends.base import LABEL_MANAGED, LABEL_OWNER, LABEL_SCENARIO
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,57 @@ def explorer_containers(client, label: str = LABEL_MANAGED) -> list[str]:
     """Names of the containers carrying `label`, listed without inspecting each one (a
     container that its run removes meanwhile would make docker-py's list() fail)."""
     return sorted(c["Names"][0].lstrip("/") for c in client.api.containers(all=True, filters={"label": label}))
+
+
+def clean_is_safe(client, timeout_s: float = 120) -> None:
+    """Wait until no *running* explorer container lacks an owner label: one made by an explorer
+    without owner labels (another checkout on this machine) that `explorer clean` cannot tell
+    from a leftover. Stopped ones are leftovers, fair to remove."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        unowned = [c["Names"][0] for c in client.api.containers(filters={"label": LABEL_MANAGED})
+                   if LABEL_OWNER not in (c.get("Labels") or {})]
+        if not unowned:
+            return
+        if time.monotonic() > deadline:
+            skip_or_fail_in_ci(f"running explorer containers without an owner label: {unowned}")
+        time.sleep(1)
+
+
+def partials_of(pid: int, cache: Path | None = None) -> list[Path]:
+    """The build partials and VM work dirs explorer process `pid` made and left (other
+    checkouts on this machine build meanwhile: only the PID in a name says whose it is)."""
+    from explorer.images import cache_root, partials
+
+    found = [p for p in Path(tempfile.gettempdir()).glob("explorer-vm-*") if p.name.split("-")[4] == str(pid)]
+    for directory, prefix in partials.locations(cache or cache_root()):
+        found += [p for p in directory.glob(f"{prefix}{pid}-*")]
+    return sorted(found)
+
+
+def run_explorer_traced(*args: str, timeout: float = 600, env: dict[str, str] | None = None
+                        ) -> tuple[subprocess.CompletedProcess, int]:
+    """run_explorer, and the PID the CLI ran as (what its labels and partials carry)."""
+    proc = subprocess.Popen(explorer_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, **(env or {})})
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
+
+
+def containers_owned_by(pid: int) -> list[str]:
+    """`docker ps -a` (the CLI): the containers explorer process `pid` labelled as its own."""
+    out = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label={LABEL_OWNER}={pid}", "--format", "{{.Names}}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    return out.split()
 
 
 def containers_of(scenario: str) -> list[str]:

@@ -8,6 +8,7 @@ process listing, the kernel and boot_id look like from inside).
 from __future__ import annotations
 
 import abc
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,17 @@ LABEL_IMAGE = "io.explorer.image"  # on cached images; containers inherit it, so
 LABEL_RUN = "io.explorer.run"
 LABEL_SCENARIO = "io.explorer.scenario"
 LABEL_RECIPE = "io.explorer.recipe"
+LABEL_OWNER = "io.explorer.owner"  # the PID of the explorer process that made it: clean spares a live run's
+
+
+def owner_alive(pid: str | int | None) -> bool:
+    """Whether the explorer process that made a container, domain or work file still runs
+    (not counting this one: what this process itself labelled is never a live *other* run).
+    Unlabelled (made before owners were recorded, or by hand) counts as not alive."""
+    import psutil
+
+    text = str(pid if pid is not None else "")
+    return text.isdigit() and int(text) != os.getpid() and psutil.pid_exists(int(text))
 
 
 @dataclass
@@ -88,6 +100,13 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def check(self) -> dict[str, Any]:
         """Facts about the engine (versions); raises BackendUnavailable with a hint."""
+
+    def preflight(self, scenario: Scenario) -> None:
+        """Refuse (UsageError) what this side cannot run on this host, before any side starts."""
+
+    def diagnosis(self, target: Target) -> str | None:
+        """A likely cause when the target failed or was not ready (e.g. out of memory), or None."""
+        return None
 
     @abc.abstractmethod
     def prepare(self, scenario: Scenario, progress: Any = None) -> Artifact:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import docker
@@ -13,6 +14,7 @@ from explorer import guest
 from explorer.backends.base import (
     LABEL_IMAGE,
     LABEL_MANAGED,
+    LABEL_OWNER,
     LABEL_RECIPE,
     LABEL_RUN,
     LABEL_SCENARIO,
@@ -20,6 +22,7 @@ from explorer.backends.base import (
     Backend,
     GuestView,
     Target,
+    owner_alive,
 )
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.images.docker_image import ensure_image
@@ -75,7 +78,8 @@ class DockerBackend(Backend):
 
     def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
         port = scenario.workload.port
-        labels = {LABEL_MANAGED: "true", LABEL_RUN: run_id, LABEL_SCENARIO: scenario.name}
+        labels = {LABEL_MANAGED: "true", LABEL_RUN: run_id, LABEL_SCENARIO: scenario.name,
+                  LABEL_OWNER: str(os.getpid())}  # `explorer clean` spares the containers of a live run
         if LABEL_RECIPE in artifact.facts.get("labels", {}):
             labels[LABEL_RECIPE] = artifact.facts["labels"][LABEL_RECIPE]
         target = Target(side=self.side.name, name=f"explorer-{scenario.name}-{self.side.name}-{run_id}-{index}",
@@ -101,8 +105,12 @@ class DockerBackend(Backend):
             raise BackendError(f"Docker could not start {target.name}: {exc.explanation or exc}") from exc
         target.facts["container_id"] = container.id
         target.facts["init_pid"] = container.attrs["State"]["Pid"]
-        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
+        # A workload that exits at once may be gone before Docker reports its port: say that it
+        # exited (code, logs), not that no port was published.
+        self._raise_if_exited(target, reload=False)
+        bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []
         if not bindings:
+            self._raise_if_exited(target, wait_s=2.0)
             raise BackendError(f"Docker published no host port for {port}/tcp of {target.name}")
         target.host_port = int(bindings[0]["HostPort"])
         self.poll(target)
@@ -124,15 +132,33 @@ class DockerBackend(Backend):
             return
         if names & set(target.facts["process_names"]):
             target.mark("process")
+            target.facts["process_named"] = True  # the name is confirmed, for the probes
 
-    def _raise_if_exited(self, target: Target) -> None:
-        target.handle.reload()
-        state = target.handle.attrs["State"]
-        if state.get("Status") in {"exited", "dead"}:
-            raise BackendError(
-                f"the container exited with code {state.get('ExitCode')} before it was ready",
-                hint="its last log lines:\n" + self.logs(target),
-            )
+    def _raise_if_exited(self, target: Target, reload: bool = True, wait_s: float = 0.0) -> None:
+        """Raise with the exit code and the last log lines if the container has stopped; with
+        `wait_s`, wait that long for a stop Docker has not recorded yet (its PID is gone)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                if reload:
+                    target.handle.reload()
+            except NotFound:
+                raise BackendError(f"the container {target.name} was removed while it ran (docker rm, or a "
+                                   "`explorer clean` of an older explorer)") from None
+            except DockerException as exc:
+                raise BackendError(f"Docker could not inspect {target.name}: {exc}") from exc
+            state = target.handle.attrs["State"]
+            if state.get("Status") in {"exited", "dead"}:
+                logs = self.logs(target)
+                raise BackendError(
+                    f"the workload exited with code {state.get('ExitCode')} before it was ready "
+                    f"(container {target.name})",
+                    hint=("its last log lines:\n" + logs) if logs else "it printed nothing",
+                )
+            if time.monotonic() >= deadline:
+                return
+            reload = True
+            time.sleep(0.1)
 
     def host_pids(self, target: Target) -> list[int]:
         """Every host process in the container's PID namespace, docker exec'd ones included."""
@@ -186,15 +212,27 @@ class DockerBackend(Backend):
             raise BackendError(f"could not remove container {target.name}: {exc}") from exc
 
     def clean(self, run_id: str | None = None) -> list[str]:
+        """One run's containers; or, without a run id, every leftover: a container whose owner
+        (an explorer process in another terminal, a test) still runs is not a leftover."""
         label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_MANAGED
         removed = []
         # The low-level listing: containers.list() inspects each one, which fails on a
         # container removed meanwhile (by its own run finishing).
-        for entry in self.client.api.containers(all=True, filters={"label": label}):
+        try:
+            entries = self.client.api.containers(all=True, filters={"label": label})
+        except DockerException as exc:
+            raise BackendUnavailable(f"Docker could not list containers: {exc}", hint=START_HINT) from exc
+        for entry in entries:
+            if not run_id and owner_alive((entry.get("Labels") or {}).get(LABEL_OWNER)):
+                continue
             try:
                 self.client.api.remove_container(entry["Id"], force=True, v=True)
             except NotFound:
                 continue
+            except APIError as exc:
+                if exc.status_code == 409:  # its removal is already in progress
+                    continue
+                raise BackendError(f"Docker could not remove {entry['Names'][0]}: {exc.explanation}") from exc
             removed.append(f"container {entry['Names'][0].lstrip('/')}")
         return removed
 

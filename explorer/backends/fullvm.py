@@ -45,7 +45,7 @@ class FullVMBackend(LibvirtBackend):
         reason = self.supports(scenario)
         if reason:
             raise UsageError(f"side {self.side.name}: {reason}")
-        self.check_memory(scenario, self.memory_mib(scenario))
+        self.preflight(scenario)
         image = ensure_fullos_image(scenario, progress)
         verdict = kvm_usable(kernel=image.kernel)
         facts = {**image.facts, "kernel_version": image.kernel_version, "cmdline": image.cmdline,
@@ -54,6 +54,9 @@ class FullVMBackend(LibvirtBackend):
                  "accel": "kvm" if verdict.usable else "tcg", "accel_reason": verdict.reason}
         paths = {"disk": str(image.disk), "kernel": str(image.kernel), "initramfs": str(image.initrd)}
         return Artifact(ref=str(image.disk), facts=facts, paths=paths)
+
+    def preflight(self, scenario: Scenario) -> None:
+        self.check_memory(scenario, self.memory_mib(scenario))
 
     def memory_mib(self, scenario: Scenario) -> int:
         return max(scenario.vm.memory_mib, MIN_MEMORY_MIB)

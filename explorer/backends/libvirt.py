@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape, quoteattr
 import psutil
 
 from explorer import guest
-from explorer.backends.base import Artifact, Backend, GuestView, Target
+from explorer.backends.base import Artifact, Backend, GuestView, Target, owner_alive
 from explorer.errors import BackendError, BackendUnavailable, UsageError
 from explorer.kvm import device_usable_by, kvm_usable
 from explorer.scenario import Scenario
@@ -35,6 +35,9 @@ WORKDIR_PREFIX = "explorer-vm-"
 # Guest init marks after which the workload will never answer: fail now, not at the deadline.
 FATAL_MARKS = ("initramfs-error", "config-error", "workdir-error", "net-error", "workload-exited")
 VIEW_WAIT_S = 15.0
+OOM_SIGNS = re.compile(r"Out of memory|oom-kill|Initramfs unpacking failed|not enough memory|"
+                       r"System is deadlocked on memory", re.IGNORECASE)
+SMALL_VM_MIB = 128  # measured under TCG: 128 MiB boots redis, 64 MiB prints nothing at all
 PORT_TRIES = 3
 
 
@@ -108,9 +111,12 @@ class LibvirtBackend(Backend):
                                 "re-probes QEMU at every VM start; fix: chgrp kvm /dev/kvm && chmod 0660 /dev/kvm")
         return facts
 
+    def preflight(self, scenario: Scenario) -> None:
+        self.check_memory(scenario, scenario.vm.memory_mib)
+
     def prepare(self, scenario: Scenario, progress: Any = None) -> Artifact:
         """The container image first (the VM disk is made from it), then the VM image."""
-        self.check_memory(scenario, scenario.vm.memory_mib)
+        self.preflight(scenario)
         from explorer.backends.docker import DockerBackend
         from explorer.images.vm_image import ensure_vm_image
 
@@ -126,8 +132,9 @@ class LibvirtBackend(Backend):
     def check_memory(self, scenario: Scenario, memory_mib: int) -> None:
         available = psutil.virtual_memory().available // 2**20
         if memory_mib > available:
-            raise UsageError(f"scenario {scenario.name} asks for a {memory_mib} MiB VM ({self.side.name}), but this "
-                             f"host has only {available} MiB available", hint="lower vm.memory_mib in the scenario")
+            raise UsageError(f"vm.memory_mib: scenario {scenario.name} asks for a {memory_mib} MiB VM "
+                             f"({self.side.name}), but this host has only {available} MiB available",
+                             hint="lower vm.memory_mib in the scenario")
 
     def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
         name = f"explorer-{scenario.name}-{self.side.name}-{run_id}-{index}"
@@ -195,7 +202,8 @@ class LibvirtBackend(Backend):
             problem = f"the VM {target.name} stopped before it was ready"
         else:
             return
-        raise BackendError(problem, hint="its console's last lines:\n" + vm.tail())
+        cause = self.diagnosis(target)
+        raise BackendError(f"{problem}: {cause}" if cause else problem, hint="its console's last lines:\n" + vm.tail())
 
     def host_pids(self, target: Target) -> list[int]:
         return []  # the workload runs on the guest's kernel: the host has no PID for it
@@ -222,6 +230,33 @@ class LibvirtBackend(Backend):
 
     def logs(self, target: Target, lines: int = 20) -> str:
         return target.handle.tail(lines) if target.handle is not None else ""
+
+    def diagnosis(self, target: Target) -> str | None:
+        """Out of memory, from the console (the kernel's own words) or from a silent console
+        with little memory: a 64 MiB guest does not get as far as its console under TCG."""
+        if target.handle is None:
+            return None
+        memory = target.facts.get("memory_mib")
+        text = target.handle.text()
+        said = next((line.strip() for line in text.splitlines() if OOM_SIGNS.search(line)), None)
+        if said:
+            return (f"the VM likely ran out of memory with vm.memory_mib={memory} (its console: {said!r}); "
+                    "raise vm.memory_mib")
+        state = self._state(target.name)
+        if not text.strip() and isinstance(memory, int) and memory < SMALL_VM_MIB:
+            return (f"the VM likely ran out of memory: with vm.memory_mib={memory} its kernel never reached its "
+                    f"console (domain {state}); raise vm.memory_mib (to {SMALL_VM_MIB} or more)")
+        return f"the domain was {state}" if state != "running" else None
+
+    def _state(self, name: str) -> str:
+        libvirt = _libvirt()
+        names = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
+                 libvirt.VIR_DOMAIN_SHUTOFF: "shut off", libvirt.VIR_DOMAIN_CRASHED: "crashed"}
+        try:
+            state, _reason = self.conn.lookupByName(name).state()
+        except (libvirt.libvirtError, BackendUnavailable):
+            return "gone"
+        return names.get(state, f"in state {state}")
 
     def destroy(self, target: Target) -> None:
         """Idempotent: a second call finds no domain and no work dir, and does nothing."""
@@ -261,11 +296,11 @@ class LibvirtBackend(Backend):
                 label = ET.fromstring(domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, NS)).attrib
             except (libvirt.libvirtError, ET.ParseError):
                 continue  # not labelled by explorer: never touch a user's own domain
-            mine = label.get("run") == run_id if run_id else not _owner_alive(label.get("pid", ""))
+            mine = label.get("run") == run_id if run_id else not owner_alive(label.get("pid", ""))
             if mine and self._destroy_domain(domain.name()):
                 removed.append(f"domain {domain.name()}")
         for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{run_id + '-' if run_id else ''}*"):
-            if run_id or not _owner_alive(path.name.split("-")[4]):  # explorer-vm-RUN-INDEX-PID-xxxx
+            if run_id or not owner_alive(path.name.split("-")[4]):  # explorer-vm-RUN-INDEX-PID-xxxx
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(f"work dir {path}")
         return removed
@@ -369,11 +404,6 @@ def _reachable(path: Path, workdir: Path, ids: tuple[int, int] | None, staged: l
         link.chmod(0o644)
         staged.append(str(path))
     return link
-
-
-def _owner_alive(pid: str) -> bool:
-    """Whether the explorer process that made a domain or work dir still runs (not this one)."""
-    return pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid))
 
 
 def _qemu_process(name: str) -> psutil.Process | None:

@@ -5,27 +5,61 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from explorer.errors import BuildError
+from explorer.errors import BuildError, CacheUnusable
 
 SETUP_HINT = "run scripts/setup-host"
 
 
+CACHE_HINT = "set EXPLORER_CACHE to a writable directory (default ~/.cache/explorer)"
+CACHE_PARTS = ("rootfs", "vm", "kernel", "kvm", "tmp")
+
+
+def cache_root() -> Path:
+    """$EXPLORER_CACHE (default ~/.cache/explorer), not created."""
+    return Path(os.environ.get("EXPLORER_CACHE") or Path.home() / ".cache" / "explorer")
+
+
 def cache_dir(*parts: str) -> Path:
-    """$EXPLORER_CACHE (default ~/.cache/explorer), created on first use."""
-    root = Path(os.environ.get("EXPLORER_CACHE") or Path.home() / ".cache" / "explorer")
-    path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    """A directory in the cache, created on first use."""
+    path = cache_root().joinpath(*parts)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheUnusable(f"cannot create the cache directory {path}: {exc.strerror}", hint=CACHE_HINT) from exc
     return path
 
 
+def check_cache() -> Path:
+    """The cache root, proven writable (a file made and removed there and in each of its
+    parts that exists): before a run builds for minutes, or `clean --cache` removes anything."""
+    root = cache_root()
+    for path in (root, *(root / part for part in CACHE_PARTS)):
+        if path != root and not path.exists():
+            continue
+        try:
+            if path == root:
+                path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path, prefix=".explorer-probe-"):
+                pass
+        except OSError as exc:
+            raise CacheUnusable(f"the cache {path} is not writable: {exc.strerror}", hint=CACHE_HINT) from exc
+    return root
+
+
 def run_tool(argv: list[str], what: str, hint: str | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """A build tool; a missing tool, a failure or a timeout becomes a BuildError carrying
-    the tail of what the tool printed."""
+    """A build tool, in a session of its own (ended whole on a timeout or an interrupt); a
+    missing tool, a failure or a timeout becomes a BuildError carrying the tail of its output."""
+    from explorer.images.process import run_session
+
     try:
-        return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs)
+        done = run_session(argv, **kwargs)
+        if done.returncode != 0:
+            raise subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
+        return done
     except FileNotFoundError as exc:
         raise BuildError(f"{what}: {argv[0]} is not installed", hint=hint or SETUP_HINT) from exc
     except subprocess.TimeoutExpired as exc:

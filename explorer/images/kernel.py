@@ -18,7 +18,6 @@ import platform
 import shutil
 import struct
 import subprocess
-import tempfile
 import time
 import zlib
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explorer.errors import BuildError
-from explorer.images import cache_dir
+from explorer.images import cache_dir, partials
 from explorer.images import run_tool as _run
 
 DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
@@ -288,7 +287,7 @@ def ensure_kernel(progress: Callable[[str], None] | None = None) -> Kernel:
     if progress:
         where = "the host's apt" if not options else "apt-get from deb.debian.org"
         progress(f"downloading Debian kernel {package} with {where}")
-    with tempfile.TemporaryDirectory(prefix="kernel-", dir=cache_dir("tmp")) as tmp:
+    with partials.build_dir(cache_dir("tmp"), partials.KERNEL) as tmp:
         tree = _download_and_extract(package, arch, Path(tmp), options)
         staged = _keep_needed(tree, version, Path(tmp, "keep"))
         shutil.rmtree(directory, ignore_errors=True)

@@ -8,6 +8,7 @@ stays pristine and boots can run side by side.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 
 from explorer.errors import BackendError
 from explorer.guest import ConsoleWatcher, parse_marks, parse_view
+from explorer.images import partials
 from explorer.images.vm_image import VMImage, make_overlay
 from explorer.kvm import QEMU
 from explorer.readiness import wait_ready
@@ -79,7 +81,7 @@ def qemu_argv(image: VMImage, overlay: Path, console: Path, host_port: int, gues
 @contextmanager
 def floor_vm(image: VMImage, guest_port: int, **qemu: Any) -> Iterator[FloorVM]:
     """Boot `image`; on exit kill QEMU and delete the overlay and console, whatever happened."""
-    workdir = Path(tempfile.mkdtemp(prefix="explorer-floor-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"{partials.FLOOR}{os.getpid()}-"))
     process, watcher = None, None
     try:
         overlay, console = workdir / "overlay.qcow2", workdir / "console.log"

@@ -24,9 +24,9 @@ from typing import Any
 import docker
 from docker.errors import DockerException
 
-from explorer.backends.base import LABEL_MANAGED, Artifact
+from explorer.backends.base import LABEL_MANAGED, LABEL_OWNER, Artifact
 from explorer.errors import BuildError
-from explorer.images import cache_dir, guest_config
+from explorer.images import cache_dir, guest_config, partials
 from explorer.images import run_tool as _run
 from explorer.images.initramfs import ensure_initramfs, static_busybox
 from explorer.images.kernel import ensure_kernel
@@ -77,6 +77,15 @@ def cache_key(image_id: str, kernel_version: str, scripts: dict[str, str], overr
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+def image_key(scenario: Scenario, artifact: Artifact) -> str:
+    """What identifies the disk's source image. An offline build's tag is a content hash (the
+    recipe and the image config, images/docker_image.py), while `docker import` gives every
+    re-import of the same rootfs a new image id: keyed by id, each re-import cost a new disk."""
+    if scenario.workload.recipe is not None and artifact.ref.startswith("explorer/"):
+        return f"recipe:{artifact.ref}"
+    return str(artifact.facts.get("image_id") or artifact.ref)
+
+
 def disk_size(content_bytes: int) -> int:
     """Room for the workload to write: 1.3x the content + 256 MiB, in whole 64 MiB."""
     wanted = int(content_bytes * 1.3) + 256 * MIB
@@ -89,8 +98,7 @@ def ensure_vm_image(client: docker.DockerClient, scenario: Scenario, artifact: A
     kernel = ensure_kernel(progress)
     initramfs = ensure_initramfs(kernel)
     busybox = static_busybox()
-    image_id = str(artifact.facts.get("image_id") or artifact.ref)
-    key = cache_key(image_id, kernel.version, guest_files(), scenario.workload.command,
+    key = cache_key(image_key(scenario, artifact), kernel.version, guest_files(), scenario.workload.command,
                     scenario.workload.port, hashlib.sha256(busybox.read_bytes()).hexdigest())
     disk = cache_dir("vm") / f"{key}.qcow2"
     built = not disk.exists()
@@ -107,7 +115,7 @@ def ensure_vm_image(client: docker.DockerClient, scenario: Scenario, artifact: A
 def _build_disk(client: docker.DockerClient, scenario: Scenario, artifact: Artifact, key: str,
                 disk: Path, busybox: Path) -> None:
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="vm-", dir=cache_dir("tmp")) as tmp:
+    with partials.build_dir(cache_dir("tmp"), partials.VM_DISK) as tmp:  # PID-named: clean finds a dead one's
         root = Path(tmp, "root")
         root.mkdir()
         tar = artifact.paths.get("rootfs_tar")
@@ -153,7 +161,7 @@ def _export_image(client: docker.DockerClient, ref: str, root: Path) -> None:
         try:
             container = client.containers.create(
                 ref, entrypoint=["/explorer-export-only"], network_disabled=True,
-                name=f"explorer-export-{uuid.uuid4().hex[:12]}", labels={LABEL_MANAGED: "true"},
+                name=f"explorer-export-{uuid.uuid4().hex[:12]}", labels={LABEL_MANAGED: "true", LABEL_OWNER: str(os.getpid())},
             )
             _feed(tar, container.export(chunk_size=MIB))
         except DockerException as exc:

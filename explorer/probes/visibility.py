@@ -7,8 +7,34 @@ from typing import Any
 
 import psutil
 
+from explorer.backends.base import GuestView
 from explorer.probes import ProbeContext
 from explorer.probes.hostproc import describe, named
+
+COMM_LEN = 15  # the kernel keeps a process name (comm) to 15 characters
+
+
+def name_matches(name: str, wanted: set[str]) -> bool:
+    """`name` (a comm) is one of `wanted`, or a longer wanted name cut to comm's length."""
+    return name in wanted or (len(name) == COMM_LEN and any(w.startswith(name) for w in wanted))
+
+
+def unmatched_names(guest: GuestView | None, names: tuple[str, ...] | list[str], side: str) -> str | None:
+    """Why the scenario's process names match nothing that runs in the guest, or None.
+
+    Every visibility figure is a search for these names: one that matches nothing would judge
+    "not visible" from a typo, so it is a failure (with what does run), never a verdict."""
+    if guest is None:
+        return None
+    user = [p for p in guest.processes if not p.kernel_thread]
+    if any(name_matches(p.name, set(names)) for p in user):
+        return None
+    wanted = ", ".join(names)
+    first = next((p for p in user if p.pid == 1), None)
+    if first is not None:
+        return f"no process named {wanted} runs in the {side}; its PID 1 is {first.name}"
+    running = ", ".join(sorted({p.name for p in user})) or "nothing but explorer's own"
+    return f"no process named {wanted} runs in the {side}; it runs {running}"
 
 
 def probe(ctx: ProbeContext) -> dict[str, Any]:
@@ -24,7 +50,7 @@ def probe(ctx: ProbeContext) -> dict[str, Any]:
         for p in named(names)
     ]
     visible = [d for d in workload if d["name"] in names]
-    return {
+    out = {
         "process_names": sorted(names),
         "visible_on_host": bool(visible),
         "workload_processes": workload,
@@ -33,6 +59,12 @@ def probe(ctx: ProbeContext) -> dict[str, Any]:
         "runtime_by_role": _by_role(runtime),
         "inside": _inside(ctx, names),
     }
+    if ctx.guest is None and not ctx.facts.get("process_named"):
+        # Nothing confirmed that the names are the workload's: the searches by name prove
+        # nothing, so their figures are unknown (claims reading them are inconclusive).
+        reason = f"no guest view confirmed that {', '.join(sorted(names))} is the workload's name"
+        out.update(visible_on_host=None, named_on_host=None, names_unconfirmed=reason)
+    return out
 
 
 def _under(proc: psutil.Process, ancestors: set[int]) -> bool:

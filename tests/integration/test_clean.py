@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from explorer.backends.base import LABEL_MANAGED, LABEL_RUN
-from tests.conftest import run_explorer
+from tests.conftest import clean_is_safe, run_explorer
 
 pytestmark = pytest.mark.docker
 
@@ -15,6 +15,7 @@ def test_clean_removes_labelled_containers_only(docker_backend, redis_artifact):
     ours = client.containers.create(redis_artifact.ref, labels={LABEL_MANAGED: "true", LABEL_RUN: "leftover"})
     theirs = client.containers.create(redis_artifact.ref, labels={"someone.else": "1"})
     try:
+        clean_is_safe(client)
         result = run_explorer("clean")
         assert result.returncode == 0, result.stderr
         assert f"container {ours.name}" in result.stdout

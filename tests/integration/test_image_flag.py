@@ -45,9 +45,14 @@ def test_image_flag_measures_a_local_image(redis_tag):
 
 
 def test_process_flag_is_taken_as_given(redis_tag):
-    """A name that is not running is reported as not visible: the flag is used, not ignored."""
-    result = run_image(redis_tag, "--process", "no-such-process")
-    visibility = result["sides"]["runc"]["visibility"]
-    assert visibility["process_names"] == ["no-such-process"]
-    assert visibility["visible_on_host"] is False
-    assert containers_of(result["scenario"]["name"]) == []
+    """A name that is not running is never judged "not visible" (a confident wrong verdict):
+    the run fails, naming what does run as the container's PID 1."""
+    result = run_explorer(
+        "run", "--image", redis_tag, "--port", "6379", "--ready", "redis", "--process", "no-such-process",
+        "--sides", "runc", "--repeat", "1", "--format", "json", timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "no process named no-such-process" in result.stderr
+    assert "PID 1 is redis-server" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert containers_of("redis-" + redis_tag.split(":")[1]) == []  # the name image_scenario() gives it

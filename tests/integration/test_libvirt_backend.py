@@ -157,7 +157,8 @@ def test_a_bad_disk_fails_fast_and_leaves_nothing(libvirt_backend, redis_scenari
     assert_nothing_left(run_id)
 
 
-def test_sigint_mid_boot_removes_everything(libvirt_backend, vm_artifact):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_signal_mid_boot_removes_everything(libvirt_backend, vm_artifact, signum):
     before = set(virsh("list", "--all", "--name").split())
     proc = subprocess.Popen(explorer_argv("run", "redis", "--sides", "microvm", "--repeat", "1"), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -169,7 +170,7 @@ def test_sigint_mid_boot_removes_everything(libvirt_backend, vm_artifact):
             time.sleep(0.1)
         assert name, "the CLI started no VM"
         time.sleep(1.0)  # mid-boot: the guest needs several seconds to be ready
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

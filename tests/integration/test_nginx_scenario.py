@@ -49,9 +49,9 @@ def http_readiness(result: dict) -> None:
 
 
 def test_container_master_and_workers_show_in_host_ps(docker_backend, nginx_ref):
-    result, snapshots = run_watching_ps("nginx", "--only", "container", "--repeat", "1")
+    result, snapshots = run_watching_ps("nginx", "--sides", "runc", "--repeat", "1")
     http_readiness(result)
-    side = result["sides"]["container"]
+    side = result["sides"]["runc"]
     reported = {p["host_pid"]: p for p in side["visibility"]["workload_processes"] if p["name"] == "nginx"}
     seen = {pid: line.split(None, 2)[2] for snap in snapshots for pid, line in snap.items() if pid in reported}
     masters = [pid for pid, args in seen.items() if args.startswith("nginx: master process")]
@@ -65,9 +65,9 @@ def test_container_master_and_workers_show_in_host_ps(docker_backend, nginx_ref)
 
 @pytest.mark.libvirt
 def test_vm_serves_the_page_and_the_host_sees_only_qemu(docker_backend, libvirt_backend, nginx_ref):
-    result, snapshots = run_watching_ps("nginx", "--only", "vm", "--repeat", "1")
+    result, snapshots = run_watching_ps("nginx", "--sides", "microvm", "--repeat", "1")
     http_readiness(result)
-    side = result["sides"]["vm"]
+    side = result["sides"]["microvm"]
     assert side["visibility"]["visible_on_host"] is False
     inside = [p["name"] for p in side["visibility"]["inside"]["processes"]]
     assert inside.count("nginx") == 3  # the master and its 2 workers, inside the guest
@@ -92,7 +92,7 @@ def test_a_missing_page_times_out_naming_the_status(docker_backend, nginx_ref, t
     data["timeouts"]["ready_s"] = 5
     path = tmp_path / "nginx-missing.yaml"
     path.write_text(yaml.safe_dump(data))
-    result = run_explorer("run", "--scenario-file", str(path), "--only", "container", "--repeat", "1",
+    result = run_explorer("run", "--scenario-file", str(path), "--sides", "runc", "--repeat", "1",
                           timeout=RUN_TIMEOUT_S)
     assert result.returncode == 4, result.stderr
     assert "waited for HTTP GET /missing expecting status 200; last saw status 404 Not Found" in result.stderr
@@ -101,11 +101,11 @@ def test_a_missing_page_times_out_naming_the_status(docker_backend, nginx_ref, t
 
 def test_image_flag_with_http_readiness(docker_backend, nginx_ref):
     result = run_explorer("run", "--image", nginx_ref, "--port", "80", "--ready", "http", "--ready-timeout", "30",
-                          "--only", "container", "--repeat", "1", "--format", "json", timeout=300)
+                          "--sides", "runc", "--repeat", "1", "--format", "json", timeout=300)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     http_readiness(doc)
     assert doc["scenario"]["processes"] == ["nginx"]  # read from the image's CMD
     assert doc["scenario"]["timeouts"]["ready_s"] == 30
-    assert doc["sides"]["container"]["visibility"]["visible_on_host"] is True
+    assert doc["sides"]["runc"]["visibility"]["visible_on_host"] is True
     assert explorer_containers(docker_backend.client) == []

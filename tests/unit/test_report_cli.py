@@ -174,7 +174,7 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path: Path, monkeypatch: p
 def test_run_plot_without_matplotlib_fails_before_measuring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setattr("explorer.runner.run", lambda *a, **k: pytest.fail("measured before checking --plot"))
-    code, _, err = invoke("run", "redis", "--only", "container", "--plot", str(tmp_path / "x.png"))
+    code, _, err = invoke("run", "redis", "--sides", "runc", "--plot", str(tmp_path / "x.png"))
     assert code == EXIT_USAGE and "--plot needs matplotlib" in err
 
 
