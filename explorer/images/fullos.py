@@ -192,8 +192,10 @@ def _build(scenario: Scenario, key: str, final: Path, rootfs_tar: Path | None, c
     timeout = scenario.timeouts.build_s
     try:
         packages = OS_PACKAGES + (scenario.workload.recipe.packages if scenario.workload.recipe else ())
+        (work / "tmp").mkdir()  # mmdebstrap's own temporary files, removed with the build's
         run_tool(mmdebstrap_argv(scenario, packages, root), f"building the full-OS root filesystem of {scenario.name}",
-                 hint="check the package names and the host's apt sources", timeout=timeout)
+                 hint="check the package names and the host's apt sources", timeout=timeout,
+                 env={**os.environ, "TMPDIR": str(work / "tmp")})
         facts = _customize(scenario, root, rootfs_tar, config, timeout)
         facts.update(_measure(root, facts["workload_packages"], scenario.workload.recipe is None))
         facts["kernel_version"] = _copy_boot_files(root, out)
