@@ -109,12 +109,18 @@ def check_sides(
     and its reason recorded."""
     backends, engines = {}, {}
     for name in names if names is not None else tuple(SIDES):
-        backend = get_backend(name)
         try:
+            backend = get_backend(name)
             reason = backend.supports(scenario) if scenario is not None else None
             if reason:
                 raise BackendUnavailable(reason)
             engines[name] = backend.check()
+        except ImportError as exc:  # an optional dependency (libvirt-python) is not installed
+            unavailable = BackendUnavailable(f"cannot load its backend: {exc}", hint="make venv (pip install -e .)")
+            if names is not None:
+                raise unavailable from None
+            skipped[name] = f"{unavailable} ({unavailable.hint})"
+            continue
         except BackendUnavailable as exc:
             if names is not None:
                 raise BackendUnavailable(f"side {name}: {exc}", hint=exc.hint) from None

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from explorer import guest
-from explorer.backends.base import Artifact, GuestView, Target
+from explorer.backends.base import Artifact, GuestView, Target, owner_alive
 from explorer.backends.fullvm import FullVMBackend, _ssh_banner
-from explorer.backends.libvirt import _owner_alive, _qemu_process
+from explorer.backends.libvirt import _qemu_process
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.images import cache_dir
 from explorer.scenario import Scenario
@@ -237,12 +237,12 @@ class VagrantBackend(FullVMBackend):
         removed = []
         for workdir in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{run_id + '-' if run_id else ''}*"):
             owner = workdir.name.removeprefix(WORKDIR_PREFIX).split("-")[2]
-            if run_id or not _owner_alive(owner):
+            if run_id or not owner_alive(owner):
                 self._remove_machine(workdir, {**os.environ, "VAGRANT_CWD": str(workdir)}, None, None)
                 removed.append(f"vagrant machine {workdir}")
         for domain in self._call("listing domains", self.conn.listAllDomains, 0):
             match = re.fullmatch(r"explorer-.+-vagrant-([0-9a-f]+)-\d+-(\d+)-default", domain.name())
-            if match and (match[1] == run_id if run_id else not _owner_alive(match[2])):
+            if match and (match[1] == run_id if run_id else not owner_alive(match[2])):
                 if self._destroy_domain(domain.name()):
                     removed.append(f"domain {domain.name()}")
                 self._delete_volumes(domain.name())

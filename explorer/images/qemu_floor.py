@@ -41,6 +41,7 @@ class FloorVM:
     workdir: Path
     started: float
     watcher: ConsoleWatcher
+    extra_ports: dict[int, int]  # guest port -> host port
 
     @property
     def marks(self) -> dict[str, float]:
@@ -64,22 +65,30 @@ def free_port() -> int:
 
 def qemu_argv(image: VMImage, overlay: Path, console: Path, host_port: int, guest_port: int,
               memory_mib: int = 512, vcpus: int = 1, cpu: str = "default", accel: str = "tcg",
-              machine: str = "pc") -> list[str]:
-    """Direct kernel boot, virtio disk and NIC, user networking forwarding 127.0.0.1 only."""
+              machine: str = "pc", extra_ports: dict[int, int] | None = None,
+              agent_socket: Path | None = None) -> list[str]:
+    """Direct kernel boot, virtio disk and NIC, user networking forwarding 127.0.0.1 only
+    (the workload's port, and `extra_ports` guest -> host), and optionally the guest agent's
+    virtio-serial port, as the full-OS VM side's domain has."""
+    forwards = {guest_port: host_port, **(extra_ports or {})}
+    netdev = "user,id=n0," + ",".join(f"hostfwd=tcp:127.0.0.1:{host}-:{guest}" for guest, host in forwards.items())
     argv = [QEMU, "-accel", accel, "-machine", machine, "-m", str(memory_mib), "-smp", str(vcpus),
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-serial", f"file:{console}",
             "-kernel", str(image.kernel), "-initrd", str(image.initramfs), "-append", image.cmdline,
             "-drive", f"file={overlay},if=virtio,format=qcow2",
-            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}",
+            "-netdev", netdev,
             "-device", "virtio-net-pci,netdev=n0,romfile=",
             "-device", "virtio-rng-pci"]  # entropy: the workload's getrandom() does not block
+    if agent_socket is not None:
+        argv += ["-device", "virtio-serial", "-chardev", f"socket,path={agent_socket},server=on,wait=off,id=qga0",
+                 "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"]
     model = CPU_MODELS.get(cpu, cpu)
     return argv + (["-cpu", model] if model else [])
 
 
 @contextmanager
-def floor_vm(image: VMImage, guest_port: int, **qemu: Any) -> Iterator[FloorVM]:
+def floor_vm(image: VMImage, guest_port: int, agent: bool = False, **qemu: Any) -> Iterator[FloorVM]:
     """Boot `image`; on exit kill QEMU and delete the overlay and console, whatever happened."""
     workdir = Path(tempfile.mkdtemp(prefix=f"{partials.FLOOR}{os.getpid()}-"))
     process, watcher = None, None
@@ -87,13 +96,16 @@ def floor_vm(image: VMImage, guest_port: int, **qemu: Any) -> Iterator[FloorVM]:
         overlay, console = workdir / "overlay.qcow2", workdir / "console.log"
         make_overlay(image.disk, overlay)
         port = free_port()
-        argv = qemu_argv(image, overlay, console, port, guest_port, **qemu)
+        if "extra_ports" in qemu:
+            qemu["extra_ports"] = {guest: free_port() for guest in qemu["extra_ports"]}
+        argv = qemu_argv(image, overlay, console, port, guest_port,
+                         agent_socket=workdir / "agent.sock" if agent else None, **qemu)
         started = time.monotonic()
         with (workdir / "qemu.err").open("wb") as errors:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
         watcher = ConsoleWatcher(console)
         watcher.start()
-        yield FloorVM(process, port, overlay, workdir, started, watcher)
+        yield FloorVM(process, port, overlay, workdir, started, watcher, dict(qemu.get("extra_ports") or {}))
     finally:
         if process is not None:
             process.kill()

@@ -38,7 +38,7 @@ CASES = [
          scenario=redis(**{"workload.build.suite": "nosuchsuite"})),
     Case("engine-down-run", ("run", "redis", "--sides", "runc"), ("Docker daemon", "scripts/setup-host"),
          code=EXIT_UNAVAILABLE, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}),
-    Case("engine-down-clean-cache", ("clean", "--cache"), ("could not clean the container side", "Docker daemon"),
+    Case("engine-down-clean-cache", ("clean", "--cache"), ("could not clean the runc side", "Docker daemon"),
          code=EXIT_UNAVAILABLE, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock",
                                      "EXPLORER_CACHE": "{tmp}/cache"}),
     Case("image-flag-unknown-process", ("run", "--image", "{redis}", "--port", "6379", "--ready", "redis",

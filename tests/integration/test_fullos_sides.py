@@ -67,7 +67,7 @@ def _in_a_container(pid: int) -> bool:
 
 def test_the_host_never_lists_the_workload_only_the_vmm(cli_run):
     assert "redis-server" not in cli_run["comms"]
-    assert "qemu-system-x86_64" in cli_run["comms"]
+    assert any(comm.startswith("qemu-system-x86") for comm in cli_run["comms"])  # comm: 15 characters
     for name in ("fullvm", "vagrant"):
         side = cli_run["doc"]["sides"][name]
         assert side["kind"] == "vm"
