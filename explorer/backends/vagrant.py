@@ -24,7 +24,7 @@ from typing import Any
 
 from explorer import guest
 from explorer.backends.base import Artifact, GuestView, Target, owner_alive
-from explorer.backends.fullvm import FullVMBackend, _ssh_banner
+from explorer.backends.fullvm import PROBE_EVERY_S, FullVMBackend, _ssh_banner
 from explorer.backends.libvirt import _qemu_process
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.images import cache_dir
@@ -123,8 +123,11 @@ class VagrantBackend(FullVMBackend):
             if machine.process is not None:
                 target.mark("process")
                 target.facts["qemu_pid"] = machine.process.pid
-        if "ssh" not in target.marks and _ssh_banner(target.facts["forwarded_ports"]["22"]):
-            target.mark("ssh")
+        now = time.monotonic()
+        if "ssh" not in target.marks and now - machine.probed_at >= PROBE_EVERY_S:
+            machine.probed_at = now  # as on the fullvm side: a banner probe per 0.5 s, no more
+            if _ssh_banner(target.facts["forwarded_ports"]["22"]):
+                target.mark("ssh")
         code = machine.up.poll()
         if code is not None and "up" not in target.marks:
             if code != 0:
@@ -267,6 +270,7 @@ class VagrantMachine:
     def __init__(self, workdir: Path, env: dict[str, str], up: subprocess.Popen[bytes]) -> None:
         self.workdir, self.env, self.up = workdir, env, up
         self.process: Any = None
+        self.probed_at = 0.0
 
 
 def _vagrant(args: list[str], cwd: Path, env: dict[str, str] | None = None,
