@@ -196,6 +196,7 @@ def startup_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return ["side", "milestone (since create)", "min", "median", "max", "stdev", "n"], rows
 
 
+PROCESS_WIDTHS = [None, None, None, None, 24, None, None, None, 32]  # the long cells wrap
 CLAIMS_WIDTHS = [24, 16, 14, 58]  # terminal tables wrap long cells; Markdown cells cannot
 VERDICTS_WIDTHS = [24, 14, 76]
 
@@ -223,7 +224,7 @@ def sections(result: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[li
     """(heading, (headers, rows), column widths a terminal table wraps to, if any)."""
     out = [
         ("Side by side", summary_table(result), summary_widths(result)),
-        ("Processes seen from the host", process_table(result), None),
+        ("Processes seen from the host", process_table(result), PROCESS_WIDTHS),
         ("Startup", startup_table(result), None),
     ]
     if result.get("claims"):
