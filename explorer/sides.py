@@ -33,13 +33,14 @@ class Side:
     timeout: str = "ready_s"  # which of the scenario's timeouts bounds its readiness
     color: str = "gray"
     max_repeats: int | None = None  # a slow side may default to fewer starts than the scenario's
+    package: str | None = None  # the distribution package it needs beyond the common set
     options: dict[str, Any] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
         """What a result document records about the side."""
         out = asdict(self)
         out["roles"] = list(self.roles)
-        for key in ("backend", "options", "max_repeats", "timeout"):
+        for key in ("backend", "options", "max_repeats", "timeout", "package"):
             out.pop(key)
         return out
 
@@ -51,7 +52,7 @@ SIDES: dict[str, Side] = {
              roles=("shim",), color="#1f77b4",
              about="Docker's default runtime: namespaces and cgroups on the host's kernel"),
         Side("gvisor", "container", "gVisor container", "explorer.backends.gvisor:GVisorBackend",
-             roles=("sandbox", "gofer", "stub", "shim"), color="#2ca02c",
+             roles=("sandbox", "gofer", "stub", "shim"), color="#2ca02c", package="runsc",
              about="Docker with runsc: the same image on gVisor's own kernel (the Sentry), in user space"),
         Side("microvm", "vm", "microVM", "explorer.backends.libvirt:LibvirtBackend",
              roles=("VMM",), timeout="vm_ready_s", color="#d62728",
@@ -60,7 +61,7 @@ SIDES: dict[str, Side] = {
              roles=("VMM",), timeout="vm_ready_s", color="#9467bd", max_repeats=2,
              about="libvirt/QEMU booting Debian with systemd, sshd and the guest agent; the workload a service"),
         Side("vagrant", "vm", "Vagrant VM", "explorer.backends.vagrant:VagrantBackend",
-             roles=("VMM",), timeout="vm_ready_s", color="#8c564b", max_repeats=1,
+             roles=("VMM",), timeout="vm_ready_s", color="#8c564b", max_repeats=1, package="vagrant-libvirt",
              about="the same full-OS VM brought up by `vagrant up` (vagrant-libvirt) from the repo's Vagrantfile"),
     )
 }
