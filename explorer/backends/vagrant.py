@@ -221,8 +221,14 @@ class VagrantBackend(FullVMBackend):
         return removed
 
     def remove_images(self) -> list[str]:
-        """`explorer clean --cache`: every explorer box, its uploaded volume, and the pool."""
+        """`explorer clean --cache`: every explorer box, its uploaded volume, and the pool;
+        none while a live run's machine may be using them."""
         from explorer.images.vagrant_box import STORAGE_POOL
+
+        live = [d for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*")
+                if owner_alive(d.name.removeprefix(WORKDIR_PREFIX).split("-")[2])]
+        if live:
+            return [f"no vagrant box: {len(live)} machine(s) of a live run may use them ({live[0]})"]
 
         removed = [line for name in _explorer_boxes() for line in self._remove_box(name)]
         libvirt = _libvirt_module()
