@@ -110,9 +110,11 @@ def build(name: str | None, scenario_file: str | None, side_names: str | None, o
 @click.option("--ready", type=click.Choice(scenarios.READY_KINDS), help="With --image: the readiness check.")
 @click.option("--process", "processes", multiple=True,
               help="With --image: the workload's process name (default: from the image's ENTRYPOINT + CMD).")
+@click.option("--density", "density_count", type=click.IntRange(1, 500),
+              help="Then run N instances per side at once (explorer density) and judge claim 7 from them.")
 def run(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None, repeat: int | None,
         fmt: str, output: str | None, image: str | None, port: int | None, ready: str | None,
-        processes: tuple[str, ...], plot_file: str | None) -> None:
+        processes: tuple[str, ...], plot_file: str | None, density_count: int | None = None) -> None:
     """Run a scenario (or --image REF --port N --ready KIND) on every side, and compare them."""
     chosen = sides.parse(side_names, only)
     if plot_file:
@@ -123,6 +125,10 @@ def run(name: str | None, scenario_file: str | None, side_names: str | None, onl
         else:
             scenario = _load(name, scenario_file)
         result = runner.run(scenario, chosen, repeat, steps)
+        if density_count:
+            from explorer import density
+
+            density.merge(result, density.run(scenario, tuple(result["sides"]), density_count, None, steps))
     _show(result, fmt, plot_file, output)
 
 
@@ -149,11 +155,48 @@ def _image_scenario(named: str | None, image: str | None, port: int | None, read
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw startup and memory to this PNG.")
-def report_cmd(file: str, fmt: str, plot_file: str | None) -> None:
+@click.option("--density", "density_file", type=click.Path(dir_okay=False),
+              help="A saved density result (explorer density --output): claim 7 is judged from its measured costs.")
+def report_cmd(file: str, fmt: str, plot_file: str | None, density_file: str | None = None) -> None:
     """Render a saved result again, judging the claims afresh from its figures."""
     if plot_file:
         plot.require()
-    _show(results.load_result(file), fmt, plot_file)
+    result = results.load_result(file)
+    if density_file:
+        from explorer import density, density_report
+
+        density.merge(result, density_report.load(density_file))
+    _show(result, fmt, plot_file)
+
+
+@main.command("density")
+@click.argument("name", required=False)
+@click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
+@click.option("--sides", "side_names", help=SIDES_HELP)
+@click.option("--only", type=click.Choice(sides.KINDS), help=ONLY_HELP)
+@click.option("--count", type=click.IntRange(1, 500), help="Instances per side (default: the side's own, e.g. 50 containers, 6 microVMs).")
+@click.option("--step", type=click.IntRange(1, 500), help="Instances started between two measurements (default: count/10).")
+@click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="Also save the density result as JSON here.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw memory and time to ready against N.")
+def density_cmd(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None,
+                count: int | None, step: int | None, fmt: str, output: str | None, plot_file: str | None) -> None:
+    """Start many instances per side, all running, and fit their host memory against N."""
+    from explorer import density, density_plot, density_report
+
+    chosen = sides.parse(side_names, only)
+    if plot_file:
+        plot.require()
+    scenario = _load(name, scenario_file)
+    run_id = runner.new_run_id()
+    click.echo(f"explorer density: run {run_id} (its containers and domains are labelled with it)", err=True)
+    with Steps() as steps:
+        doc = density.run(scenario, chosen, count, step, steps, run_id)
+    if output:
+        Path(output).write_text(json.dumps(doc, indent=2) + "\n")
+    click.echo(density_report.render(doc, fmt), nl=False)
+    if plot_file:
+        density_plot.write(doc, plot_file)
 
 
 def _show(result: dict[str, Any], fmt: str, plot_file: str | None, output: str | None = None) -> None:
@@ -203,6 +246,7 @@ def doctor() -> None:
 def cli() -> None:
     """Entry point: run the click group, turning ExplorerError into a message and an exit code."""
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGHUP, _raise_interrupted)  # a closed terminal: clean up, as for Ctrl-C
     debug = "--debug" in sys.argv[1:]
     try:
         code = main.main(standalone_mode=False)

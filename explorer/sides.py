@@ -33,13 +33,14 @@ class Side:
     timeout: str = "ready_s"  # which of the scenario's timeouts bounds its readiness
     color: str = "gray"
     max_repeats: int | None = None  # a slow side may default to fewer starts than the scenario's
+    density_count: int = 10  # `explorer density`'s default instance count (the memory guard may stop sooner)
     options: dict[str, Any] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
         """What a result document records about the side."""
         out = asdict(self)
         out["roles"] = list(self.roles)
-        for key in ("backend", "options", "max_repeats", "timeout"):
+        for key in ("backend", "options", "max_repeats", "timeout", "density_count"):
             out.pop(key)
         return out
 
@@ -48,13 +49,13 @@ SIDES: dict[str, Side] = {
     side.name: side
     for side in (
         Side("runc", "container", "runc container", "explorer.backends.docker:DockerBackend",
-             roles=("shim",), color="#1f77b4",
+             roles=("shim",), color="#1f77b4", density_count=50,
              about="Docker's default runtime: namespaces and cgroups on the host's kernel"),
         Side("gvisor", "container", "gVisor container", "explorer.backends.gvisor:GVisorBackend",
-             roles=("sandbox", "gofer", "stub", "shim"), color="#2ca02c",
+             roles=("sandbox", "gofer", "stub", "shim"), color="#2ca02c", density_count=20,
              about="Docker with runsc: the same image on gVisor's own kernel (the Sentry), in user space"),
         Side("microvm", "vm", "microVM", "explorer.backends.libvirt:LibvirtBackend",
-             roles=("VMM",), timeout="vm_ready_s", color="#d62728",
+             roles=("VMM",), timeout="vm_ready_s", color="#d62728", density_count=6,
              about="libvirt/QEMU booting the container's own root filesystem with a kernel and explorer's init"),
     )
 }
