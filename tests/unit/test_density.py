@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import signal
 from collections import namedtuple
 from pathlib import Path
@@ -327,3 +328,30 @@ def test_the_time_table_shows_where_a_runs_time_goes():
     assert table[("container", "other (waits, polling)")] == ["1.50 s", "8%"]
     assert table[("", "outside the create -> ready windows")] == ["8.00 s", "40%"]
     assert "\nTime\n" in report.render(result)
+
+
+def test_the_density_command_on_the_fake_side(counting, tmp_path):
+    scenario_file = tmp_path / "fake.yaml"
+    scenario_file.write_text(json.dumps({"name": "fake", "timeouts": {"ready_s": 2}, "workload": {
+        "image": "fake:1", "port": 6379, "processes": ["fake"], "ready": "redis"}}))
+    out, png = tmp_path / "d.json", tmp_path / "d.png"
+    result = CliRunner().invoke(main, ["density", "--scenario-file", str(scenario_file), "--sides", "fake",
+                                       "--count", "3", "--step", "1", "--output", str(out), "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    assert "fake container: 3 of 3 instances, 1 per step" in result.stdout and "Fits (least squares" in result.stdout
+    assert re.search(r"explorer density: run [0-9a-f]{8}", result.stderr)
+    doc = json.loads(out.read_text())
+    assert [s["n"] for s in doc["sides"]["fake"]["steps"]] == [1, 2, 3] and png.stat().st_size > 10_000
+    assert counting.live == []
+
+
+def test_run_with_density_merges_the_figures_into_each_side(counting, tmp_path):
+    scenario_file = tmp_path / "fake.yaml"
+    scenario_file.write_text(json.dumps({"name": "fake", "timeouts": {"ready_s": 2}, "workload": {
+        "image": "fake:1", "port": 6379, "processes": ["fake"], "ready": "redis"}}))
+    result = CliRunner().invoke(main, ["run", "--scenario-file", str(scenario_file), "--sides", "fake", "--repeat", "1",
+                                       "--density", "2", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["sides"]["fake"]["density"]["count"] == 2 and doc["density_run"]["sides"] == ["fake"]
+    assert "name" not in doc["sides"]["fake"]["density"] and counting.live == []
