@@ -53,9 +53,11 @@ def tcg_figures(ctx: ProbeContext, host_pss: int) -> dict[str, Any]:
                 cache += tcg_cache_bytes(psutil.Process(pid).memory_maps(grouped=False))
             except psutil.Error:
                 continue
+    limit = ctx.scenario.vm.tb_cache_mib if accel == "tcg" else None
     return {"tcg_cache_pss_bytes": cache, "pss_without_tcg_cache_bytes": host_pss - cache,
             "tcg_cache_basis": "anonymous rwx mappings of the VMM (smaps)" if accel == "tcg"
-            else f"none under {accel}"}
+            else f"none under {accel}",
+            "tcg_cache_limit_bytes": limit * MIB if limit else None}  # None: QEMU's default
 
 
 def probe(ctx: ProbeContext) -> dict[str, Any]:

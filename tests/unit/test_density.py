@@ -143,7 +143,7 @@ def test_memory_figures_say_where_there_is_no_tcg_cache():
     ctx = ProbeContext(side="microvm", kind="vm", scenario=SCENARIO, artifact=None, workload_pids=[],
                        runtime_pids={}, guest=None, facts={"accel": "kvm"})
     assert memory.tcg_figures(ctx, 300) == {"tcg_cache_pss_bytes": 0, "pss_without_tcg_cache_bytes": 300,
-                                            "tcg_cache_basis": "none under kvm"}
+                                            "tcg_cache_basis": "none under kvm", "tcg_cache_limit_bytes": None}
 
 
 # ---- the step loop on a fake side ---------------------------------------------------------
@@ -355,3 +355,19 @@ def test_run_with_density_merges_the_figures_into_each_side(counting, tmp_path):
     doc = json.loads(result.stdout)
     assert doc["sides"]["fake"]["density"]["count"] == 2 and doc["density_run"]["sides"] == ["fake"]
     assert "name" not in doc["sides"]["fake"]["density"] and counting.live == []
+
+
+def test_a_scenario_can_size_the_tcg_cache_on_the_domain(tmp_path):
+    from explorer.backends.libvirt import DomainSpec, domain_xml
+
+    scen = from_dict({"name": "v", "workload": {"image": "x:1", "port": 1, "processes": ["x"], "ready": "tcp"},
+                      "vm": {"tb_cache_mib": 64}})
+
+    def xml(accel: str) -> str:
+        return domain_xml(DomainSpec("d", "r", 0, scen, accel, "", tmp_path, tmp_path / "o", tmp_path / "k",
+                                     tmp_path / "i", []))
+
+    assert "<features><acpi/><tcg><tb-cache unit='MiB'>64</tb-cache></tcg></features>" in xml("tcg")
+    assert "<tcg>" not in xml("kvm")
+    assert "<tcg>" not in domain_xml(DomainSpec("d", "r", 0, SCENARIO, "tcg", "", tmp_path, tmp_path / "o",
+                                                tmp_path / "k", tmp_path / "i", []))
