@@ -60,33 +60,34 @@ def steps_table(side: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 
 def fits_table(sides: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     """Per side: marginal and fixed cost with the fit's residual (PSS and MemAvailable), the
-    engine's growth per instance, start rate and the growth of time to ready, why it stopped."""
+    engine's growth per instance, start rate and the growth of time to ready; N says how many
+    of those asked for ran, and what stopped it short."""
     rows = []
     for name, side in sides.items():
         d = side.get("density", side)  # a run result's side carries it under `density`
+        stopped = d.get("stopped", {})
+        ran = f"{d.get('count', 0)} of {d.get('count_asked', '?')}"
+        if stopped.get("by", "count") != "count":
+            ran += f" ({stopped['by']})"
         if not d.get("count"):
-            rows.append([side_title(side, name), 0, "-", "-", "-", "-", "-", "-", d.get("stopped", {}).get("reason", "-")])
+            rows.append([side_title(side, name), ran, *["-"] * 6])
             continue
         tcg = d.get("marginal_tcg_cache_bytes")
-        marginal = human_bytes(d["marginal_pss_bytes"])
-        if tcg:
-            marginal += f" (TCG cache {human_bytes(tcg)})"
+        marginal = human_bytes(d["marginal_pss_bytes"]) + (f" (TCG cache {human_bytes(tcg)})" if tcg else "")
         rows.append([
-            side_title(side, name), d["count"], marginal,
+            side_title(side, name), ran, marginal,
             f"{human_bytes(d['fixed_pss_bytes'])} ± {human_bytes(d['residual_pss_bytes'])}",
-            (f"{human_bytes(d['marginal_available_bytes'])} (fixed {human_bytes(d['fixed_available_bytes'])} "
-            f"± {human_bytes(d['residual_available_bytes'])})"),
+            f"{human_bytes(d['marginal_available_bytes'])} ± {human_bytes(d['residual_available_bytes'])}",
             human_bytes(d.get("marginal_engine_bytes")),
             f"{d['start_rate_per_s']:.2f}/s" if d.get("start_rate_per_s") else "-",
-            f"{seconds(d['ready_first_s'])} -> {seconds(d['ready_last_s'])} ({d['ready_slope_s'] * 1000:+.0f} ms per instance)",
-            d.get("stopped", {}).get("reason", "-"),
+            f"{seconds(d['ready_first_s'])} -> {seconds(d['ready_last_s'])} ({d['ready_slope_s'] * 1000:+.0f} ms each)",
         ])
-    headers = ["side", "N", "marginal PSS", "fixed PSS ± residual", "marginal MemAvailable drop",
-               "engine / instance", "start rate", "time to ready", "stopped"]
+    headers = ["side", "N", "PSS / instance", "fixed ± residual", "MemAvailable drop / instance ± residual",
+               "engine", "starts", "ready, first -> last"]
     return headers, rows
 
 
-FITS_WIDTHS = [16, 4, 18, 18, 22, 10, 8, 20, 30]
+FITS_WIDTHS = [14, 10, 14, 18, 18, 10, 8, 18]
 
 
 def render(doc: dict[str, Any], fmt: str = "table") -> str:
