@@ -82,7 +82,7 @@ def fits_table(sides: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[A
             f"{d['start_rate_per_s']:.2f}/s" if d.get("start_rate_per_s") else "-",
             f"{seconds(d['ready_first_s'])} -> {seconds(d['ready_last_s'])} ({d['ready_slope_s'] * 1000:+.0f} ms each)",
         ])
-    headers = ["side", "N", "PSS / instance", "fixed ± residual", "MemAvailable drop / instance ± residual",
+    headers = ["side", "N", "PSS / instance", "fixed PSS ± residual", "MemAvailable drop",
                "engine", "starts", "ready, first -> last"]
     return headers, rows
 
