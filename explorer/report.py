@@ -126,6 +126,8 @@ def _memory(side: dict[str, Any]) -> str:
         text = f"workload {shown}; {runtime_name(side)} {human_bytes(r.get('pss_bytes'))} PSS"
     if "configured_bytes" in mem:
         text += f" (configured {human_bytes(mem['configured_bytes'])})"
+    if mem.get("tcg_cache_pss_bytes"):
+        text += f"; the VMM's PSS includes {human_bytes(mem['tcg_cache_pss_bytes'])} of TCG translation cache"
     return text
 
 
