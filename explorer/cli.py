@@ -155,17 +155,18 @@ def _image_scenario(named: str | None, image: str | None, port: int | None, read
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw startup and memory to this PNG.")
-@click.option("--density", "density_file", type=click.Path(dir_okay=False),
-              help="A saved density result (explorer density --output): claim 7 is judged from its measured costs.")
-def report_cmd(file: str, fmt: str, plot_file: str | None, density_file: str | None = None) -> None:
+@click.option("--density", "density_files", type=click.Path(dir_okay=False), multiple=True,
+              help="A saved density result (explorer density --output), repeatable: claim 7 is judged from its measured costs.")
+def report_cmd(file: str, fmt: str, plot_file: str | None, density_files: tuple[str, ...] = ()) -> None:
     """Render a saved result again, judging the claims afresh from its figures."""
     if plot_file:
         plot.require()
     result = results.load_result(file)
-    if density_file:
+    if density_files:
         from explorer import density, density_report
 
-        density.merge(result, density_report.load(density_file))
+        for path in density_files:
+            density.merge(result, density_report.load(path))
     _show(result, fmt, plot_file)
 
 

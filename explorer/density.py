@@ -282,6 +282,7 @@ def merge(result: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
     for name, side in doc["sides"].items():
         if name in result["sides"]:
             result["sides"][name]["density"] = {k: v for k, v in side.items() if k not in meta}
-    result["density_run"] = {"run_id": doc.get("run_id"), "started_at": doc.get("started_at"),
-                             "guard": doc.get("guard"), "sides": [n for n in doc["sides"] if n in result["sides"]]}
+    runs = result.setdefault("density_runs", [])  # one entry per density result merged in
+    runs.append({"run_id": doc.get("run_id"), "started_at": doc.get("started_at"), "guard": doc.get("guard"),
+                 "sides": [n for n in doc["sides"] if n in result["sides"]]})
     return result

@@ -353,7 +353,7 @@ def test_run_with_density_merges_the_figures_into_each_side(counting, tmp_path):
                                        "--density", "2", "--format", "json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc["sides"]["fake"]["density"]["count"] == 2 and doc["density_run"]["sides"] == ["fake"]
+    assert doc["sides"]["fake"]["density"]["count"] == 2 and doc["density_runs"][0]["sides"] == ["fake"]
     assert "name" not in doc["sides"]["fake"]["density"] and counting.live == []
 
 
