@@ -19,7 +19,8 @@ from explorer.probes.memory import tcg_cache_bytes
 
 ENGINE_DAEMONS = ("dockerd", "containerd", "libvirtd")  # the shims are counted with their instance
 # The daemons that serve each backend (by its NAME): another engine's growth is not this side's.
-DAEMONS_BY_BACKEND = {"docker": ("dockerd", "containerd"), "libvirt": ("libvirtd", "virtlogd")}
+# docker-proxy: dockerd's userland proxy, one process per published port, so per instance.
+DAEMONS_BY_BACKEND = {"docker": ("dockerd", "containerd", "docker-proxy"), "libvirt": ("libvirtd", "virtlogd")}
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 KSM_FIELDS = ("run", "pages_shared", "pages_sharing", "pages_unshared", "full_scans")
 KSM_SETTLE_PERCENT = 5  # Kata's memory_usage.sh: settled once pages_sharing moves < 5% per full scan
