@@ -198,6 +198,9 @@ def density_cmd(name: str | None, scenario_file: str | None, side_names: str | N
     click.echo(density_report.render(doc, fmt), nl=False)
     if plot_file:
         density_plot.write(doc, plot_file)
+    failed = {name: side["stopped"]["reason"] for name, side in doc["sides"].items() if side["stopped"]["by"] == "error"}
+    if failed:  # the figures up to the failure are shown and saved; the exit code says it failed
+        raise ExplorerError("; ".join(f"side {name} stopped: {why}" for name, why in failed.items()))
 
 
 def _show(result: dict[str, Any], fmt: str, plot_file: str | None, output: str | None = None) -> None:

@@ -163,7 +163,7 @@ def measure_side(
             removal = remove_all(backend, targets, run_id)
     if removal["errors"]:
         raise BackendError("could not remove everything: " + "; ".join(removal["errors"]),
-                           hint=f"explorer clean removes what is left of run {run_id}")
+                           hint=f"what is left carries the label io.explorer.run={run_id}")
     return {"backend": backend.NAME, "accel": artifact.facts.get("accel", "native"), "count_asked": count,
             "step": step, "stopped": stopped, "removal": removal, "steps": steps,
             **summarize(steps, backend.side.kind)}
