@@ -84,7 +84,7 @@ def test_sigint_mid_density_run_leaves_nothing(docker_backend, redis_artifact):
     proc = subprocess.Popen(explorer_argv("density", "redis", "--sides", "runc", "--count", "10", "--step", "2"),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        run_id = re.search(r"run ([0-9a-f]{8})", proc.stderr.readline())[1]
+        run_id = next(m[1] for line in proc.stderr if (m := re.search(r"density: run ([0-9a-f]{8})", line)))
         deadline = time.monotonic() + 120
         while len(docker_ps(run_id)) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
