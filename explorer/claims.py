@@ -93,6 +93,7 @@ SCHEMA: dict[str, Any] = {
         "operand": {"anyOf": [
             _PATH, _NAME, {"type": "number"},
             _only("path", _PATH, default={}),
+            _only("first", {"type": "array", "minItems": 1, "items": _OPERAND}, default={}),
             _only("len", _PATH),
             _only("count", _PATH, where=_WHERE),
             _only("join", _PATH, where=_WHERE, item={"type": "string"}, empty={"type": "string"}),
@@ -202,7 +203,7 @@ def _references(spec: Any) -> list[str]:
     if isinstance(spec, str):
         return [] if "." in spec else [spec]
     if isinstance(spec, dict):
-        for key in ("sum", "diff", "ratio"):
+        for key in ("sum", "diff", "ratio", "first"):
             if key in spec:
                 return [r for item in spec[key] for r in _references(item)]
     return []
@@ -278,6 +279,8 @@ def figure(spec: Any, result: dict[str, Any], figures: dict[str, Any]) -> Any:
             if "default" in spec:
                 return spec["default"]
             raise
+    if "first" in spec:
+        return _first(spec, result, figures)
     if "len" in spec:
         return len(_list(result, spec["len"]))
     if "count" in spec:
@@ -294,6 +297,18 @@ def figure(spec: Any, result: dict[str, Any], figures: dict[str, Any]) -> Any:
     if values[1] == 0:
         raise Missing("a ratio divides by zero")
     return values[0] / values[1]
+
+
+def _first(spec: dict[str, Any], result: dict[str, Any], figures: dict[str, Any]) -> Any:
+    """The first of the operands that is present (a measured figure before an estimate)."""
+    for item in spec["first"]:
+        try:
+            return figure(item, result, figures)
+        except Missing:
+            continue
+    if "default" in spec:
+        return spec["default"]
+    raise Missing("none of " + ", ".join(map(str, spec["first"])) + " is in the result")
 
 
 def passes(test: dict[str, Any], figures: dict[str, Any]) -> bool:

@@ -173,9 +173,12 @@ def _build_fullos(scenario: scenarios.Scenario, box: bool) -> None:
               help="Seconds each start may take to be ready, on every side (default: the scenario's).")
 @click.option("--process", "processes", multiple=True,
               help="With --image: the workload's process name (default: from the image's ENTRYPOINT + CMD).")
+@click.option("--density", "density_count", type=click.IntRange(1, 500),
+              help="Then run N instances per side at once (explorer density) and judge claim 7 from them.")
 def run(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None, repeat: int | None,
         fmt: str, output: str | None, image: str | None, port: int | None, ready: readiness.ReadySpec | None,
-        ready_timeout: float | None, processes: tuple[str, ...], plot_file: str | None) -> None:
+        ready_timeout: float | None, processes: tuple[str, ...], plot_file: str | None,
+        density_count: int | None = None) -> None:
     """Run a scenario (or --image REF --port N --ready KIND) on every side, and compare them."""
     chosen = sides.parse(side_names, only)
     if plot_file:
@@ -191,6 +194,10 @@ def run(name: str | None, scenario_file: str | None, side_names: str | None, onl
         if ready_timeout is not None:
             scenario = _with_ready_timeout(scenario, ready_timeout)
         result = runner.run(scenario, chosen, repeat, steps)
+        if density_count:
+            from explorer import density
+
+            density.merge(result, density.run(scenario, tuple(result["sides"]), density_count, None, steps))
     _show(result, fmt, plot_file, output)
 
 
@@ -223,11 +230,55 @@ def _image_scenario(named: str | None, image: str | None, port: int | None, read
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw startup and memory to this PNG.")
-def report_cmd(file: str, fmt: str, plot_file: str | None) -> None:
+@click.option("--density", "density_files", type=click.Path(dir_okay=False), multiple=True,
+              help="A saved density result (explorer density --output), repeatable: claim 7 is judged from its measured costs.")
+def report_cmd(file: str, fmt: str, plot_file: str | None, density_files: tuple[str, ...] = ()) -> None:
     """Render a saved result again, judging the claims afresh from its figures."""
     if plot_file:
         plot.require()
-    _show(results.load_result(file), fmt, plot_file)
+    result = results.load_result(file)
+    if density_files:
+        from explorer import density, density_report
+
+        for path in density_files:
+            density.merge(result, density_report.load(path))
+    _show(result, fmt, plot_file)
+
+
+@main.command("density")
+@click.argument("name", required=False)
+@click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
+@click.option("--sides", "side_names", help=SIDES_HELP)
+@click.option("--only", type=click.Choice(sides.KINDS), help=ONLY_HELP)
+@click.option("--count", type=click.IntRange(1, 500), help="Instances per side (default: the side's own, e.g. 50 containers, 6 microVMs).")
+@click.option("--step", type=click.IntRange(1, 500), help="Instances started between two measurements (default: count/10).")
+@click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="Also save the density result as JSON here.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw memory and time to ready against N.")
+def density_cmd(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None,
+                count: int | None, step: int | None, fmt: str, output: str | None, plot_file: str | None) -> None:
+    """Start many instances per side, all running, and fit their host memory against N."""
+    from explorer import density, density_plot, density_report
+
+    chosen = sides.parse(side_names, only)
+    if plot_file:
+        plot.require()
+    if output:
+        outputs.check_writable(output, "--output")  # before minutes of measuring
+    check_cache()
+    scenario = _load(name, scenario_file)
+    run_id = runner.new_run_id()
+    click.echo(f"explorer density: run {run_id} (its containers and domains are labelled with it)", err=True)
+    with Steps() as steps:
+        doc = density.run(scenario, chosen, count, step, steps, run_id)
+    click.echo(density_report.render(doc, fmt), nl=False)
+    if output:
+        outputs.write_text(output, json.dumps(doc, indent=2) + "\n", "the density result")
+    if plot_file:
+        density_plot.write(doc, plot_file)
+    failed = {name: side["stopped"]["reason"] for name, side in doc["sides"].items() if side["stopped"]["by"] == "error"}
+    if failed:  # the figures up to the failure are shown and saved; the exit code says it failed
+        raise ExplorerError("; ".join(f"side {name} stopped: {why}" for name, why in failed.items()))
 
 
 def _show(result: dict[str, Any], fmt: str, plot_file: str | None, output: str | None = None) -> None:

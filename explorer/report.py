@@ -128,6 +128,8 @@ def _memory(side: dict[str, Any]) -> str:
         text = f"workload {shown}; {runtime_name(side)} {human_bytes(r.get('pss_bytes'))} PSS"
     if "configured_bytes" in mem:
         text += f" (configured {human_bytes(mem['configured_bytes'])})"
+    if mem.get("tcg_cache_pss_bytes"):
+        text += f"; the VMM's PSS includes {human_bytes(mem['tcg_cache_pss_bytes'])} of TCG translation cache"
     return text
 
 
@@ -196,6 +198,29 @@ def startup_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return ["side", "milestone (since create)", "min", "median", "max", "stdev", "n"], rows
 
 
+def time_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Where the run's wall time went: check, and per side prepare, the measured create -> ready
+    windows, probes, destroys, cleanup and the rest; the share outside the measured windows."""
+    phases, rows = result.get("phases") or {}, []
+    total = phases.get("total_s") or 0.0
+    share = (lambda v: f"{v / total:.0%}" if total and v is not None else "-")
+    rows.append(["", "check", seconds(phases.get("check_s")), share(phases.get("check_s"))])
+    starts = 0.0
+    for name, p in (phases.get("sides") or {}).items():
+        title = side_title(result["sides"].get(name, {}), name)
+        spent = {"probes": p.get("probes_s"), "destroy": p.get("destroy_s"), "clean": p.get("clean_s")}
+        other = p.get("measure_s", 0.0) - p.get("starts_s", 0.0) - sum(v or 0.0 for v in spent.values())
+        starts += p.get("starts_s", 0.0)
+        rows.append([title, "prepare (build or find)", seconds(p.get("prepare_s")), share(p.get("prepare_s"))])
+        rows.append([title, f"create -> ready (n={len(p.get('start_s', []))})", seconds(p.get("starts_s")),
+                     share(p.get("starts_s"))])
+        rows += [[title, key, seconds(value), share(value)] for key, value in spent.items() if value is not None]
+        rows.append([title, "other (waits, polling)", seconds(max(other, 0.0)), share(max(other, 0.0))])
+    rows.append(["", "total", seconds(total), "100%"])
+    rows.append(["", "outside the create -> ready windows", seconds(total - starts), share(total - starts)])
+    return ["side", "phase", "wall time", "share"], rows
+
+
 PROCESS_WIDTHS = [None, None, None, None, 24, None, None, None, 32]  # the long cells wrap
 CLAIMS_WIDTHS = [24, 16, 14, 58]  # terminal tables wrap long cells; Markdown cells cannot
 VERDICTS_WIDTHS = [24, 14, 76]
@@ -227,6 +252,13 @@ def sections(result: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[li
         ("Processes seen from the host", process_table(result), PROCESS_WIDTHS),
         ("Startup", startup_table(result), None),
     ]
+    measured = {name: side for name, side in result["sides"].items() if "density" in side}
+    if measured:
+        from explorer.density_report import FITS_WIDTHS, fits_table
+
+        out.append(("Density (many instances running, least squares against N)", fits_table(measured), FITS_WIDTHS))
+    if result.get("phases"):
+        out.append(("Time", time_table(result), None))
     if result.get("claims"):
         out.append(("Claims, per side", claims_table(result), CLAIMS_WIDTHS))
         out.append(("Verdicts", verdicts_table(result), VERDICTS_WIDTHS))

@@ -86,12 +86,19 @@ def _kernel(side: dict[str, Any]) -> str:
     return "the host's" if k["shared"] else f"its own: {k.get('guest_release', '?')}"
 
 
+def _marginal(density: dict[str, Any] | None) -> str:
+    if not density or not density.get("count"):
+        return "-"
+    return f"{human_bytes(density['marginal_pss_bytes'])} (N={density['count']})"
+
+
 SIDE_ROWS: list[Row] = [
     ("engine", lambda s: report.engine(s)),
     ("accel", lambda s: s.get("accel", "?")),
     ("image on disk", lambda s: human_bytes(s.get("image", {}).get("total_bytes"))),
     ("start to ready, median", _ready),
     ("host memory per instance (PSS)", lambda s: human_bytes(s.get("memory", {}).get("host_total", {}).get("pss_bytes"))),
+    ("marginal PSS per instance, many running", lambda s: _marginal(s.get("density"))),
     ("workload in host's ps -e", lambda s: _yes_no(s.get("visibility", {}).get("visible_on_host"))),
     ("kernel", _kernel),
 ]

@@ -90,11 +90,14 @@ def run(
         prepared = time.monotonic()
         side_repeats = repeats or min(scenario.repeats, backend.side.max_repeats or scenario.repeats)
         measured = measure(backend, scenario, artifact, side_repeats, run_id, say)
+        spent = measured.pop("phases")
         result["sides"][name] = {**backend.side.meta(), **measured, "engine": engines[name]}
         result["phases"]["sides"][name] = {
             "prepare_s": round(prepared - phase_start, 3),
             "measure_s": round(time.monotonic() - prepared, 3),
             "starts_s": round(sum(r.get("ready_s", 0.0) for r in measured["startup"]["repeats"]), 3),
+            "start_s": [r.get("ready_s") for r in measured["startup"]["repeats"]],  # each create -> ready
+            **spent,
         }
     result["phases"]["total_s"] = round(time.monotonic() - started, 3)
     result["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -139,15 +142,19 @@ def measure(
     """Start the workload `repeats` times; probe it on the last start, while it runs."""
     timings: list[dict[str, float]] = []
     probed: dict[str, Any] = {}
+    spent: dict[str, float] = {"probes_s": 0.0, "destroy_s": 0.0}  # where the time outside starts goes
     try:
         for index in range(repeats):
             say(f"{backend.side.name}: start {index + 1}/{repeats}")
             final = index == repeats - 1
-            timings.append(_one_start(backend, scenario, artifact, run_id, index, probed if final else None))
+            timings.append(_one_start(backend, scenario, artifact, run_id, index, probed if final else None, spent))
     finally:
         with interrupts_deferred():
+            cleaning = time.monotonic()
             backend.clean(run_id)  # safety net: anything labelled with this run
+            _spend(spent, "clean_s", cleaning)
     return {
+        "phases": spent,
         "backend": backend.NAME,
         "accel": probed.pop("accel", "native"),
         **probed,
@@ -162,29 +169,45 @@ def _one_start(
     run_id: str,
     index: int,
     probes_out: dict[str, Any] | None,
+    spent: dict[str, float] | None = None,
 ) -> dict[str, float]:
     target: Target | None = None
     t0 = time.monotonic()
     try:
         with interrupts_deferred():  # once an engine has begun making it, destroy() needs its handle
             target = backend.create(scenario, artifact, run_id, index)
-        timeout = getattr(scenario.timeouts, backend.side.timeout)
-        readiness.wait_for_mark(target.marks, backend.READY_AFTER, lambda: backend.poll(target), t0 + timeout)
-        ready = readiness.wait_ready(
-            scenario.workload.ready, "127.0.0.1", target.host_port, t0 + timeout,
-            between=lambda: backend.poll(target), what=f"the {backend.side.title} {target.name}",
-        )
-        target.mark("ready", ready)
-        backend.after_ready(target)
+        wait_until_ready(backend, scenario, target, t0)
         if probes_out is not None:
+            probed = time.monotonic()
             probes_out.update(run_probes(backend, scenario, artifact, target))
+            _spend(spent, "probes_s", probed)
         return relative(target.marks, t0, backend.MILESTONES)
     except NotReady as exc:
         raise NotReady(str(exc), hint=_last_lines(backend, target)) from None
     finally:
         if target is not None:
             with interrupts_deferred():
+                destroying = time.monotonic()
                 backend.destroy(target)
+                _spend(spent, "destroy_s", destroying)
+
+
+def wait_until_ready(backend: Backend, scenario: Scenario, target: Target, t0: float) -> None:
+    """Wait for the target's protocol-level readiness (bounded by the side's timeout from t0,
+    the create call) and mark it 'ready'; raises NotReady or the backend's error."""
+    timeout = getattr(scenario.timeouts, backend.side.timeout)
+    readiness.wait_for_mark(target.marks, backend.READY_AFTER, lambda: backend.poll(target), t0 + timeout)
+    ready = readiness.wait_ready(
+        scenario.workload.ready, "127.0.0.1", target.host_port, t0 + timeout,
+        between=lambda: backend.poll(target), what=f"the {backend.side.title} {target.name}",
+    )
+    target.mark("ready", ready)
+    backend.after_ready(target)
+
+
+def _spend(spent: dict[str, float] | None, key: str, since: float) -> None:
+    if spent is not None:
+        spent[key] = round(spent.get(key, 0.0) + time.monotonic() - since, 3)
 
 
 def _last_lines(backend: Backend, target: Target | None) -> str:

@@ -81,6 +81,7 @@ SCHEMA: dict[str, Any] = {
                 "memory_mib": {"type": "integer", "minimum": 64},
                 "vcpus": {"type": "integer", "minimum": 1, "maximum": 64},
                 "cpu": {"enum": ["default", "maximum"]},
+                "tb_cache_mib": {"type": "integer", "minimum": 1},  # QEMU's TCG code cache size (TCG only)
             },
         },
     },
@@ -128,6 +129,7 @@ class VMSpec:
     memory_mib: int = 512
     vcpus: int = 1
     cpu: str = "default"
+    tb_cache_mib: int | None = None  # None: QEMU's default (up to 1 GiB under system emulation)
 
 
 @dataclass(frozen=True)

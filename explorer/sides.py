@@ -34,13 +34,14 @@ class Side:
     color: str = "gray"
     max_repeats: int | None = None  # a slow side may default to fewer starts than the scenario's
     package: str | None = None  # the distribution package it needs beyond the common set
+    density_count: int = 10  # `explorer density`'s default instance count (the memory guard may stop sooner)
     options: dict[str, Any] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
         """What a result document records about the side."""
         out = asdict(self)
         out["roles"] = list(self.roles)
-        for key in ("backend", "options", "max_repeats", "timeout", "package"):
+        for key in ("backend", "options", "max_repeats", "timeout", "package", "density_count"):
             out.pop(key)
         return out
 
@@ -49,19 +50,20 @@ SIDES: dict[str, Side] = {
     side.name: side
     for side in (
         Side("runc", "container", "runc container", "explorer.backends.docker:DockerBackend",
-             roles=("shim",), color="#1f77b4",
+             roles=("shim",), color="#1f77b4", density_count=50,
              about="Docker's default runtime: namespaces and cgroups on the host's kernel"),
         Side("gvisor", "container", "gVisor container", "explorer.backends.gvisor:GVisorBackend",
-             roles=("sandbox", "gofer", "stub", "shim"), color="#2ca02c", package="runsc",
+             roles=("sandbox", "gofer", "stub", "shim"), color="#2ca02c", package="runsc", density_count=20,
              about="Docker with runsc: the same image on gVisor's own kernel (the Sentry), in user space"),
         Side("microvm", "vm", "microVM", "explorer.backends.libvirt:LibvirtBackend",
-             roles=("VMM",), timeout="vm_ready_s", color="#d62728",
+             roles=("VMM",), timeout="vm_ready_s", color="#d62728", density_count=6,
              about="libvirt/QEMU booting the container's own root filesystem with a kernel and explorer's init"),
         Side("fullvm", "vm", "full-OS VM", "explorer.backends.fullvm:FullVMBackend",
-             roles=("VMM",), timeout="vm_ready_s", color="#9467bd", max_repeats=2,
+             roles=("VMM",), timeout="vm_ready_s", color="#9467bd", max_repeats=2, density_count=3,
              about="libvirt/QEMU booting Debian with systemd, sshd and the guest agent; the workload a service"),
         Side("vagrant", "vm", "Vagrant VM", "explorer.backends.vagrant:VagrantBackend",
              roles=("VMM",), timeout="vm_ready_s", color="#8c564b", max_repeats=1, package="vagrant-libvirt",
+             density_count=2,
              about="the same full-OS VM brought up by `vagrant up` (vagrant-libvirt) from the repo's Vagrantfile"),
     )
 }

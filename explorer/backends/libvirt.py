@@ -344,6 +344,7 @@ def domain_xml(spec: DomainSpec) -> str:
               "workdir": spec.workdir}  # pid: `explorer clean` spares the domains of a run in progress
     label = " ".join(f"{key}={q(str(value))}" for key, value in labels.items())
     kind = "kvm" if spec.accel == "kvm" else "qemu"
+    tcg = f"<tcg><tb-cache unit='MiB'>{vm.tb_cache_mib}</tb-cache></tcg>" if vm.tb_cache_mib and kind == "qemu" else ""
     return f"""<domain type={q(kind)} xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{escape(spec.name)}</name>
   <metadata><explorer:target xmlns:explorer={q(NS)} {label}/></metadata>
@@ -351,7 +352,7 @@ def domain_xml(spec: DomainSpec) -> str:
   <vcpu>{vm.vcpus}</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{escape(str(spec.kernel))}</kernel>
     <initrd>{escape(str(spec.initramfs))}</initrd><cmdline>{escape(spec.cmdline)}</cmdline></os>
-  <features><acpi/></features>{cpu}
+  <features><acpi/>{tcg}</features>{cpu}
   <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
   <devices>
     <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file={q(str(spec.overlay))}/>

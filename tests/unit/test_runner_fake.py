@@ -93,7 +93,10 @@ def test_repeats_destroy_each_start_and_probe_the_last(fake):
     assert (side["name"], side["kind"], side["title"], side["roles"]) == ("fake", "container", "fake container",
                                                                           ["shim"])
     assert len(side["startup"]["repeats"]) == 3 and side["visibility"]["inside"]["available"]
-    assert set(result["phases"]["sides"]["fake"]) == {"prepare_s", "measure_s", "starts_s"}
+    phases = result["phases"]["sides"]["fake"]
+    assert set(phases) == {"prepare_s", "measure_s", "starts_s", "start_s", "probes_s", "destroy_s", "clean_s"}
+    assert len(phases["start_s"]) == 3 and phases["starts_s"] == pytest.approx(sum(phases["start_s"]), abs=0.01)
+    assert phases["probes_s"] + phases["destroy_s"] + phases["starts_s"] <= phases["measure_s"] + 0.01
 
 
 def test_a_slow_side_defaults_to_its_own_repeat_cap(fake):
