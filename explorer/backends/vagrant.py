@@ -38,7 +38,7 @@ DESTROY_TIMEOUT_S = 180
 
 class VagrantBackend(FullVMBackend):
     NAME = "vagrant"
-    MILESTONES = ("created", "process", "ssh", "up", "ready")
+    MILESTONES = ("created", "process", "kernel", "ssh", "up", "ready")
 
     def check(self) -> dict[str, Any]:
         facts = super().check()
@@ -99,18 +99,21 @@ class VagrantBackend(FullVMBackend):
         prefix = f"explorer-{scenario.name}-vagrant-{run_id}-{index}-{os.getpid()}-"
         workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{run_id}-{index}-{os.getpid()}-"))
         shutil.copyfile(VAGRANTFILE, workdir / "Vagrantfile")
+        workdir.chmod(0o711)  # QEMU's user writes the console file in it (libvirt labels the file)
+        console = workdir / "console.log"
         ssh_port, host_port = free_port(), free_port()
         env = {**os.environ, "VAGRANT_CWD": str(workdir), "EXPLORER_SCENARIO": scenario.name,
                "EXPLORER_SSH_PORT": str(ssh_port), "EXPLORER_HOST_PORT": str(host_port),
                "EXPLORER_DOMAIN_PREFIX": prefix, "EXPLORER_LIBVIRT_DRIVER": _driver(artifact),
-               "EXPLORER_MEMORY_MIB": str(self.memory_mib(scenario))}
+               "EXPLORER_MEMORY_MIB": str(self.memory_mib(scenario)), "EXPLORER_CONSOLE": str(console)}
         target = Target(side=self.side.name, name=prefix + "default", run_id=run_id, host_port=host_port)
         log = (workdir / "vagrant-up.log").open("wb")
         up = subprocess.Popen(["vagrant", "up", "--provider=libvirt"], cwd=workdir, env=env, stdout=log,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         target.mark("created")
-        target.handle = VagrantMachine(workdir, env, up)
+        target.handle = VagrantMachine(workdir, env, up, guest.ConsoleWatcher(console))
+        target.handle.watcher.start()
         target.facts.update(domain=target.name, accel=artifact.facts.get("accel"), box=artifact.facts.get("box"),
                             memory_mib=self.memory_mib(scenario), vcpus=scenario.vm.vcpus, host_port=host_port,
                             forwarded_ports={"22": ssh_port}, vagrant_cwd=str(workdir))
@@ -118,6 +121,9 @@ class VagrantBackend(FullVMBackend):
 
     def poll(self, target: Target) -> None:
         machine: VagrantMachine = target.handle
+        machine.watcher.read_new()
+        if "kernel" in machine.watcher.seen:
+            target.mark("kernel", machine.watcher.seen["kernel"])
         if machine.process is None:
             machine.process = _qemu_process(target.name)
             if machine.process is not None:
@@ -165,6 +171,7 @@ class VagrantBackend(FullVMBackend):
 
     def destroy(self, target: Target) -> None:
         if target.handle is not None:
+            target.handle.watcher.stop()
             self._remove_machine(target.handle.workdir, target.handle.env, target.handle.up, target.name)
 
     def _remove_machine(self, workdir: Path, env: dict[str, str] | None, up: Any, domain: str | None) -> None:
@@ -273,8 +280,9 @@ def pool_dir() -> Path:
 class VagrantMachine:
     """A Target's handle: the run's VAGRANT_CWD, its environment, and `vagrant up`."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], up: subprocess.Popen[bytes]) -> None:
-        self.workdir, self.env, self.up = workdir, env, up
+    def __init__(self, workdir: Path, env: dict[str, str], up: subprocess.Popen[bytes],
+                 watcher: guest.ConsoleWatcher) -> None:
+        self.workdir, self.env, self.up, self.watcher = workdir, env, up, watcher
         self.process: Any = None
         self.probed_at = 0.0
 
