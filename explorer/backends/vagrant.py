@@ -197,35 +197,29 @@ class VagrantBackend(FullVMBackend):
         return [d.name() for d in self._call("listing domains", self.conn.listAllDomains, 0)
                 if re.fullmatch(rf"explorer-.+-vagrant-{run}-{index}-{pid}-default", d.name())]
 
-    def _delete_volumes(self, domain: str) -> None:
+    def _delete_volumes(self, prefix: str) -> list[str]:
+        """The volumes of explorer's pool whose name starts with `prefix`: a machine's disks
+        (its domain's name), or the base volume uploaded from a box."""
         from explorer.images.vagrant_box import STORAGE_POOL
 
-        libvirt = _libvirt_module()
+        libvirt, deleted = _libvirt_module(), []
         with contextlib.suppress(libvirt.libvirtError):
             pool = self.conn.storagePoolLookupByName(STORAGE_POOL)
             pool.refresh(0)
             for volume in pool.listAllVolumes(0):
-                if volume.name().startswith(domain):
+                if volume.name().startswith(prefix):
                     volume.delete(0)
+                    deleted.append(volume.name())
+        return deleted
 
     def _remove_box(self, name: str) -> list[str]:
         """A box of explorer's and the base volume vagrant-libvirt uploaded from it."""
-        from explorer.images.vagrant_box import STORAGE_POOL
-
         removed = []
         with contextlib.suppress(BackendError):
             _vagrant(["box", "remove", "--force", "--all", name], Path.cwd(), timeout=120)
             removed.append(f"vagrant box {name}")
-        libvirt = _libvirt_module()
-        volume_prefix = name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
-        with contextlib.suppress(libvirt.libvirtError):
-            pool = self.conn.storagePoolLookupByName(STORAGE_POOL)
-            pool.refresh(0)
-            for volume in pool.listAllVolumes(0):
-                if volume.name().startswith(volume_prefix):
-                    volume.delete(0)
-                    removed.append(f"base volume {volume.name()}")
-        return removed
+        uploaded = self._delete_volumes(name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_")
+        return removed + [f"base volume {volume}" for volume in uploaded]
 
     def remove_images(self) -> list[str]:
         """`explorer clean --cache`: every explorer box, its uploaded volume, and the pool;

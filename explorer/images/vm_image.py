@@ -252,16 +252,9 @@ def _replace_file(root: Path, relative: str, text: str) -> None:
 
 def _content(root: Path) -> tuple[int, int]:
     """Bytes allocated under `root` (hard links counted once) and its number of entries."""
-    seen: set[tuple[int, int]] = set()
-    total = entries = 0
-    for directory, dirs, files in os.walk(root):
-        entries += len(dirs) + len(files)
-        for name in dirs + files:
-            info = os.lstat(os.path.join(directory, name))
-            if (info.st_dev, info.st_ino) not in seen:
-                seen.add((info.st_dev, info.st_ino))
-                total += info.st_blocks * 512
-    return total, entries
+    from explorer.images.dpkg_db import tree_bytes
+
+    return tree_bytes(root)
 
 
 def _make_ext4(root: Path, raw: Path, content: int, entries: int) -> None:
