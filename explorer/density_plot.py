@@ -10,6 +10,7 @@ from typing import Any
 from explorer import plot
 from explorer.document import side_color, side_title
 from explorer.errors import ExplorerError
+from explorer.report import seconds
 
 MIB = 1024 * 1024
 
@@ -33,6 +34,8 @@ def write(doc: dict[str, Any], path: str | Path) -> Path:
     ready_ax.set_xlabel("instance number (N when it started)")
     ready_ax.set_ylabel("seconds, create -> ready")
     ready_ax.set_yscale("log")
+    ready_ax.yaxis.set_major_formatter(lambda value, _pos: seconds(value))  # the tables' own format
+    ready_ax.yaxis.set_minor_formatter(lambda value, _pos: "")
     ready_ax.set_title("Time to ready against N")
     ready_ax.legend(fontsize=8)
     ready_ax.grid(alpha=0.3, which="both")

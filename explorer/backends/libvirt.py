@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ OOM_SIGNS = re.compile(r"Out of memory|oom-kill|Initramfs unpacking failed|not e
                        r"System is deadlocked on memory", re.IGNORECASE)
 SMALL_VM_MIB = 128  # measured under TCG: 128 MiB boots redis, 64 MiB prints nothing at all
 PORT_TRIES = 3
+KILL_WAIT_S = 5.0
 
 
 def _libvirt() -> Any:
@@ -71,6 +73,8 @@ class LibvirtBackend(Backend):
 
         super().__init__(side or SIDES["microvm"])
         self._conn: Any = None
+        self._removing: dict[str, threading.Thread] = {}  # libvirt's bookkeeping of killed VMs (destroy)
+        self._removal_errors: list[BackendError | BackendUnavailable] = []
 
     @property
     def conn(self) -> Any:
@@ -259,9 +263,42 @@ class LibvirtBackend(Backend):
         return names.get(state, f"in state {state}")
 
     def destroy(self, target: Target) -> None:
-        """Idempotent: a second call finds no domain and no work dir, and does nothing."""
-        if target.handle is not None:
-            self._remove(target.name, target.handle.workdir, target.handle)
+        """Idempotent: a second call finds no domain and no work dir, and does nothing.
+
+        The VMM is killed first and is dead (its memory freed) when this returns. libvirt's own
+        removal then waits until the dead QEMU is reaped by the host's init, which on some hosts
+        reaps once a second (here: 1-2 s per VM, most of a run's destroy time), so it finishes in
+        the background; clean() and a second destroy() of the target wait for it."""
+        if target.handle is None:
+            return
+        if target.name in self._removing:
+            self._wait_for_removals(target.name)
+            return
+        vm: RunningVM = target.handle
+        if not _killed(vm.process):
+            self._remove(target.name, vm.workdir, vm)
+            return
+        worker = threading.Thread(target=self._remove_in_background, args=(target.name, vm.workdir, vm),
+                                  name=f"remove:{target.name}")
+        self._removing[target.name] = worker
+        worker.start()
+
+    def _remove_in_background(self, name: str, workdir: Path, vm: RunningVM) -> None:
+        try:
+            self._remove(name, workdir, vm)
+        except (BackendError, BackendUnavailable) as exc:
+            self._removal_errors.append(exc)
+
+    def _wait_for_removals(self, name: str | None = None) -> None:
+        """The background removal of `name` (of every target: None) finished; the first that
+        failed is raised."""
+        for key in [name] if name else list(self._removing):
+            worker = self._removing.get(key)
+            if worker is not None:
+                worker.join()
+                self._removing.pop(key, None)
+        if self._removal_errors:
+            raise self._removal_errors.pop(0)
 
     def _remove(self, name: str, workdir: Path, vm: RunningVM | None) -> None:
         if vm is not None:
@@ -290,6 +327,7 @@ class LibvirtBackend(Backend):
     def clean(self, run_id: str | None = None) -> list[str]:
         """One run's domains and work dirs; or, without a run id, every leftover: what belongs
         to an explorer process that still runs (another terminal, a test) is not a leftover."""
+        self._wait_for_removals()
         removed, libvirt = [], _libvirt()
         for domain in self._call("listing domains", self.conn.listAllDomains, 0):
             try:
@@ -405,6 +443,25 @@ def _reachable(path: Path, workdir: Path, ids: tuple[int, int] | None, staged: l
         link.chmod(0o644)
         staged.append(str(path))
     return link
+
+
+def _killed(process: psutil.Process | None) -> bool:
+    """SIGKILL the VMM and wait until it is dead (a zombie, or gone): the guest is discarded
+    anyway. False where there is no process to kill or it did not die in time."""
+    if process is None:
+        return False
+    deadline = time.monotonic() + KILL_WAIT_S
+    try:
+        process.kill()
+        while process.status() != psutil.STATUS_ZOMBIE:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+    return True
 
 
 def _qemu_process(name: str) -> psutil.Process | None:

@@ -87,3 +87,5 @@ def test_startup_and_memory_evidence_equal_the_tables(live):
     assert f"workload {pss} PSS" in table_cell(live, "memory on host")
     per_instance = report.human_bytes(side["memory"]["host_total"]["pss_bytes"])
     assert f"runc container: {per_instance} PSS each" in container_part(live, "bin-packing")["evidence"]
+    packing = container_part(live, "bin-packing")
+    assert f"extrapolated from one instance (workload {pss} + shim" in " ".join(packing["notes"])
