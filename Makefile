@@ -28,6 +28,7 @@ lint: venv
 bench: venv
 	$(BIN)/python benchmarks/container_startup.py
 	$(BIN)/python benchmarks/vm_startup.py
+	$(BIN)/python benchmarks/run_overhead.py
 
 clean:
 	-$(BIN)/explorer clean
