@@ -9,7 +9,6 @@ from typing import Any
 
 from explorer import plot
 from explorer.document import side_color, side_title
-from explorer.errors import ExplorerError
 from explorer.report import seconds
 
 MIB = 1024 * 1024
@@ -40,14 +39,7 @@ def write(doc: dict[str, Any], path: str | Path) -> Path:
     ready_ax.legend(fontsize=8)
     ready_ax.grid(alpha=0.3, which="both")
     fig.suptitle(f"explorer density: {doc['scenario']['name']} on {doc.get('host', {}).get('hostname', '?')}")
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise ExplorerError(f"cannot write the plot to {path}: {exc.strerror}") from None
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return plot.save(fig, path)
 
 
 def _memory(ax: Any, side: dict[str, Any], title: str, color: str) -> None:

@@ -41,6 +41,13 @@ def write(result: dict[str, Any], path: str | Path) -> Path:
     _startup(startup_ax, result)
     _memory(memory_ax, result)
     fig.suptitle(report.title(result))
+    return save(fig, path)
+
+
+def save(fig: Any, path: str | Path) -> Path:
+    """Lay out, write and close a figure; a path that cannot be written is a clear error."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=100)
