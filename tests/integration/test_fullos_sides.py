@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from explorer import readiness, runner
+from explorer import runner
 from tests.conftest import ROOT, backend_or_skip, explorer_argv, ps_e
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.vagrant, pytest.mark.slow]
@@ -110,10 +110,10 @@ def test_nothing_is_left_and_no_network_was_made(cli_run):
 def fullvm_target(redis_scenario):
     backend = backend_or_skip("fullvm")
     artifact = backend.prepare(redis_scenario)
+    t0 = time.monotonic()
     target = backend.create(redis_scenario, artifact, runner.new_run_id(), 0)
     try:
-        deadline = time.monotonic() + redis_scenario.timeouts.vm_ready_s
-        readiness.wait_ready("redis", "127.0.0.1", target.host_port, deadline, between=lambda: backend.poll(target))
+        runner.wait_until_ready(backend, redis_scenario, target, t0)
         yield backend, target
     finally:
         backend.destroy(target)
@@ -129,11 +129,10 @@ def test_virsh_dominfo_matches_the_configured_memory(fullvm_target, redis_scenar
 def test_vagrant_ssh_reads_another_boot_id(redis_scenario):
     backend = backend_or_skip("vagrant")
     artifact = backend.prepare(redis_scenario)
+    t0 = time.monotonic()
     target = backend.create(redis_scenario, artifact, runner.new_run_id(), 0)
     try:
-        deadline = time.monotonic() + redis_scenario.timeouts.vm_ready_s
-        readiness.wait_ready("redis", "127.0.0.1", target.host_port, deadline, between=lambda: backend.poll(target))
-        backend.after_ready(target)
+        runner.wait_until_ready(backend, redis_scenario, target, t0)
         out = subprocess.run(["vagrant", "ssh", "--no-tty", "-c", "cat /proc/sys/kernel/random/boot_id"],
                              cwd=target.handle.workdir, env={**os.environ, **target.handle.env}, capture_output=True,
                              text=True, timeout=120, check=True).stdout.strip()

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from explorer import readiness, runner
+from explorer import runner
 from explorer.sides import SIDES
 from tests.conftest import backend_or_skip, ps_e
 
@@ -33,10 +33,7 @@ def test_side_contract(name, redis_scenario, redis_artifact):
     target = backend.create(redis_scenario, artifact, run_id, 0)
     try:
         assert target.side == name and name in target.name and target.run_id == run_id
-        deadline = t0 + getattr(redis_scenario.timeouts, backend.side.timeout)
-        readiness.wait_for_mark(target.marks, backend.READY_AFTER, lambda: backend.poll(target), deadline)
-        readiness.wait_ready("redis", "127.0.0.1", target.host_port, deadline, between=lambda: backend.poll(target))
-        backend.after_ready(target)
+        runner.wait_until_ready(backend, redis_scenario, target, t0)  # as a run waits: the side's timeout
         runtime = backend.runtime_pids(target)
         assert runtime and set(runtime.values()) <= set(backend.side.roles)
         host_table = ps_e("comm")
