@@ -113,17 +113,7 @@ def check_sides(
     backends, engines = {}, {}
     for name in names if names is not None else tuple(SIDES):
         try:
-            backend = get_backend(name)
-            reason = backend.supports(scenario) if scenario is not None else None
-            if reason:
-                raise BackendUnavailable(reason)
-            engines[name] = backend.check()
-        except ImportError as exc:  # an optional dependency (libvirt-python) is not installed
-            unavailable = BackendUnavailable(f"cannot load its backend: {exc}", hint="make venv (pip install -e .)")
-            if names is not None:
-                raise unavailable from None
-            skipped[name] = f"{unavailable} ({unavailable.hint})"
-            continue
+            backend = _checked(name, scenario, engines)
         except BackendUnavailable as exc:
             if names is not None:
                 raise BackendUnavailable(f"side {name}: {exc}", hint=exc.hint) from None
@@ -134,6 +124,20 @@ def check_sides(
         reasons = "; ".join(f"{n}: {r}" for n, r in skipped.items())
         raise BackendUnavailable(f"no side can run on this host ({reasons})", hint="run scripts/setup-host")
     return backends, engines
+
+
+def _checked(name: str, scenario: Scenario | None, engines: dict[str, dict[str, Any]]) -> Backend:
+    """The side's backend, checked (its engine facts into `engines`); BackendUnavailable when
+    it cannot run here or cannot serve `scenario`, or its optional dependency is missing."""
+    try:
+        backend = get_backend(name)
+    except ImportError as exc:  # e.g. libvirt-python not installed
+        raise BackendUnavailable(f"cannot load its backend: {exc}", hint="make venv (pip install -e .)") from None
+    reason = backend.supports(scenario) if scenario is not None else None
+    if reason:
+        raise BackendUnavailable(reason)
+    engines[name] = backend.check()
+    return backend
 
 
 def measure(

@@ -34,6 +34,7 @@ VAGRANTFILE = Path(__file__).resolve().parent.parent.parent / "Vagrantfile"
 WORKDIR_PREFIX = "explorer-vagrant-"  # explorer-vagrant-RUN-INDEX-PID-xxxx
 HINT = "run scripts/setup-host (it installs vagrant and vagrant-libvirt)"
 DESTROY_TIMEOUT_S = 180
+UP_TIMEOUT_S = 180  # how long after readiness `vagrant up` may take to return
 
 
 class VagrantBackend(FullVMBackend):
@@ -142,7 +143,7 @@ class VagrantBackend(FullVMBackend):
             target.mark("up")
 
     def after_ready(self, target: Target) -> None:
-        deadline = time.monotonic() + DESTROY_TIMEOUT_S
+        deadline = time.monotonic() + UP_TIMEOUT_S
         while "up" not in target.marks and time.monotonic() < deadline:
             self.poll(target)
             time.sleep(0.1)
@@ -193,7 +194,7 @@ class VagrantBackend(FullVMBackend):
 
     def _domains_in(self, workdir: Path) -> list[str]:
         """The domain names a work dir's machine has (from its name: RUN-INDEX-PID)."""
-        run, index, pid = workdir.name.removeprefix(WORKDIR_PREFIX).split("-")[:3]
+        run, index, pid = _workdir_labels(workdir)
         return [d.name() for d in self._call("listing domains", self.conn.listAllDomains, 0)
                 if re.fullmatch(rf"explorer-.+-vagrant-{run}-{index}-{pid}-default", d.name())]
 
@@ -227,7 +228,7 @@ class VagrantBackend(FullVMBackend):
         from explorer.images.vagrant_box import STORAGE_POOL
 
         live = [d for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*")
-                if owner_alive(d.name.removeprefix(WORKDIR_PREFIX).split("-")[2])]
+                if owner_alive(_workdir_labels(d)[2])]
         if live:
             return []  # removed nothing: what clean prints is what it removed
 
@@ -246,8 +247,7 @@ class VagrantBackend(FullVMBackend):
         """The machines of one run, or of every explorer process that no longer runs."""
         removed = []
         for workdir in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{run_id + '-' if run_id else ''}*"):
-            owner = workdir.name.removeprefix(WORKDIR_PREFIX).split("-")[2]
-            if run_id or not owner_alive(owner):
+            if run_id or not owner_alive(_workdir_labels(workdir)[2]):
                 self._remove_machine(workdir, {**os.environ, "VAGRANT_CWD": str(workdir)}, None, None)
                 removed.append(f"vagrant machine {workdir}")
         for domain in self._call("listing domains", self.conn.listAllDomains, 0):
@@ -293,6 +293,12 @@ def _vagrant(args: list[str], cwd: Path, env: dict[str, str] | None = None,
     except subprocess.CalledProcessError as exc:
         tail = "\n".join((exc.stderr or exc.stdout or "").strip().splitlines()[-8:])
         raise BackendError(f"vagrant {args[0]} exited {exc.returncode}:\n{tail}") from exc
+
+
+def _workdir_labels(workdir: Path) -> tuple[str, str, str]:
+    """(run id, index, owner PID) from a work dir's name: explorer-vagrant-RUN-INDEX-PID-xxxx."""
+    run, index, pid = workdir.name.removeprefix(WORKDIR_PREFIX).split("-")[:3]
+    return run, index, pid
 
 
 def _explorer_boxes() -> list[str]:
