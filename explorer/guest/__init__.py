@@ -60,9 +60,9 @@ def parse_view(text: str, channel: str) -> GuestView | None:
 #   init           the disk's init started as PID 1 (after switch_root, /proc mounted)
 #   network        eth0 is configured: from here a forwarded connection reaches the guest
 #   workload       the workload process started: pid=<guest pid>
-#   (the guest view block, EXPLORER-VIEW begin ... end, see parse_view)
 #   ready-inside   the workload's port is listening inside the guest: port=<port>;
-#                  uptime_s is when the port was first seen listening (before the view)
+#                  uptime_s is when the port was first seen listening
+#   (then a guest view block, EXPLORER-VIEW begin ... end, see parse_view, once a second)
 #   workload-exited  the workload ended: code=<exit status>; the guest then powers off
 # and, on failure: initramfs-error (insmod=, mount=, no-device=, no-init=), net-error (dev=),
 # config-error (file=), workdir-error. Values never contain spaces.

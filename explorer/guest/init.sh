@@ -83,16 +83,16 @@ watch_workload() {  # in the background: report the workload's pid, then its rea
     $BB usleep 20000
   done
   read -r ready _ < /proc/uptime
-  view=$(EXPLORER_AGENT_PIDS="1 $me" $BB sh /.explorer/view.sh)
-  printf '%s\n' "$view"
   echo "EXPLORER-MARK ready-inside uptime_s=$ready port=$port"
-  # Then a fresh view every second for two minutes: the host takes the first one printed
-  # after its own readiness check, as it does with docker exec, so late-forked workers
-  # (PostgreSQL's checkpointer, walwriter, ...) are counted on both sides alike.
+  # Then a view now and one every second for two minutes. The host takes the first one whose
+  # begin line it reads after its own readiness check, as it does with docker exec, so workers
+  # forked after the port listens (nginx's, PostgreSQL's checkpointer, ...) count on both sides
+  # alike. Each is printed as it is taken, never captured first: a view taken before the host's
+  # check must not reach the console after it (under TCG a walk of /proc takes a second).
   n=0
   while [ "$n" -lt 120 ] && [ -d "/proc/$pid" ]; do
-    $BB sleep 1
     EXPLORER_AGENT_PIDS="1 $me" $BB sh /.explorer/view.sh
+    $BB sleep 1
     n=$((n + 1))
   done
 }

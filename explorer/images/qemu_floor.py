@@ -123,10 +123,9 @@ def boot_to_ready(image: VMImage, ready: str, guest_port: int, timeout_s: float 
                               between=vm.poll, what="the hand-started VM")
         vm.poll()
         deadline = time.monotonic() + 10  # the view block follows the port by a moment
-        while "ready-inside" not in vm.marks and time.monotonic() < deadline:
+        while parse_view(vm.watcher.text(), "serial console") is None and time.monotonic() < deadline:
             time.sleep(0.05)
             vm.poll()
-        vm.watcher.read_new()
         text = vm.watcher.text()
         return {
             "ready_s": ready_at - vm.started,

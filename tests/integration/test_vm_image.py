@@ -87,7 +87,8 @@ def test_plain_qemu_boots_it_to_a_pong_on_localhost(redis_vm, redis_scenario):
 
         readiness.wait_ready("redis", "127.0.0.1", port, time.monotonic() + 120, between=alive)
         deadline = time.monotonic() + 20
-        while "ready-inside" not in parse_marks(console.read_text(errors="replace")) and time.monotonic() < deadline:
+        while parse_view(console.read_text(errors="replace"), "serial console") is None \
+                and time.monotonic() < deadline:
             time.sleep(0.1)
         text = console.read_text(errors="replace")
     finally:
