@@ -228,7 +228,7 @@ class LibvirtBackend(Backend):
             view = guest.parse_view(fresh, channel="serial console")
             if view is not None:
                 return view
-            time.sleep(0.1)
+            time.sleep(0.02)
         raise BackendError(f"{target.name} printed no guest view on its console in {VIEW_WAIT_S:.0f}s",
                            hint="its console's last lines:\n" + self.logs(target))
 
@@ -303,6 +303,7 @@ class LibvirtBackend(Backend):
     def _remove(self, name: str, workdir: Path, vm: RunningVM | None) -> None:
         if vm is not None:
             vm.stop()
+            _gone(vm.process)
         try:
             self._destroy_domain(name)
         finally:
@@ -443,6 +444,18 @@ def _reachable(path: Path, workdir: Path, ids: tuple[int, int] | None, staged: l
         link.chmod(0o644)
         staged.append(str(path))
     return link
+
+
+def _gone(process: psutil.Process | None) -> None:
+    """Wait (bounded) until a killed VMM is reaped, not just a zombie: libvirt's destroy polls
+    a process that still answers kill(pid, 0) every 200 ms, so calling it on a zombie costs a
+    poll; on a host whose reaper acts at once this wait is a few ms."""
+    if process is None:
+        return
+    deadline = time.monotonic() + KILL_WAIT_S
+    with contextlib.suppress(psutil.NoSuchProcess):
+        while process.status() == psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.002)
 
 
 def _killed(process: psutil.Process | None) -> bool:
