@@ -40,6 +40,7 @@ def floor_start_to_ready(image: VMImage, scen: Scenario, accel: str, backend: Li
     t0 = time.monotonic()
     with qemu_floor.floor_vm(image, scen.workload.port, memory_mib=options["memory_mib"], vcpus=vm_spec.vcpus,
                              cpu=vm_spec.cpu, accel=accel, agent=options.get("agent", False),
+                             view=options.get("view_port", False),
                              extra_ports=options.get("extra_ports", {})) as vm:
         # The same gate as explorer's (Backend.READY_AFTER): no readiness attempt before the
         # guest's network is up, so the floor is not slowed by them.

@@ -76,7 +76,7 @@ class GuestView:
     kernel_release: str
     boot_id: str | None
     processes: list[GuestProcess]
-    channel: str  # how it was obtained: "docker exec", "serial console", ...
+    channel: str  # how it was obtained: "docker exec", "virtio-serial port explorer.view", ...
     agent_pids: list[int] = field(default_factory=list)  # explorer's own, left out of processes
 
 

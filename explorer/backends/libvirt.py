@@ -61,6 +61,12 @@ class RunningVM(guest.ConsoleWatcher):
         super().__init__(console)
         self.workdir = workdir
         self.process: psutil.Process | None = None
+        self.view: guest.ViewChannel | None = None  # the microVM's view port, where it has one
+
+    def stop(self) -> None:
+        if self.view is not None:
+            self.view.close()
+        super().stop()
 
 
 class LibvirtBackend(Backend):
@@ -163,6 +169,9 @@ class LibvirtBackend(Backend):
             if vm.process is not None:
                 target.mark("process")
                 target.facts["qemu_pid"] = vm.process.pid
+            if spec.view_port:
+                vm.view = guest.ViewChannel(_channel_path(domain, guest.VIEW_PORT))
+                vm.view.connect()
             self.poll(target)
         except BaseException:  # KeyboardInterrupt too: leave no domain, overlay or work dir
             with contextlib.suppress(BackendError, BackendUnavailable):  # the first error is the one to report
@@ -173,7 +182,7 @@ class LibvirtBackend(Backend):
     def domain_options(self, scenario: Scenario) -> dict[str, Any]:
         """What a VM side sets in its domain beyond the defaults (memory, forwarded guest
         ports besides the workload's, a guest-agent channel)."""
-        return {"memory_mib": scenario.vm.memory_mib}
+        return {"memory_mib": scenario.vm.memory_mib, "view_port": True}
 
     def _start(self, conn: Any, spec: DomainSpec) -> Any:
         """createXML, again on another port should QEMU lose the race for the chosen one."""
@@ -217,20 +226,15 @@ class LibvirtBackend(Backend):
         return {process.pid: "VMM"} if process is not None and process.is_running() else {}
 
     def guest_view(self, target: Target) -> GuestView:
-        """The first view block the guest init prints after this call (it prints one a second
-        once the workload listens), so the snapshot is taken after readiness, as docker exec's."""
-        deadline = time.monotonic() + VIEW_WAIT_S
-        target.handle.read_new()
-        start = len(target.handle.data)
-        while time.monotonic() < deadline:
-            target.handle.read_new()
-            fresh = bytes(target.handle.data[start:]).decode(errors="replace")
-            view = guest.parse_view(fresh, channel="serial console")
-            if view is not None:
-                return view
-            time.sleep(0.02)
-        raise BackendError(f"{target.name} printed no guest view on its console in {VIEW_WAIT_S:.0f}s",
-                           hint="its console's last lines:\n" + self.logs(target))
+        """A view the guest's init takes when asked on its view port: after readiness, as
+        docker exec's is."""
+        vm: RunningVM = target.handle
+        if vm.view is None:
+            raise BackendError(f"{target.name} has no guest view port")
+        try:
+            return vm.view.request(VIEW_WAIT_S)
+        except BackendError as exc:
+            raise BackendError(f"{target.name}: {exc}", hint="its console's last lines:\n" + self.logs(target)) from exc
 
     def logs(self, target: Target, lines: int = 20) -> str:
         return target.handle.tail(lines) if target.handle is not None else ""
@@ -363,6 +367,7 @@ class DomainSpec:
     memory_mib: int = 512
     extra_ports: dict[int, int] = field(default_factory=dict)  # guest port -> host port, besides the workload's
     agent: bool = False  # a virtio-serial channel for qemu-guest-agent
+    view_port: bool = False  # a virtio-serial channel for explorer's init to answer view requests on
     host_port: int = 0
 
     @property
@@ -377,8 +382,9 @@ def domain_xml(spec: DomainSpec) -> str:
     cpu = "<cpu mode='maximum' check='none'/>" if vm.cpu == "maximum" else ""
     forwards = {spec.scenario.workload.port: spec.host_port, **spec.extra_ports}
     netdev = "user,id=explorer0," + ",".join(f"hostfwd=tcp:127.0.0.1:{host}-:{guest}" for guest, host in forwards.items())
-    agent = ("\n    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
-             if spec.agent else "")
+    channels = [name for name, wanted in (("org.qemu.guest_agent.0", spec.agent), (guest.VIEW_PORT, spec.view_port))
+                if wanted]  # libvirt makes each one's socket (under its own channel directory)
+    agent = "".join(f"\n    <channel type='unix'><target type='virtio' name={q(name)}/></channel>" for name in channels)
     labels = {"run": spec.run_id, "scenario": spec.scenario.name, "index": spec.index, "pid": os.getpid(),
               "workdir": spec.workdir}  # pid: `explorer clean` spares the domains of a run in progress
     label = " ".join(f"{key}={q(str(value))}" for key, value in labels.items())
@@ -444,6 +450,15 @@ def _reachable(path: Path, workdir: Path, ids: tuple[int, int] | None, staged: l
         link.chmod(0o644)
         staged.append(str(path))
     return link
+
+
+def _channel_path(domain: Any, name: str) -> Path:
+    """The host socket libvirt made for the domain's virtio-serial channel `name`."""
+    for channel in ET.fromstring(domain.XMLDesc(0)).iter("channel"):
+        target, source = channel.find("target"), channel.find("source")
+        if target is not None and target.get("name") == name and source is not None and source.get("path"):
+            return Path(source.get("path", ""))
+    raise BackendError(f"libvirt made no socket for the domain's channel {name}")
 
 
 def _gone(process: psutil.Process | None) -> None:

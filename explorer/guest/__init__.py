@@ -3,12 +3,15 @@ the VM, the init. Their output is line-based so that any channel can carry it.""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from importlib import resources
 from pathlib import Path
 
 from explorer.backends.base import GuestProcess, GuestView
+from explorer.errors import BackendError
 
 BEGIN = "EXPLORER-VIEW begin"
 END = "EXPLORER-VIEW end"
@@ -62,10 +65,10 @@ def parse_view(text: str, channel: str) -> GuestView | None:
 #   workload       the workload process started: pid=<guest pid>
 #   ready-inside   the workload's port is listening inside the guest: port=<port>;
 #                  uptime_s is when the port was first seen listening
-#   (then a guest view block, EXPLORER-VIEW begin ... end, see parse_view, once a second)
+#   (from here the init answers view requests on the view port, see ViewChannel)
 #   workload-exited  the workload ended: code=<exit status>; the guest then powers off
 # and, on failure: initramfs-error (insmod=, mount=, no-device=, no-init=), net-error (dev=),
-# config-error (file=), workdir-error. Values never contain spaces.
+# config-error (file=), workdir-error, view-error (port=, open=). Values never contain spaces.
 # The kernel's own first console line starts with KERNEL_BANNER ("guest kernel up").
 MARK = "EXPLORER-MARK"
 KERNEL_BANNER = "Linux version "
@@ -133,3 +136,65 @@ class ConsoleWatcher(threading.Thread):
     def tail(self, lines: int = 20) -> str:
         self.read_new()
         return "\n".join(self.text().rstrip().splitlines()[-lines:])
+
+
+VIEW_PORT = "explorer.view"  # the virtio-serial port the microVM's init serves views on
+
+
+class ViewChannel:
+    """The host end of the microVM's view port (QEMU's UNIX socket for it): one request line,
+    one view block back, taken by the guest at that moment. Connected when the VM is created
+    and kept open, so that the guest's read waits for a request instead of polling."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sock: socket.socket | None = None
+
+    def connect(self, timeout_s: float = 10.0) -> None:
+        """Connect to QEMU's socket, which exists once QEMU has started; retried until then."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(self.path))
+            except OSError as exc:
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise BackendError(f"could not connect to the guest view port {self.path}: {exc}") from exc
+                time.sleep(0.02)
+                continue
+            self._sock = sock
+            return
+
+    def request(self, timeout_s: float) -> GuestView:
+        """A view taken after this call; BackendError naming what came back if none did in time."""
+        if self._sock is None:
+            raise BackendError(f"the guest view port {self.path} is not connected")
+        self._sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while self._sock.recv(65536):  # anything unread belongs to an earlier request
+                pass
+        self._sock.settimeout(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        data = bytearray()
+        try:
+            self._sock.sendall(b"view\n")
+            while END.encode() not in data:
+                self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    raise BackendError("the guest view port closed before a view came back")
+                data += chunk
+        except TimeoutError as exc:
+            said = bytes(data[-200:]).decode(errors="replace")
+            raise BackendError(f"the guest sent no view on its view port in {timeout_s:.0f}s"
+                               + (f" (it sent {said!r})" if said else "")) from exc
+        view = parse_view(bytes(data).decode(errors="replace"), channel=f"virtio-serial port {VIEW_PORT}")
+        if view is None:
+            raise BackendError("the guest's answer on its view port was not a view block")
+        return view
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

@@ -5,6 +5,7 @@
 # time), and prints EXPLORER-MARK lines on the console (format: explorer/guest/__init__.py).
 BB=/.explorer/busybox
 CONF=/.explorer/workload.conf
+VIEW_PORT=explorer.view  # explorer.guest.VIEW_PORT
 
 mark() {  # mark NAME [KEY=VALUE...]: one parseable line, stamped with the guest's uptime
   read -r up _ < /proc/uptime
@@ -84,17 +85,31 @@ watch_workload() {  # in the background: report the workload's pid, then its rea
   done
   read -r ready _ < /proc/uptime
   echo "EXPLORER-MARK ready-inside uptime_s=$ready port=$port"
-  # Then views: one now, every 0.2 s for 5 s (the host's check mostly follows the port within
-  # that), then every second until two minutes. The host takes the first one whose begin line
-  # it reads after its own readiness check, as it does with docker exec, so workers forked
-  # after the port listens (nginx's, PostgreSQL's checkpointer, ...) count on both sides alike.
-  # Each is printed as it is taken, never captured first: a view taken before the host's check
-  # must not reach the console after it. A view takes 40-80 ms under TCG here.
-  n=0
-  while [ "$n" -lt 140 ] && [ -d "/proc/$pid" ]; do
-    EXPLORER_AGENT_PIDS="1 $me" $BB sh /.explorer/view.sh
-    if [ "$n" -lt 25 ]; then $BB usleep 200000; else $BB sleep 1; fi
-    n=$((n + 1))
+  serve_views
+}
+
+view_port() {  # the device of the virtio-serial port named explorer.view, or nothing
+  for dir in /sys/class/virtio-ports/vport*; do
+    [ -r "$dir/name" ] || continue
+    read -r name < "$dir/name"
+    [ "$name" = "$VIEW_PORT" ] && { echo "/dev/${dir##*/}"; return 0; }
+  done
+  return 1
+}
+
+serve_views() {  # answer each line the host sends on the view port with a fresh guest view
+  # Taken when the host asks (after its own readiness check, as docker exec is), so workers
+  # forked after the port listens (nginx's, PostgreSQL's checkpointer, ...) count on both sides
+  # alike, and nothing runs in the guest until then. The host connects when it creates the VM;
+  # a read with nobody connected returns at once, so that case looks again a second later.
+  dev=$(view_port) || { mark view-error "port=$VIEW_PORT"; exit 0; }
+  exec 3<> "$dev" || { mark view-error "open=$dev"; exit 0; }
+  while [ -d "/proc/$pid" ]; do
+    if read -r _ <&3; then
+      EXPLORER_AGENT_PIDS="1 $me" $BB sh /.explorer/view.sh >&3
+    else
+      $BB sleep 1
+    fi
   done
 }
 

@@ -34,7 +34,9 @@ DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 # virtio_rng feeds the guest's entropy pool from the host: without it, getrandom() blocks a
 # freshly booted TCG guest's workload (Redis) for ~1.5 s until the kernel's jitter entropy
 # is enough.
-ROOT_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "ext4")
+# virtio_console carries the host's requests for a guest view and the views themselves (a
+# virtio-serial port, explorer.view): asked for when the host wants one, not printed on a timer.
+ROOT_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "virtio_console", "ext4")
 # ext4 asks the crypto API for crc32c when it mounts (a soft dependency modules.dep does not
 # list); the generic implementation works on any CPU model the VM is given.
 SOFT_MODULES = ("crc32c_generic",)

@@ -98,7 +98,7 @@ def test_host_sees_qemu_and_no_redis_server_of_the_vm(libvirt_backend, running_v
 
 def test_guest_has_its_own_kernel_and_boot_id(libvirt_backend, running_vm, vm_artifact):
     view = libvirt_backend.guest_view(running_vm)
-    assert view.channel == "serial console"
+    assert view.channel == "virtio-serial port explorer.view"  # asked for, not read off the console
     assert view.boot_id and view.boot_id != HOST_BOOT_ID.read_text().strip()
     assert view.kernel_release == vm_artifact.facts["kernel_version"]
     assert "redis-server" in {p.name for p in view.processes if not p.kernel_thread}

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from explorer import readiness
-from explorer.guest import parse_marks, parse_view
+from explorer.guest import VIEW_PORT, ViewChannel, parse_marks
 from explorer.images import guest_config, qemu_floor, vm_image
 from explorer.images.initramfs import static_busybox
 from tests.conftest import qemu_processes
@@ -79,24 +79,26 @@ def test_plain_qemu_boots_it_to_a_pong_on_localhost(redis_vm, redis_scenario):
             "-initrd", str(redis_vm.initramfs), "-append", redis_vm.cmdline,
             "-drive", f"file={overlay},if=virtio,format=qcow2",
             "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:6379", "-device", "virtio-net-pci,netdev=n0",
-            "-device", "virtio-rng-pci", "-serial", f"file:{console}"]
+            "-device", "virtio-rng-pci", "-serial", f"file:{console}",
+            # the port explorer's init answers view requests on
+            "-device", "virtio-serial", "-chardev", f"socket,path={workdir / 'view.sock'},server=on,wait=off,id=v0",
+            "-device", f"virtserialport,chardev=v0,name={VIEW_PORT}"]
     qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    channel = ViewChannel(workdir / "view.sock")
     try:
         def alive() -> None:
             assert qemu.poll() is None, console.read_text(errors="replace")[-2000:]
 
+        channel.connect()
         readiness.wait_ready("redis", "127.0.0.1", port, time.monotonic() + 120, between=alive)
-        deadline = time.monotonic() + 20
-        while parse_view(console.read_text(errors="replace"), "serial console") is None \
-                and time.monotonic() < deadline:
-            time.sleep(0.1)
+        view = channel.request(timeout_s=20)
         text = console.read_text(errors="replace")
     finally:
+        channel.close()
         qemu.kill()
         qemu.wait()
         shutil.rmtree(workdir)
-    view = parse_view(text, "serial console")
-    assert view is not None, text[-3000:]
+    assert view.channel == f"virtio-serial port {VIEW_PORT}"
     assert view.boot_id and view.boot_id != HOST_BOOT_ID
     assert view.kernel_release == redis_vm.kernel_version
     assert "redis-server" in [p.name for p in view.processes if not p.kernel_thread]
