@@ -250,17 +250,20 @@ def report_cmd(file: str, fmt: str, plot_file: str | None, density_files: tuple[
 @click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
 @click.option("--sides", "side_names", help=SIDES_HELP)
 @click.option("--only", type=click.Choice(sides.KINDS), help=ONLY_HELP)
-@click.option("--count", type=click.IntRange(1, 500), help="Instances per side (default: the side's own, e.g. 50 containers, 6 microVMs).")
+@click.option("--count", "count_text", metavar="N|SIDE=N,...",
+              help="Instances per side: one N for every side, or per side (runc=50,microvm=6), or both "
+                   "(10,microvm=2); default: the side's own, e.g. 50 containers, 6 microVMs.")
 @click.option("--step", type=click.IntRange(1, 500), help="Instances started between two measurements (default: count/10).")
 @click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Also save the density result as JSON here.")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw memory and time to ready against N.")
 def density_cmd(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None,
-                count: int | None, step: int | None, fmt: str, output: str | None, plot_file: str | None) -> None:
+                count_text: str | None, step: int | None, fmt: str, output: str | None, plot_file: str | None) -> None:
     """Start many instances per side, all running, and fit their host memory against N."""
     from explorer import density, density_plot, density_report
 
     chosen = sides.parse(side_names, only)
+    count, counts = density.parse_counts(count_text, chosen)
     if plot_file:
         plot.require()
     if output:
@@ -270,7 +273,7 @@ def density_cmd(name: str | None, scenario_file: str | None, side_names: str | N
     run_id = runner.new_run_id()
     click.echo(f"explorer density: run {run_id} (its containers and domains are labelled with it)", err=True)
     with Steps() as steps:
-        doc = density.run(scenario, chosen, count, step, steps, run_id)
+        doc = density.run(scenario, chosen, count, step, steps, run_id, counts=counts)
     click.echo(density_report.render(doc, fmt), nl=False)
     if output:
         outputs.write_text(output, json.dumps(doc, indent=2) + "\n", "the density result")

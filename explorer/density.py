@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from explorer import runner
+from explorer import sides as sides_registry
 from explorer.backends.base import Artifact, Backend, Target
 from explorer.errors import BackendError, ExplorerError, NotReady, UsageError
 from explorer.hostinfo import host_facts
@@ -100,6 +101,33 @@ def default_step(count: int) -> int:
     return max(1, math.ceil(count / 10))
 
 
+MAX_COUNT = 500
+
+
+def parse_counts(text: str | None, chosen: tuple[str, ...] | None = None) -> tuple[int | None, dict[str, int]]:
+    """--count as (one count for every side, or None; counts of named sides): "20",
+    "runc=50,microvm=6", or both ("10,microvm=2": 10 for every side but the microVM)."""
+    if text is None:
+        return None, {}
+    everyone: int | None = None
+    named: dict[str, int] = {}
+    for entry in (part.strip() for part in text.split(",")):
+        side, _, value = entry.rpartition("=")
+        if not value.isdigit() or not 1 <= int(value) <= MAX_COUNT:
+            raise UsageError(f"--count: {entry!r} is not a count from 1 to {MAX_COUNT} (N or SIDE=N)")
+        if not side:
+            if everyone is not None:
+                raise UsageError("--count gives the count for every side twice")
+            everyone = int(value)
+            continue
+        sides_registry.get(side.strip())  # an unknown side is a usage error naming the known ones
+        if chosen is not None and side.strip() not in chosen:
+            raise UsageError(f"--count names side {side.strip()}, which --sides does not run",
+                             hint=f"the sides of this run: {', '.join(chosen)}")
+        named[side.strip()] = int(value)
+    return everyone, named
+
+
 def run(
     scenario: Scenario,
     sides: tuple[str, ...] | None = None,
@@ -109,10 +137,11 @@ def run(
     run_id: str | None = None,
     floor_fraction: float = FLOOR_FRACTION,
     ksm_settle_s: float = figures.KSM_SETTLE_S,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The density document (explorer.density/1) of the scenario on each side: `count`
-    instances per side (default: the side's own `density_count`), `step` at a time."""
-    if count is not None and count < 1 or step is not None and step < 1:
+    """The density document (explorer.density/1) of the scenario on each side: `counts` of the
+    side, else `count`, else the side's own `density_count` instances, `step` at a time."""
+    if count is not None and count < 1 or step is not None and step < 1 or any(n < 1 for n in (counts or {}).values()):
         raise UsageError("--count and --step must be at least 1")
     run_id = run_id or runner.new_run_id()
     say = progress or (lambda message: None)
@@ -128,7 +157,7 @@ def run(
     backends, engines = runner.check_sides(sides, doc["skipped"])
     for name, backend in backends.items():
         artifact = backend.prepare(scenario, say)
-        side_count = count or backend.side.density_count
+        side_count = (counts or {}).get(name) or count or backend.side.density_count
         measured = measure_side(backend, scenario, artifact, side_count, step or default_step(side_count),
                                 run_id, say, guard, ksm_settle_s)
         doc["sides"][name] = {**backend.side.meta(), "engine": engines[name], **measured}

@@ -371,3 +371,39 @@ def test_a_scenario_can_size_the_tcg_cache_on_the_domain(tmp_path):
     assert "<tcg>" not in xml("kvm")
     assert "<tcg>" not in domain_xml(DomainSpec("d", "r", 0, SCENARIO, "tcg", "", tmp_path, tmp_path / "o",
                                                 tmp_path / "k", tmp_path / "i", []))
+
+
+@pytest.mark.parametrize(("text", "chosen", "expected"), [
+    (None, None, (None, {})),
+    ("20", None, (20, {})),
+    ("runc=50,microvm=6", ("runc", "microvm"), (None, {"runc": 50, "microvm": 6})),
+    ("10, microvm=2", None, (10, {"microvm": 2})),
+])
+def test_count_is_one_number_or_one_per_side(text, chosen, expected):
+    assert density.parse_counts(text, chosen) == expected
+
+
+@pytest.mark.parametrize(("text", "chosen", "says"), [
+    ("0", None, "'0' is not a count from 1 to 500"),
+    ("runc=501", None, "'runc=501' is not a count"),
+    ("runc=", None, "'runc=' is not a count"),
+    ("runc=2.5", None, "'runc=2.5' is not a count"),
+    ("5,6", None, "every side twice"),
+    ("nosuch=3", None, "nosuch"),
+    ("microvm=3", ("runc",), "--count names side microvm, which --sides does not run"),
+])
+def test_a_bad_count_is_a_usage_error_naming_it(text, chosen, says):
+    with pytest.raises(UsageError, match=re.escape(says)):
+        density.parse_counts(text, chosen)
+
+
+def test_the_density_command_takes_a_count_per_side(counting, tmp_path):
+    scenario_file = tmp_path / "fake.yaml"
+    scenario_file.write_text(json.dumps({"name": "fake", "timeouts": {"ready_s": 2}, "workload": {
+        "image": "fake:1", "port": 6379, "processes": ["fake"], "ready": "redis"}}))
+    out = tmp_path / "d.json"
+    result = CliRunner().invoke(main, ["density", "--scenario-file", str(scenario_file), "--sides", "fake",
+                                       "--count", "9,fake=2", "--step", "1", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [s["n"] for s in json.loads(out.read_text())["sides"]["fake"]["steps"]] == [1, 2]
+    assert counting.live == []

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
+import pytest
+
 from explorer import guest
+from explorer.errors import BackendError
 
 
 def test_view_script_runs_and_parses_on_this_host():
@@ -51,3 +57,65 @@ def test_explorers_own_guest_processes_are_left_out_and_reported_apart():
     view = guest.parse_view(text, "serial console")
     assert [p.name for p in view.processes] == ["kthreadd", "redis-server"]
     assert view.agent_pids == [1, 5]
+
+
+STALE = b"EXPLORER-VIEW begin\nkernel_release=stale\nEXPLORER-VIEW end\n"
+
+
+def serve_once(path: Path, answer) -> threading.Thread:
+    """A stand-in for the microVM's init on its view port: on connect it sends a stale block
+    (what an earlier request left unread), then calls answer(conn) for each request line."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn, server:
+            conn.sendall(STALE)
+            for _line in conn.makefile("rb"):
+                if not answer(conn):
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_view_channel_asks_and_takes_the_answer_not_what_was_left_unread(tmp_path):
+    def view(conn) -> bool:
+        out = subprocess.run(["/bin/sh", "-c", guest.view_script()], capture_output=True, check=True).stdout
+        conn.sendall(out)
+        return True
+
+    serve_once(tmp_path / "v.sock", view)
+    channel = guest.ViewChannel(tmp_path / "v.sock")
+    channel.connect(timeout_s=5)
+    time.sleep(0.2)  # the stale block has arrived by now
+    try:
+        first, second = channel.request(timeout_s=10), channel.request(timeout_s=10)
+    finally:
+        channel.close()
+    assert first.kernel_release == second.kernel_release == os.uname().release
+    assert first.channel == "virtio-serial port explorer.view"
+
+
+def test_view_channel_says_what_came_back_when_no_view_does(tmp_path):
+    serve_once(tmp_path / "silent.sock", lambda conn: conn.sendall(b"half a line") or True)
+    channel = guest.ViewChannel(tmp_path / "silent.sock")
+    channel.connect(timeout_s=5)
+    time.sleep(0.2)
+    with pytest.raises(BackendError, match=r"sent no view on its view port in 1s \(it sent b?'half a line'\)"):
+        channel.request(timeout_s=1)
+    channel.close()
+
+
+def test_view_channel_closed_by_the_guest_and_never_connected(tmp_path):
+    serve_once(tmp_path / "gone.sock", lambda conn: False)
+    channel = guest.ViewChannel(tmp_path / "gone.sock")
+    channel.connect(timeout_s=5)
+    with pytest.raises(BackendError, match="closed before a view came back"):
+        channel.request(timeout_s=5)
+    channel.close()
+    with pytest.raises(BackendError, match="could not connect to the guest view port"):
+        guest.ViewChannel(tmp_path / "absent.sock").connect(timeout_s=0.1)
