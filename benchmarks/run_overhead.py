@@ -67,6 +67,11 @@ def main() -> int:
     verdict = "within" if share <= TARGET else "over"
     print(f"\n{total:.2f} s wall, {inside:.2f} s in the create -> ready windows: {share:.1%} outside them "
           f"({verdict} the {TARGET:.0%} target)")
+    teardown = sum(p.get("destroy_s", 0.0) + p.get("clean_s", 0.0) for p in result["phases"]["sides"].values())
+    own = total - inside - teardown
+    print(f"of which the engines' teardown (destroy and clean: docker's removal, libvirt's) {teardown:.2f} s "
+          f"({teardown / total:.1%}); the rest, explorer's own (check, prepare, probes, waits) {own:.2f} s "
+          f"({own / total:.1%})")
     vm_sides = [n for n, side in result["sides"].items() if side.get("kind") == "vm"]
     if vm_sides:  # a destroyed domain is gone once its killed QEMU is reaped: see LibvirtBackend.destroy
         print(reaper_note(total, inside))

@@ -147,8 +147,15 @@ def host_key(kernel: Path) -> dict[str, str]:
         "host_kernel": platform.release(),
         "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
         "qemu": qemu_version(),
-        "guest_kernel_sha256": hashlib.sha256(kernel.read_bytes()).hexdigest(),
+        "guest_kernel": _file_identity(kernel),
     }
+
+
+def _file_identity(path: Path) -> str:
+    """The file as this filesystem identifies it (device, inode, size, mtime): a rebuilt or
+    replaced kernel differs, and it costs a stat, not a hash of 30 MB on every run."""
+    st = path.stat()
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def qemu_version() -> str:

@@ -151,6 +151,10 @@ def measure(
         for index in range(repeats):
             say(f"{backend.side.name}: start {index + 1}/{repeats}")
             final = index == repeats - 1
+            if index:  # the last instance's teardown, finished before this start's clock runs
+                settling = time.monotonic()
+                backend.settle()
+                _spend(spent, "destroy_s", settling)
             timings.append(_one_start(backend, scenario, artifact, run_id, index, probed if final else None, spent))
     finally:
         with interrupts_deferred():

@@ -144,6 +144,10 @@ class Backend(abc.ABC):
     def destroy(self, target: Target) -> None:
         """Remove the target and everything created for it; idempotent."""
 
+    def settle(self) -> None:
+        """Wait for what destroy() left finishing in the background (none by default): the next
+        start's measured window must not overlap an earlier instance's teardown."""
+
     @abc.abstractmethod
     def clean(self, run_id: str | None = None) -> list[str]:
         """Remove every labelled leftover (of one run, or of all); returns what was removed."""

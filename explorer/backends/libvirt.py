@@ -270,9 +270,11 @@ class LibvirtBackend(Backend):
         """Idempotent: a second call finds no domain and no work dir, and does nothing.
 
         The VMM is killed first and is dead (its memory freed) when this returns. libvirt's own
-        removal then waits until the dead QEMU is reaped by the host's init, which on some hosts
-        reaps once a second (here: 1-2 s per VM, most of a run's destroy time), so it finishes in
-        the background; clean() and a second destroy() of the target wait for it."""
+        removal then waits until the dead QEMU is reaped (by its nearest subreaper: tini where
+        setup-host started libvirtd, else the host's init, which on some hosts reaps once a
+        second), and takes ~0.2 s of its own after that; so it finishes in the background, and
+        settle(), clean() and a second destroy() of the target wait for it. A run settles before
+        each next start: a removal overlapping libvirt's next createXML delays it by ~0.2 s."""
         if target.handle is None:
             return
         if target.name in self._removing:
@@ -286,6 +288,9 @@ class LibvirtBackend(Backend):
                                   name=f"remove:{target.name}")
         self._removing[target.name] = worker
         worker.start()
+
+    def settle(self) -> None:
+        self._wait_for_removals()
 
     def _remove_in_background(self, name: str, workdir: Path, vm: RunningVM) -> None:
         try:

@@ -3,7 +3,6 @@ the VM, the init. Their output is line-based so that any channel can carry it.""
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 import time
@@ -142,13 +141,15 @@ VIEW_PORT = "explorer.view"  # the virtio-serial port the microVM's init serves 
 
 
 class ViewChannel:
-    """The host end of the microVM's view port (QEMU's UNIX socket for it): one request line,
-    one view block back, taken by the guest at that moment. Connected when the VM is created
-    and kept open, so that the guest's read waits for a request instead of polling."""
+    """The host end of the microVM's view port (QEMU's UNIX socket for it): a request line
+    ("view N"), and back the view block the guest took then, which names N. Connected when the
+    VM is created and kept open, so that the guest's read waits for a request instead of
+    polling. A late answer to an earlier request that timed out is recognised and dropped."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._sock: socket.socket | None = None
+        self._requests = 0
 
     def connect(self, timeout_s: float = 10.0) -> None:
         """Connect to QEMU's socket, which exists once QEMU has started; retried until then."""
@@ -170,16 +171,14 @@ class ViewChannel:
         """A view taken after this call; BackendError naming what came back if none did in time."""
         if self._sock is None:
             raise BackendError(f"the guest view port {self.path} is not connected")
-        self._sock.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            while self._sock.recv(65536):  # anything unread belongs to an earlier request
-                pass
-        self._sock.settimeout(timeout_s)
+        self._requests += 1
+        number = self._requests
         deadline = time.monotonic() + timeout_s
         data = bytearray()
         try:
-            self._sock.sendall(b"view\n")
-            while END.encode() not in data:
+            self._sock.settimeout(timeout_s)
+            self._sock.sendall(f"view {number}\n".encode())
+            while (block := _answer(bytes(data).decode(errors="replace"), number)) is None:
                 self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 chunk = self._sock.recv(65536)
                 if not chunk:
@@ -189,7 +188,7 @@ class ViewChannel:
             said = bytes(data[-200:]).decode(errors="replace")
             raise BackendError(f"the guest sent no view on its view port in {timeout_s:.0f}s"
                                + (f" (it sent {said!r})" if said else "")) from exc
-        view = parse_view(bytes(data).decode(errors="replace"), channel=f"virtio-serial port {VIEW_PORT}")
+        view = parse_view(block, channel=f"virtio-serial port {VIEW_PORT}")
         if view is None:
             raise BackendError("the guest's answer on its view port was not a view block")
         return view
@@ -198,3 +197,17 @@ class ViewChannel:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def _answer(text: str, number: int) -> str | None:
+    """The complete view block in `text` that answers request `number`, or None."""
+    start = text.find(BEGIN)
+    while start >= 0:
+        stop = text.find(END, start)
+        if stop < 0:
+            return None
+        block = text[start : stop + len(END)]
+        if f"\nrequest={number}\n" in block:
+            return block
+        start = text.find(BEGIN, stop)
+    return None

@@ -105,8 +105,8 @@ serve_views() {  # answer each line the host sends on the view port with a fresh
   dev=$(view_port) || { mark view-error "port=$VIEW_PORT"; exit 0; }
   exec 3<> "$dev" || { mark view-error "open=$dev"; exit 0; }
   while [ -d "/proc/$pid" ]; do
-    if read -r _ <&3; then
-      EXPLORER_AGENT_PIDS="1 $me" $BB sh /.explorer/view.sh >&3
+    if read -r _ request <&3; then
+      EXPLORER_VIEW_REQUEST=$request EXPLORER_AGENT_PIDS="1 $me" $BB sh /.explorer/view.sh >&3
     else
       $BB sleep 1
     fi

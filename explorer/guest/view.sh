@@ -2,6 +2,8 @@
 # sees them. POSIX sh with builtins and cat only: it runs in a bare image and in busybox.
 echo "EXPLORER-VIEW begin"
 echo "viewer_pid=$$"
+# the host's request this view answers, where it asked over a channel (the microVM's view port)
+[ -n "${EXPLORER_VIEW_REQUEST:-}" ] && echo "request=$EXPLORER_VIEW_REQUEST"
 # explorer's own processes in the guest (the VM's init and its watcher), told apart from the OS's
 echo "agent_pids=${EXPLORER_AGENT_PIDS:-}"
 # gVisor (release 20221219) has no /proc/sys/kernel/osrelease: ask uname(2) there instead

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -59,12 +58,13 @@ def test_explorers_own_guest_processes_are_left_out_and_reported_apart():
     assert view.agent_pids == [1, 5]
 
 
-STALE = b"EXPLORER-VIEW begin\nkernel_release=stale\nEXPLORER-VIEW end\n"
+def stale(request: int) -> bytes:
+    return f"EXPLORER-VIEW begin\nrequest={request}\nkernel_release=stale\nEXPLORER-VIEW end\n".encode()
 
 
 def serve_once(path: Path, answer) -> threading.Thread:
-    """A stand-in for the microVM's init on its view port: on connect it sends a stale block
-    (what an earlier request left unread), then calls answer(conn) for each request line."""
+    """A stand-in for the microVM's init on its view port: answer(conn, request number) for
+    each request line ("view N")."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(1)
@@ -72,9 +72,8 @@ def serve_once(path: Path, answer) -> threading.Thread:
     def serve() -> None:
         conn, _ = server.accept()
         with conn, server:
-            conn.sendall(STALE)
-            for _line in conn.makefile("rb"):
-                if not answer(conn):
+            for line in conn.makefile("rb"):
+                if not answer(conn, int(line.split()[1])):
                     return
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -82,16 +81,22 @@ def serve_once(path: Path, answer) -> threading.Thread:
     return thread
 
 
-def test_view_channel_asks_and_takes_the_answer_not_what_was_left_unread(tmp_path):
-    def view(conn) -> bool:
-        out = subprocess.run(["/bin/sh", "-c", guest.view_script()], capture_output=True, check=True).stdout
-        conn.sendall(out)
-        return True
+def real_view(conn, request: int) -> bool:
+    """What the init does: the real view script, told the request it answers."""
+    out = subprocess.run(["/bin/sh", "-c", guest.view_script()], capture_output=True, check=True,
+                         env={**os.environ, "EXPLORER_VIEW_REQUEST": str(request)}).stdout
+    conn.sendall(out)
+    return True
 
-    serve_once(tmp_path / "v.sock", view)
+
+def test_view_channel_asks_and_takes_the_answer_to_its_own_request(tmp_path):
+    def late_then_real(conn, request: int) -> bool:
+        conn.sendall(stale(request - 1))  # a late answer to an earlier request that timed out
+        return real_view(conn, request)
+
+    serve_once(tmp_path / "v.sock", late_then_real)
     channel = guest.ViewChannel(tmp_path / "v.sock")
     channel.connect(timeout_s=5)
-    time.sleep(0.2)  # the stale block has arrived by now
     try:
         first, second = channel.request(timeout_s=10), channel.request(timeout_s=10)
     finally:
@@ -101,17 +106,16 @@ def test_view_channel_asks_and_takes_the_answer_not_what_was_left_unread(tmp_pat
 
 
 def test_view_channel_says_what_came_back_when_no_view_does(tmp_path):
-    serve_once(tmp_path / "silent.sock", lambda conn: conn.sendall(b"half a line") or True)
+    serve_once(tmp_path / "silent.sock", lambda conn, request: conn.sendall(b"half a line") or True)
     channel = guest.ViewChannel(tmp_path / "silent.sock")
     channel.connect(timeout_s=5)
-    time.sleep(0.2)
-    with pytest.raises(BackendError, match=r"sent no view on its view port in 1s \(it sent b?'half a line'\)"):
+    with pytest.raises(BackendError, match=r"sent no view on its view port in 1s \(it sent 'half a line'\)"):
         channel.request(timeout_s=1)
     channel.close()
 
 
 def test_view_channel_closed_by_the_guest_and_never_connected(tmp_path):
-    serve_once(tmp_path / "gone.sock", lambda conn: False)
+    serve_once(tmp_path / "gone.sock", lambda conn, request: False)
     channel = guest.ViewChannel(tmp_path / "gone.sock")
     channel.connect(timeout_s=5)
     with pytest.raises(BackendError, match="closed before a view came back"):

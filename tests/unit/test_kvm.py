@@ -53,7 +53,8 @@ def test_cache_is_keyed_by_host_kernel_boot_id_qemu_and_guest_kernel(fake_host):
     assert key["host_kernel"] == os.uname().release
     assert key["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     assert key["qemu"] == "QEMU emulator version 7.2.22"
-    assert len(key["guest_kernel_sha256"]) == 64
+    st = fake_host["kernel"].stat()
+    assert key["guest_kernel"] == f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def test_a_new_qemu_or_guest_kernel_tests_again(fake_host):

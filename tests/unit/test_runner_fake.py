@@ -71,6 +71,9 @@ class FakeBackend(Backend):
         self.calls.append(f"destroy {target.name}")
         target.handle.close()
 
+    def settle(self) -> None:
+        self.calls.append("settle")
+
     def clean(self, run_id=None) -> list[str]:
         self.calls.append("clean")
         return []
@@ -87,7 +90,8 @@ def fake(monkeypatch):
 
 def test_repeats_destroy_each_start_and_probe_the_last(fake):
     result = runner.run(SCENARIO, ("fake",), repeats=3)
-    assert fake.calls == ["check", "create 0", "destroy fake-0", "create 1", "destroy fake-1",
+    # an earlier instance's teardown is finished (settle) before the next start's clock runs
+    assert fake.calls == ["check", "create 0", "destroy fake-0", "settle", "create 1", "destroy fake-1", "settle",
                           "create 2", "destroy fake-2", "clean"]
     side = result["sides"]["fake"]
     assert (side["name"], side["kind"], side["title"], side["roles"]) == ("fake", "container", "fake container",
