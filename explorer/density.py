@@ -113,6 +113,7 @@ def parse_counts(text: str | None, chosen: tuple[str, ...] | None = None) -> tup
     named: dict[str, int] = {}
     for entry in (part.strip() for part in text.split(",")):
         side, _, value = entry.rpartition("=")
+        side = side.strip()
         if not value.isdigit() or not 1 <= int(value) <= MAX_COUNT:
             raise UsageError(f"--count: {entry!r} is not a count from 1 to {MAX_COUNT} (N or SIDE=N)")
         if not side:
@@ -120,11 +121,11 @@ def parse_counts(text: str | None, chosen: tuple[str, ...] | None = None) -> tup
                 raise UsageError("--count gives the count for every side twice")
             everyone = int(value)
             continue
-        sides_registry.get(side.strip())  # an unknown side is a usage error naming the known ones
-        if chosen is not None and side.strip() not in chosen:
-            raise UsageError(f"--count names side {side.strip()}, which --sides does not run",
+        sides_registry.get(side)  # an unknown side is a usage error naming the known ones
+        if chosen is not None and side not in chosen:
+            raise UsageError(f"--count names side {side}, which --sides does not run",
                              hint=f"the sides of this run: {', '.join(chosen)}")
-        named[side.strip()] = int(value)
+        named[side] = int(value)
     return everyone, named
 
 

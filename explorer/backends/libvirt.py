@@ -312,7 +312,6 @@ class LibvirtBackend(Backend):
     def _remove(self, name: str, workdir: Path, vm: RunningVM | None) -> None:
         if vm is not None:
             vm.stop()
-            _gone(vm.process)
         try:
             self._destroy_domain(name)
         finally:
@@ -389,7 +388,8 @@ def domain_xml(spec: DomainSpec) -> str:
     netdev = "user,id=explorer0," + ",".join(f"hostfwd=tcp:127.0.0.1:{host}-:{guest}" for guest, host in forwards.items())
     channels = [name for name, wanted in (("org.qemu.guest_agent.0", spec.agent), (guest.VIEW_PORT, spec.view_port))
                 if wanted]  # libvirt makes each one's socket (under its own channel directory)
-    agent = "".join(f"\n    <channel type='unix'><target type='virtio' name={q(name)}/></channel>" for name in channels)
+    channel_xml = "".join(f"\n    <channel type='unix'><target type='virtio' name={q(name)}/></channel>"
+                          for name in channels)
     labels = {"run": spec.run_id, "scenario": spec.scenario.name, "index": spec.index, "pid": os.getpid(),
               "workdir": spec.workdir}  # pid: `explorer clean` spares the domains of a run in progress
     label = " ".join(f"{key}={q(str(value))}" for key, value in labels.items())
@@ -409,7 +409,7 @@ def domain_xml(spec: DomainSpec) -> str:
       <target dev='vda' bus='virtio'/></disk>
     <serial type='file'><source path={q(str(spec.console))}/><target port='0'/></serial>
     <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
-    <controller type='usb' model='none'/><memballoon model='none'/>{agent}
+    <controller type='usb' model='none'/><memballoon model='none'/>{channel_xml}
   </devices>
   <seclabel type='none' model='dac'/>
   <qemu:commandline><qemu:arg value='-netdev'/><qemu:arg value={q(netdev)}/>
@@ -464,18 +464,6 @@ def _channel_path(domain: Any, name: str) -> Path:
         if target is not None and target.get("name") == name and source is not None and source.get("path"):
             return Path(source.get("path", ""))
     raise BackendError(f"libvirt made no socket for the domain's channel {name}")
-
-
-def _gone(process: psutil.Process | None) -> None:
-    """Wait (bounded) until a killed VMM is reaped, not just a zombie: libvirt's destroy polls
-    a process that still answers kill(pid, 0) every 200 ms, so calling it on a zombie costs a
-    poll; on a host whose reaper acts at once this wait is a few ms."""
-    if process is None:
-        return
-    deadline = time.monotonic() + KILL_WAIT_S
-    with contextlib.suppress(psutil.NoSuchProcess):
-        while process.status() == psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
-            time.sleep(0.002)
 
 
 def _killed(process: psutil.Process | None) -> bool:
