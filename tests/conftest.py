@@ -89,22 +89,24 @@ def run_explorer_traced(*args: str, timeout: float = 600, env: dict[str, str] | 
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
 
 
-def containers_owned_by(pid: int) -> list[str]:
-    """`docker ps -a` (the CLI): the containers explorer process `pid` labelled as its own."""
+def containers_labelled(label: str, value: str) -> list[str]:
+    """`docker ps -a` (the CLI, not explorer's client): the names of the containers, in any
+    state, whose `label` is `value`."""
     out = subprocess.run(
-        ["docker", "ps", "-a", "--filter", f"label={LABEL_OWNER}={pid}", "--format", "{{.Names}}"],
+        ["docker", "ps", "-a", "--filter", f"label={label}={value}", "--format", "{{.Names}}"],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout
     return out.split()
+
+
+def containers_owned_by(pid: int) -> list[str]:
+    """The containers explorer process `pid` labelled as its own."""
+    return containers_labelled(LABEL_OWNER, str(pid))
 
 
 def containers_of(scenario: str) -> list[str]:
-    """`docker ps -a` (the CLI, not explorer's client): the containers of `scenario`, in any state."""
-    out = subprocess.run(
-        ["docker", "ps", "-a", "--filter", f"label={LABEL_SCENARIO}={scenario}", "--format", "{{.Names}}"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout
-    return out.split()
+    """The containers of `scenario`."""
+    return containers_labelled(LABEL_SCENARIO, scenario)
 
 
 def docker_image_inspect(ref: str) -> dict:

@@ -5,6 +5,7 @@ sides, and one machine per side started through its backend, for the whole modul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -106,17 +107,24 @@ def test_nothing_is_left_and_no_network_was_made(cli_run):
     assert not [p for p in Path("/tmp").glob(f"explorer-vagrant-{run_id}-*")]
 
 
-@pytest.fixture(scope="module")
-def fullvm_target(redis_scenario):
-    backend = backend_or_skip("fullvm")
-    artifact = backend.prepare(redis_scenario)
+@contextlib.contextmanager
+def ready_target(side: str, scenario):
+    """One instance of `side`, waited for as a run waits, destroyed afterwards: (backend, target)."""
+    backend = backend_or_skip(side)
+    artifact = backend.prepare(scenario)
     t0 = time.monotonic()
-    target = backend.create(redis_scenario, artifact, runner.new_run_id(), 0)
+    target = backend.create(scenario, artifact, runner.new_run_id(), 0)
     try:
-        runner.wait_until_ready(backend, redis_scenario, target, t0)
+        runner.wait_until_ready(backend, scenario, target, t0)
         yield backend, target
     finally:
         backend.destroy(target)
+
+
+@pytest.fixture(scope="module")
+def fullvm_target(redis_scenario):
+    with ready_target("fullvm", redis_scenario) as started:
+        yield started
 
 
 def test_virsh_dominfo_matches_the_configured_memory(fullvm_target, redis_scenario):
@@ -127,18 +135,11 @@ def test_virsh_dominfo_matches_the_configured_memory(fullvm_target, redis_scenar
 
 
 def test_vagrant_ssh_reads_another_boot_id(redis_scenario):
-    backend = backend_or_skip("vagrant")
-    artifact = backend.prepare(redis_scenario)
-    t0 = time.monotonic()
-    target = backend.create(redis_scenario, artifact, runner.new_run_id(), 0)
-    try:
-        runner.wait_until_ready(backend, redis_scenario, target, t0)
+    with ready_target("vagrant", redis_scenario) as (_backend, target):
         out = subprocess.run(["vagrant", "ssh", "--no-tty", "-c", "cat /proc/sys/kernel/random/boot_id"],
                              cwd=target.handle.workdir, env={**os.environ, **target.handle.env}, capture_output=True,
                              text=True, timeout=120, check=True).stdout.strip()
         assert re.fullmatch(r"[0-9a-f-]{36}", out) and out != HOST_BOOT_ID
         assert not [pid for pid, comm in ps_e("comm").items() if comm == "redis-server" and not _in_a_container(pid)]
-    finally:
-        backend.destroy(target)
     assert target.name not in virsh("list", "--all", "--name")
 
