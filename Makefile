@@ -24,6 +24,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check explorer tests benchmarks
+	$(BIN)/ruff format --check explorer tests benchmarks
 
 bench: venv
 	$(BIN)/python benchmarks/container_startup.py

@@ -3,7 +3,7 @@ against a bare floor, in one run.
 
 The floor is the docker SDK alone: create + start with the same options and the same OCI
 runtime (runc, or runsc for gVisor), then a bare PING loop on the published port. explorer's
-figure is its own `ready_s` (create -> PONG) from runner.measure. Rounds alternate floor and
+figure is its own `ready_s` (create -> PONG) from lifecycle.measure. Rounds alternate floor and
 explorer so machine noise hits both alike. Target: explorer within 1.05x of the floor, per side.
 
     python benchmarks/container_startup.py [--rounds N] [--scenario redis] [--sides runc,gvisor]
@@ -19,8 +19,9 @@ import time
 
 import docker
 
-from explorer import runner, scenario, sides
+from explorer import lifecycle, scenario, sides
 from explorer.errors import BackendUnavailable
+from explorer.images.container.source import docker_client
 
 TARGET = 1.05
 
@@ -29,8 +30,12 @@ def bare_start_to_ready(client: docker.DockerClient, image: str, port: int, runt
     """create + start + PING loop with the docker SDK and a socket, nothing of explorer's."""
     t0 = time.monotonic()
     container = client.containers.create(
-        image, ports={f"{port}/tcp": ("127.0.0.1", None)}, labels={"io.explorer.managed": "true"},
-        security_opt=["no-new-privileges"], runtime=runtime, detach=True,
+        image,
+        ports={f"{port}/tcp": ("127.0.0.1", None)},
+        labels={"io.explorer.managed": "true"},
+        security_opt=["no-new-privileges"],
+        runtime=runtime,
+        detach=True,
     )
     try:
         container.start()
@@ -72,19 +77,23 @@ def main() -> int:
 
 def bench_side(backend, scen: scenario.Scenario, rounds: int) -> None:
     artifact = backend.prepare(scen)
-    runtime = backend.RUNTIME
+    runtime, client = backend.engine.runtime.name, docker_client()
     floor, explorer = [], []
-    bare_start_to_ready(backend.client, artifact.ref, scen.workload.port, runtime)  # warm-up, not counted
+    bare_start_to_ready(client, artifact.ref, scen.workload.port, runtime)  # warm-up, not counted
     for _ in range(rounds):
-        floor.append(bare_start_to_ready(backend.client, artifact.ref, scen.workload.port, runtime))
-        side = runner.measure(backend, scen, artifact, 1, runner.new_run_id(), lambda message: None)
+        floor.append(bare_start_to_ready(client, artifact.ref, scen.workload.port, runtime))
+        side = lifecycle.measure(backend, scen, artifact, 1, lifecycle.new_run_id(), lambda message: None)
         explorer.append(side["startup"]["repeats"][0]["ready_s"])
     f, e = statistics.median(floor), statistics.median(explorer)
     print(f"{backend.side.title} start-to-ready, {rounds} rounds, scenario {scen.name}, runtime {runtime or 'default'}")
-    print(f"  bare floor (docker SDK + PING loop): median {f * 1000:.0f} ms "
-          f"(min {min(floor) * 1000:.0f}, max {max(floor) * 1000:.0f})")
-    print(f"  explorer (ready_s):                  median {e * 1000:.0f} ms "
-          f"(min {min(explorer) * 1000:.0f}, max {max(explorer) * 1000:.0f})")
+    print(
+        f"  bare floor (docker SDK + PING loop): median {f * 1000:.0f} ms "
+        f"(min {min(floor) * 1000:.0f}, max {max(floor) * 1000:.0f})"
+    )
+    print(
+        f"  explorer (ready_s):                  median {e * 1000:.0f} ms "
+        f"(min {min(explorer) * 1000:.0f}, max {max(explorer) * 1000:.0f})"
+    )
     print(f"  ratio explorer/floor: {e / f:.2f}x (target <= {TARGET:.2f}x)")
 
 

@@ -1,5 +1,5 @@
 """Where a run's wall time goes: `explorer run redis --sides runc,microvm --repeat 3`, run in
-process (runner.run), and the share of its wall time outside the measured create -> ready
+process (lifecycle.run), and the share of its wall time outside the measured create -> ready
 windows: checks, image lookups, probes, destroys, cleanup and waits are explorer's own cost.
 Target: at most 10% of the wall time. The images must be built already (a build is not a run's
 overhead): run `explorer build redis` first.
@@ -17,7 +17,8 @@ import time
 
 import psutil
 
-from explorer import report, runner, scenario, sides
+from explorer import lifecycle, scenario, sides
+from explorer.output import report
 
 TARGET = 0.10
 
@@ -59,21 +60,25 @@ def main() -> int:
     parser.add_argument("--sides", default="runc,microvm")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    result = runner.run(scenario.load(args.scenario), sides.parse(args.sides), args.repeat)
+    result = lifecycle.run(scenario.load(args.scenario), lifecycle.Choice(names=sides.parse(args.sides)), args.repeat)
     print(report.table(*report.time_table(result), "table"))
     for name, p in result["phases"]["sides"].items():
         print(f"{name}: create -> ready per start: {p['start_s']}")
     total, inside, share = outside_share(result)
     verdict = "within" if share <= TARGET else "over"
-    print(f"\n{total:.2f} s wall, {inside:.2f} s in the create -> ready windows: {share:.1%} outside them "
-          f"({verdict} the {TARGET:.0%} target)")
+    print(
+        f"\n{total:.2f} s wall, {inside:.2f} s in the create -> ready windows: {share:.1%} outside them "
+        f"({verdict} the {TARGET:.0%} target)"
+    )
     teardown = sum(p.get("destroy_s", 0.0) + p.get("clean_s", 0.0) for p in result["phases"]["sides"].values())
     own = total - inside - teardown
-    print(f"of which the engines' teardown (destroy and clean: docker's removal, libvirt's) {teardown:.2f} s "
-          f"({teardown / total:.1%}); the rest, explorer's own (check, prepare, probes, waits) {own:.2f} s "
-          f"({own / total:.1%})")
+    print(
+        f"of which the engines' teardown (destroy and clean: docker's removal, libvirt's) {teardown:.2f} s "
+        f"({teardown / total:.1%}); the rest, explorer's own (check, prepare, probes, waits) {own:.2f} s "
+        f"({own / total:.1%})"
+    )
     vm_sides = [n for n, side in result["sides"].items() if side.get("kind") == "vm"]
-    if vm_sides:  # a destroyed domain is gone once its killed QEMU is reaped: see LibvirtBackend.destroy
+    if vm_sides:  # a destroyed domain is gone once its killed QEMU is reaped: see LibvirtEngine.destroy
         print(reaper_note(total, inside))
     return 0 if share <= TARGET else 1
 
@@ -84,11 +89,15 @@ def reaper_note(total: float, inside: float) -> str:
     parent = psutil.Process(daemons[0].info["ppid"]) if daemons and daemons[0].info["ppid"] > 1 else None
     reap = orphan_reap_s()
     if parent is not None:
-        return (f"libvirtd runs under {parent.name()} (pid {parent.pid}), which reaps a killed QEMU at once; "
-                f"this host's init would take {reap:.2f} s per VM (scripts/setup-host avoids it)")
+        return (
+            f"libvirtd runs under {parent.name()} (pid {parent.pid}), which reaps a killed QEMU at once; "
+            f"this host's init would take {reap:.2f} s per VM (scripts/setup-host avoids it)"
+        )
     own = (total - inside - reap) / total
-    return (f"this host's init reaps a killed orphan in {reap:.2f} s; libvirt waits for that once per VM side "
-            f"(its cleanup): without it, {own:.1%} outside the windows")
+    return (
+        f"this host's init reaps a killed orphan in {reap:.2f} s; libvirt waits for that once per VM side "
+        f"(its cleanup): without it, {own:.1%} outside the windows"
+    )
 
 
 if __name__ == "__main__":

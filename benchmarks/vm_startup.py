@@ -1,8 +1,8 @@
 """VM start-to-ready: explorer's measurement against a bare floor, in one run.
 
-explorer's figure is its own `ready_s` from runner.measure: LibvirtBackend.create (overlay,
+explorer's figure is its own `ready_s` from lifecycle.measure: LibvirtBackend.create (overlay,
 transient domain) -> protocol-level readiness on 127.0.0.1. The floor is QEMU started by
-hand (explorer.images.qemu_floor) with the same kernel, initramfs, disk overlay, netdev,
+hand (explorer.images.microvm.qemu_floor) with the same kernel, initramfs, disk overlay, netdev,
 memory, vCPUs and accelerator, timed the same way (from before its overlay is made) and
 waited on with the same readiness loop. Rounds alternate floor and explorer so machine
 noise hits both alike. Targets: explorer within 1.10x of the floor; TCG boot-to-ready 12 s
@@ -24,43 +24,62 @@ import sys
 import time
 from pathlib import Path
 
-from explorer import readiness, runner, scenario, sides
-from explorer.backends.base import Artifact
-from explorer.backends.libvirt import LibvirtBackend
+from explorer import lifecycle, readiness, scenario, sides
+from explorer.backends.base import Backend
 from explorer.errors import BackendUnavailable
-from explorer.images import qemu_floor
-from explorer.images.vm_image import VMImage
+from explorer.images.microvm import qemu_floor
+from explorer.images.microvm.vm_image import VMImage
+from explorer.model import Artifact
 from explorer.scenario import Scenario
 
 
-def floor_start_to_ready(image: VMImage, scen: Scenario, accel: str, backend: LibvirtBackend) -> dict[str, float]:
+def floor_start_to_ready(image: VMImage, scen: Scenario, accel: str, backend: Backend) -> dict[str, float]:
     """Overlay + hand-started QEMU + the readiness loop: what a VM start costs without libvirt.
-    The domain's extras (memory, SSH forward, guest-agent port) are the backend's own."""
-    vm_spec, options = scen.vm, backend.domain_options(scen)
+    The domain's extras (memory, SSH forward, guest-agent port) are the side's machine's own."""
+    vm_spec, machine = scen.vm, backend.engine.machine
     t0 = time.monotonic()
-    with qemu_floor.floor_vm(image, scen.workload.port, memory_mib=options["memory_mib"], vcpus=vm_spec.vcpus,
-                             cpu=vm_spec.cpu, accel=accel, agent=options.get("agent", False),
-                             view=options.get("view_port", False),
-                             extra_ports=options.get("extra_ports", {})) as vm:
-        # The same gate as explorer's (Backend.READY_AFTER): no readiness attempt before the
+    with qemu_floor.floor_vm(
+        image,
+        scen.workload.port,
+        memory_mib=machine.memory_mib(scen),
+        vcpus=vm_spec.vcpus,
+        cpu=vm_spec.cpu,
+        accel=accel,
+        agent=machine.agent,
+        view=bool(machine.view_port),
+        extra_ports=dict.fromkeys(machine.extra_ports, 0),
+    ) as vm:
+        # The same gate as explorer's (the engine's ready_after): no readiness attempt before the
         # guest's network is up, so the floor is not slowed by them.
-        readiness.wait_for_mark(vm.marks, backend.READY_AFTER, vm.poll, t0 + scen.timeouts.vm_ready_s)
-        ready = readiness.wait_ready(scen.workload.ready, "127.0.0.1", vm.host_port, t0 + scen.timeouts.vm_ready_s,
-                                     between=vm.poll, what="the hand-started VM")
+        readiness.wait_for_mark(vm.marks, backend.engine.ready_after, vm.poll, t0 + scen.timeouts.vm_ready_s)
+        ready = readiness.wait_ready(
+            scen.workload.ready,
+            "127.0.0.1",
+            vm.host_port,
+            t0 + scen.timeouts.vm_ready_s,
+            between=vm.poll,
+            what="the hand-started VM",
+        )
         marks = {f"{name}_s": when - t0 for name, when in vm.marks.items() if name in ("kernel", "init", "network")}
     return {"process_s": vm.started - t0, **marks, "ready_s": ready - t0}
 
 
-def explorer_start_to_ready(backend: LibvirtBackend, scen: Scenario, artifact: Artifact) -> dict[str, float]:
-    side = runner.measure(backend, scen, artifact, 1, runner.new_run_id(), lambda message: None)
+def explorer_start_to_ready(backend: Backend, scen: Scenario, artifact: Artifact) -> dict[str, float]:
+    side = lifecycle.measure(backend, scen, artifact, 1, lifecycle.new_run_id(), lambda message: None)
     return side["startup"]["repeats"][0]
 
 
 def image_of(artifact: Artifact) -> VMImage:
     """The very files the libvirt side boots."""
     paths = {key: Path(value) for key, value in artifact.paths.items()}
-    return VMImage(paths["disk"], paths["kernel"], paths["initramfs"], artifact.facts["cmdline"],
-                   artifact.facts["kernel_version"], dict(artifact.facts))
+    return VMImage(
+        paths["disk"],
+        paths["kernel"],
+        paths["initramfs"],
+        artifact.facts["cmdline"],
+        artifact.facts["kernel_version"],
+        dict(artifact.facts),
+    )
 
 
 def summary(label: str, values: list[float]) -> str:
@@ -98,17 +117,21 @@ def bench_against_floor(name: str, scen: Scenario, rounds: int) -> float | None:
     floor, explorer = [r["ready_s"] for r in floor_runs], [r["ready_s"] for r in explorer_runs]
     f, e = statistics.median(floor), statistics.median(explorer)
     ratio_target, boot_target = TARGETS[name]
-    print(f"{backend.side.title} start-to-ready, {rounds} rounds, scenario {scen.name}, "
-          f"{accel.upper()} ({artifact.facts.get('accel_reason')}), libvirt {engine['libvirt_version']}, "
-          f"QEMU {engine['qemu_version']}, {artifact.facts['memory_mib']} MiB, {scen.vm.vcpus} vCPU")
+    print(
+        f"{backend.side.title} start-to-ready, {rounds} rounds, scenario {scen.name}, "
+        f"{accel.upper()} ({artifact.facts.get('accel_reason')}), libvirt {engine['libvirt_version']}, "
+        f"QEMU {engine['qemu_version']}, {artifact.facts['memory_mib']} MiB, {scen.vm.vcpus} vCPU"
+    )
     print(summary("bare floor (qemu by hand + readiness loop):", floor))
     milestones(floor_runs, ("process_s", "kernel_s", "init_s", "network_s"))
     print(summary(f"explorer ({type(backend).__name__} create -> ready_s):", explorer))
-    milestones(explorer_runs, tuple(f"{m}_s" for m in backend.MILESTONES if m != "ready"))
+    milestones(explorer_runs, tuple(f"{m}_s" for m in backend.milestones if m != "ready"))
     print(f"  ratio explorer/floor: {e / f:.2f}x (target <= {ratio_target:.2f}x)")
     if accel == "tcg":
-        print(f"  TCG boot-to-ready median: {e:.2f} s (target <= {boot_target:g} s): "
-              f"{'ok' if e <= boot_target else 'MISSED'}")
+        print(
+            f"  TCG boot-to-ready median: {e:.2f} s (target <= {boot_target:g} s): "
+            f"{'ok' if e <= boot_target else 'MISSED'}"
+        )
     return e
 
 

@@ -8,9 +8,6 @@ a few list and arithmetic operations, comparisons. Nothing in the file is execut
 from __future__ import annotations
 
 import functools
-import operator
-import re
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,37 +15,35 @@ from typing import Any
 import jsonschema
 import yaml
 
-from explorer.document import side_title, upgraded
 from explorer.errors import ExplorerError
-from explorer.report import human_bytes, seconds
-from explorer.sides import KINDS
+from explorer.model import KINDS
+from explorer.output.document import side_title, upgraded
+from explorer.rules import (
+    COMPARISONS,
+    FORMATS,
+    PLACEHOLDER,
+    Missing,
+    figure,
+    fill,
+    passes,
+)
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 MIXED = "mixed"  # an overall verdict only: the sides disagree
-COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt,
-    "le": operator.le, "gt": operator.gt, "ge": operator.ge,
-}
-FORMATS: dict[str, Callable[[Any], str]] = {
-    "bytes": human_bytes,
-    "seconds": seconds,
-    "times": lambda v: f"{v:.0f}x" if v >= 100 else f"{v:.1f}x",
-    "percent": lambda v: f"{v * 100:.0f}%",
-    "count": lambda v: f"{int(v):,}",
-}
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
-
 _NAME = {"type": "string", "pattern": r"^[a-z_][a-z0-9_]*$"}
 _PATH = {"type": "string", "pattern": r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$"}
 _OPERAND = {"$ref": "#/$defs/operand"}
 _WHERE = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}}
-_VALUE = {"anyOf": [{"type": ["string", "number", "boolean"]}, {
-    "type": "object", "required": ["figure"], "additionalProperties": False, "properties": {"figure": _NAME}}]}
+_VALUE = {
+    "anyOf": [
+        {"type": ["string", "number", "boolean"]},
+        {"type": "object", "required": ["figure"], "additionalProperties": False, "properties": {"figure": _NAME}},
+    ]
+}
 
 
 def _only(key: str, value: dict[str, Any], **optional: Any) -> dict[str, Any]:
-    return {"type": "object", "required": [key], "additionalProperties": False,
-            "properties": {key: value, **optional}}
+    return {"type": "object", "required": [key], "additionalProperties": False, "properties": {key: value, **optional}}
 
 
 SCHEMA: dict[str, Any] = {
@@ -62,7 +57,9 @@ SCHEMA: dict[str, Any] = {
     },
     "$defs": {
         "claim": {
-            "type": "object", "additionalProperties": False, "required": ["id", "title", "quotes", "parts"],
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id", "title", "quotes", "parts"],
             "properties": {
                 "id": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"},
                 "title": {"type": "string", "minLength": 1},
@@ -72,45 +69,78 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "part": {
-            "type": "object", "additionalProperties": False, "required": ["rule", "test", "evidence"],
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["rule", "test", "evidence"],
             "oneOf": [{"required": ["kind"]}, {"required": ["compare"]}],
             "properties": {
                 "kind": {"enum": list(KINDS)},
-                "compare": {"type": "array", "minItems": 2, "maxItems": 2, "uniqueItems": True,
-                            "items": {"enum": list(KINDS)}},
+                "compare": {
+                    "type": "array",
+                    "minItems": 2,
+                    "maxItems": 2,
+                    "uniqueItems": True,
+                    "items": {"enum": list(KINDS)},
+                },
                 "rule": {"type": "string", "minLength": 1},
                 "figures": {"type": "object", "propertyNames": _NAME, "additionalProperties": _OPERAND},
                 "test": {"$ref": "#/$defs/test"},
-                "evidence": {"anyOf": [{"type": "string"}, {
-                    "type": "object", "additionalProperties": False,
-                    "required": ["reproduced", "not_reproduced"],
-                    "properties": {"reproduced": {"type": "string"}, "not_reproduced": {"type": "string"}}}]},
-                "notes": {"type": "array", "items": {
-                    "type": "object", "additionalProperties": False, "required": ["when", "text"],
-                    "properties": {"when": {"$ref": "#/$defs/test"}, "text": {"type": "string"}}}},
+                "evidence": {
+                    "anyOf": [
+                        {"type": "string"},
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["reproduced", "not_reproduced"],
+                            "properties": {"reproduced": {"type": "string"}, "not_reproduced": {"type": "string"}},
+                        },
+                    ]
+                },
+                "notes": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["when", "text"],
+                        "properties": {"when": {"$ref": "#/$defs/test"}, "text": {"type": "string"}},
+                    },
+                },
             },
         },
-        "operand": {"anyOf": [
-            _PATH, _NAME, {"type": "number"},
-            _only("path", _PATH, default={}),
-            _only("first", {"type": "array", "minItems": 1, "items": _OPERAND}, default={}),
-            _only("len", _PATH),
-            _only("count", _PATH, where=_WHERE),
-            _only("join", _PATH, where=_WHERE, item={"type": "string"}, empty={"type": "string"}),
-            _only("sum", {"type": "array", "minItems": 1, "items": _OPERAND}),
-            _only("diff", {"type": "array", "minItems": 2, "maxItems": 2, "items": _OPERAND}),
-            _only("ratio", {"type": "array", "minItems": 2, "maxItems": 2, "items": _OPERAND}),
-        ]},
-        "test": {"anyOf": [
-            {"type": "object", "required": ["figure"], "additionalProperties": False,
-             "minProperties": 2, "maxProperties": 2,
-             "properties": {"figure": _NAME, "between": {"type": "array", "minItems": 2, "maxItems": 2,
-                                                         "items": {"type": "number"}},
-                            **{op: _VALUE for op in COMPARISONS}}},
-            _only("all", {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/test"}}),
-            _only("any", {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/test"}}),
-            _only("not", {"$ref": "#/$defs/test"}),
-        ]},
+        "operand": {
+            "anyOf": [
+                _PATH,
+                _NAME,
+                {"type": "number"},
+                _only("path", _PATH, default={}),
+                _only("first", {"type": "array", "minItems": 1, "items": _OPERAND}, default={}),
+                _only("len", _PATH),
+                _only("count", _PATH, where=_WHERE),
+                _only("join", _PATH, where=_WHERE, item={"type": "string"}, empty={"type": "string"}),
+                _only("sum", {"type": "array", "minItems": 1, "items": _OPERAND}),
+                _only("diff", {"type": "array", "minItems": 2, "maxItems": 2, "items": _OPERAND}),
+                _only("ratio", {"type": "array", "minItems": 2, "maxItems": 2, "items": _OPERAND}),
+            ]
+        },
+        "test": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "required": ["figure"],
+                    "additionalProperties": False,
+                    "minProperties": 2,
+                    "maxProperties": 2,
+                    "properties": {
+                        "figure": _NAME,
+                        "between": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}},
+                        **{op: _VALUE for op in COMPARISONS},
+                    },
+                },
+                _only("all", {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/test"}}),
+                _only("any", {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/test"}}),
+                _only("not", {"$ref": "#/$defs/test"}),
+            ]
+        },
     },
 }
 
@@ -122,10 +152,6 @@ class ClaimsError(ExplorerError):
         self.problems = problems
         text = f"invalid claims file {source}:\n" + "\n".join(f"  - {p}" for p in problems)
         super().__init__(text, hint="see the format described at the top of explorer/claims.yaml")
-
-
-class Missing(Exception):
-    """A figure a rule needs is absent from the result: its part is inconclusive, not failed."""
 
 
 # ---- loading and validation --------------------------------------------------------------
@@ -154,8 +180,10 @@ def _parse(text: str, source: str) -> list[dict[str, Any]]:
     except yaml.YAMLError as exc:
         raise ClaimsError([f"not YAML: {exc}"], source) from None
     validator = jsonschema.Draft202012Validator(SCHEMA)
-    problems = [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
-                for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))]
+    problems = [
+        f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+        for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    ]
     if not problems:
         problems = [p for claim in doc["claims"] for p in _check_names(claim)]
         ids = [c["id"] for c in doc["claims"]]
@@ -183,10 +211,16 @@ def _check_names(claim: dict[str, Any]) -> list[str]:
         where = f"claims/{claim['id']}/parts/{index}"
         defined: list[str] = predefined(part)
         for name, spec in part.get("figures", {}).items():
-            problems += [f"{where}/figures/{name}: {r!r} is not a figure defined before it"
-                         for r in _references(spec) if r not in defined]
-            problems += [f"{where}/figures/{name}: path {p!r} must start with one of {', '.join(roots(part))}"
-                         for p in _paths(spec) if p.split(".")[0] not in roots(part)]
+            problems += [
+                f"{where}/figures/{name}: {r!r} is not a figure defined before it"
+                for r in _references(spec)
+                if r not in defined
+            ]
+            problems += [
+                f"{where}/figures/{name}: path {p!r} must start with one of {', '.join(roots(part))}"
+                for p in _paths(spec)
+                if p.split(".")[0] not in roots(part)
+            ]
             defined.append(name)
         tests = [part["test"], *(note["when"] for note in part.get("notes", []))]
         problems += [f"{where}/test: unknown figure {n!r}" for t in tests for n in _test_names(t) if n not in defined]
@@ -213,8 +247,13 @@ def _paths(spec: Any) -> list[str]:
     if isinstance(spec, str):
         return [spec] if "." in spec else []
     if isinstance(spec, dict):
-        return [p for value in spec.values() for item in (value if isinstance(value, list) else [value])
-                for p in _paths(item) if isinstance(item, (str, dict))]
+        return [
+            p
+            for value in spec.values()
+            for item in (value if isinstance(value, list) else [value])
+            for p in _paths(item)
+            if isinstance(item, (str, dict))
+        ]
     return []
 
 
@@ -232,124 +271,13 @@ def _templates(part: dict[str, Any]) -> list[str]:
     return texts + [note["text"] for note in part.get("notes", [])]
 
 
-# ---- evaluation -----------------------------------------------------------------------------
-
-
-def lookup(result: dict[str, Any], path: str) -> Any:
-    """The value at a dotted path; absent or null is Missing (the part is inconclusive)."""
-    node: Any = result
-    for key in path.split("."):
-        if not isinstance(node, dict) or key not in node:
-            raise Missing(f"the result has no {path}")
-        node = node[key]
-    if node is None:
-        raise Missing(f"{path} is unknown (null)")
-    return node
-
-
-def _list(result: dict[str, Any], path: str) -> list[Any]:
-    value = lookup(result, path)
-    if not isinstance(value, list):
-        raise Missing(f"{path} is not a list")
-    return value
-
-
-def _matches(item: Any, where: dict[str, Any]) -> bool:
-    if not where:
-        return True
-    return isinstance(item, dict) and all(item.get(k) == v for k, v in where.items())
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Missing(f"{value!r} is not a number")
-    return value
-
-
-def figure(spec: Any, result: dict[str, Any], figures: dict[str, Any]) -> Any:
-    """Compute one figure from its spec (see the top of claims.yaml)."""
-    if isinstance(spec, (int, float)):
-        return spec
-    if isinstance(spec, str):
-        return lookup(result, spec) if "." in spec else figures[spec]
-    if "path" in spec:
-        try:
-            return lookup(result, spec["path"])
-        except Missing:
-            if "default" in spec:
-                return spec["default"]
-            raise
-    if "first" in spec:
-        return _first(spec, result, figures)
-    if "len" in spec:
-        return len(_list(result, spec["len"]))
-    if "count" in spec:
-        return sum(_matches(i, spec.get("where", {})) for i in _list(result, spec["count"]))
-    if "join" in spec:
-        items = [i for i in _list(result, spec["join"]) if _matches(i, spec.get("where", {}))]
-        shown = [fill(spec["item"], i) if "item" in spec else str(i) for i in items]
-        return ", ".join(shown) or spec.get("empty", "none")
-    values = [_number(figure(item, result, figures)) for item in next(iter(spec.values()))]
-    if "sum" in spec:
-        return sum(values)
-    if "diff" in spec:
-        return values[0] - values[1]
-    if values[1] == 0:
-        raise Missing("a ratio divides by zero")
-    return values[0] / values[1]
-
-
-def _first(spec: dict[str, Any], result: dict[str, Any], figures: dict[str, Any]) -> Any:
-    """The first of the operands that is present (a measured figure before an estimate)."""
-    for item in spec["first"]:
-        try:
-            return figure(item, result, figures)
-        except Missing:
-            continue
-    if "default" in spec:
-        return spec["default"]
-    raise Missing("none of " + ", ".join(map(str, spec["first"])) + " is in the result")
-
-
-def passes(test: dict[str, Any], figures: dict[str, Any]) -> bool:
-    if "all" in test:
-        return all(passes(t, figures) for t in test["all"])
-    if "any" in test:
-        return any(passes(t, figures) for t in test["any"])
-    if "not" in test:
-        return not passes(test["not"], figures)
-    value = figures[test["figure"]]
-    if "between" in test:
-        low, high = test["between"]
-        return low <= _number(value) <= high
-    op, other = next((k, v) for k, v in test.items() if k != "figure")
-    other = figures[other["figure"]] if isinstance(other, dict) else other
-    try:
-        return COMPARISONS[op](value, other)
-    except TypeError:
-        raise Missing(f"cannot compare {value!r} with {other!r}") from None
-
-
-def fill(template: str, values: dict[str, Any]) -> str:
-    """Substitute {name} and {name:format}; a regex, not str.format, so a template cannot
-    reach attributes of the values."""
-    def one(match: re.Match[str]) -> str:
-        name, fmt = match.groups()
-        if name not in values:
-            return "?"
-        value = values[name]
-        if fmt and isinstance(value, (int, float)):
-            return FORMATS[fmt](value)
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
-    return PLACEHOLDER.sub(one, template)
-
-
 def judge_part(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str]) -> dict[str, Any]:
     """One part's verdict on `view` (the side(s) it reads, by root name, and the host); its
     figures are kept so that every number in the evidence is traceable."""
-    out: dict[str, Any] = {"rule": part["rule"], **({"compare": part["compare"]} if "compare" in part
-                                                     else {"kind": part["kind"]})}
+    out: dict[str, Any] = {
+        "rule": part["rule"],
+        **({"compare": part["compare"]} if "compare" in part else {"kind": part["kind"]}),
+    }
     figures: dict[str, Any] = dict(titles)
     try:
         for name, spec in part.get("figures", {}).items():
@@ -390,15 +318,24 @@ def _views(part: dict[str, Any], result: dict[str, Any]) -> list[tuple[str, dict
     sides, host = result["sides"], result.get("host", {})
     kinds = {name: side.get("kind") for name, side in sides.items()}
     if "kind" in part:
-        return [(name, {"side": sides[name], "host": host}, {"side_title": side_title(sides[name], name)})
-                for name, kind in kinds.items() if kind == part["kind"]]
+        return [
+            (name, {"side": sides[name], "host": host}, {"side_title": side_title(sides[name], name)})
+            for name, kind in kinds.items()
+            if kind == part["kind"]
+        ]
     ref_kind, judged_kind = part["compare"]
     ref = next((name for name, kind in kinds.items() if kind == ref_kind), None)
     if ref is None:
         return []
-    return [(name, {ref_kind: sides[ref], judged_kind: sides[name], "host": host},
-             {f"{ref_kind}_title": side_title(sides[ref], ref), f"{judged_kind}_title": side_title(sides[name], name)})
-            for name, kind in kinds.items() if kind == judged_kind]
+    return [
+        (
+            name,
+            {ref_kind: sides[ref], judged_kind: sides[name], "host": host},
+            {f"{ref_kind}_title": side_title(sides[ref], ref), f"{judged_kind}_title": side_title(sides[name], name)},
+        )
+        for name, kind in kinds.items()
+        if kind == judged_kind
+    ]
 
 
 def judge_claim(claim: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
@@ -416,15 +353,27 @@ def judge_claim(claim: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]
         evidence = _unique([p["evidence"] for p in parts]) + _unique([n for p in parts for n in p.get("notes", [])])
         verdict = combine([p["verdict"] for p in parts])
         departing = [p["evidence"] for p in parts if p["verdict"] == verdict] if verdict != REPRODUCED else []
-        sides[name] = {"title": side_title(result["sides"][name], name), "kind": result["sides"][name].get("kind"),
-                       "verdict": verdict, "evidence": "; ".join(evidence), "why": "; ".join(_unique(departing)),
-                       "parts": parts}
+        sides[name] = {
+            "title": side_title(result["sides"][name], name),
+            "kind": result["sides"][name].get("kind"),
+            "verdict": verdict,
+            "evidence": "; ".join(evidence),
+            "why": "; ".join(_unique(departing)),
+            "parts": parts,
+        }
     verdict = overall([s["verdict"] for s in sides.values()] + [INCONCLUSIVE] * bool(missing))
     return {
-        "id": claim["id"], "claim": claim["title"], "qualifier": claim.get("qualifier"), "quotes": claim["quotes"],
-        "verdict": verdict, "summary": summary(sides, missing, claim.get("qualifier")),
-        "rule": "; ".join(_unique([f"{p.get('kind') or ' vs '.join(p['compare'])}: {p['rule']}" for p in claim["parts"]])),
-        "missing_kinds": missing, "sides": sides,
+        "id": claim["id"],
+        "claim": claim["title"],
+        "qualifier": claim.get("qualifier"),
+        "quotes": claim["quotes"],
+        "verdict": verdict,
+        "summary": summary(sides, missing, claim.get("qualifier")),
+        "rule": "; ".join(
+            _unique([f"{p.get('kind') or ' vs '.join(p['compare'])}: {p['rule']}" for p in claim["parts"]])
+        ),
+        "missing_kinds": missing,
+        "sides": sides,
     }
 
 

@@ -1,4 +1,4 @@
-"""`explorer clean`: remove whatever explorer labelled, on every backend that answers, and
+"""`explorer clean`: remove whatever explorer labelled, on every side whose parts answer, and
 what dead builds left; say what was removed, what was kept and why, and which side could not
 be reached (then the command fails: it cannot say that side is clean)."""
 
@@ -8,10 +8,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from explorer.backends import get_backend
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.images import cache_root, check_cache, partials
-from explorer.sides import SIDES
+from explorer.sides import SIDES, backend_for
 
 
 @dataclass
@@ -28,17 +27,15 @@ def clean_all(cache: bool = False) -> Cleaned:
     done = Cleaned()
     for side in SIDES:
         try:
-            backend = get_backend(side)
+            backend = backend_for(side)
         except (BackendUnavailable, ImportError) as exc:  # a side not installed has nothing to clean
             done.notes.append(f"nothing to clean on the {side} side: it is not installed ({exc})")
             continue
         try:
             done.removed += backend.clean()
-            if cache and hasattr(backend, "remove_images"):
-                done.removed += backend.remove_images()
-        except BackendUnavailable as exc:
-            done.unreachable.append(f"the {side} side: {exc}")
-        except BackendError as exc:
+            if cache:
+                done.removed += backend.remove_cached()
+        except (BackendUnavailable, BackendError) as exc:
             done.unreachable.append(f"the {side} side: {exc}")
     # sides sharing an engine (runc and gvisor; the VM sides) find the same leftovers
     done.removed, done.unreachable = list(dict.fromkeys(done.removed)), list(dict.fromkeys(done.unreachable))

@@ -6,26 +6,27 @@ import dataclasses
 import json
 import signal
 import sys
+import traceback
 from typing import Any, NoReturn
 
 import click
+from tabulate import tabulate
 
-from explorer import claims, outputs, plot, readiness, report, results, runner, sides
+from explorer import claims, density, interrupts, lifecycle, readiness, sides
 from explorer import scenario as scenarios
-from explorer.errors import (
-    EXIT_INTERRUPTED,
-    EXIT_UNAVAILABLE,
-    ExplorerError,
-    Interrupted,
-    UsageError,
-)
+from explorer.cleanup import clean_all
+from explorer.doctor import diagnose
+from explorer.errors import EXIT_UNAVAILABLE, ExplorerError, UsageError
 from explorer.images import check_cache
+from explorer.images.box import add_box_argv, ensure_box
+from explorer.images.container.source import workload_argv
+from explorer.images.fullvm.build import ensure_fullos_image
+from explorer.interrupts import Interrupted
+from explorer.output import compare as comparison
+from explorer.output import density as density_report
+from explorer.output import density_plot, document, files, plot, report
 from explorer.progress import Steps
-from explorer.runner import INTERRUPTS
-
-
-def _raise_interrupted(signum: int, frame: Any) -> NoReturn:
-    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; everything this run created was removed")
+from explorer.units import human_bytes
 
 
 class ReadyType(click.ParamType):
@@ -58,26 +59,29 @@ def list_cmd() -> None:
         s = scenarios.load_file(path)
         source = s.workload.image or f"offline: {s.workload.recipe.suite} + {', '.join(s.workload.recipe.packages)}"
         rows.append([name, source, s.workload.port, s.workload.ready, s.description])
-    from tabulate import tabulate
-
     click.echo(tabulate(rows, headers=["scenario", "image", "port", "ready", "description"]))
 
 
 @main.command("sides")
 def sides_cmd() -> None:
     """List the sides explorer knows, and whether this host can run each (exit 0 either way)."""
-    from tabulate import tabulate
-
     rows = []
     for name, side in sides.SIDES.items():
         try:
             sides.backend_for(name).check()
             status = "ready"
+        except ImportError as exc:
+            status = f"cannot run here: cannot load its backend: {exc}"
         except ExplorerError as exc:
             status = f"cannot run here: {exc}"
         rows.append([name, side.kind, side.title, ", ".join(side.roles), side.about, status])
-    click.echo(tabulate(rows, headers=["side", "kind", "title", "host roles", "what it is", "here"],
-                        maxcolwidths=[None, None, None, 16, 40, 30]))
+    click.echo(
+        tabulate(
+            rows,
+            headers=["side", "kind", "title", "host roles", "what it is", "here"],
+            maxcolwidths=[None, None, None, 16, 40, 30],
+        )
+    )
 
 
 def _load(name: str | None, scenario_file: str | None) -> scenarios.Scenario:
@@ -90,8 +94,17 @@ def _load(name: str | None, scenario_file: str | None) -> scenarios.Scenario:
     return scenarios.load(name)
 
 
-SIDES_HELP = f"Comma-separated sides ({', '.join(sides.SIDES)}); default: every side this host can run."
-ONLY_HELP = "Only the sides of this kind (container or vm)."
+SIDES_HELP = (
+    f"Comma-separated sides ({', '.join(sides.SIDES)}), each of which must run; default: every side this host can run."
+)
+ONLY_HELP = "Only the sides of this kind (container or vm) that this host can run."
+
+
+def _choice(side_names: str | None, only: str | None) -> lifecycle.Choice:
+    """--sides names sides that must run; --only picks a kind, skipping what cannot run."""
+    if side_names and only:
+        raise UsageError("give --sides or --only, not both")
+    return lifecycle.Choice(names=sides.parse(side_names), kind=only)
 
 
 @main.command()
@@ -99,26 +112,37 @@ ONLY_HELP = "Only the sides of this kind (container or vm)."
 @click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
 @click.option("--sides", "side_names", help=SIDES_HELP)
 @click.option("--only", type=click.Choice(sides.KINDS), help=ONLY_HELP)
-@click.option("--fullos", is_flag=True, help="Build the full-OS VM image (Debian with systemd) only.")
-@click.option("--box", is_flag=True, help="Build the full-OS image and package it as a Vagrant box.")
-def build(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None,
-          fullos: bool, box: bool) -> None:
+@click.option("--fullvm", is_flag=True, help="Build the full-OS VM's image (Debian with systemd) only.")
+@click.option("--fullos", "fullos_deprecated", is_flag=True, hidden=True, help="Deprecated: --fullvm.")
+@click.option("--box", is_flag=True, help="Build the full-OS VM's image and package it as a Vagrant box.")
+def build(
+    name: str | None,
+    scenario_file: str | None,
+    side_names: str | None,
+    only: str | None,
+    fullvm: bool,
+    box: bool,
+    fullos_deprecated: bool = False,
+) -> None:
     """Build (or find in the cache) what each side starts from: the container image, the VM images."""
+    if fullos_deprecated:
+        click.echo("explorer build: --fullos is deprecated, use --fullvm (the side's name)", err=True)
+    choice = _choice(side_names, only)
     scenario = _load(name, scenario_file)
     check_cache()
-    if fullos or box:
-        _build_fullos(scenario, box)
+    if fullvm or fullos_deprecated or box:
+        _build_fullvm(scenario, box)
         return
     skipped: dict[str, str] = {}
-    backends, _ = runner.check_sides(sides.parse(side_names, only), skipped, scenario)
+    checked = lifecycle.check_sides(scenario, choice, skipped)
     built = []
     with Steps() as steps:
-        for side_name, backend in backends.items():
+        for side_name, (backend, _engine) in checked.items():
             built.append((side_name, backend.prepare(scenario, steps)))
     for side_name, artifact in built:
         facts = artifact.facts
         state = "built" if facts.get("built") else "cached"
-        size = report.human_bytes(facts.get("vm_image_bytes", facts.get("image_bytes")))
+        size = human_bytes(facts.get("vm_image_bytes", facts.get("image_bytes")))
         kernel = f" with kernel {facts['kernel_version']}" if facts.get("kernel_version") else ""
         click.echo(f"{side_name}: {artifact.ref} ({state}, {size}{kernel})")
         for key, path in sorted(artifact.paths.items()):
@@ -127,31 +151,37 @@ def build(name: str | None, scenario_file: str | None, side_names: str | None, o
         click.echo(f"{side_name}: skipped, {reason}")
 
 
-def _build_fullos(scenario: scenarios.Scenario, box: bool) -> None:
-    """The full-OS image (and with `box`, the Vagrant box): sizes, and the next step."""
-    from explorer.images.fullos import ensure_fullos_image
-
+def _build_fullvm(scenario: scenarios.Scenario, box: bool) -> None:
+    """The full-OS VM's image (and with `box`, the Vagrant box): sizes, and the next step."""
     if scenario.workload.recipe is None:
-        raise UsageError(f"explorer build --fullos needs an offline recipe; {scenario.name} uses an image",
-                         hint="image scenarios get their full-OS image when the fullvm side runs")
+        raise UsageError(
+            f"explorer build --fullvm needs an offline recipe; {scenario.name} uses an image",
+            hint="the full-OS sides run offline recipes only (see the README)",
+        )
     with Steps() as steps:
         image = ensure_fullos_image(scenario, steps)
-    f, size = image.facts, report.human_bytes
-    click.echo(f"fullos: {image.disk} ({'built' if f['built'] else 'cached'}, kernel {image.kernel_version}, "
-               f"{f['package_count']} packages)")
-    click.echo(f"  disk {size(f['disk_bytes'])} on disk, {size(f['disk_virtual_bytes'])} virtual; "
-               f"kernel {size(f['kernel_bytes'])}, initrd {size(f['initrd_bytes'])}; "
-               f"total {size(f['vm_image_bytes'])}")
-    click.echo(f"  root filesystem {size(f['rootfs_bytes'])}: modules {size(f['rootfs_modules_bytes'])}, "
-               f"workload {size(f['rootfs_workload_bytes'])}, other {size(f['rootfs_other_bytes'])}; "
-               f"masked {', '.join(f['masked_units'])}")
+    f, size = image.facts, human_bytes
+    click.echo(
+        f"fullvm: {image.disk} ({'built' if f['built'] else 'cached'}, kernel {image.kernel_version}, "
+        f"{f['package_count']} packages)"
+    )
+    click.echo(
+        f"  disk {size(f['disk_bytes'])} on disk, {size(f['disk_virtual_bytes'])} virtual; "
+        f"kernel {size(f['kernel_bytes'])}, initrd {size(f['initrd_bytes'])}; "
+        f"total {size(f['vm_image_bytes'])}"
+    )
+    click.echo(
+        f"  root filesystem {size(f['rootfs_bytes'])}: modules {size(f['rootfs_modules_bytes'])}, "
+        f"workload {size(f['rootfs_workload_bytes'])}, other {size(f['rootfs_other_bytes'])}; "
+        f"masked {', '.join(f['masked_units'])}"
+    )
     if box:
-        from explorer.images.vagrant_box import add_box_argv, ensure_box
-
         made = ensure_box(scenario, image)
-        click.echo(f"box: {made.path} ({'built' if made.facts['built'] else 'cached'}, "
-                   f"{size(made.facts['box_bytes'])}); settings {made.settings}")
-        click.echo("next: " + " ".join(add_box_argv(made)))
+        click.echo(
+            f"box: {made.path} ({'built' if made.facts['built'] else 'cached'}, "
+            f"{size(made.facts['box_bytes'])}); settings {made.settings}"
+        )
+        click.echo("next: " + " ".join(add_box_argv(made.path, made.name)))
         click.echo(f"then: EXPLORER_SCENARIO={scenario.name} vagrant up (the Vagrantfile at the repository's top)")
 
 
@@ -166,25 +196,52 @@ def _build_fullos(scenario: scenarios.Scenario, box: bool) -> None:
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw startup and memory to this PNG.")
 @click.option("--image", help="Instead of a scenario: any image explorer has or can pull.")
 @click.option("--port", type=click.IntRange(1, 65535), help="With --image: the port the workload serves.")
-@click.option("--ready", type=ReadyType(),
-              help=f"With --image: the readiness check, one of {readiness.syntax()} (values after ':' in "
-                   "order, an empty one keeps its default; \\r \\n \\t escapes). E.g. http:/healthz:200.")
-@click.option("--ready-timeout", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
-              help="Seconds each start may take to be ready, on every side (default: the scenario's).")
-@click.option("--process", "processes", multiple=True,
-              help="With --image: the workload's process name (default: from the image's ENTRYPOINT + CMD).")
-@click.option("--density", "density_count", type=click.IntRange(1, 500),
-              help="Then run N instances per side at once (explorer density) and judge claim 7 from them.")
-def run(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None, repeat: int | None,
-        fmt: str, output: str | None, image: str | None, port: int | None, ready: readiness.ReadySpec | None,
-        ready_timeout: float | None, processes: tuple[str, ...], plot_file: str | None,
-        density_count: int | None = None) -> None:
+@click.option(
+    "--ready",
+    type=ReadyType(),
+    help=f"With --image: the readiness check, one of {readiness.syntax()} (values after ':' in "
+    "order, an empty one keeps its default; \\r \\n \\t escapes). E.g. http:/healthz:200.",
+)
+@click.option(
+    "--ready-timeout",
+    type=click.FloatRange(0, min_open=True),
+    metavar="SECONDS",
+    help="Seconds each start may take to be ready, on every side (default: the scenario's).",
+)
+@click.option(
+    "--process",
+    "processes",
+    multiple=True,
+    help="With --image: the workload's process name (default: from the image's ENTRYPOINT + CMD).",
+)
+@click.option(
+    "--density",
+    "density_count",
+    type=click.IntRange(1, 500),
+    help="Then run N instances per side at once (explorer density) and judge claim 7 from them.",
+)
+def run(
+    name: str | None,
+    scenario_file: str | None,
+    side_names: str | None,
+    only: str | None,
+    repeat: int | None,
+    fmt: str,
+    output: str | None,
+    image: str | None,
+    port: int | None,
+    ready: readiness.ReadySpec | None,
+    ready_timeout: float | None,
+    processes: tuple[str, ...],
+    plot_file: str | None,
+    density_count: int | None = None,
+) -> None:
     """Run a scenario (or --image REF --port N --ready KIND) on every side, and compare them."""
-    chosen = sides.parse(side_names, only)
+    choice = _choice(side_names, only)
     if plot_file:
         plot.require()  # before minutes of measuring, not after
     if output:
-        outputs.check_writable(output, "--output")
+        files.check_writable(output, "--output")
     check_cache()
     with Steps() as steps:
         if image or port or ready or processes:
@@ -193,11 +250,10 @@ def run(name: str | None, scenario_file: str | None, side_names: str | None, onl
             scenario = _load(name, scenario_file)
         if ready_timeout is not None:
             scenario = _with_ready_timeout(scenario, ready_timeout)
-        result = runner.run(scenario, chosen, repeat, steps)
+        result = lifecycle.run(scenario, choice, repeat, steps)
         if density_count:
-            from explorer import density
-
-            density.merge(result, density.run(scenario, tuple(result["sides"]), density_count, None, steps))
+            measured = lifecycle.Choice(names=tuple(result["sides"]))
+            document.merge_density(result, density.run(scenario, measured, density_count, None, steps))
     _show(result, fmt, plot_file, output)
 
 
@@ -207,22 +263,25 @@ def _with_ready_timeout(scenario: scenarios.Scenario, seconds: float) -> scenari
     return dataclasses.replace(scenario, timeouts=timeouts)
 
 
-def _image_scenario(named: str | None, image: str | None, port: int | None, ready: readiness.ReadySpec | None,
-                    processes: tuple[str, ...], steps: Steps) -> scenarios.Scenario:
+def _image_scenario(
+    named: str | None,
+    image: str | None,
+    port: int | None,
+    ready: readiness.ReadySpec | None,
+    processes: tuple[str, ...],
+    steps: Steps,
+) -> scenarios.Scenario:
     """A scenario from flags; the process name comes from the image when not given."""
     if named:
         raise UsageError("give a scenario (NAME or --scenario-file) or --image, not both")
     if not image or port is None or ready is None:
-        raise UsageError("--image, --port and --ready go together",
-                         hint="e.g. explorer run --image mongo:7.0 --port 27017 --ready mongodb")
+        raise UsageError(
+            "--image, --port and --ready go together",
+            hint="e.g. explorer run --image mongo:7.0 --port 27017 --ready mongodb",
+        )
     argv: tuple[str, ...] = ()
     if not processes:
-        from explorer.backends import get_backend
-        from explorer.images.docker_image import image_argv
-
-        backend = get_backend("runc")
-        backend.check()
-        argv = image_argv(backend.client, scenarios.image_ref(image), steps)
+        argv = workload_argv(scenarios.image_ref(image), steps)
     return scenarios.image_scenario(image, port, ready, processes, argv)
 
 
@@ -230,18 +289,20 @@ def _image_scenario(named: str | None, image: str | None, port: int | None, read
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw startup and memory to this PNG.")
-@click.option("--density", "density_files", type=click.Path(dir_okay=False), multiple=True,
-              help="A saved density result (explorer density --output), repeatable: claim 7 is judged from its measured costs.")
+@click.option(
+    "--density",
+    "density_files",
+    type=click.Path(dir_okay=False),
+    multiple=True,
+    help="A saved density result (explorer density --output), repeatable: claim 7 is judged from its measured costs.",
+)
 def report_cmd(file: str, fmt: str, plot_file: str | None, density_files: tuple[str, ...] = ()) -> None:
     """Render a saved result again, judging the claims afresh from its figures."""
     if plot_file:
         plot.require()
-    result = results.load_result(file)
-    if density_files:
-        from explorer import density, density_report
-
-        for path in density_files:
-            density.merge(result, density_report.load(path))
+    result = document.load_result(file)
+    for path in density_files:
+        document.merge_density(result, document.load_density(path))
     _show(result, fmt, plot_file)
 
 
@@ -250,36 +311,53 @@ def report_cmd(file: str, fmt: str, plot_file: str | None, density_files: tuple[
 @click.option("--scenario-file", type=click.Path(dir_okay=False), help="A scenario YAML file.")
 @click.option("--sides", "side_names", help=SIDES_HELP)
 @click.option("--only", type=click.Choice(sides.KINDS), help=ONLY_HELP)
-@click.option("--count", "count_text", metavar="N|SIDE=N,...",
-              help="Instances per side: one N for every side, or per side (runc=50,microvm=6), or both "
-                   "(10,microvm=2); default: the side's own, e.g. 50 containers, 6 microVMs.")
-@click.option("--step", type=click.IntRange(1, 500), help="Instances started between two measurements (default: count/10).")
+@click.option(
+    "--count",
+    "count_text",
+    metavar="N|SIDE=N,...",
+    help="Instances per side: one N for every side, or per side (runc=50,microvm=6), or both "
+    "(10,microvm=2); default: the side's own, e.g. 50 containers, 6 microVMs.",
+)
+@click.option(
+    "--step", type=click.IntRange(1, 500), help="Instances started between two measurements (default: count/10)."
+)
 @click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Also save the density result as JSON here.")
-@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw memory and time to ready against N.")
-def density_cmd(name: str | None, scenario_file: str | None, side_names: str | None, only: str | None,
-                count_text: str | None, step: int | None, fmt: str, output: str | None, plot_file: str | None) -> None:
+@click.option(
+    "--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw memory and time to ready against N."
+)
+def density_cmd(
+    name: str | None,
+    scenario_file: str | None,
+    side_names: str | None,
+    only: str | None,
+    count_text: str | None,
+    step: int | None,
+    fmt: str,
+    output: str | None,
+    plot_file: str | None,
+) -> None:
     """Start many instances per side, all running, and fit their host memory against N."""
-    from explorer import density, density_plot, density_report
-
-    chosen = sides.parse(side_names, only)
-    count, counts = density.parse_counts(count_text, chosen)
+    choice = _choice(side_names, only)
+    count, counts = density.parse_counts(count_text, choice.names)
     if plot_file:
         plot.require()
     if output:
-        outputs.check_writable(output, "--output")  # before minutes of measuring
+        files.check_writable(output, "--output")  # before minutes of measuring
     check_cache()
     scenario = _load(name, scenario_file)
-    run_id = runner.new_run_id()
+    run_id = lifecycle.new_run_id()
     click.echo(f"explorer density: run {run_id} (its containers and domains are labelled with it)", err=True)
     with Steps() as steps:
-        doc = density.run(scenario, chosen, count, step, steps, run_id, counts=counts)
+        doc = density.run(scenario, choice, count, step, steps, run_id, counts=counts)
     click.echo(density_report.render(doc, fmt), nl=False)
     if output:
-        outputs.write_text(output, json.dumps(doc, indent=2) + "\n", "the density result")
+        files.write_text(output, json.dumps(doc, indent=2) + "\n", "the density result")
     if plot_file:
         density_plot.write(doc, plot_file)
-    failed = {name: side["stopped"]["reason"] for name, side in doc["sides"].items() if side["stopped"]["by"] == "error"}
+    failed = {
+        name: side["stopped"]["reason"] for name, side in doc["sides"].items() if side["stopped"]["by"] == "error"
+    }
     if failed:  # the figures up to the failure are shown and saved; the exit code says it failed
         raise ExplorerError("; ".join(f"side {name} stopped: {why}" for name, why in failed.items()))
 
@@ -292,17 +370,17 @@ def _show(result: dict[str, Any], fmt: str, plot_file: str | None, output: str |
     if plot_file:
         plot.write(result, plot_file)
     if output:
-        outputs.write_text(output, json.dumps(result, indent=2) + "\n", "the result")
+        files.write_text(output, json.dumps(result, indent=2) + "\n", "the result")
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("paths", metavar="FILES...", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
-def compare(files: tuple[str, ...], fmt: str) -> None:
+def compare(paths: tuple[str, ...], fmt: str) -> None:
     """Put saved results side by side (other hosts, CI runners): one column per run."""
-    labels = results.labels_for(list(files))
-    runs = [(label, results.load_result(path)) for label, path in zip(labels, files)]
-    click.echo(results.render_compare(runs, fmt), nl=False)
+    labels = comparison.labels_for(list(paths))
+    runs = [(label, document.load_result(path)) for label, path in zip(labels, paths)]
+    click.echo(comparison.render_compare(runs, fmt), nl=False)
 
 
 @main.command()
@@ -310,8 +388,6 @@ def compare(files: tuple[str, ...], fmt: str) -> None:
 def clean(cache: bool) -> None:
     """Remove every container, domain and file explorer labelled (sparing a live run's), and
     what dead builds left; exit 3 if a side could not be reached."""
-    from explorer.cleanup import clean_all
-
     done = clean_all(cache)
     for line in done.removed:
         click.echo(f"removed {line}")
@@ -330,29 +406,24 @@ def clean(cache: bool) -> None:
 @main.command()
 def doctor() -> None:
     """Check what explorer needs on this host; exit 3 when a required part is missing."""
-    from explorer.doctor import diagnose
-
     rows, ok = diagnose()
-    from tabulate import tabulate
-
     click.echo(tabulate(rows, headers=["check", "status", "details"]))
     if not ok:
         raise SystemExit(3)
 
 
 def cli() -> None:
-    """Entry point: run the click group, turning ExplorerError into a message and an exit code."""
-    for signum in INTERRUPTS[1:]:  # SIGINT is Python's KeyboardInterrupt already
-        if signum != signal.SIGHUP or signal.getsignal(signum) is not signal.SIG_IGN:  # nohup: ignored
-            signal.signal(signum, _raise_interrupted)  # SIGHUP: a closed terminal, a dropped ssh session
+    """Entry point: run the click group, turning ExplorerError into a message and an exit
+    code, and an interrupt (SIGINT, SIGTERM, SIGHUP) into 128 + its signal."""
+    interrupts.install()  # SIGHUP: a closed terminal, a dropped ssh session
     debug = "--debug" in sys.argv[1:]
     try:
         code = main.main(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
-    except click.exceptions.Abort:
-        _fail(Interrupted("interrupted; everything this run created was removed"), debug)
-    except KeyboardInterrupt:
-        _fail(Interrupted("interrupted; everything this run created was removed"), debug)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail(Interrupted(signal.SIGINT), debug)
+    except Interrupted as exc:
+        _fail(exc, debug)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -360,15 +431,14 @@ def cli() -> None:
         _fail(exc, debug)
 
 
-def _fail(exc: ExplorerError, debug: bool) -> NoReturn:
+def _fail(exc: ExplorerError | Interrupted, debug: bool) -> NoReturn:
     if debug:
-        import traceback
-
         traceback.print_exception(exc)
     click.echo(f"Error: {exc}", err=True)
-    if exc.hint:
-        click.echo(f"Hint: {exc.hint}", err=True)
-    sys.exit(exc.exit_code if exc.exit_code else EXIT_INTERRUPTED)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        click.echo(f"Hint: {hint}", err=True)
+    sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

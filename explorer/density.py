@@ -1,5 +1,6 @@
-"""Density, measured: per side, start instances a step at a time and keep them all running,
-measure what they cost the host after each step, then remove everything.
+"""`explorer density`, a plan of the lifecycle (explorer/lifecycle.py): per side, start
+instances a step at a time and keep them all running, measure what they cost the host after
+each step, then remove everything.
 
 One instance's PSS, divided into the host's memory, ignores what instances share (PSS splits
 a shared page between its users), the engine's own per-instance cost and the VMM's fixed
@@ -12,28 +13,28 @@ far is destroyed whatever happens).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from explorer import runner
+from explorer import interrupts, lifecycle
 from explorer import sides as sides_registry
-from explorer.backends.base import Artifact, Backend, Target
+from explorer.backends.base import Backend
 from explorer.errors import BackendError, ExplorerError, NotReady, UsageError
-from explorer.hostinfo import host_facts
+from explorer.model import Artifact, Target
+from explorer.output.document import DENSITY_SCHEMA
 from explorer.probes import density as figures
-from explorer.report import human_bytes
 from explorer.scenario import Scenario
+from explorer.units import human_bytes
 
-SCHEMA = "explorer.density/1"
+SCHEMA = DENSITY_SCHEMA
 FLOOR_FRACTION = 0.25  # never let MemAvailable fall below this share of what it was at the start
 SAFETY = 1.25  # the next step is estimated to cost this much more than the marginal cost so far
 CONTAINER_PRIOR_BYTES = 64 * 1024 * 1024  # the first step's estimate, before anything is measured
 DESTROY_WORKERS = 4
-Progress = runner.Progress
+Progress = lifecycle.Progress
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,11 @@ class Guard:
         projected = available - per_instance * count * SAFETY
         if projected >= self.floor:
             return None
-        return (f"memory guard: {count} more at ~{human_bytes(per_instance)} each would leave "
-                f"~{human_bytes(max(projected, 0))} available, below the floor of {human_bytes(self.floor)} "
-                f"({self.fraction:.0%} of {human_bytes(self.start_available)} at the start)")
+        return (
+            f"memory guard: {count} more at ~{human_bytes(per_instance)} each would leave "
+            f"~{human_bytes(max(projected, 0))} available, below the floor of {human_bytes(self.floor)} "
+            f"({self.fraction:.0%} of {human_bytes(self.start_available)} at the start)"
+        )
 
 
 def per_instance_estimate(steps: list[dict[str, Any]], prior: float) -> float:
@@ -123,15 +126,17 @@ def parse_counts(text: str | None, chosen: tuple[str, ...] | None = None) -> tup
             continue
         sides_registry.get(side)  # an unknown side is a usage error naming the known ones
         if chosen is not None and side not in chosen:
-            raise UsageError(f"--count names side {side}, which --sides does not run",
-                             hint=f"the sides of this run: {', '.join(chosen)}")
+            raise UsageError(
+                f"--count names side {side}, which --sides does not run",
+                hint=f"the sides of this run: {', '.join(chosen)}",
+            )
         named[side] = int(value)
     return everyone, named
 
 
 def run(
     scenario: Scenario,
-    sides: tuple[str, ...] | None = None,
+    choice: lifecycle.Choice | None = None,
     count: int | None = None,
     step: int | None = None,
     progress: Progress | None = None,
@@ -140,42 +145,69 @@ def run(
     ksm_settle_s: float = figures.KSM_SETTLE_S,
     counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The density document (explorer.density/1) of the scenario on each side: `counts` of the
-    side, else `count`, else the side's own `density_count` instances, `step` at a time."""
+    """The density document (explorer.density/1) of the scenario on each chosen side: `counts`
+    of the side, else `count`, else the side's own `density_count` instances, `step` at a time."""
     if count is not None and count < 1 or step is not None and step < 1 or any(n < 1 for n in (counts or {}).values()):
         raise UsageError("--count and --step must be at least 1")
-    run_id = run_id or runner.new_run_id()
-    say = progress or (lambda message: None)
     guard = Guard(figures.mem_available(), floor_fraction)
-    doc: dict[str, Any] = {
-        "schema": SCHEMA, "run_id": run_id,
-        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": host_facts(), "scenario": scenario.to_dict(),
-        "guard": {"start_available_bytes": guard.start_available, "floor_bytes": guard.floor,
-                  "floor_fraction": floor_fraction, "safety": SAFETY},
-        "sides": {}, "skipped": {},
+    plan = DensityPlan(guard, count, step, counts or {}, ksm_settle_s)
+    extra = {
+        "guard": {
+            "start_available_bytes": guard.start_available,
+            "floor_bytes": guard.floor,
+            "floor_fraction": floor_fraction,
+            "safety": SAFETY,
+        }
     }
-    backends, engines = runner.check_sides(sides, doc["skipped"])
-    for name, backend in backends.items():
-        artifact = backend.prepare(scenario, say)
-        side_count = (counts or {}).get(name) or count or backend.side.density_count
-        measured = measure_side(backend, scenario, artifact, side_count, step or default_step(side_count),
-                                run_id, say, guard, ksm_settle_s)
-        doc["sides"][name] = {**backend.side.meta(), "engine": engines[name], **measured}
-    doc["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return doc
+    return lifecycle.sequence(scenario, choice or lifecycle.Choice(), plan, SCHEMA, progress, run_id, extra)
+
+
+@dataclass
+class DensityPlan:
+    guard: Guard
+    count: int | None
+    step: int | None
+    counts: dict[str, int]
+    ksm_settle_s: float
+
+    def measure(
+        self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
+    ) -> dict[str, Any]:
+        count = self.counts.get(backend.side.name) or self.count or backend.side.density_count
+        return measure_side(
+            backend,
+            scenario,
+            artifact,
+            count,
+            self.step or default_step(count),
+            run_id,
+            say,
+            self.guard,
+            self.ksm_settle_s,
+        )
 
 
 def measure_side(
-    backend: Backend, scenario: Scenario, artifact: Artifact, count: int, step: int, run_id: str,
-    say: Progress, guard: Guard, ksm_settle_s: float = figures.KSM_SETTLE_S,
+    backend: Backend,
+    scenario: Scenario,
+    artifact: Artifact,
+    count: int,
+    step: int,
+    run_id: str,
+    say: Progress,
+    guard: Guard,
+    ksm_settle_s: float = figures.KSM_SETTLE_S,
 ) -> dict[str, Any]:
     """Steps until `count` run or the guard refuses the next; everything removed at the end."""
     targets: list[Target] = []
     steps: list[dict[str, Any]] = []
-    base = {"available": figures.mem_available(), "daemons": figures.engine_daemons(_daemons(backend))}
+    base = {"available": figures.mem_available(), "daemons": figures.engine_daemons(backend.engine.daemons)}
     prior = prior_bytes(backend, scenario)
     stopped = {"by": "count", "reason": f"all {count} instances ran"}
+    asked = count
+    if backend.engine.at_once and count > backend.engine.at_once[0]:
+        count = backend.engine.at_once[0]
+        stopped = {"by": "engine", "reason": f"at most {count} at once: {backend.engine.at_once[1]}"}
     try:
         while len(targets) < count:
             k = min(step, count - len(targets))
@@ -189,47 +221,55 @@ def measure_side(
                 stopped = {"by": "error", "reason": f"instance {len(targets)}: {exc}"}
                 break
     finally:
-        with runner.interrupts_deferred():
+        with interrupts.deferred():
             removal = remove_all(backend, targets, run_id)
     if removal["errors"]:
-        raise BackendError("could not remove everything: " + "; ".join(removal["errors"]),
-                           hint=f"what is left carries the label io.explorer.run={run_id}")
-    return {"backend": backend.NAME, "accel": artifact.facts.get("accel", "native"), "count_asked": count,
-            "step": step, "stopped": stopped, "removal": removal, "steps": steps,
-            **summarize(steps, backend.side.kind)}
+        raise BackendError(
+            "could not remove everything: " + "; ".join(removal["errors"]),
+            hint=f"what is left carries the label io.explorer.run={run_id}",
+        )
+    return {
+        "backend": backend.name,
+        "accel": artifact.facts.get("accel", "native"),
+        "count_asked": asked,
+        "step": step,
+        "stopped": stopped,
+        "removal": removal,
+        "steps": steps,
+        **summarize(steps, backend.side.kind),
+    }
 
 
 def _step(
-    backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, targets: list[Target], k: int,
-    base: dict[str, Any], say: Progress, ksm_settle_s: float,
+    backend: Backend,
+    scenario: Scenario,
+    artifact: Artifact,
+    run_id: str,
+    targets: list[Target],
+    k: int,
+    base: dict[str, Any],
+    say: Progress,
+    ksm_settle_s: float,
 ) -> dict[str, Any]:
     """Start `k` more instances one after another, each waited to readiness; then measure."""
     started = time.monotonic()
     ready = []
     for _ in range(k):
         say(f"{backend.side.name}: instance {len(targets) + 1}")
-        ready.append(start_one(backend, scenario, artifact, run_id, len(targets), targets))
+        target = lifecycle.start(backend, scenario, artifact, run_id, len(targets), targets)
+        ready.append(round(target.marks["ready"] - target.facts["t0"], 4))
     step_s = time.monotonic() - started
     measuring = time.monotonic()
     ksm = figures.settle_ksm(timeout_s=ksm_settle_s)
     host = host_figures(backend, targets, base)
-    return {"n": len(targets), "ready_s": ready, "step_s": round(step_s, 3), **host, "ksm": ksm,
-            "measure_s": round(time.monotonic() - measuring, 3)}
-
-
-def start_one(backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, index: int,
-              targets: list[Target]) -> float:
-    """Create one instance (kept in `targets` from the moment the engine made it) and wait for
-    it as a run does; its create -> ready seconds."""
-    t0 = time.monotonic()
-    with runner.interrupts_deferred():  # once an engine has begun making it, destroy() needs its handle
-        target = backend.create(scenario, artifact, run_id, index)
-        targets.append(target)
-    try:
-        runner.wait_until_ready(backend, scenario, target, t0)
-    except NotReady as exc:
-        raise NotReady(str(exc), hint=runner._last_lines(backend, target)) from None
-    return round(target.marks["ready"] - t0, 4)
+    return {
+        "n": len(targets),
+        "ready_s": ready,
+        "step_s": round(step_s, 3),
+        **host,
+        "ksm": ksm,
+        "measure_s": round(time.monotonic() - measuring, 3),
+    }
 
 
 def host_figures(backend: Backend, targets: list[Target], base: dict[str, Any]) -> dict[str, Any]:
@@ -241,17 +281,17 @@ def host_figures(backend: Backend, targets: list[Target], base: dict[str, Any]) 
         pids += [*backend.host_pids(target), *runtime]
         vmms += [pid for pid, role in runtime.items() if role == "VMM"]
     available = figures.mem_available()
-    daemons = figures.growth(base["daemons"], figures.engine_daemons(_daemons(backend)))
-    out = {**figures.summed_memory(pids), "mem_available_bytes": available,
-           "available_drop_bytes": base["available"] - available,
-           "engine_growth": daemons, "engine_growth_bytes": sum(daemons.values())}
+    daemons = figures.growth(base["daemons"], figures.engine_daemons(backend.engine.daemons))
+    out = {
+        **figures.summed_memory(pids),
+        "mem_available_bytes": available,
+        "available_drop_bytes": base["available"] - available,
+        "engine_growth": daemons,
+        "engine_growth_bytes": sum(daemons.values()),
+    }
     if backend.side.kind == "vm":
         out["tcg_cache_pss_bytes"] = figures.vmm_tcg_cache(vmms)
     return out
-
-
-def _daemons(backend: Backend) -> tuple[str, ...]:
-    return figures.DAEMONS_BY_BACKEND.get(backend.NAME, figures.ENGINE_DAEMONS)
 
 
 def remove_all(backend: Backend, targets: list[Target], run_id: str) -> dict[str, Any]:
@@ -272,8 +312,12 @@ def remove_all(backend: Backend, targets: list[Target], run_id: str) -> dict[str
         leftovers = backend.clean(run_id)
     except ExplorerError as exc:
         leftovers, errors = [], [*errors, f"clean of run {run_id}: {exc}"]
-    return {"destroyed": len(targets), "leftovers_removed": leftovers, "errors": errors,
-            "remove_s": round(time.monotonic() - started, 3)}
+    return {
+        "destroyed": len(targets),
+        "leftovers_removed": leftovers,
+        "errors": errors,
+        "remove_s": round(time.monotonic() - started, 3),
+    }
 
 
 def summarize(steps: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -288,8 +332,12 @@ def summarize(steps: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     fits = {name: fit(ns, [float(s[key]) for s in steps]) for name, key in series.items()}
     ready = [r for s in steps for r in s["ready_s"]]
     fits["ready"] = fit([float(i) for i in range(1, len(ready) + 1)], ready)
-    out: dict[str, Any] = {"method": "measured", "count": steps[-1]["n"], "points": len(steps),
-                           "fit_basis": "least squares" if len(set(ns)) > 1 else "one point, through the origin"}
+    out: dict[str, Any] = {
+        "method": "measured",
+        "count": steps[-1]["n"],
+        "points": len(steps),
+        "fit_basis": "least squares" if len(set(ns)) > 1 else "one point, through the origin",
+    }
     for name in series:
         out[f"marginal_{name}_bytes"] = round(fits[name]["slope"])
         out[f"fixed_{name}_bytes"] = round(fits[name]["intercept"])
@@ -297,22 +345,10 @@ def summarize(steps: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     out["marginal_host_bytes"] = out["marginal_pss_bytes"] + out["marginal_engine_bytes"]
     if kind == "vm":
         out["marginal_pss_without_tcg_cache_bytes"] = out["marginal_pss_bytes"] - out["marginal_tcg_cache_bytes"]
-    out.update(ready_first_s=ready[0], ready_last_s=ready[-1], ready_slope_s=round(fits["ready"]["slope"], 4),
-               start_rate_per_s=round(len(ready) / sum(ready), 3) if sum(ready) else None)
+    out.update(
+        ready_first_s=ready[0],
+        ready_last_s=ready[-1],
+        ready_slope_s=round(fits["ready"]["slope"], 4),
+        start_rate_per_s=round(len(ready) / sum(ready), 3) if sum(ready) else None,
+    )
     return {**out, "fits": fits}
-
-
-def merge(result: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
-    """The run result with each side's density figures in `sides.<name>.density` (for the
-    sides both measured), where claim 7 reads them."""
-    if doc.get("schema") != SCHEMA:
-        raise UsageError(f"not a density result ({doc.get('schema')!r}, expected {SCHEMA!r})",
-                         hint="explorer density NAME --output FILE writes one")
-    meta = {"name", "kind", "title", "roles", "color", "about", "engine", "backend"}
-    for name, side in doc["sides"].items():
-        if name in result["sides"]:
-            result["sides"][name]["density"] = {k: v for k, v in side.items() if k not in meta}
-    runs = result.setdefault("density_runs", [])  # one entry per density result merged in
-    runs.append({"run_id": doc.get("run_id"), "started_at": doc.get("started_at"), "guard": doc.get("guard"),
-                 "sides": [n for n in doc["sides"] if n in result["sides"]]})
-    return result

@@ -1,67 +1,33 @@
-"""`explorer doctor`: what this host can and cannot do for explorer, each with its fix."""
+"""`explorer doctor`: what this host can and cannot do for explorer, each with its fix.
+
+The rows come from the sides' parts (each engine and source says what it needs), so a side
+added to the registry brings its own checks; a part two sides share is checked once. A check
+of a side whose package some distributions lack (gVisor, Vagrant), or one marked optional
+(KVM), only warns."""
 
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from collections.abc import Callable
 
 from explorer.errors import ExplorerError
 from explorer.images import cache_root, check_cache
+from explorer.readiness.strategies import libpq
+from explorer.sides import SIDES, backend_for
 
-SETUP = "scripts/setup-host"
 MIN_FREE_BYTES = 4 * 1024**3
 
 
-def _docker() -> tuple[str, str]:
-    from explorer.backends.docker import DockerBackend
-
-    facts = DockerBackend().check()
-    return "ok", f"Docker {facts['engine_version']} (API {facts['api_version']}, {facts['storage_driver']})"
-
-
-def _gvisor() -> tuple[str, str]:
-    from explorer.backends.gvisor import GVisorBackend
-
-    facts = GVisorBackend().check()
-    return "ok", (f"runsc {facts['runsc_version']} at {facts['runsc_path']}, {facts['runsc_platform']} platform, "
-                  f"args {' '.join(facts['runsc_args']) or 'none'}")
-
-
-def _libvirt() -> tuple[str, str]:
-    from explorer.backends.libvirt import LibvirtBackend
-
-    facts = LibvirtBackend().check()
-    return "ok", f"libvirt {facts.get('libvirt_version')}, QEMU {facts.get('qemu_version')}"
-
-
-def _kvm() -> tuple[str, str]:
-    from explorer.kvm import kvm_usable
-
-    verdict = kvm_usable()
-    if verdict.usable:
-        return "ok", f"KVM works ({verdict.reason})"
-    return "warning", f"VMs will use TCG, software emulation ({verdict.reason})"
-
-
-def _libpq() -> tuple[str, str]:
-    from explorer.readiness.strategies import libpq
-
+def _libpq() -> str:
     version = libpq().version()  # e.g. 150018: 15.18
-    return "ok", f"libpq {version // 10000}.{version % 10000} (PostgreSQL readiness: PQping)"
+    return f"libpq {version // 10000}.{version % 10000} (PostgreSQL readiness: PQping)"
 
 
-def _tool(name: str, package: str) -> tuple[str, str]:
-    path = shutil.which(name)
-    if path:
-        return "ok", path
-    raise ExplorerError(f"{name} not found", hint=f"apt-get install {package} (or {SETUP})")
+def _cache() -> str:
+    return f"{check_cache()} is writable"
 
 
-def _cache() -> tuple[str, str]:
-    return "ok", f"{check_cache()} is writable"
-
-
-def _disk() -> tuple[str, str]:
+def _disk() -> str:
     root = cache_root()
     while not root.exists() and root != root.parent:  # the filesystem it would be made on
         root = root.parent
@@ -69,30 +35,46 @@ def _disk() -> tuple[str, str]:
     detail = f"{free / 1024**3:.1f} GiB free in {root}"
     if free < MIN_FREE_BYTES:
         raise ExplorerError(detail, hint=f"free at least {MIN_FREE_BYTES // 1024**3} GiB or set EXPLORER_CACHE")
-    return "ok", detail
+    return detail
 
 
-CHECKS: list[tuple[str, bool, Any]] = [
-    ("Docker engine", True, _docker),
-    ("gVisor (runsc under Docker)", False, _gvisor),
-    ("libvirt (qemu:///system)", True, _libvirt),
-    ("KVM", False, _kvm),
-    ("mmdebstrap", True, lambda: _tool("mmdebstrap", "mmdebstrap")),
-    ("qemu-img", True, lambda: _tool("qemu-img", "qemu-utils")),
-    ("mke2fs", True, lambda: _tool("mke2fs", "e2fsprogs")),
-    ("qemu-system-x86_64", True, lambda: _tool("qemu-system-x86_64", "qemu-system-x86")),
+COMMON: list[tuple[str, bool, Callable[[], str]]] = [
     ("libpq", False, _libpq),
     ("cache (EXPLORER_CACHE)", True, _cache),
     ("free disk", True, _disk),
 ]
 
 
+def checks() -> list[tuple[str, bool, Callable[[], str]]]:
+    """(name, required, check) from every side's parts, each name once (required if any side
+    that has it requires it), then the host-wide checks."""
+    found: dict[str, tuple[bool, Callable[[], str]]] = {}
+    for name, side in SIDES.items():
+        try:
+            rows = backend_for(name).doctor_checks()
+        except ImportError as exc:
+            rows = []
+            found[f"the {name} side"] = (side.package is None, _failing(f"{exc}", "make venv (pip install -e .)"))
+        for row in rows:
+            required = not row.optional and side.package is None
+            known = found.get(row.name)
+            found[row.name] = (required or (known is not None and known[0]), known[1] if known else row.run)
+    return [(name, required, run) for name, (required, run) in found.items()] + COMMON
+
+
+def _failing(message: str, hint: str) -> Callable[[], str]:
+    def fail() -> str:
+        raise ExplorerError(message, hint=hint)
+
+    return fail
+
+
 def diagnose() -> tuple[list[list[str]], bool]:
     """One row per check; ok is False when a required check failed."""
     rows, ok = [], True
-    for name, required, check in CHECKS:
+    for name, required, check in checks():
         try:
-            status, detail = check()
+            status, detail = "ok", check()
         except ExplorerError as exc:
             status = "MISSING" if required else "warning"
             detail = f"{exc}" + (f" -> fix: {exc.hint}" if exc.hint else "")

@@ -11,7 +11,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_NOT_READY = 4
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT; any interrupt exits 128 + its signal (explorer/interrupts.py)
 
 
 class ExplorerError(Exception):
@@ -62,9 +62,3 @@ class NotReady(ExplorerError):
     """The workload did not answer its readiness check before the deadline."""
 
     exit_code = EXIT_NOT_READY
-
-
-class Interrupted(ExplorerError):
-    """SIGINT or SIGTERM arrived; raised so that `finally` blocks still clean up."""
-
-    exit_code = EXIT_INTERRUPTED

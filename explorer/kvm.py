@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from explorer.images import cache_dir
-from explorer.images.initramfs import Cpio
+from explorer.images.microvm.initramfs import Cpio
 
 QEMU = "qemu-system-x86_64"
 MARKER = b"EXPLORER-KVM-PROBE-OK"
@@ -38,10 +38,14 @@ DEFAULT_TIMEOUT_S = 10.0
 CMDLINE = "console=ttyS0 panic=-1 quiet rdinit=/init"
 # /init, x86-64: write(1, "\nEXPLORER-KVM-PROBE-OK\n", 23);
 # reboot(0xfee1dead, 672274793, LINUX_REBOOT_CMD_POWER_OFF); for (;;);
-INIT_CODE = bytes.fromhex(
-    "b801000000bf01000000488d3522000000ba170000000f05b8a9000000bfaddee1fe"
-    "be69191228badcfe21434531d20f05ebfe"
-) + b"\n" + MARKER + b"\n"
+INIT_CODE = (
+    bytes.fromhex(
+        "b801000000bf01000000488d3522000000ba170000000f05b8a9000000bfaddee1febe69191228badcfe21434531d20f05ebfe"
+    )
+    + b"\n"
+    + MARKER
+    + b"\n"
+)
 LOAD_ADDRESS = 0x400000
 
 
@@ -130,6 +134,7 @@ def device_usable_by(uid: int, gid: int, device: str = "/dev/kvm") -> bool:
 def find_kernel() -> Path | None:
     """A Linux kernel to boot: the newest one explorer cached (its PVH vmlinux first: what the
     VM side boots when there is one), else the host's own if readable."""
+
     def newest(pattern: str) -> list[Path]:
         return sorted(cache_dir("kernel").glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
 
@@ -194,13 +199,31 @@ def boot_test(kernel: Path, timeout_s: float, accel: str = "kvm") -> tuple[bool,
     """Boot `kernel` with the marker initramfs; (True, why) once the marker is printed."""
     initramfs = probe_initramfs()
     argv = [
-        QEMU, "-accel", accel, "-m", "128", "-nodefaults", "-no-user-config", "-display", "none",
-        "-serial", "stdio", "-monitor", "none", "-no-reboot",
-        "-kernel", str(kernel), "-initrd", str(initramfs), "-append", CMDLINE,
+        QEMU,
+        "-accel",
+        accel,
+        "-m",
+        "128",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-kernel",
+        str(kernel),
+        "-initrd",
+        str(initramfs),
+        "-append",
+        CMDLINE,
     ]
     started = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         seen = _read_until(proc, MARKER, started + timeout_s)
     finally:
@@ -267,8 +290,22 @@ def static_elf(code: bytes, base: int = LOAD_ADDRESS) -> bytes:
     ehdr_size, phdr_size = 64, 56
     total = ehdr_size + phdr_size + len(code)
     ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
-    ehdr = struct.pack("<16sHHIQQQIHHHHHH", ident, 2, 0x3E, 1, base + ehdr_size + phdr_size,
-                       ehdr_size, 0, 0, ehdr_size, phdr_size, 1, 0, 0, 0)
+    ehdr = struct.pack(
+        "<16sHHIQQQIHHHHHH",
+        ident,
+        2,
+        0x3E,
+        1,
+        base + ehdr_size + phdr_size,
+        ehdr_size,
+        0,
+        0,
+        ehdr_size,
+        phdr_size,
+        1,
+        0,
+        0,
+        0,
+    )
     phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, total, total, 0x1000)
     return ehdr + phdr + code
-

@@ -21,8 +21,11 @@ class Steps:
     def __enter__(self) -> Self:
         if self.enabled:
             self._progress = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                console=Console(stderr=True), transient=False,
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
             )
             self._progress.start()
         return self

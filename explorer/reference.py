@@ -38,8 +38,10 @@ def reference_problem(ref: str) -> str | None:
     if match is None:
         if ref != ref.lower() and REFERENCE.fullmatch(ref.lower()):
             return f"{ref!r} is not an image reference: repository names are lowercase"
-        return (f"{ref!r} is not an image reference (expected [REGISTRY/]REPOSITORY[:TAG][@DIGEST], "
-                "lowercase, e.g. redis:7.2 or mongo@sha256:<64 hex digits>)")
+        return (
+            f"{ref!r} is not an image reference (expected [REGISTRY/]REPOSITORY[:TAG][@DIGEST], "
+            "lowercase, e.g. redis:7.2 or mongo@sha256:<64 hex digits>)"
+        )
     if len(match["name"]) > MAX_NAME:
         return f"{ref!r}: the repository name is longer than {MAX_NAME} characters"
     if match["algorithm"] == "sha256" and len(match["hex"]) != 64:
@@ -50,8 +52,10 @@ def reference_problem(ref: str) -> str | None:
 def scenario_name_problem(name: str) -> str | None:
     """Why `name` cannot name a scenario (it becomes the repository explorer/NAME), or None."""
     if not re.fullmatch(COMPONENT, name) or "." in name:
-        return (f"{name!r} is not a valid scenario name: lowercase letters and digits, joined by single "
-                "'_', '__' or '-' (no leading, trailing or other separators), as a Docker repository name")
+        return (
+            f"{name!r} is not a valid scenario name: lowercase letters and digits, joined by single "
+            "'_', '__' or '-' (no leading, trailing or other separators), as a Docker repository name"
+        )
     if len(REPOSITORY_PREFIX + name) > MAX_NAME:
         return f"{name!r} is too long: the image repository explorer/NAME must be at most {MAX_NAME} characters"
     return None

@@ -69,8 +69,7 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                key: {"type": "number", "exclusiveMinimum": 0}
-                for key in ("build_s", "ready_s", "vm_ready_s")
+                key: {"type": "number", "exclusiveMinimum": 0} for key in ("build_s", "ready_s", "vm_ready_s")
             },
         },
         "repeats": {"type": "integer", "minimum": 1, "maximum": 100},
@@ -189,7 +188,8 @@ def _message(error: jsonschema.ValidationError) -> str:
 # JSON Schema's "integer" is any number with a zero fraction (1.0 too); Python code downstream
 # (range(), Docker's port map, libvirt's XML) needs an int, so 1.0 is refused, naming the field.
 _STRICT_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-    "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool))
+    "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+)
 _VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_STRICT_TYPES)
 
 
@@ -312,8 +312,11 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 continue  # unhashable: SafeLoader's own error follows
             if first is not key_node.start_mark:
                 raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
-                    f"duplicate key {key!r} (first given on line {first.line + 1})", key_node.start_mark)
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r} (first given on line {first.line + 1})",
+                    key_node.start_mark,
+                )
         return super().construct_mapping(node, deep=deep)
 
 
@@ -327,8 +330,7 @@ def load(name: str) -> Scenario:
     if name not in found:
         raise UsageError(
             f"unknown scenario {name!r}",
-            hint=f"known scenarios: {', '.join(found) or 'none'}; "
-            "or give a file with --scenario-file PATH",
+            hint=f"known scenarios: {', '.join(found) or 'none'}; or give a file with --scenario-file PATH",
         )
     return load_file(found[name])
 
@@ -342,7 +344,10 @@ def image_ref(image: str) -> str:
 
 
 def image_scenario(
-    image: str, port: int, ready: str | readiness.ReadySpec, processes: tuple[str, ...] = (),
+    image: str,
+    port: int,
+    ready: str | readiness.ReadySpec,
+    processes: tuple[str, ...] = (),
     argv: tuple[str, ...] = (),
 ) -> Scenario:
     """A scenario made from flags (`explorer run --image REF --port N --ready KIND`).
@@ -364,8 +369,12 @@ def image_scenario(
     data = {
         "name": name.strip("-") or "image",
         "description": f"{image} (process {', '.join(processes)} from {origin})",
-        "workload": {"image": image, "port": port, "processes": list(processes),
-                     "ready": ready.as_data() if isinstance(ready, readiness.ReadySpec) else ready},
+        "workload": {
+            "image": image,
+            "port": port,
+            "processes": list(processes),
+            "ready": ready.as_data() if isinstance(ready, readiness.ReadySpec) else ready,
+        },
     }
     return from_dict(data, source="--image")
 

@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import pytest
 
-from explorer.backends.base import LABEL_MANAGED, LABEL_OWNER, LABEL_SCENARIO
+from explorer.model import LABEL_MANAGED, LABEL_OWNER, LABEL_SCENARIO
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,12 @@ def explorer_argv(*args: str) -> list[str]:
 def run_explorer(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The CLI as a user runs it, in a child process."""
     return subprocess.run(
-        explorer_argv(*args), check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        explorer_argv(*args),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
 
@@ -55,8 +60,11 @@ def clean_is_safe(client, timeout_s: float = 120) -> None:
 
     deadline = time.monotonic() + timeout_s
     while True:
-        unowned = [c["Names"][0] for c in client.api.containers(filters={"label": LABEL_MANAGED})
-                   if LABEL_OWNER not in (c.get("Labels") or {})]
+        unowned = [
+            c["Names"][0]
+            for c in client.api.containers(filters={"label": LABEL_MANAGED})
+            if LABEL_OWNER not in (c.get("Labels") or {})
+        ]
         if not unowned:
             return
         if time.monotonic() > deadline:
@@ -75,11 +83,18 @@ def partials_of(pid: int, cache: Path | None = None) -> list[Path]:
     return sorted(found)
 
 
-def run_explorer_traced(*args: str, timeout: float = 600, env: dict[str, str] | None = None
-                        ) -> tuple[subprocess.CompletedProcess, int]:
+def run_explorer_traced(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess, int]:
     """run_explorer, and the PID the CLI ran as (what its labels and partials carry)."""
-    proc = subprocess.Popen(explorer_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        explorer_argv(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -94,7 +109,10 @@ def containers_labelled(label: str, value: str) -> list[str]:
     state, whose `label` is `value`."""
     out = subprocess.run(
         ["docker", "ps", "-a", "--filter", f"label={label}={value}", "--format", "{{.Names}}"],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     return out.split()
 
@@ -111,8 +129,9 @@ def containers_of(scenario: str) -> list[str]:
 
 def docker_image_inspect(ref: str) -> dict:
     """`docker image inspect REF` (the CLI, not explorer's client), as a dict."""
-    out = subprocess.run(["docker", "image", "inspect", ref], capture_output=True, text=True, check=True,
-                         timeout=60).stdout
+    out = subprocess.run(
+        ["docker", "image", "inspect", ref], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     (image,) = json.loads(out)
     return image
 
@@ -154,10 +173,10 @@ def cpio_members(archive: bytes) -> dict[str, tuple[int, bytes, int, int]]:
 
 def backend_or_skip(side: str):
     """A checked backend; a missing daemon skips with its reason, except in CI, where it fails."""
-    from explorer.backends import get_backend
     from explorer.errors import BackendUnavailable
+    from explorer.sides import backend_for
 
-    backend = get_backend(side)
+    backend = backend_for(side)
     try:
         backend.check()
     except BackendUnavailable as exc:

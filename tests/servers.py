@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from explorer.images.qemu_floor import free_port
+from explorer.images.microvm.qemu_floor import free_port
 
 __all__ = ["free_port", "server"]
 
@@ -44,4 +44,3 @@ def server(handler: Callable[[socket.socket], None], port: int = 0) -> Iterator[
         stop.set()
         thread.join()
         listener.close()
-

@@ -3,14 +3,12 @@ the VM, the init. Their output is line-based so that any channel can carry it.""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from importlib import resources
 from pathlib import Path
 
-from explorer.backends.base import GuestProcess, GuestView
-from explorer.errors import BackendError
+from explorer.model import GuestProcess, GuestView
 
 BEGIN = "EXPLORER-VIEW begin"
 END = "EXPLORER-VIEW end"
@@ -42,6 +40,8 @@ def parse_view(text: str, channel: str) -> GuestView | None:
     # The shell running this script, and explorer's init and watcher in a VM, are explorer's
     # own: they are left out of the listing, and the agent's are reported apart.
     agents = [int(pid) for pid in fields.get("agent_pids", "").split() if pid.isdigit()]
+    names = {p.pid: p.name for p in processes}
+    viewer = next((p for p in processes if str(p.pid) == fields.get("viewer_pid")), None)
     ours = {fields.get("viewer_pid", ""), *map(str, agents)}
     processes = [p for p in processes if str(p.pid) not in ours]
     return GuestView(
@@ -50,7 +50,28 @@ def parse_view(text: str, channel: str) -> GuestView | None:
         processes=processes,
         channel=channel,
         agent_pids=agents,
+        agent_names=[names.get(pid, "?") for pid in agents],
+        viewer_parent=viewer.ppid if viewer is not None else None,
+        uptime_s=_float(fields.get("uptime_s")),
     )
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def set_apart(view: GuestView, pids: list[int]) -> GuestView:
+    """`view` with `pids` (explorer's own processes in the guest: an ssh session taking the
+    view, say) moved out of the listing and reported as explorer's."""
+    names = {p.pid: p.name for p in view.processes}
+    mine = [pid for pid in pids if pid in names and pid not in view.agent_pids]
+    view.processes = [p for p in view.processes if p.pid not in mine]
+    view.agent_pids = [*view.agent_pids, *mine]
+    view.agent_names = [*view.agent_names, *(names[pid] for pid in mine)]
+    return view
 
 
 # Console markers of the VM's init (explorer/guest/init.sh) and initramfs, one per line:
@@ -135,79 +156,3 @@ class ConsoleWatcher(threading.Thread):
     def tail(self, lines: int = 20) -> str:
         self.read_new()
         return "\n".join(self.text().rstrip().splitlines()[-lines:])
-
-
-VIEW_PORT = "explorer.view"  # the virtio-serial port the microVM's init serves views on
-
-
-class ViewChannel:
-    """The host end of the microVM's view port (QEMU's UNIX socket for it): a request line
-    ("view N"), and back the view block the guest took then, which names N. Connected when the
-    VM is created and kept open, so that the guest's read waits for a request instead of
-    polling. A late answer to an earlier request that timed out is recognised and dropped."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._sock: socket.socket | None = None
-        self._requests = 0
-
-    def connect(self, timeout_s: float = 10.0) -> None:
-        """Connect to QEMU's socket, which exists once QEMU has started; retried until then."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(str(self.path))
-            except OSError as exc:
-                sock.close()
-                if time.monotonic() > deadline:
-                    raise BackendError(f"could not connect to the guest view port {self.path}: {exc}") from exc
-                time.sleep(0.02)
-                continue
-            self._sock = sock
-            return
-
-    def request(self, timeout_s: float) -> GuestView:
-        """A view taken after this call; BackendError naming what came back if none did in time."""
-        if self._sock is None:
-            raise BackendError(f"the guest view port {self.path} is not connected")
-        self._requests += 1
-        number = self._requests
-        deadline = time.monotonic() + timeout_s
-        data = bytearray()
-        try:
-            self._sock.settimeout(timeout_s)
-            self._sock.sendall(f"view {number}\n".encode())
-            while (block := _answer(bytes(data).decode(errors="replace"), number)) is None:
-                self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
-                chunk = self._sock.recv(65536)
-                if not chunk:
-                    raise BackendError("the guest view port closed before a view came back")
-                data += chunk
-        except TimeoutError as exc:
-            said = bytes(data[-200:]).decode(errors="replace")
-            raise BackendError(f"the guest sent no view on its view port in {timeout_s:.0f}s"
-                               + (f" (it sent {said!r})" if said else "")) from exc
-        view = parse_view(block, channel=f"virtio-serial port {VIEW_PORT}")
-        if view is None:
-            raise BackendError("the guest's answer on its view port was not a view block")
-        return view
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-
-def _answer(text: str, number: int) -> str | None:
-    """The complete view block in `text` that answers request `number`, or None."""
-    start = text.find(BEGIN)
-    while start >= 0:
-        stop = text.find(END, start)
-        if stop < 0:
-            return None
-        block = text[start : stop + len(END)]
-        if f"\nrequest={number}\n" in block:
-            return block
-        start = text.find(BEGIN, stop)
-    return None

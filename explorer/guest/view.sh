@@ -10,6 +10,11 @@ echo "agent_pids=${EXPLORER_AGENT_PIDS:-}"
 release=
 read -r release < /proc/sys/kernel/osrelease 2>/dev/null || release=$(uname -r 2>/dev/null)
 echo "kernel_release=$release"
+# seconds since this kernel booted, by its own clock (a restored VM's stood still while saved)
+if [ -r /proc/uptime ]; then
+  read -r uptime _ < /proc/uptime
+  echo "uptime_s=$uptime"
+fi
 if [ -r /proc/sys/kernel/random/boot_id ]; then
   read -r boot < /proc/sys/kernel/random/boot_id
   echo "boot_id=$boot"

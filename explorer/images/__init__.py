@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.errors import BuildError, CacheUnusable
+from explorer.images.process import run_session
 
 SETUP_HINT = "run scripts/setup-host"
 
@@ -53,8 +54,6 @@ def check_cache() -> Path:
 def run_tool(argv: list[str], what: str, hint: str | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """A build tool, in a session of its own (ended whole on a timeout or an interrupt); a
     missing tool, a failure or a timeout becomes a BuildError carrying the tail of its output."""
-    from explorer.images.process import run_session
-
     try:
         done = run_session(argv, **kwargs)
         if done.returncode != 0:
@@ -67,3 +66,12 @@ def run_tool(argv: list[str], what: str, hint: str | None = None, **kwargs: Any)
     except subprocess.CalledProcessError as exc:
         tail = "\n".join((exc.stderr or exc.stdout or "").strip().splitlines()[-10:])
         raise BuildError(f"{what} failed ({' '.join(argv)} exited {exc.returncode}):\n{tail}", hint=hint) from exc
+
+
+def make_overlay(disk: Path, overlay: Path) -> None:
+    """A throwaway qcow2 overlay backed by the cached disk, which so stays pristine."""
+    run_tool(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(disk), str(overlay)],
+        f"creating an overlay on {disk}",
+        timeout=60,
+    )

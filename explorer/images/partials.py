@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psutil
 
+from explorer.model import owner_alive
+
 ROOTFS = "explorer-rootfs-"  # in the cache's rootfs/: the tarball being built
 MMDEBSTRAP = "explorer-build-"  # in the system temp dir: mmdebstrap's TMPDIR, its chroot
 VM_DISK = "vm-"  # in the cache's tmp/
@@ -43,7 +45,7 @@ def build_dir(parent: Path | None, prefix: str) -> Iterator[Path]:
 
 
 def owner_pid(path: Path, prefix: str) -> str | None:
-    rest = path.name[len(prefix):]
+    rest = path.name[len(prefix) :]
     pid = rest.split("-", 1)[0]
     return pid if pid.isdigit() and "-" in rest else None
 
@@ -93,8 +95,6 @@ def users(path: Path) -> list[str]:
 
 def stale(path: Path, prefix: str) -> tuple[bool, str]:
     """(whether `path` is a dead build's remains, why it is or is not)."""
-    from explorer.backends.base import owner_alive
-
     pid = owner_pid(path, prefix)
     if pid is not None and (owner_alive(pid) or int(pid) == os.getpid()):
         return False, f"its explorer (PID {pid}) still runs"

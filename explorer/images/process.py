@@ -16,6 +16,8 @@ from typing import Any
 
 import psutil
 
+from explorer import interrupts
+
 GRACE_S = 15.0  # mmdebstrap unmounts its chroot's /dev, /proc and /sys on SIGTERM: let it
 
 
@@ -31,14 +33,18 @@ def _with_parent_death_signal(argv: list[str]) -> list[str]:
 def run_session(argv: list[str], timeout: float | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """subprocess.run(argv, capture_output=True, text=True) in a new session; on a timeout
     or any exception (an interrupt), the whole session is ended before it propagates."""
-    proc = subprocess.Popen(_with_parent_death_signal(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, **kwargs)
+    proc = subprocess.Popen(
+        _with_parent_death_signal(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException:
-        from explorer.runner import interrupts_deferred
-
-        with interrupts_deferred():  # a second Ctrl-C must not leave the build half-ended
+        with interrupts.deferred():  # a second Ctrl-C must not leave the build half-ended
             end_session(proc)
         raise
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from explorer.backends.base import Artifact, GuestView
+from explorer.model import Artifact, GuestView
 from explorer.scenario import Scenario
 
 

@@ -17,10 +17,6 @@ import psutil
 from explorer.probes.hostproc import memory_bytes
 from explorer.probes.memory import tcg_cache_bytes
 
-ENGINE_DAEMONS = ("dockerd", "containerd", "libvirtd")  # the shims are counted with their instance
-# The daemons that serve each backend (by its NAME): another engine's growth is not this side's.
-# docker-proxy: dockerd's userland proxy, one process per published port, so per instance.
-DAEMONS_BY_BACKEND = {"docker": ("dockerd", "containerd", "docker-proxy"), "libvirt": ("libvirtd", "virtlogd")}
 KSM_DIR = Path("/sys/kernel/mm/ksm")
 KSM_FIELDS = ("run", "pages_shared", "pages_sharing", "pages_unshared", "full_scans")
 KSM_SETTLE_PERCENT = 5  # Kata's memory_usage.sh: settled once pages_sharing moves < 5% per full scan
@@ -45,8 +41,9 @@ def summed_memory(pids: Iterable[int]) -> dict[str, int]:
     return total
 
 
-def engine_daemons(names: tuple[str, ...] = ENGINE_DAEMONS) -> dict[str, int]:
-    """PSS of each engine daemon that runs here, by name (several processes of a name summed)."""
+def engine_daemons(names: tuple[str, ...]) -> dict[str, int]:
+    """PSS of each daemon named (the engine's own, which say which serve it: another engine's
+    growth is not this side's) that runs here, several processes of a name summed."""
     found: dict[str, int] = {}
     for proc in psutil.process_iter(["name"]):
         if proc.info["name"] not in names:
@@ -114,5 +111,9 @@ def settle_ksm(
         if last_sharing is not None and abs(sharing - last_sharing) <= last_sharing * KSM_SETTLE_PERCENT / 100:
             return {**state, "settled": True, "waited_s": round(clock() - start, 3), "why": "pages_sharing settled"}
         last_scan, last_sharing = state.get("full_scans"), sharing
-    return {**state, "settled": False, "waited_s": round(clock() - start, 3),
-            "why": f"still changing after {timeout_s:.0f}s"}
+    return {
+        **state,
+        "settled": False,
+        "waited_s": round(clock() - start, 3),
+        "why": f"still changing after {timeout_s:.0f}s",
+    }

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import platform
+import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from explorer.probes import ProbeContext
 
@@ -27,6 +30,8 @@ def probe(ctx: ProbeContext) -> dict[str, Any]:
         guest_boot_id=guest_boot,
         same_release=ctx.guest.kernel_release == host["release"],
         same_boot_id=None if guest_boot is None else guest_boot == host["boot_id"],
+        guest_uptime_s=ctx.guest.uptime_s,  # by the guest kernel's own clock, when the view was taken
+        host_uptime_s=round(time.time() - psutil.boot_time(), 2),
     )
     out["shared"], out["basis"] = _shared(out["same_boot_id"], out["same_release"])
     return out

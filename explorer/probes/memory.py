@@ -39,8 +39,9 @@ def tcg_cache_bytes(maps: Iterable[Any]) -> int:
     """The PSS of the TCG code cache among a process's mappings (psutil memory_maps with
     grouped=False: each has path, perms, size and pss): the anonymous rwx ones of at least
     1 MiB (QEMU splits its code buffer into regions, each its own mapping)."""
-    return sum(m.pss for m in maps
-               if _anonymous(m.path) and m.perms.startswith("rwx") and m.size >= TCG_MIN_MAPPING_BYTES)
+    return sum(
+        m.pss for m in maps if _anonymous(m.path) and m.perms.startswith("rwx") and m.size >= TCG_MIN_MAPPING_BYTES
+    )
 
 
 def tcg_figures(ctx: ProbeContext, host_pss: int) -> dict[str, Any]:
@@ -54,10 +55,12 @@ def tcg_figures(ctx: ProbeContext, host_pss: int) -> dict[str, Any]:
             except psutil.Error:
                 continue
     limit = ctx.scenario.vm.tb_cache_mib if accel == "tcg" else None
-    return {"tcg_cache_pss_bytes": cache, "pss_without_tcg_cache_bytes": host_pss - cache,
-            "tcg_cache_basis": "anonymous rwx mappings of the VMM (smaps)" if accel == "tcg"
-            else f"none under {accel}",
-            "tcg_cache_limit_bytes": limit * MIB if limit else None}  # None: QEMU's default
+    return {
+        "tcg_cache_pss_bytes": cache,
+        "pss_without_tcg_cache_bytes": host_pss - cache,
+        "tcg_cache_basis": "anonymous rwx mappings of the VMM (smaps)" if accel == "tcg" else f"none under {accel}",
+        "tcg_cache_limit_bytes": limit * MIB if limit else None,
+    }  # None: QEMU's default
 
 
 def probe(ctx: ProbeContext) -> dict[str, Any]:

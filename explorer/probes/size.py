@@ -7,8 +7,14 @@ from typing import Any
 from explorer.probes import ProbeContext
 
 KEYS = (
-    "image_bytes", "layers", "disk_bytes", "disk_file_bytes", "disk_virtual_bytes",
-    "kernel_bytes", "initramfs_bytes", "vm_image_bytes",
+    "image_bytes",
+    "layers",
+    "disk_bytes",
+    "disk_file_bytes",
+    "disk_virtual_bytes",
+    "kernel_bytes",
+    "initramfs_bytes",
+    "vm_image_bytes",
 )
 
 

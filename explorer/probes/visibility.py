@@ -7,7 +7,7 @@ from typing import Any
 
 import psutil
 
-from explorer.backends.base import GuestView
+from explorer.model import GuestView
 from explorer.probes import ProbeContext
 from explorer.probes.hostproc import describe, named
 
@@ -41,8 +41,7 @@ def probe(ctx: ProbeContext) -> dict[str, Any]:
     names = set(ctx.scenario.workload.processes)
     stop_at = set(ctx.runtime_pids)
     workload = [d for d in (describe(pid, stop_at) for pid in ctx.workload_pids) if d]
-    runtime = [{**d, "role": ctx.runtime_pids[d["host_pid"]]}
-               for d in (describe(pid) for pid in ctx.runtime_pids) if d]
+    runtime = [{**d, "role": ctx.runtime_pids[d["host_pid"]]} for d in (describe(pid) for pid in ctx.runtime_pids) if d]
     # What `ps -e | grep NAME` finds on the host, and whether each one belongs to this target.
     ours = {d["host_pid"] for d in workload}
     grep_view = [
@@ -91,7 +90,8 @@ def _inside(ctx: ProbeContext, names: set[str]) -> dict[str, Any]:
         # the guest's own userspace besides the workload: an OS's services, or nothing
         "os_process_count": sum(os_names.values()),
         "os_processes": [{"name": n, "count": c} for n, c in sorted(os_names.items(), key=lambda i: (-i[1], i[0]))],
-        "explorer_pids_inside": ctx.guest.agent_pids,  # the VM's init and watcher, not counted
+        "explorer_pids_inside": ctx.guest.agent_pids,  # explorer's own (the VM's init, an ssh session), not counted
+        "explorer_processes_inside": ctx.guest.agent_names,
     }
 
 

@@ -24,8 +24,23 @@ from explorer.readiness.base import ATTEMPT_TIMEOUT_S, Strategy
 from explorer.readiness.strategies import Banner, Http, MongoDB, Postgres, Redis, Tcp
 
 __all__ = [
-    "ATTEMPT_TIMEOUT_S", "INTERVAL_S", "STRATEGIES", "Banner", "Http", "MongoDB", "Postgres", "ReadySpec", "Redis",
-    "Strategy", "Tcp", "attempt", "parse", "schema", "syntax", "wait_for_mark", "wait_ready",
+    "ATTEMPT_TIMEOUT_S",
+    "INTERVAL_S",
+    "STRATEGIES",
+    "Banner",
+    "Http",
+    "MongoDB",
+    "Postgres",
+    "ReadySpec",
+    "Redis",
+    "Strategy",
+    "Tcp",
+    "attempt",
+    "parse",
+    "schema",
+    "syntax",
+    "wait_for_mark",
+    "wait_ready",
 ]
 
 INTERVAL_S = 0.05
@@ -159,8 +174,10 @@ def wait_ready(
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise NotReady(f"{what} did not answer a {strategy.KIND} readiness check on {host}:{port} in time: "
-                           f"waited for {strategy.describe()}; last saw {strategy.last_seen}")
+            raise NotReady(
+                f"{what} did not answer a {strategy.KIND} readiness check on {host}:{port} in time: "
+                f"waited for {strategy.describe()}; last saw {strategy.last_seen}"
+            )
         if strategy.attempt(host, port, min(ATTEMPT_TIMEOUT_S, remaining)):
             return time.monotonic()
         if between is not None:

@@ -47,16 +47,21 @@ class Postgres(Strategy):
 
     def check(self, host: str, port: int, timeout: float) -> tuple[bool, str]:
         pq = libpq()
-        conninfo = (f"host={host} port={port} user=postgres dbname=postgres sslmode=disable gssencmode=disable "
-                    f"connect_timeout={max(2, math.ceil(timeout))} application_name=explorer-readiness")
+        conninfo = (
+            f"host={host} port={port} user=postgres dbname=postgres sslmode=disable gssencmode=disable "
+            f"connect_timeout={max(2, math.ceil(timeout))} application_name=explorer-readiness"
+        )
         answer: list[int] = []
-        worker = threading.Thread(target=lambda: answer.append(pq.PGconn.ping(conninfo.encode())),
-                                  name="explorer-pqping", daemon=True)
+        worker = threading.Thread(
+            target=lambda: answer.append(pq.PGconn.ping(conninfo.encode())), name="explorer-pqping", daemon=True
+        )
         worker.start()
         worker.join(timeout)  # an abandoned ping ends by itself at libpq's connect_timeout
         if not answer:
             return False, f"no answer from PQping within {timeout:.1f} s"
-        from psycopg.pq import Ping
+        from psycopg.pq import (
+            Ping,  # loaded with libpq by libpq() above, only for PostgreSQL
+        )
 
         name = Ping(answer[0]).name
         return name == "OK", self.ANSWERS.get(name, name)
@@ -70,8 +75,9 @@ def libpq() -> Any:
     try:
         return importlib.import_module("psycopg.pq.pq_ctypes")
     except ImportError as exc:
-        raise BackendUnavailable(f"PostgreSQL readiness needs libpq: {exc}",
-                                 hint="run scripts/setup-host (or apt-get install libpq5)") from exc
+        raise BackendUnavailable(
+            f"PostgreSQL readiness needs libpq: {exc}", hint="run scripts/setup-host (or apt-get install libpq5)"
+        ) from exc
 
 
 @dataclass
@@ -87,13 +93,21 @@ class MongoDB(Strategy):
         """
         if not _op_msg_ok(host, port, timeout, {"ping": 1, "$db": "admin"}):
             return False, "no ok answer to a raw OP_MSG ping"
+        # pymongo costs ~180 ms to import: loaded only when a MongoDB workload is checked
         import pymongo
         from pymongo.errors import ConfigurationError, PyMongoError
 
         ms = max(1, int(timeout * 1000))
         client = pymongo.MongoClient(
-            host, port, directConnection=True, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms,
-            socketTimeoutMS=ms, timeoutMS=ms, retryReads=False, appname="explorer-readiness",
+            host,
+            port,
+            directConnection=True,
+            serverSelectionTimeoutMS=ms,
+            connectTimeoutMS=ms,
+            socketTimeoutMS=ms,
+            timeoutMS=ms,
+            retryReads=False,
+            appname="explorer-readiness",
         )
         try:
             ok = client.admin.command("ping").get("ok") == 1
@@ -115,7 +129,7 @@ _MAX_REPLY_BYTES = 48 * 1024 * 1024  # mongod's own maxMessageSizeBytes
 
 def _op_msg_ok(host: str, port: int, timeout: float, command: dict[str, object]) -> bool:
     """Send one OP_MSG command on a fresh connection; True when the reply says ok: 1."""
-    import bson
+    import bson  # pymongo's, loaded only when a MongoDB workload is checked (see MongoDB.check)
     from bson.errors import BSONError
 
     body = struct.pack("<I", 0) + b"\0" + bson.encode(command)

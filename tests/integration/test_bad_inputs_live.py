@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from explorer.errors import EXIT_NOT_READY, EXIT_UNAVAILABLE, EXIT_USAGE
+from explorer.images.container.source import docker_client
 from tests.conftest import containers_owned_by, partials_of, run_explorer_traced
 from tests.unit.test_bad_inputs import Case, redis
 
@@ -20,30 +21,95 @@ RUN = ("run", "--scenario-file", "{file}", "--sides", "runc", "--repeat", "1")
 BUILD = ("build", "--scenario-file", "{file}", "--sides", "runc")
 HUGE = 2**40  # MiB: no host has it
 CASES = [
-    Case("process-name-matches-nothing", RUN, ("no process named nosuchproc", "PID 1 is redis-server"), code=1,
-         scenario=redis(**{"workload.processes": ["nosuchproc"]})),
-    Case("workload-exits-at-once", RUN, ("exited with code 7", "bye-from-the-workload"), code=1,
-         scenario=redis(**{"workload.command": ["sh", "-c", "echo bye-from-the-workload; exit 7"]})),
-    Case("workload-exits-silently", RUN, ("exited with code 0", "it printed nothing"), code=1,
-         scenario=redis(**{"workload.command": ["true"]})),
-    Case("workload-bad-option", RUN, ("exited with code 1", "no-such-option"), code=1,
-         scenario=redis(**{"workload.command": ["redis-server", "--no-such-option"]})),
-    Case("wrong-readiness-kind", RUN, ("did not answer a postgres readiness check", "Ready to accept connections"),
-         code=EXIT_NOT_READY, scenario=redis(**{"workload.ready": "postgres", "timeouts.ready_s": 3})),
-    Case("vm-memory-too-large", ("run", "--scenario-file", "{file}", "--repeat", "1"),
-         ("vm.memory_mib", f"asks for a {HUGE} MiB VM"), scenario=redis(**{"vm.memory_mib": HUGE})),
-    Case("unknown-package", BUILD, ("has no package no-such-package-explorer", "workload.build.packages"), code=1,
-         scenario=redis(**{"workload.build.packages": ["redis-server", "no-such-package-explorer"]})),
-    Case("unknown-suite", BUILD, ("the mirror has no suite 'nosuchsuite'", "workload.build.suite"), code=1,
-         scenario=redis(**{"workload.build.suite": "nosuchsuite"})),
-    Case("engine-down-run", ("run", "redis", "--sides", "runc"), ("Docker daemon", "scripts/setup-host"),
-         code=EXIT_UNAVAILABLE, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}),
-    Case("engine-down-clean-cache", ("clean", "--cache"), ("could not clean the runc side", "Docker daemon"),
-         code=EXIT_UNAVAILABLE, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock",
-                                     "EXPLORER_CACHE": "{tmp}/cache"}),
-    Case("image-flag-unknown-process", ("run", "--image", "{redis}", "--port", "6379", "--ready", "redis",
-                                        "--process", "redis", "--sides", "runc", "--repeat", "1"),
-         ("no process named redis runs in the container", "PID 1 is redis-server"), code=1),
+    Case(
+        "process-name-matches-nothing",
+        RUN,
+        ("no process named nosuchproc", "PID 1 is redis-server"),
+        code=1,
+        scenario=redis(**{"workload.processes": ["nosuchproc"]}),
+    ),
+    Case(
+        "workload-exits-at-once",
+        RUN,
+        ("exited with code 7", "bye-from-the-workload"),
+        code=1,
+        scenario=redis(**{"workload.command": ["sh", "-c", "echo bye-from-the-workload; exit 7"]}),
+    ),
+    Case(
+        "workload-exits-silently",
+        RUN,
+        ("exited with code 0", "it printed nothing"),
+        code=1,
+        scenario=redis(**{"workload.command": ["true"]}),
+    ),
+    Case(
+        "workload-bad-option",
+        RUN,
+        ("exited with code 1", "no-such-option"),
+        code=1,
+        scenario=redis(**{"workload.command": ["redis-server", "--no-such-option"]}),
+    ),
+    Case(
+        "wrong-readiness-kind",
+        RUN,
+        ("did not answer a postgres readiness check", "Ready to accept connections"),
+        code=EXIT_NOT_READY,
+        scenario=redis(**{"workload.ready": "postgres", "timeouts.ready_s": 3}),
+    ),
+    Case(
+        "vm-memory-too-large",
+        ("run", "--scenario-file", "{file}", "--repeat", "1"),
+        ("vm.memory_mib", f"asks for a {HUGE} MiB VM"),
+        scenario=redis(**{"vm.memory_mib": HUGE}),
+    ),
+    Case(
+        "unknown-package",
+        BUILD,
+        ("has no package no-such-package-explorer", "workload.build.packages"),
+        code=1,
+        scenario=redis(**{"workload.build.packages": ["redis-server", "no-such-package-explorer"]}),
+    ),
+    Case(
+        "unknown-suite",
+        BUILD,
+        ("the mirror has no suite 'nosuchsuite'", "workload.build.suite"),
+        code=1,
+        scenario=redis(**{"workload.build.suite": "nosuchsuite"}),
+    ),
+    Case(
+        "engine-down-run",
+        ("run", "redis", "--sides", "runc"),
+        ("Docker daemon", "scripts/setup-host"),
+        code=EXIT_UNAVAILABLE,
+        env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+    ),
+    Case(
+        "engine-down-clean-cache",
+        ("clean", "--cache"),
+        ("could not clean the runc side", "Docker daemon"),
+        code=EXIT_UNAVAILABLE,
+        env={"DOCKER_HOST": "unix:///nonexistent/docker.sock", "EXPLORER_CACHE": "{tmp}/cache"},
+    ),
+    Case(
+        "image-flag-unknown-process",
+        (
+            "run",
+            "--image",
+            "{redis}",
+            "--port",
+            "6379",
+            "--ready",
+            "redis",
+            "--process",
+            "redis",
+            "--sides",
+            "runc",
+            "--repeat",
+            "1",
+        ),
+        ("no process named redis runs in the container", "PID 1 is redis-server"),
+        code=1,
+    ),
 ]
 
 
@@ -88,6 +154,6 @@ def test_a_recipe_file_names_no_host_file(docker_backend, tmp_path):
         path.write_text(yaml.safe_dump(data))
         result, _ = run_explorer_traced("build", "--scenario-file", str(path), "--sides", "runc")
         assert result.returncode == EXIT_USAGE and "whitespace" in result.stderr
-        assert docker_backend.client.images.list(name="explorer/t8-leak") == []
+        assert docker_client().images.list(name="explorer/t8-leak") == []
     finally:
         secret.unlink()

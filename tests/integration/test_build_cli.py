@@ -22,8 +22,9 @@ def test_build_reports_the_container_image_and_the_vm_disk(docker_backend):
     assert next(line for line in lines if line.startswith("gvisor: ")).split()[1] == tag  # the same image
     disk = next(line for line in lines if line.startswith("microvm: ")).split()[1]
     assert docker_image_inspect(tag)["Config"]["Labels"]["io.explorer.image"] == "true"
-    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", disk], capture_output=True,
-                                     text=True, check=True).stdout)
+    info = json.loads(
+        subprocess.run(["qemu-img", "info", "--output=json", disk], capture_output=True, text=True, check=True).stdout
+    )
     assert info["format"] == "qcow2" and info["virtual-size"] > info["actual-size"] > 0
     again = run_explorer("build", "redis", timeout=120)  # the second build does no work
     side_lines = [line for line in again.stdout.splitlines() if not line.startswith(" ")]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from explorer import report
-from explorer.backends.base import LABEL_RUN
 from explorer.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from explorer.images.container.source import docker_client
+from explorer.model import LABEL_RUN
+from explorer.output import report
 from tests.conftest import docker_image_inspect, explorer_containers, run_explorer
 
 pytestmark = pytest.mark.docker
@@ -24,7 +25,7 @@ def live(docker_backend) -> dict:
     result = run_explorer("run", "redis", "--sides", "runc", "--repeat", "1", "--format", "json", timeout=900)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    left = explorer_containers(docker_backend.client, f"{LABEL_RUN}={doc['run_id']}")
+    left = explorer_containers(docker_client(), f"{LABEL_RUN}={doc['run_id']}")
     assert left == [], "the run left containers behind"
     return doc
 
@@ -41,7 +42,14 @@ def table_cell(doc: dict, row: str) -> str:
 
 def test_every_claim_is_judged_and_the_vm_half_is_inconclusive(live):
     assert [c["id"] for c in live["claims"]] == [
-        "visibility", "kernel", "size", "startup", "os-processes", "resources", "bin-packing"]
+        "visibility",
+        "kernel",
+        "size",
+        "startup",
+        "os-processes",
+        "resources",
+        "bin-packing",
+    ]
     for claim in live["claims"]:
         assert list(claim["sides"]) == ["runc"]
         assert claim["missing_kinds"] == ["vm"] and "no vm side measured" in claim["summary"]

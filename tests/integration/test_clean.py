@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.backends.base import LABEL_MANAGED, LABEL_RUN
+from explorer.images.container.source import docker_client
+from explorer.model import LABEL_MANAGED, LABEL_RUN
 from tests.conftest import clean_is_safe, run_explorer
 
 pytestmark = pytest.mark.docker
 
 
 def test_clean_removes_labelled_containers_only(docker_backend, redis_artifact):
-    client = docker_backend.client
+    client = docker_client()
     ours = client.containers.create(redis_artifact.ref, labels={LABEL_MANAGED: "true", LABEL_RUN: "leftover"})
     theirs = client.containers.create(redis_artifact.ref, labels={"someone.else": "1"})
     try:

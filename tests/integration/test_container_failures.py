@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from explorer.errors import (
-    EXIT_INTERRUPTED,
     EXIT_NOT_READY,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
+from explorer.images.container.source import docker_client
 from tests.conftest import ROOT, explorer_argv, explorer_containers, run_explorer
 
 pytestmark = pytest.mark.docker
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.docker
 
 def leftovers(docker_backend) -> list[str]:
     """explorer's containers (label io.explorer.managed), of any run."""
-    return explorer_containers(docker_backend.client)
+    return explorer_containers(docker_client())
 
 
 def scenario_file(tmp_path: Path, **changes) -> Path:
@@ -63,7 +63,10 @@ def signal_mid_run(docker_backend, signum: int) -> tuple[int, str]:
     """Start a long run, send `signum` once its first container exists; (exit code, stderr)."""
     proc = subprocess.Popen(
         explorer_argv("run", "redis", "--sides", "runc", "--repeat", "50"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         deadline = time.monotonic() + 60
@@ -84,19 +87,28 @@ def signal_mid_run(docker_backend, signum: int) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
-def test_signal_mid_run_exits_130_and_leaves_nothing(docker_backend, redis_artifact, signum):
+def test_signal_mid_run_exits_128_plus_signal_and_leaves_nothing(docker_backend, redis_artifact, signum):
     code, err = signal_mid_run(docker_backend, signum)
-    assert code == EXIT_INTERRUPTED, err
+    assert code == 128 + signum, err  # 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP
     assert "interrupted" in err and "everything this run created was removed" in err
     assert leftovers(docker_backend) == []
 
 
 def test_missing_image_that_cannot_be_pulled(docker_backend, tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "nowhere",
-        "workload": {"image": "explorer-test/does-not-exist:1", "port": 1234, "processes": ["x"], "ready": "tcp"},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "nowhere",
+                "workload": {
+                    "image": "explorer-test/does-not-exist:1",
+                    "port": 1234,
+                    "processes": ["x"],
+                    "ready": "tcp",
+                },
+            }
+        )
+    )
     result = run_explorer("run", "--scenario-file", str(path), "--sides", "runc", timeout=180)
     assert result.returncode == 1
     assert "explorer-test/does-not-exist:1" in result.stderr and "docker load" in result.stderr

@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from explorer.backends.base import LABEL_MANAGED, LABEL_RUN
 from explorer.errors import EXIT_INTERRUPTED
+from explorer.model import LABEL_MANAGED, LABEL_RUN
 from tests.conftest import ROOT, explorer_argv, qemu_processes, run_explorer
 
 pytestmark = pytest.mark.slow
@@ -33,14 +33,24 @@ FIXED_TOLERANCE = (0.3, 1.5)  # fixed PSS / one container's file-backed memory (
 
 def docker_ps(run_id: str) -> list[str]:
     """`docker ps -a` (the CLI) filtered by explorer's run label."""
-    out = subprocess.run(["docker", "ps", "-a", "--filter", f"label={LABEL_RUN}={run_id}", "--format", "{{.Names}}"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label={LABEL_RUN}={run_id}", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return out.split()
 
 
 def virsh_names(run_id: str) -> list[str]:
-    out = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
+    out = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return [name for name in out.split() if f"-{run_id}-" in name]
 
 
@@ -65,12 +75,17 @@ def one_container_alone(image: str) -> dict[str, int]:
     """Memory of one redis container (its workload and containerd-shim processes, found from
     `docker inspect`'s State.Pid), started and removed with the docker CLI."""
     name = f"explorer-density-single-{int(time.time())}"
-    subprocess.run(["docker", "run", "-d", "--name", name, "--label", f"{LABEL_MANAGED}=true", "-p", "127.0.0.1::6379",
-                    image], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--label", f"{LABEL_MANAGED}=true", "-p", "127.0.0.1::6379", image],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     try:
         time.sleep(2)  # redis settled: its memory no longer moves
-        state = json.loads(subprocess.run(["docker", "inspect", name], check=True, capture_output=True,
-                                          timeout=60).stdout)[0]["State"]
+        state = json.loads(
+            subprocess.run(["docker", "inspect", name], check=True, capture_output=True, timeout=60).stdout
+        )[0]["State"]
         workload = psutil.Process(state["Pid"])
         rollups = [smaps_rollup(p.pid) for p in (workload, *workload.children(recursive=True), workload.parent())]
         return {key: sum(r[key] for r in rollups) for key in ("Pss", "Pss_Anon", "Pss_File")}
@@ -98,8 +113,13 @@ def test_runc_density_fits_and_the_marginal_cost_is_one_container_s(docker_backe
 
 @pytest.mark.docker
 def test_sigint_mid_density_run_leaves_nothing(docker_backend, redis_artifact):
-    proc = subprocess.Popen(explorer_argv("density", "redis", "--sides", "runc", "--count", "10", "--step", "2"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        explorer_argv("density", "redis", "--sides", "runc", "--count", "10", "--step", "2"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         run_id = next(m[1] for line in proc.stderr if (m := re.search(r"density: run ([0-9a-f]{8})", line)))
         deadline = time.monotonic() + 120
@@ -127,3 +147,56 @@ def test_microvm_density_with_its_tcg_cache_apart(libvirt_backend, docker_backen
     run_id = doc["run_id"]
     assert virsh_names(run_id) == [] and qemu_processes(f"-{run_id}-") == []
     assert not list(Path(tempfile.gettempdir()).glob(f"explorer-vm-{run_id}-*"))
+
+
+@pytest.fixture
+def image_scenario_file(tmp_path, redis_artifact) -> Path:
+    """The redis workload named by its image (explorer built it): a scenario the full-OS sides,
+    which build from an offline recipe, cannot run."""
+    path = tmp_path / "image.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "redis-image",
+                "workload": {
+                    "image": redis_artifact.ref,
+                    "port": 6379,
+                    "processes": ["redis-server"],
+                    "ready": "redis",
+                },
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.libvirt
+def test_density_of_an_image_scenario_skips_the_full_os_sides_up_front(image_scenario_file, tmp_path):
+    out = tmp_path / "d.json"
+    result = run_explorer(
+        "density",
+        "--scenario-file",
+        str(image_scenario_file),
+        "--only",
+        "vm",
+        "--count",
+        "1",
+        "--output",
+        str(out),
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(out.read_text())
+    for name in ("fullvm", "vagrant"):
+        assert name not in doc["sides"] and "offline recipe" in doc["skipped"][name]
+        assert f"(side {name} not measured: the full-OS image is built from an offline recipe" in result.stdout
+    assert doc["sides"]["microvm"]["count"] == 1 and virsh_names(doc["run_id"]) == []
+
+
+@pytest.mark.parametrize("command", ["run", "density"])
+def test_run_and_density_refuse_the_same_named_sides_alike(image_scenario_file, command):
+    result = run_explorer(command, "--scenario-file", str(image_scenario_file), "--sides", "runc,fullvm,vagrant")
+    assert result.returncode == 3, result.stderr
+    assert "2 of the sides asked for cannot run" in result.stderr
+    assert "side fullvm: the full-OS image" in result.stderr and "side vagrant: the full-OS image" in result.stderr
+    assert "Hint: " in result.stderr and "Traceback" not in result.stderr

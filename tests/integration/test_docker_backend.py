@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from explorer import readiness, runner
-from explorer.backends.base import LABEL_RUN
+from explorer import lifecycle, readiness
+from explorer.images.container.source import docker_client
+from explorer.model import LABEL_RUN
 from tests.conftest import (
     ROOT,
     docker_image_inspect,
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.docker
 def running_redis(docker_backend, redis_scenario, redis_artifact):
     """One redis container for the read-only tests of TestOneRunningRedis, removed at the class's
     end (before the tests below, which check that no explorer container is left)."""
-    run_id = runner.new_run_id()
+    run_id = lifecycle.new_run_id()
     target = docker_backend.create(redis_scenario, redis_artifact, run_id, 0)
     try:
         readiness.wait_ready("redis", "127.0.0.1", target.host_port, time.monotonic() + 60)
@@ -35,13 +36,13 @@ def running_redis(docker_backend, redis_scenario, redis_artifact):
     finally:
         docker_backend.destroy(target)
         docker_backend.clean(run_id)
-    assert explorer_containers(docker_backend.client, f"{LABEL_RUN}={run_id}") == []
+    assert explorer_containers(docker_client(), f"{LABEL_RUN}={run_id}") == []
 
 
 @pytest.fixture(scope="class")
 def probed(docker_backend, redis_scenario, redis_artifact, running_redis) -> dict:
     """Every probe on running_redis, once, as a run probes it."""
-    return runner.run_probes(docker_backend, redis_scenario, redis_artifact, running_redis)
+    return lifecycle.probe(docker_backend, redis_scenario, redis_artifact, running_redis)
 
 
 class TestOneRunningRedis:
@@ -80,7 +81,10 @@ def test_cli_run_json_matches_ps_during_the_run(docker_backend, redis_artifact):
     """While `explorer run` runs, ps -e must list the redis-server PID it later reports."""
     proc = subprocess.Popen(
         explorer_argv("run", "redis", "--sides", "runc", "--repeat", "3", "--format", "json"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     seen: set[int] = set()
     while proc.poll() is None:
@@ -94,7 +98,7 @@ def test_cli_run_json_matches_ps_during_the_run(docker_backend, redis_artifact):
     assert redis["pid_inside"] != redis["host_pid"]
     assert side["kernel"]["guest_boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     assert len(side["startup"]["repeats"]) == 3
-    assert explorer_containers(docker_backend.client) == []
+    assert explorer_containers(docker_client()) == []
 
 
 def test_postgres_shows_several_server_processes_on_host(docker_backend):
@@ -105,4 +109,4 @@ def test_postgres_shows_several_server_processes_on_host(docker_backend):
     assert len(postgres) >= 4, postgres  # postmaster, checkpointer, background writer, walwriter, ...
     assert len({p["host_pid"] for p in postgres}) == len(postgres)
     assert all(p["user"] == postgres[0]["user"] for p in postgres)
-    assert explorer_containers(docker_backend.client) == []
+    assert explorer_containers(docker_client()) == []

@@ -15,11 +15,13 @@ pytestmark = [pytest.mark.docker, pytest.mark.libvirt]
 def test_doctor_reports_the_engine_versions_the_clients_see(docker_backend, libvirt_backend):
     result = run_explorer("doctor", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    server = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    server = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert f"Docker {server}" in result.stdout
-    virsh = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, text=True,
-                           check=True).stdout
+    virsh = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "version"], capture_output=True, text=True, check=True
+    ).stdout
     libvirt_line = next(line for line in virsh.splitlines() if "libvirt" in line and "library" in line.lower())
     assert f"libvirt {libvirt_line.split()[-1]}" in result.stdout
     kvm_row = next(line for line in result.stdout.splitlines() if line.startswith("KVM"))

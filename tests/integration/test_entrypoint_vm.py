@@ -15,7 +15,8 @@ import uuid
 
 import pytest
 
-from explorer.backends.base import LABEL_IMAGE
+from explorer.images.container.source import docker_client
+from explorer.model import LABEL_IMAGE
 from tests.conftest import docker_image_inspect, run_explorer
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.docker, pytest.mark.slow]
@@ -53,7 +54,7 @@ def build_context(base: str) -> io.BytesIO:
 @pytest.fixture(scope="module")
 def entrypoint_image(docker_backend, redis_artifact):
     """FROM the offline redis image, no network needed; removed afterwards."""
-    client = docker_backend.client
+    client = docker_client()
     tag = f"explorer/entrypoint-test:{uuid.uuid4().hex[:8]}"
     image, _ = client.images.build(fileobj=build_context(redis_artifact.ref), custom_context=True, tag=tag, rm=True)
     try:
@@ -83,8 +84,22 @@ def test_entrypoint_script_runs_the_cmd_on_both_sides(libvirt_backend, entrypoin
     assert inspected["Config"]["Entrypoint"] == ["docker-entrypoint.sh"]
     assert inspected["Config"]["Cmd"][:2] == ["redis-server", MARKER]
 
-    result = run_explorer("run", "--image", entrypoint_image, "--port", "6379", "--ready", "redis",
-                          "--sides", "runc,microvm", "--repeat", "1", "--format", "json", timeout=1500)
+    result = run_explorer(
+        "run",
+        "--image",
+        entrypoint_image,
+        "--port",
+        "6379",
+        "--ready",
+        "redis",
+        "--sides",
+        "runc,microvm",
+        "--repeat",
+        "1",
+        "--format",
+        "json",
+        timeout=1500,
+    )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["scenario"]["processes"] == ["redis-server"]  # read past the script

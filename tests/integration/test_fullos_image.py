@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from explorer.images import fullos, vagrant_box
+from explorer.images import box as vagrant_box
+from explorer.images.fullvm import build as fullos
 from tests.conftest import skip_or_fail_in_ci
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,9 @@ def test_rootfs_breakdown_adds_up(redis_fullos):
 
 
 def test_filesystem_is_clean(raw_disk):
-    assert subprocess.run(["e2fsck", "-fn", str(raw_disk)], check=False, capture_output=True, timeout=300).returncode == 0
+    assert (
+        subprocess.run(["e2fsck", "-fn", str(raw_disk)], check=False, capture_output=True, timeout=300).returncode == 0
+    )
 
 
 def test_workload_unit_is_enabled_and_the_packages_masked(raw_disk):
@@ -92,8 +95,10 @@ def test_workload_unit_is_enabled_and_the_packages_masked(raw_disk):
 def test_vagrant_user_and_os_configuration(raw_disk):
     debians = sorted(Path("/").glob(fullos.VAGRANT_KEYS_GLOB.lstrip("/") + ".pub"))
     if debians:  # the key Vagrant itself uses with insert_key = false
-        assert debugfs(raw_disk, "cat /home/vagrant/.ssh/authorized_keys").split()[:2] == \
-            debians[-1].read_text().split()[:2]
+        assert (
+            debugfs(raw_disk, "cat /home/vagrant/.ssh/authorized_keys").split()[:2]
+            == debians[-1].read_text().split()[:2]
+        )
     keys = debugfs(raw_disk, "stat /home/vagrant/.ssh/authorized_keys")
     assert "Mode:  0600" in keys
     assert "NOPASSWD: ALL" in debugfs(raw_disk, "cat /etc/sudoers.d/vagrant")
@@ -124,13 +129,18 @@ def image_fullos(redis_fullos, redis_scenario):
     """An image scenario's full-OS image without Docker: the redis recipe's own rootfs
     tarball stands in for an exported image, with the config Docker would report."""
     from explorer import scenario as scenarios
-    from explorer.images.rootfs import build_rootfs
+    from explorer.images.container.rootfs import build_rootfs
 
     recipe = redis_scenario.workload.recipe
     tar = build_rootfs(recipe, redis_scenario.timeouts.build_s)
-    config = {"entrypoint": [], "command": list(recipe.command), "user": recipe.user, "workdir": recipe.workdir,
-              "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-              "image_id": f"rootfs:{tar.name}"}
+    config = {
+        "entrypoint": [],
+        "command": list(recipe.command),
+        "user": recipe.user,
+        "workdir": recipe.workdir,
+        "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "image_id": f"rootfs:{tar.name}",
+    }
     scenario = scenarios.image_scenario("explorer/redis:rootfs", 6379, "redis", ("redis-server",))
     return fullos.ensure_fullos_image(scenario, rootfs_tar=tar, image_config=config)
 

@@ -16,16 +16,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from explorer import runner
-from tests.conftest import ROOT, backend_or_skip, explorer_argv, ps_e
+from explorer import lifecycle
+from tests.conftest import ROOT, backend_or_skip, explorer_argv, ps_e, run_explorer_traced
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.vagrant, pytest.mark.slow]
 HOST_BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 def virsh(*args: str) -> str:
-    return subprocess.run(["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, check=True,
-                          timeout=60).stdout
+    return subprocess.run(
+        ["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
 
 
 def networks() -> list[str]:
@@ -33,8 +34,9 @@ def networks() -> list[str]:
 
 
 def vagrant_machines() -> list[str]:
-    out = subprocess.run(["vagrant", "global-status", "--prune"], capture_output=True, text=True, timeout=120,
-                         check=True).stdout
+    out = subprocess.run(
+        ["vagrant", "global-status", "--prune"], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     return [line for line in out.splitlines() if re.match(r"^[0-9a-f]{7} ", line)]
 
 
@@ -44,9 +46,13 @@ def cli_run(redis_artifact):
     backend_or_skip("fullvm")
     backend_or_skip("vagrant")
     nets_before, machines_before = networks(), vagrant_machines()
-    proc = subprocess.Popen(explorer_argv("run", "redis", "--sides", "fullvm,vagrant", "--repeat", "1",
-                                          "--format", "json"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        explorer_argv("run", "redis", "--sides", "fullvm,vagrant", "--repeat", "1", "--format", "json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     comms: set[str] = set()
     while proc.poll() is None:
         table = ps_e("comm")
@@ -87,6 +93,18 @@ def test_the_guest_runs_a_full_os(cli_run):
         assert inside["os_process_count"] >= 5 and inside["kernel_thread_count"] >= 20
 
 
+def test_explorers_own_ssh_session_is_set_apart_from_the_os_processes(cli_run):
+    """`vagrant ssh` takes the Vagrant side's view: its sshd session processes are explorer's,
+    reported apart; the listening sshd (PID 1's child) stays among the guest OS's."""
+    inside = cli_run["doc"]["sides"]["vagrant"]["visibility"]["inside"]
+    listed = {p["pid"]: p for p in inside["processes"]}
+    assert inside["explorer_processes_inside"] == ["sshd", "sshd"], inside["explorer_processes_inside"]
+    assert not set(inside["explorer_pids_inside"]) & set(listed)
+    sshd = [p for p in listed.values() if p["name"] == "sshd"]
+    assert [p["ppid"] for p in sshd] == [1], sshd  # the listener only
+    assert {"name": "sshd", "count": 1} in inside["os_processes"]
+
+
 def test_claims_per_vm_side_name_the_os_processes_and_the_larger_image(cli_run):
     claims = {c["id"]: c for c in cli_run["doc"]["claims"]}
     fullvm = claims["os-processes"]["sides"]["fullvm"]
@@ -113,9 +131,9 @@ def ready_target(side: str, scenario):
     backend = backend_or_skip(side)
     artifact = backend.prepare(scenario)
     t0 = time.monotonic()
-    target = backend.create(scenario, artifact, runner.new_run_id(), 0)
+    target = backend.create(scenario, artifact, lifecycle.new_run_id(), 0)
     try:
-        runner.wait_until_ready(backend, scenario, target, t0)
+        lifecycle.wait_until_ready(backend, scenario, target, t0)
         yield backend, target
     finally:
         backend.destroy(target)
@@ -128,18 +146,34 @@ def fullvm_target(redis_scenario):
 
 
 def test_virsh_dominfo_matches_the_configured_memory(fullvm_target, redis_scenario):
-    backend, target = fullvm_target
+    _backend, target = fullvm_target
     info = dict(line.split(":", 1) for line in virsh("dominfo", target.name).splitlines() if ":" in line)
-    assert int(info["Max memory"].split()[0]) == backend.memory_mib(redis_scenario) * 1024
+    assert int(info["Max memory"].split()[0]) == target.facts["memory_mib"] * 1024 >= 1024 * 1024
     assert int(info["CPU(s)"]) == redis_scenario.vm.vcpus
 
 
 def test_vagrant_ssh_reads_another_boot_id(redis_scenario):
     with ready_target("vagrant", redis_scenario) as (_backend, target):
-        out = subprocess.run(["vagrant", "ssh", "--no-tty", "-c", "cat /proc/sys/kernel/random/boot_id"],
-                             cwd=target.handle.workdir, env={**os.environ, **target.handle.env}, capture_output=True,
-                             text=True, timeout=120, check=True).stdout.strip()
+        out = subprocess.run(
+            ["vagrant", "ssh", "--no-tty", "-c", "cat /proc/sys/kernel/random/boot_id"],
+            cwd=target.handle.workdir,
+            env={**os.environ, **target.handle.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout.strip()
         assert re.fullmatch(r"[0-9a-f-]{36}", out) and out != HOST_BOOT_ID
         assert not [pid for pid, comm in ps_e("comm").items() if comm == "redis-server" and not _in_a_container(pid)]
     assert target.name not in virsh("list", "--all", "--name")
 
+
+def test_a_vagrant_readiness_timeout_exits_4_with_the_readiness_message():
+    """The Vagrant side composes the full-OS parts: its readiness timeout is the usual one (exit
+    4, what was waited for), not a traceback from a part it does not have."""
+    backend_or_skip("vagrant")
+    proc, pid = run_explorer_traced("run", "redis", "--sides", "vagrant", "--repeat", "1", "--ready-timeout", "5")
+    assert proc.returncode == 4, proc.stderr
+    assert "Traceback" not in proc.stderr and "did not answer a redis readiness check" in proc.stderr
+    assert not [n for n in virsh("list", "--all", "--name").split() if f"-{pid}-" in n]
+    assert not [p for p in Path("/tmp").glob("explorer-vagrant-*") if p.name.split("-")[4] == str(pid)]

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from explorer.backends.base import LABEL_RUN
+from explorer.images.container.source import docker_client
+from explorer.model import LABEL_RUN
 from tests.conftest import (
     ROOT,
     backend_or_skip,
@@ -37,8 +38,13 @@ def runsc_processes() -> dict[int, str]:
 def gvisor_run(gvisor_backend, redis_artifact):
     """One `explorer run redis --sides gvisor`, with `ps -e` polled every 20 ms while it runs."""
     before = set(runsc_processes())
-    proc = subprocess.Popen(explorer_argv("run", "redis", "--sides", "gvisor", "--repeat", "2", "--format", "json"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        explorer_argv("run", "redis", "--sides", "gvisor", "--repeat", "2", "--format", "json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     comms: set[str] = set()
     sandboxes: set[int] = set()
     while proc.poll() is None:
@@ -51,8 +57,11 @@ def gvisor_run(gvisor_backend, redis_artifact):
 
 
 def test_docker_info_lists_the_runsc_runtime(gvisor_backend):
-    runtimes = json.loads(subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"],
-                                         capture_output=True, text=True, check=True, timeout=60).stdout)
+    runtimes = json.loads(
+        subprocess.run(
+            ["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+    )
     assert "runsc" in runtimes
     assert "--platform=ptrace" in runtimes["runsc"].get("runtimeArgs", [])
 
@@ -91,7 +100,7 @@ def test_claims_per_side_say_where_gvisor_departs(gvisor_run):
 
 def test_nothing_of_the_run_is_left(gvisor_backend, gvisor_run):
     run_id = gvisor_run["doc"]["run_id"]
-    assert explorer_containers(gvisor_backend.client, f"{LABEL_RUN}={run_id}") == []
+    assert explorer_containers(docker_client(), f"{LABEL_RUN}={run_id}") == []
     assert not set(runsc_processes()) - gvisor_run["before"]
 
 

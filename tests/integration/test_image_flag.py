@@ -21,8 +21,21 @@ def redis_tag(redis_artifact) -> str:
 
 def run_image(tag: str, *extra: str) -> dict:
     result = run_explorer(
-        "run", "--image", tag, "--port", "6379", "--ready", "redis", *extra,
-        "--sides", "runc", "--repeat", "1", "--format", "json", timeout=300,
+        "run",
+        "--image",
+        tag,
+        "--port",
+        "6379",
+        "--ready",
+        "redis",
+        *extra,
+        "--sides",
+        "runc",
+        "--repeat",
+        "1",
+        "--format",
+        "json",
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -48,8 +61,22 @@ def test_process_flag_is_taken_as_given(redis_tag):
     """A name that is not running is never judged "not visible" (a confident wrong verdict):
     the run fails, naming what does run as the container's PID 1."""
     result = run_explorer(
-        "run", "--image", redis_tag, "--port", "6379", "--ready", "redis", "--process", "no-such-process",
-        "--sides", "runc", "--repeat", "1", "--format", "json", timeout=300,
+        "run",
+        "--image",
+        redis_tag,
+        "--port",
+        "6379",
+        "--ready",
+        "redis",
+        "--process",
+        "no-such-process",
+        "--sides",
+        "runc",
+        "--repeat",
+        "1",
+        "--format",
+        "json",
+        timeout=300,
     )
     assert result.returncode == 1, result.stderr
     assert "no process named no-such-process" in result.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from explorer.images.container.source import docker_client
 from tests.conftest import ROOT, explorer_argv, explorer_containers, ps_e, run_explorer
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -29,8 +30,13 @@ def nginx_ref(docker_backend) -> str:
 def run_watching_ps(*args: str) -> tuple[dict, list[dict[int, str]]]:
     """`explorer run ARGS --format json` in a child process, with `ps -e` snapshots (PID ->
     "PPID COMM ARGS") taken while it runs: (the result, the snapshots)."""
-    proc = subprocess.Popen(explorer_argv("run", *args, "--format", "json"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        explorer_argv("run", *args, "--format", "json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     snapshots = []
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while proc.poll() is None and time.monotonic() < deadline:
@@ -60,7 +66,7 @@ def test_container_master_and_workers_show_in_host_ps(docker_backend, nginx_ref)
     assert reported[masters[0]]["uid"] == 0 and {reported[w]["user"] for w in workers} == {"www-data"}
     assert all(reported[w]["parents"][0]["pid"] == masters[0] for w in workers)
     assert side["visibility"]["visible_on_host"] is True
-    assert explorer_containers(docker_backend.client) == []
+    assert explorer_containers(docker_client()) == []
 
 
 @pytest.mark.libvirt
@@ -92,20 +98,37 @@ def test_a_missing_page_times_out_naming_the_status(docker_backend, nginx_ref, t
     data["timeouts"]["ready_s"] = 5
     path = tmp_path / "nginx-missing.yaml"
     path.write_text(yaml.safe_dump(data))
-    result = run_explorer("run", "--scenario-file", str(path), "--sides", "runc", "--repeat", "1",
-                          timeout=RUN_TIMEOUT_S)
+    result = run_explorer(
+        "run", "--scenario-file", str(path), "--sides", "runc", "--repeat", "1", timeout=RUN_TIMEOUT_S
+    )
     assert result.returncode == 4, result.stderr
     assert "waited for HTTP GET /missing expecting status 200; last saw status 404 Not Found" in result.stderr
-    assert explorer_containers(docker_backend.client) == []
+    assert explorer_containers(docker_client()) == []
 
 
 def test_image_flag_with_http_readiness(docker_backend, nginx_ref):
-    result = run_explorer("run", "--image", nginx_ref, "--port", "80", "--ready", "http", "--ready-timeout", "30",
-                          "--sides", "runc", "--repeat", "1", "--format", "json", timeout=300)
+    result = run_explorer(
+        "run",
+        "--image",
+        nginx_ref,
+        "--port",
+        "80",
+        "--ready",
+        "http",
+        "--ready-timeout",
+        "30",
+        "--sides",
+        "runc",
+        "--repeat",
+        "1",
+        "--format",
+        "json",
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     http_readiness(doc)
     assert doc["scenario"]["processes"] == ["nginx"]  # read from the image's CMD
     assert doc["scenario"]["timeouts"]["ready_s"] == 30
     assert doc["sides"]["runc"]["visibility"]["visible_on_host"] is True
-    assert explorer_containers(docker_backend.client) == []
+    assert explorer_containers(docker_client()) == []

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from explorer import runner
+from explorer import lifecycle
 from explorer.sides import SIDES
 from tests.conftest import backend_or_skip, ps_e
 
@@ -28,12 +28,12 @@ def test_side_contract(name, redis_scenario, redis_artifact):
     backend = backend_or_skip(name)
     assert backend.side is SIDES[name]
     artifact = backend.prepare(redis_scenario)
-    run_id = runner.new_run_id()
+    run_id = lifecycle.new_run_id()
     t0 = time.monotonic()
     target = backend.create(redis_scenario, artifact, run_id, 0)
     try:
         assert target.side == name and name in target.name and target.run_id == run_id
-        runner.wait_until_ready(backend, redis_scenario, target, t0)  # as a run waits: the side's timeout
+        lifecycle.wait_until_ready(backend, redis_scenario, target, t0)  # as a run waits: the side's timeout
         runtime = backend.runtime_pids(target)
         assert runtime and set(runtime.values()) <= set(backend.side.roles)
         host_table = ps_e("comm")
@@ -47,10 +47,9 @@ def test_side_contract(name, redis_scenario, redis_artifact):
             assert not workload or "redis-server" in names
         view = backend.guest_view(target)
         assert view.kernel_release and any(p.name == "redis-server" for p in view.processes)
-        assert set(target.marks) <= set(backend.MILESTONES) and "created" in target.marks
+        assert set(target.marks) <= set(backend.milestones) and "created" in target.marks
         assert isinstance(backend.logs(target), str)
     finally:
         backend.destroy(target)
         backend.destroy(target)  # idempotent
     assert backend.clean(run_id) == []  # destroy left nothing for the safety net
-

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from explorer import claims, document, report
+from explorer import claims
 from explorer.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from explorer.output import document, report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -52,9 +53,13 @@ def test_bundled_claims_are_the_documents_seven():
 def test_both_sides_recorded():
     got = {k: v["verdict"] for k, v in verdicts(recorded("both")).items()}
     assert got == {
-        "visibility": REPRODUCED, "kernel": REPRODUCED,
+        "visibility": REPRODUCED,
+        "kernel": REPRODUCED,
         "size": NOT_REPRODUCED,  # 112.4 MiB container image; the VM only 1.2x larger
-        "startup": REPRODUCED, "os-processes": REPRODUCED, "resources": REPRODUCED, "bin-packing": REPRODUCED,
+        "startup": REPRODUCED,
+        "os-processes": REPRODUCED,
+        "resources": REPRODUCED,
+        "bin-packing": REPRODUCED,
     }
 
 
@@ -122,29 +127,37 @@ def test_container_with_its_own_boot_id_is_not_reproduced():
     """What gVisor looks like: a kernel of its own, not the host's running one."""
     result = recorded("both")
     result["sides"]["container"]["kernel"].update(
-        guest_release="4.4.0", guest_boot_id="5f6d0c2e-0000-4000-8000-000000000000",
-        same_release=False, same_boot_id=False, shared=False)
+        guest_release="4.4.0",
+        guest_boot_id="5f6d0c2e-0000-4000-8000-000000000000",
+        same_release=False,
+        same_boot_id=False,
+        shared=False,
+    )
     v = verdicts(result)["kernel"]
     assert v["verdict"] == claims.MIXED
     assert side(v, "container")["evidence"] == (
-        "container: its own kernel 4.4.0 (host: 6.18.44-fc-v669), not the host's running kernel (by boot_id)")
+        "container: its own kernel 4.4.0 (host: 6.18.44-fc-v669), not the host's running kernel (by boot_id)"
+    )
     assert side(v, "vm")["verdict"] == REPRODUCED
 
 
 def test_vm_whose_workload_name_shows_under_the_vmm_is_not_reproduced():
     result = recorded("both")
     result["sides"]["vm"]["visibility"]["named_on_host"].append(
-        {"host_pid": 41901, "name": "redis-server", "this_target": True})
+        {"host_pid": 41901, "name": "redis-server", "this_target": True}
+    )
     v = verdicts(result)["visibility"]
     assert v["verdict"] == claims.MIXED
     assert side(v, "vm")["evidence"] == (
-        "VM: the host sees 0 workload process(es) and 1 named redis-server under the VMM qemu-system-x86_64 41877")
+        "VM: the host sees 0 workload process(es) and 1 named redis-server under the VMM qemu-system-x86_64 41877"
+    )
 
 
 def test_a_same_named_process_of_another_target_does_not_count():
     result = recorded("both")
     result["sides"]["vm"]["visibility"]["named_on_host"].append(
-        {"host_pid": 999, "name": "redis-server", "this_target": False})
+        {"host_pid": 999, "name": "redis-server", "this_target": False}
+    )
     assert verdicts(result)["visibility"]["verdict"] == REPRODUCED
 
 
@@ -213,49 +226,69 @@ def test_missing_milestone_is_inconclusive():
 
 # ---- the rule engine ------------------------------------------------------------------------
 
-RESULT = {"side": {"items": [{"name": "a", "on": True}, {"name": "b", "on": False}],
-                   "x": 6, "y": 3, "zero": 0, "unknown": None}}
+RESULT = {
+    "side": {
+        "items": [{"name": "a", "on": True}, {"name": "b", "on": False}],
+        "x": 6,
+        "y": 3,
+        "zero": 0,
+        "unknown": None,
+    }
+}
 
 
-@pytest.mark.parametrize(("spec", "value"), [
-    ("side.x", 6),
-    ({"len": "side.items"}, 2),
-    ({"count": "side.items", "where": {"on": True}}, 1),
-    ({"join": "side.items", "item": "{name}"}, "a, b"),
-    ({"join": "side.items", "where": {"on": "never"}, "empty": "nothing"}, "nothing"),
-    ({"sum": ["side.x", "side.y", 1]}, 10),
-    ({"diff": ["side.x", "side.y"]}, 3),
-    ({"ratio": ["side.x", "side.y"]}, 2.0),
-    ({"path": "side.absent", "default": 0}, 0),
-])
+@pytest.mark.parametrize(
+    ("spec", "value"),
+    [
+        ("side.x", 6),
+        ({"len": "side.items"}, 2),
+        ({"count": "side.items", "where": {"on": True}}, 1),
+        ({"join": "side.items", "item": "{name}"}, "a, b"),
+        ({"join": "side.items", "where": {"on": "never"}, "empty": "nothing"}, "nothing"),
+        ({"sum": ["side.x", "side.y", 1]}, 10),
+        ({"diff": ["side.x", "side.y"]}, 3),
+        ({"ratio": ["side.x", "side.y"]}, 2.0),
+        ({"path": "side.absent", "default": 0}, 0),
+    ],
+)
 def test_figures(spec, value):
     assert claims.figure(spec, RESULT, {}) == value
 
 
-@pytest.mark.parametrize("spec", [
-    "side.absent", "side.unknown", "other.x",
-    {"ratio": ["side.x", "side.zero"]},
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "side.absent",
+        "side.unknown",
+        "other.x",
+        {"ratio": ["side.x", "side.zero"]},
+    ],
+)
 def test_figures_that_cannot_be_had_are_missing(spec):
     with pytest.raises(claims.Missing):
         claims.figure(spec, RESULT, {})
 
 
-@pytest.mark.parametrize(("test", "expected"), [
-    ({"figure": "a", "between": [1, 5]}, True),
-    ({"figure": "a", "between": [4, 5]}, False),
-    ({"figure": "a", "lt": {"figure": "b"}}, True),
-    ({"all": [{"figure": "a", "ge": 3}, {"figure": "s", "eq": "tcg"}]}, True),
-    ({"any": [{"figure": "a", "gt": 3}, {"figure": "s", "ne": "tcg"}]}, False),
-    ({"not": {"figure": "t", "eq": True}}, False),
-])
+@pytest.mark.parametrize(
+    ("test", "expected"),
+    [
+        ({"figure": "a", "between": [1, 5]}, True),
+        ({"figure": "a", "between": [4, 5]}, False),
+        ({"figure": "a", "lt": {"figure": "b"}}, True),
+        ({"all": [{"figure": "a", "ge": 3}, {"figure": "s", "eq": "tcg"}]}, True),
+        ({"any": [{"figure": "a", "gt": 3}, {"figure": "s", "ne": "tcg"}]}, False),
+        ({"not": {"figure": "t", "eq": True}}, False),
+    ],
+)
 def test_tests(test, expected):
     assert claims.passes(test, {"a": 3, "b": 4, "s": "tcg", "t": True}) is expected
 
 
 def test_templates_substitute_names_only():
-    text = claims.fill("{a:bytes} in {b:seconds}, {r:times}, {p:percent}, {n:count}; {a.__class__} {zz}",
-                       {"a": 1536, "b": 0.25, "r": 4.06, "p": 0.53, "n": 1002.7})
+    text = claims.fill(
+        "{a:bytes} in {b:seconds}, {r:times}, {p:percent}, {n:count}; {a.__class__} {zz}",
+        {"a": 1536, "b": 0.25, "r": 4.06, "p": 0.53, "n": 1002.7},
+    )
     assert text == "1.5 KiB in 250 ms, 4.1x, 53%, 1,002; {a.__class__} ?"
     assert claims.fill("{s:bytes}", {"s": "qemu"}) == "qemu"  # a format never crashes on text
 
@@ -281,20 +314,26 @@ def test_a_claim_is_added_without_code(tmp_path: Path):
     path.write_text(CUSTOM)
     [v] = claims.judge(recorded("container"), claims.load(path))
     assert (v["id"], v["verdict"], side(v, "container")["evidence"]) == (
-        "tiny-shim", REPRODUCED, "container: shim 12.1 MiB PSS")
+        "tiny-shim",
+        REPRODUCED,
+        "container: shim 12.1 MiB PSS",
+    )
 
 
-@pytest.mark.parametrize(("edit", "problem"), [
-    (lambda c: c["parts"][0].pop("rule"), "'rule' is a required property"),
-    (lambda c: c["parts"][0].update(kind="lxc"), "'lxc' is not one of"),
-    (lambda c: c["parts"][0]["figures"].update(shim="sides.container.x"), "must start with one of side, host"),
-    (lambda c: c["parts"][0].update(compare=["container", "vm"]), "is valid under each of"),
-    (lambda c: c["parts"][0].update(evidence="{nope}"), "template uses unknown figure 'nope'"),
-    (lambda c: c["parts"][0].update(evidence="{shim:hex}"), "unknown format 'hex'"),
-    (lambda c: c["parts"][0].update(test={"figure": "nope", "eq": 1}), "unknown figure 'nope'"),
-    (lambda c: c["parts"][0]["figures"].update(r={"ratio": ["shim", "later"]}), "'later' is not a figure"),
-    (lambda c: c["parts"][0]["figures"].update(x={"eval": "__import__('os')"}), "figures/x"),
-])
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda c: c["parts"][0].pop("rule"), "'rule' is a required property"),
+        (lambda c: c["parts"][0].update(kind="lxc"), "'lxc' is not one of"),
+        (lambda c: c["parts"][0]["figures"].update(shim="sides.container.x"), "must start with one of side, host"),
+        (lambda c: c["parts"][0].update(compare=["container", "vm"]), "is valid under each of"),
+        (lambda c: c["parts"][0].update(evidence="{nope}"), "template uses unknown figure 'nope'"),
+        (lambda c: c["parts"][0].update(evidence="{shim:hex}"), "unknown format 'hex'"),
+        (lambda c: c["parts"][0].update(test={"figure": "nope", "eq": 1}), "unknown figure 'nope'"),
+        (lambda c: c["parts"][0]["figures"].update(r={"ratio": ["shim", "later"]}), "'later' is not a figure"),
+        (lambda c: c["parts"][0]["figures"].update(x={"eval": "__import__('os')"}), "figures/x"),
+    ],
+)
 def test_invalid_claims_file_names_the_problem(tmp_path: Path, edit, problem):
     import yaml
 
@@ -328,10 +367,20 @@ def gvisor_like(result: dict[str, Any]) -> dict[str, Any]:
     result = document.upgraded(result)
     gv = copy.deepcopy(result["sides"]["container"])
     gv.update(name="gvisor", kind="container", title="gVisor container", roles=["sandbox", "gofer", "stub", "shim"])
-    gv["visibility"].update(workload_processes=[], named_on_host=[], visible_on_host=False,
-                            runtime_by_role=[{"role": "sandbox", "count": 1, "pids": "7"}])
-    gv["kernel"].update(guest_release="4.4.0", guest_boot_id=None, same_release=False, same_boot_id=None,
-                        shared=False, basis="release (no boot_id inside)")
+    gv["visibility"].update(
+        workload_processes=[],
+        named_on_host=[],
+        visible_on_host=False,
+        runtime_by_role=[{"role": "sandbox", "count": 1, "pids": "7"}],
+    )
+    gv["kernel"].update(
+        guest_release="4.4.0",
+        guest_boot_id=None,
+        same_release=False,
+        same_boot_id=None,
+        shared=False,
+        basis="release (no boot_id inside)",
+    )
     result["sides"] = {"container": result["sides"]["container"], "gvisor": gv, "vm": result["sides"]["vm"]}
     return result
 

@@ -16,13 +16,23 @@ from typing import Any, ClassVar
 import pytest
 from click.testing import CliRunner
 
-from explorer import claims, density, density_plot, density_report, report, sides
+from explorer import claims, density, sides
+from explorer.backends.base import Backend
 from explorer.cli import main
 from explorer.errors import BackendUnavailable, UsageError
+from explorer.output import density as density_report
+from explorer.output import density_plot, document, report
 from explorer.probes import ProbeContext, memory
 from explorer.probes import density as figures
 from explorer.scenario import from_dict
-from tests.unit.test_runner_fake import SCENARIO, FakeBackend
+from tests.unit.test_runner_fake import (
+    FAKE,
+    SCENARIO,
+    FakeChannel,
+    FakeEngine,
+    FakeSource,
+    assemble,
+)
 
 MIB = 1024 * 1024
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -32,8 +42,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_fit_of_a_straight_line_is_exact():
-    assert density.fit([1, 2, 3, 4], [12, 22, 32, 42]) == {"slope": 10.0, "intercept": 2.0, "residual_rms": 0.0,
-                                                           "points": 4}
+    assert density.fit([1, 2, 3, 4], [12, 22, 32, 42]) == {
+        "slope": 10.0,
+        "intercept": 2.0,
+        "residual_rms": 0.0,
+        "points": 4,
+    }
 
 
 def test_fit_with_scatter_gives_the_least_squares_line_and_its_rms():
@@ -49,8 +63,10 @@ def test_fit_of_one_point_goes_through_the_origin():
 
 
 def test_summary_fits_memory_ready_time_and_the_tcg_cache():
-    steps = [_step(n, pss=n * 10 * MIB + 30 * MIB, drop=n * 12 * MIB, ready=[1.0 + 0.5 * (n - 1)], tcg=n * 4 * MIB)
-             for n in (1, 2, 3)]
+    steps = [
+        _step(n, pss=n * 10 * MIB + 30 * MIB, drop=n * 12 * MIB, ready=[1.0 + 0.5 * (n - 1)], tcg=n * 4 * MIB)
+        for n in (1, 2, 3)
+    ]
     out = density.summarize(steps, "vm")
     assert (out["marginal_pss_bytes"], out["fixed_pss_bytes"], out["residual_pss_bytes"]) == (10 * MIB, 30 * MIB, 0)
     assert out["marginal_available_bytes"] == 12 * MIB and out["fixed_available_bytes"] == 0
@@ -60,8 +76,15 @@ def test_summary_fits_memory_ready_time_and_the_tcg_cache():
 
 
 def _step(n: int, pss: int, drop: int, ready: list[float], tcg: int | None = None, engine: int = 0) -> dict[str, Any]:
-    step = {"n": n, "pss_bytes": pss, "available_drop_bytes": drop, "engine_growth_bytes": engine, "ready_s": ready,
-            "step_s": sum(ready), "ksm": {"run": 0}}
+    step = {
+        "n": n,
+        "pss_bytes": pss,
+        "available_drop_bytes": drop,
+        "engine_growth_bytes": engine,
+        "ready_s": ready,
+        "step_s": sum(ready),
+        "ksm": {"run": 0},
+    }
     return step if tcg is None else {**step, "tcg_cache_pss_bytes": tcg}
 
 
@@ -113,16 +136,21 @@ class FakeClock:
 def test_ksm_settles_when_pages_sharing_moves_less_than_5_percent_between_full_scans():
     states = iter([(0, 0), (1, 1000), (1, 1000), (2, 1900), (3, 1950)])  # (full_scans, pages_sharing)
     clock = FakeClock()
-    got = figures.settle_ksm(lambda: dict(zip(("full_scans", "pages_sharing"), next(states)), run=1),
-                             sleep=clock.sleep, clock=clock)
+    got = figures.settle_ksm(
+        lambda: dict(zip(("full_scans", "pages_sharing"), next(states)), run=1), sleep=clock.sleep, clock=clock
+    )
     assert got["settled"] and got["pages_sharing"] == 1950 and got["waited_s"] == 4.0
 
 
 def test_ksm_waiting_is_bounded():
     scans = iter(range(1000))
     clock = FakeClock()
-    got = figures.settle_ksm(lambda: {"run": 1, "full_scans": (s := next(scans)), "pages_sharing": 100 * 2 ** s},
-                             timeout_s=5, sleep=clock.sleep, clock=clock)
+    got = figures.settle_ksm(
+        lambda: {"run": 1, "full_scans": (s := next(scans)), "pages_sharing": 100 * 2**s},
+        timeout_s=5,
+        sleep=clock.sleep,
+        clock=clock,
+    )
     assert not got["settled"] and got["waited_s"] == 5.0 and "still changing" in got["why"]
 
 
@@ -132,24 +160,40 @@ Map = namedtuple("Map", "path perms size pss")
 
 
 def test_tcg_cache_is_the_big_anonymous_rwx_mappings():
-    maps = [Map("", "rwxp", 128 * MIB, 90 * MIB), Map("", "rwxp", 128 * MIB, 40 * MIB),  # the code buffer's regions
-            Map("", "rw-p", 512 * MIB, 200 * MIB),  # guest RAM
-            Map("/usr/bin/qemu-system-x86_64", "r-xp", 8 * MIB, 3 * MIB),
-            Map("[heap]", "rw-p", 4 * MIB, 4 * MIB), Map("", "rwxp", 4096, 4096)]  # a small trampoline
+    maps = [
+        Map("", "rwxp", 128 * MIB, 90 * MIB),
+        Map("", "rwxp", 128 * MIB, 40 * MIB),  # the code buffer's regions
+        Map("", "rw-p", 512 * MIB, 200 * MIB),  # guest RAM
+        Map("/usr/bin/qemu-system-x86_64", "r-xp", 8 * MIB, 3 * MIB),
+        Map("[heap]", "rw-p", 4 * MIB, 4 * MIB),
+        Map("", "rwxp", 4096, 4096),
+    ]  # a small trampoline
     assert memory.tcg_cache_bytes(maps) == 130 * MIB
 
 
 def test_memory_figures_say_where_there_is_no_tcg_cache():
-    ctx = ProbeContext(side="microvm", kind="vm", scenario=SCENARIO, artifact=None, workload_pids=[],
-                       runtime_pids={}, guest=None, facts={"accel": "kvm"})
-    assert memory.tcg_figures(ctx, 300) == {"tcg_cache_pss_bytes": 0, "pss_without_tcg_cache_bytes": 300,
-                                            "tcg_cache_basis": "none under kvm", "tcg_cache_limit_bytes": None}
+    ctx = ProbeContext(
+        side="microvm",
+        kind="vm",
+        scenario=SCENARIO,
+        artifact=None,
+        workload_pids=[],
+        runtime_pids={},
+        guest=None,
+        facts={"accel": "kvm"},
+    )
+    assert memory.tcg_figures(ctx, 300) == {
+        "tcg_cache_pss_bytes": 0,
+        "pss_without_tcg_cache_bytes": 300,
+        "tcg_cache_basis": "none under kvm",
+        "tcg_cache_limit_bytes": None,
+    }
 
 
 # ---- the step loop on a fake side ---------------------------------------------------------
 
 
-class CountingBackend(FakeBackend):
+class CountingEngine(FakeEngine):
     """The fake side, counting the instances alive; each costs the host 100 MiB of MemAvailable."""
 
     live: ClassVar[list[str]] = []
@@ -169,17 +213,29 @@ class CountingBackend(FakeBackend):
 
 @pytest.fixture
 def counting(monkeypatch):
-    side = sides.Side("fake", "container", "fake container", f"{__name__}:CountingBackend", roles=("shim",),
-                      about="a test double", color="#000000", density_count=5)
+    side = sides.Side(
+        "fake",
+        "container",
+        "fake container",
+        f"{__name__}:assemble_counting",
+        roles=("shim",),
+        about="a test double",
+        color="#000000",
+        density_count=5,
+    )
     monkeypatch.setitem(sides.SIDES, "fake", side)
-    CountingBackend.calls, CountingBackend.behaviour, CountingBackend.live = [], {}, []
-    monkeypatch.setattr(figures, "mem_available", lambda: 1000 * MIB - 100 * MIB * len(CountingBackend.live))
+    CountingEngine.calls, CountingEngine.behaviour, CountingEngine.live = [], {}, []
+    monkeypatch.setattr(figures, "mem_available", lambda: 1000 * MIB - 100 * MIB * len(CountingEngine.live))
     monkeypatch.setattr(figures, "engine_daemons", lambda names=(): {})
-    return CountingBackend
+    return CountingEngine
+
+
+def assemble_counting(side) -> Backend:
+    return Backend(side, FakeSource(), CountingEngine(side), FakeChannel())
 
 
 def test_steps_until_the_count_then_everything_is_removed(counting):
-    doc = density.run(SCENARIO, ("fake",), count=5, step=2, ksm_settle_s=0)
+    doc = density.run(SCENARIO, FAKE, count=5, step=2, ksm_settle_s=0)
     side = doc["sides"]["fake"]
     assert [s["n"] for s in side["steps"]] == [2, 4, 5] and [len(s["ready_s"]) for s in side["steps"]] == [2, 2, 1]
     assert [c for c in counting.calls if c.startswith("create")] == [f"create {i}" for i in range(5)]
@@ -190,11 +246,11 @@ def test_steps_until_the_count_then_everything_is_removed(counting):
 
 
 def test_the_sides_own_count_is_the_default(counting):
-    assert density.run(SCENARIO, ("fake",), ksm_settle_s=0)["sides"]["fake"]["count"] == 5
+    assert density.run(SCENARIO, FAKE, ksm_settle_s=0)["sides"]["fake"]["count"] == 5
 
 
 def test_the_memory_guard_stops_before_memavailable_crosses_the_floor(counting):
-    doc = density.run(SCENARIO, ("fake",), count=50, step=1, ksm_settle_s=0)
+    doc = density.run(SCENARIO, FAKE, count=50, step=1, ksm_settle_s=0)
     side = doc["sides"]["fake"]
     # 100 MiB each, estimated at 125: the 8th would leave 300 - 125 < the 250 MiB floor
     assert side["count"] == 7 and side["stopped"]["by"] == "memory guard"
@@ -204,7 +260,7 @@ def test_the_memory_guard_stops_before_memavailable_crosses_the_floor(counting):
 
 def test_an_instance_that_is_not_ready_stops_the_side_and_everything_is_removed(counting):
     counting.behaviour["silent"] = True  # never answers PING: NotReady after the 2 s timeout
-    side = density.run(SCENARIO, ("fake",), count=3, step=1, ksm_settle_s=0)["sides"]["fake"]
+    side = density.run(SCENARIO, FAKE, count=3, step=1, ksm_settle_s=0)["sides"]["fake"]
     assert side["stopped"]["by"] == "error" and "did not answer" in side["stopped"]["reason"]
     assert side["count"] == 0 and counting.live == [] and counting.calls[-1] == "clean"
 
@@ -212,7 +268,7 @@ def test_an_instance_that_is_not_ready_stops_the_side_and_everything_is_removed(
 def test_an_interrupt_mid_step_removes_every_instance(counting):
     counting.behaviour["interrupt_at"] = 3
     with pytest.raises(KeyboardInterrupt):
-        density.run(SCENARIO, ("fake",), count=6, step=2, ksm_settle_s=0)
+        density.run(SCENARIO, FAKE, count=6, step=2, ksm_settle_s=0)
     assert len([c for c in counting.calls if c.startswith("destroy")]) == 4  # the 4th was created, then removed
     assert counting.live == [] and counting.calls[-1] == "clean"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -221,19 +277,24 @@ def test_an_interrupt_mid_step_removes_every_instance(counting):
 def test_an_engine_that_goes_away_mid_run_still_gets_everything_removed(counting):
     counting.behaviour["unavailable_at"] = 2
     with pytest.raises(BackendUnavailable):
-        density.run(SCENARIO, ("fake",), count=4, step=1, ksm_settle_s=0)
+        density.run(SCENARIO, FAKE, count=4, step=1, ksm_settle_s=0)
     assert counting.live == [] and counting.calls[-1] == "clean"
 
 
 def test_count_and_step_must_be_positive():
     with pytest.raises(Exception, match="at least 1"):
-        density.run(SCENARIO, ("fake",), count=0)
+        density.run(SCENARIO, FAKE, count=0)
 
 
 def test_a_vm_is_first_estimated_at_its_configured_memory_and_half_again():
-    vm = from_dict({"name": "v", "workload": {"image": "x:1", "port": 1, "processes": ["x"], "ready": "tcp"},
-                    "vm": {"memory_mib": 512}})
-    backend = FakeBackend(sides.Side("v", "vm", "v", "x:y", roles=("VMM",), about="-"))
+    vm = from_dict(
+        {
+            "name": "v",
+            "workload": {"image": "x:1", "port": 1, "processes": ["x"], "ready": "tcp"},
+            "vm": {"memory_mib": 512},
+        }
+    )
+    backend = assemble(sides.Side("v", "vm", "v", "x:y", roles=("VMM",), about="-"))
     assert density.prior_bytes(backend, vm) == 768 * MIB
 
 
@@ -241,17 +302,30 @@ def test_a_vm_is_first_estimated_at_its_configured_memory_and_half_again():
 
 
 def density_doc() -> dict[str, Any]:
-    container = [_step(n, pss=n * 8 * MIB + 20 * MIB, drop=n * 10 * MIB, ready=[0.4] * 10, engine=n * MIB)
-                 for n in (10, 20)]
+    container = [
+        _step(n, pss=n * 8 * MIB + 20 * MIB, drop=n * 10 * MIB, ready=[0.4] * 10, engine=n * MIB) for n in (10, 20)
+    ]
     vm = [_step(n, pss=n * 200 * MIB, drop=n * 220 * MIB, ready=[5.0], tcg=n * 60 * MIB) for n in (1, 2)]
-    out = {"schema": density.SCHEMA, "run_id": "d1", "scenario": {"name": "redis"},
-           "host": {"hostname": "h", "cpu_cores": 2, "memory_bytes": 24 * 1024 * MIB},
-           "guard": {"floor_bytes": 5 * 1024 * MIB, "floor_fraction": 0.25, "start_available_bytes": 20 * 1024 * MIB},
-           "sides": {}}
+    out = {
+        "schema": density.SCHEMA,
+        "run_id": "d1",
+        "scenario": {"name": "redis"},
+        "host": {"hostname": "h", "cpu_cores": 2, "memory_bytes": 24 * 1024 * MIB},
+        "guard": {"floor_bytes": 5 * 1024 * MIB, "floor_fraction": 0.25, "start_available_bytes": 20 * 1024 * MIB},
+        "sides": {},
+    }
     for name, kind, steps in (("container", "container", container), ("vm", "vm", vm)):
-        out["sides"][name] = {"name": name, "kind": kind, "title": name, "color": "#123456", "count_asked": 20,
-                              "step": 10, "stopped": {"by": "count", "reason": "all ran"}, "steps": steps,
-                              **density.summarize(steps, kind)}
+        out["sides"][name] = {
+            "name": name,
+            "kind": kind,
+            "title": name,
+            "color": "#123456",
+            "count_asked": 20,
+            "step": 10,
+            "stopped": {"by": "count", "reason": "all ran"},
+            "steps": steps,
+            **density.summarize(steps, kind),
+        }
     return out
 
 
@@ -271,7 +345,7 @@ def test_claim_7_without_density_says_it_is_extrapolated():
 
 
 def test_claim_7_with_density_names_the_measured_marginal_costs():
-    result = density.merge(recorded(), density_doc())
+    result = document.merge_density(recorded(), density_doc())
     verdict = bin_packing(result)
     text = verdict["sides"]["container"]["evidence"]
     assert "measured: 20 instances, marginal 8.0 MiB each (fit residual 0 B), fixed 20.0 MiB" in text
@@ -295,7 +369,7 @@ def test_the_first_operand_takes_the_first_figure_present():
 
 def test_merge_refuses_what_is_not_a_density_result():
     with pytest.raises(Exception, match="not a density result"):
-        density.merge(recorded(), {"schema": "explorer.result/2", "sides": {}})
+        document.merge_density(recorded(), {"schema": "explorer.result/2", "sides": {}})
 
 
 def test_density_outputs_table_markdown_json_and_plot(tmp_path):
@@ -319,9 +393,21 @@ def test_report_with_density_shows_the_fits_and_judges_claim_7_from_them(tmp_pat
 
 def test_the_time_table_shows_where_a_runs_time_goes():
     result = copy.deepcopy(recorded())
-    result["phases"] = {"check_s": 1.0, "total_s": 20.0, "sides": {"container": {
-        "prepare_s": 2.0, "measure_s": 17.0, "starts_s": 12.0, "start_s": [6.0, 6.0], "probes_s": 2.0,
-        "destroy_s": 1.0, "clean_s": 0.5}}}
+    result["phases"] = {
+        "check_s": 1.0,
+        "total_s": 20.0,
+        "sides": {
+            "container": {
+                "prepare_s": 2.0,
+                "measure_s": 17.0,
+                "starts_s": 12.0,
+                "start_s": [6.0, 6.0],
+                "probes_s": 2.0,
+                "destroy_s": 1.0,
+                "clean_s": 0.5,
+            }
+        },
+    }
     _headers, rows = report.time_table(result)
     table = {(r[0], r[1]): r[2:] for r in rows}
     assert table[("container", "create -> ready (n=2)")] == ["12.00 s", "60%"]
@@ -332,11 +418,34 @@ def test_the_time_table_shows_where_a_runs_time_goes():
 
 def test_the_density_command_on_the_fake_side(counting, tmp_path):
     scenario_file = tmp_path / "fake.yaml"
-    scenario_file.write_text(json.dumps({"name": "fake", "timeouts": {"ready_s": 2}, "workload": {
-        "image": "fake:1", "port": 6379, "processes": ["fake"], "ready": "redis"}}))
+    scenario_file.write_text(
+        json.dumps(
+            {
+                "name": "fake",
+                "timeouts": {"ready_s": 2},
+                "workload": {"image": "fake:1", "port": 6379, "processes": ["fake"], "ready": "redis"},
+            }
+        )
+    )
     out, png = tmp_path / "d.json", tmp_path / "d.png"
-    result = CliRunner().invoke(main, ["density", "--scenario-file", str(scenario_file), "--sides", "fake",
-                                       "--count", "3", "--step", "1", "--output", str(out), "--plot", str(png)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "density",
+            "--scenario-file",
+            str(scenario_file),
+            "--sides",
+            "fake",
+            "--count",
+            "3",
+            "--step",
+            "1",
+            "--output",
+            str(out),
+            "--plot",
+            str(png),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "fake container: 3 of 3 instances, 1 per step" in result.stdout and "Fits (least squares" in result.stdout
     assert re.search(r"explorer density: run [0-9a-f]{8}", result.stderr)
@@ -347,10 +456,31 @@ def test_the_density_command_on_the_fake_side(counting, tmp_path):
 
 def test_run_with_density_merges_the_figures_into_each_side(counting, tmp_path):
     scenario_file = tmp_path / "fake.yaml"
-    scenario_file.write_text(json.dumps({"name": "fake", "timeouts": {"ready_s": 2}, "workload": {
-        "image": "fake:1", "port": 6379, "processes": ["fake"], "ready": "redis"}}))
-    result = CliRunner().invoke(main, ["run", "--scenario-file", str(scenario_file), "--sides", "fake", "--repeat", "1",
-                                       "--density", "2", "--format", "json"])
+    scenario_file.write_text(
+        json.dumps(
+            {
+                "name": "fake",
+                "timeouts": {"ready_s": 2},
+                "workload": {"image": "fake:1", "port": 6379, "processes": ["fake"], "ready": "redis"},
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--scenario-file",
+            str(scenario_file),
+            "--sides",
+            "fake",
+            "--repeat",
+            "1",
+            "--density",
+            "2",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["sides"]["fake"]["density"]["count"] == 2 and doc["density_runs"][0]["sides"] == ["fake"]
@@ -358,40 +488,53 @@ def test_run_with_density_merges_the_figures_into_each_side(counting, tmp_path):
 
 
 def test_a_scenario_can_size_the_tcg_cache_on_the_domain(tmp_path):
-    from explorer.backends.libvirt import DomainSpec, domain_xml
+    from explorer.engines.domain import DomainSpec, domain_xml
 
-    scen = from_dict({"name": "v", "workload": {"image": "x:1", "port": 1, "processes": ["x"], "ready": "tcp"},
-                      "vm": {"tb_cache_mib": 64}})
+    scen = from_dict(
+        {
+            "name": "v",
+            "workload": {"image": "x:1", "port": 1, "processes": ["x"], "ready": "tcp"},
+            "vm": {"tb_cache_mib": 64},
+        }
+    )
 
     def xml(accel: str) -> str:
-        return domain_xml(DomainSpec("d", "r", 0, scen, accel, "", tmp_path, tmp_path / "o", tmp_path / "k",
-                                     tmp_path / "i", []))
+        return domain_xml(
+            DomainSpec("d", "r", 0, scen, accel, "", tmp_path, tmp_path / "o", tmp_path / "k", tmp_path / "i", [])
+        )
 
     assert "<features><acpi/><tcg><tb-cache unit='MiB'>64</tb-cache></tcg></features>" in xml("tcg")
     assert "<tcg>" not in xml("kvm")
-    assert "<tcg>" not in domain_xml(DomainSpec("d", "r", 0, SCENARIO, "tcg", "", tmp_path, tmp_path / "o",
-                                                tmp_path / "k", tmp_path / "i", []))
+    assert "<tcg>" not in domain_xml(
+        DomainSpec("d", "r", 0, SCENARIO, "tcg", "", tmp_path, tmp_path / "o", tmp_path / "k", tmp_path / "i", [])
+    )
 
 
-@pytest.mark.parametrize(("text", "chosen", "expected"), [
-    (None, None, (None, {})),
-    ("20", None, (20, {})),
-    ("runc=50,microvm=6", ("runc", "microvm"), (None, {"runc": 50, "microvm": 6})),
-    ("10, microvm=2", None, (10, {"microvm": 2})),
-])
+@pytest.mark.parametrize(
+    ("text", "chosen", "expected"),
+    [
+        (None, None, (None, {})),
+        ("20", None, (20, {})),
+        ("runc=50,microvm=6", ("runc", "microvm"), (None, {"runc": 50, "microvm": 6})),
+        ("10, microvm=2", None, (10, {"microvm": 2})),
+    ],
+)
 def test_count_is_one_number_or_one_per_side(text, chosen, expected):
     assert density.parse_counts(text, chosen) == expected
 
 
-@pytest.mark.parametrize(("text", "chosen", "says"), [
-    ("0", None, "'0' is not a count from 1 to 500"),
-    ("runc=501", None, "'runc=501' is not a count"),
-    ("runc=", None, "'runc=' is not a count"),
-    ("runc=2.5", None, "'runc=2.5' is not a count"),
-    ("5,6", None, "every side twice"),
-    ("nosuch=3", None, "nosuch"),
-    ("microvm=3", ("runc",), "--count names side microvm, which --sides does not run"),
-])
+@pytest.mark.parametrize(
+    ("text", "chosen", "says"),
+    [
+        ("0", None, "'0' is not a count from 1 to 500"),
+        ("runc=501", None, "'runc=501' is not a count"),
+        ("runc=", None, "'runc=' is not a count"),
+        ("runc=2.5", None, "'runc=2.5' is not a count"),
+        ("5,6", None, "every side twice"),
+        ("nosuch=3", None, "nosuch"),
+        ("microvm=3", ("runc",), "--count names side microvm, which --sides does not run"),
+    ],
+)
 def test_a_bad_count_is_a_usage_error_naming_it(text, chosen, says):
     with pytest.raises(UsageError, match=re.escape(says)):
         density.parse_counts(text, chosen)
@@ -399,11 +542,32 @@ def test_a_bad_count_is_a_usage_error_naming_it(text, chosen, says):
 
 def test_the_density_command_takes_a_count_per_side(counting, tmp_path):
     scenario_file = tmp_path / "fake.yaml"
-    scenario_file.write_text(json.dumps({"name": "fake", "timeouts": {"ready_s": 2}, "workload": {
-        "image": "fake:1", "port": 6379, "processes": ["fake"], "ready": "redis"}}))
+    scenario_file.write_text(
+        json.dumps(
+            {
+                "name": "fake",
+                "timeouts": {"ready_s": 2},
+                "workload": {"image": "fake:1", "port": 6379, "processes": ["fake"], "ready": "redis"},
+            }
+        )
+    )
     out = tmp_path / "d.json"
-    result = CliRunner().invoke(main, ["density", "--scenario-file", str(scenario_file), "--sides", "fake",
-                                       "--count", "9,fake=2", "--step", "1", "--output", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "density",
+            "--scenario-file",
+            str(scenario_file),
+            "--sides",
+            "fake",
+            "--count",
+            "9,fake=2",
+            "--step",
+            "1",
+            "--output",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert [s["n"] for s in json.loads(out.read_text())["sides"]["fake"]["steps"]] == [1, 2]
     assert counting.live == []

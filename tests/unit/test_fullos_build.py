@@ -17,12 +17,30 @@ import pytest
 
 from explorer import scenario as scenarios
 from explorer.errors import BuildError
-from explorer.images import dpkg_db, fullos, fullos_guest, vagrant_box
-from explorer.images import systemd_unit as units
+from explorer.images import box as vagrant_box
+from explorer.images.fullvm import build as fullos
+from explorer.images.fullvm import dpkg_db
+from explorer.images.fullvm import guest_files as fullos_guest
+from explorer.images.fullvm import systemd_unit as units
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-NASTY = ["plain", "two words", 'dq"uote', "sq'uote", "100%", "%n", "$HOME", "${X}", "back\\slash", "", ";",
-         "-dash", "a=b", "tab-less é ünïcode", "trailing\\"]
+NASTY = [
+    "plain",
+    "two words",
+    'dq"uote',
+    "sq'uote",
+    "100%",
+    "%n",
+    "$HOME",
+    "${X}",
+    "back\\slash",
+    "",
+    ";",
+    "-dash",
+    "a=b",
+    "tab-less é ünïcode",
+    "trailing\\",
+]
 
 
 def analyze(tmp_path: Path, body: str) -> str:
@@ -31,8 +49,14 @@ def analyze(tmp_path: Path, body: str) -> str:
         pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
     unit = tmp_path / "probe.service"
     unit.write_text(body)
-    done = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], check=False, capture_output=True, text=True,
-                          env={**os.environ, "SYSTEMD_LOG_LEVEL": "debug"}, timeout=60)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "debug"},
+        timeout=60,
+    )
     return done.stdout + done.stderr
 
 
@@ -155,9 +179,17 @@ def test_cache_key_changes_with_each_input(monkeypatch):
     recipe = base.workload.recipe
     keys = {fullos.cache_key(base)}
     variants = [
-        dataclasses.replace(base, workload=dataclasses.replace(base.workload, recipe=dataclasses.replace(recipe, **change)))
-        for change in ({"suite": "trixie"}, {"packages": ("redis-server", "curl")}, {"command": ("redis-server",)},
-                       {"user": "root"}, {"env": (("A", "1"),)}, {"files": (("/etc/x", "y"),)})
+        dataclasses.replace(
+            base, workload=dataclasses.replace(base.workload, recipe=dataclasses.replace(recipe, **change))
+        )
+        for change in (
+            {"suite": "trixie"},
+            {"packages": ("redis-server", "curl")},
+            {"command": ("redis-server",)},
+            {"user": "root"},
+            {"env": (("A", "1"),)},
+            {"files": (("/etc/x", "y"),)},
+        )
     ]
     variants.append(dataclasses.replace(base, workload=dataclasses.replace(base.workload, command=("x",))))
     variants.append(dataclasses.replace(base, name="redis2"))
@@ -283,13 +315,22 @@ def test_disk_size_has_headroom():
 
 
 def fake_image(tmp_path: Path) -> fullos.FullOSImage:
-    return fullos.FullOSImage(tmp_path / "root.qcow2", tmp_path / "vmlinuz", tmp_path / "initrd.img", fullos.CMDLINE,
-                              "6.1.0-1-amd64", {"disk_virtual_bytes": 4 * 2**30, "cache_key": "k" * 24})
+    return fullos.FullOSImage(
+        tmp_path / "root.qcow2",
+        tmp_path / "vmlinuz",
+        tmp_path / "initrd.img",
+        fullos.CMDLINE,
+        "6.1.0-1-amd64",
+        {"disk_virtual_bytes": 4 * 2**30, "cache_key": "k" * 24},
+    )
 
 
 def test_box_metadata(tmp_path):
     assert json.loads(vagrant_box.box_metadata(fake_image(tmp_path))) == {
-        "provider": "libvirt", "format": "qcow2", "virtual_size": 4}
+        "provider": "libvirt",
+        "format": "qcow2",
+        "virtual_size": 4,
+    }
 
 
 def test_render_refuses_unmatched_placeholders():
@@ -321,10 +362,22 @@ def test_ruby_string_is_inert():
 def test_top_level_vagrantfile(tmp_path):
     ruby_check(ROOT / "Vagrantfile")
     text = (ROOT / "Vagrantfile").read_text()
-    for needle in ("lv.mgmt_attach = false", "lv.qemu_use_agent = true", 'type: "user"', "auto_config: false",
-                   'config.ssh.host = "127.0.0.1"', "config.ssh.insert_key = false", "config.vm.guest = :debian",
-                   'lv.cpu_model = "qemu64"', "lv.memballoon_enabled = false", 'lv.graphics_type = "none"',
-                   "disabled: true", "lv.storage_pool_name = pool", "bus=pci.0,addr=0x10", "hostfwd=tcp:127.0.0.1:"):
+    for needle in (
+        "lv.mgmt_attach = false",
+        "lv.qemu_use_agent = true",
+        'type: "user"',
+        "auto_config: false",
+        'config.ssh.host = "127.0.0.1"',
+        "config.ssh.insert_key = false",
+        "config.vm.guest = :debian",
+        'lv.cpu_model = "qemu64"',
+        "lv.memballoon_enabled = false",
+        'lv.graphics_type = "none"',
+        "disabled: true",
+        "lv.storage_pool_name = pool",
+        "bus=pci.0,addr=0x10",
+        "hostfwd=tcp:127.0.0.1:",
+    ):
         assert needle in text, needle
     assert "0.0.0.0" not in text
 
@@ -339,8 +392,15 @@ def test_machine_settings_are_what_the_vagrantfile_reads(tmp_path):
 
 def test_add_box_argv(tmp_path):
     box = vagrant_box.Box("explorer/redis-abc", tmp_path / "x.box", tmp_path / "redis.json", fake_image(tmp_path))
-    assert vagrant_box.add_box_argv(box) == ["vagrant", "box", "add", "--force", "--name", "explorer/redis-abc",
-                                             str(tmp_path / "x.box")]
+    assert vagrant_box.add_box_argv(box.path, box.name) == [
+        "vagrant",
+        "box",
+        "add",
+        "--force",
+        "--name",
+        "explorer/redis-abc",
+        str(tmp_path / "x.box"),
+    ]
 
 
 def test_package_units_are_what_the_packages_ship(tmp_path):
@@ -349,10 +409,15 @@ def test_package_units_are_what_the_packages_ship(tmp_path):
     (info / "postgresql-common.list").write_text(
         "/lib/systemd/system\n/lib/systemd/system/postgresql.service\n/lib/systemd/system/postgresql@.service\n"
         "/lib/systemd/system-generators/postgresql-generator\n/usr/lib/systemd/system/pg.socket\n"
-        "/lib/systemd/system/postgresql.service.d/override.conf\n")
+        "/lib/systemd/system/postgresql.service.d/override.conf\n"
+    )
     (info / "libfoo:amd64.list").write_text("/lib/systemd/system/foo.timer\n")
     assert fullos_guest.package_units(tmp_path, ["postgresql-common", "libfoo", "absent"]) == [
-        "foo.timer", "pg.socket", "postgresql.service", "postgresql@.service"]
+        "foo.timer",
+        "pg.socket",
+        "postgresql.service",
+        "postgresql@.service",
+    ]
 
 
 def test_cli_refuses_fullos_for_an_image_scenario():
@@ -370,7 +435,8 @@ def test_image_ids_get_guest_entries(tmp_path):
     fullos_guest.ensure_ids(tmp_path, 999, 0, "/data/db")
     fullos_guest.ensure_ids(tmp_path, 999, 0, "/data/db")  # idempotent
     assert (tmp_path / "etc/passwd").read_text().splitlines()[2:] == [
-        "explorer-uid-999:x:999:0::/data/db:/usr/sbin/nologin"]
+        "explorer-uid-999:x:999:0::/data/db:/usr/sbin/nologin"
+    ]
     assert (tmp_path / "etc/group").read_text().splitlines()[1:] == ["explorer-gid-101:x:101:"]
 
 
@@ -380,8 +446,14 @@ def evaluate_vagrantfile(path: Path, env: dict[str, str]) -> tuple[dict, str]:
     if shutil.which("ruby") is None:
         pytest.skip("ruby is not installed (it comes with vagrant: scripts/setup-host)")
     stub = Path(__file__).parent / "fixtures" / "vagrant_stub.rb"
-    done = subprocess.run(["ruby", str(stub), str(path)], check=True, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **env})
+    done = subprocess.run(
+        ["ruby", str(stub), str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
     return json.loads(done.stdout), done.stderr
 
 
@@ -395,16 +467,23 @@ def test_top_level_vagrantfile_reads_explorers_settings(tmp_path):
     assert config["ssh.private_key_path"] == str(tmp_path / "key")
     netdev = config["libvirt.qemuargs"][1][0]["value"]
     assert "hostfwd=tcp:127.0.0.1:2222-:22" in netdev and "hostfwd=tcp:127.0.0.1:16379-:6379" in netdev
-    overridden, _ = evaluate_vagrantfile(ROOT / "Vagrantfile", {
-        "EXPLORER_CACHE": str(tmp_path), "EXPLORER_LIBVIRT_DRIVER": "kvm", "EXPLORER_SSH_PORT": "2299",
-        "EXPLORER_STORAGE_POOL": "p2"})
+    overridden, _ = evaluate_vagrantfile(
+        ROOT / "Vagrantfile",
+        {
+            "EXPLORER_CACHE": str(tmp_path),
+            "EXPLORER_LIBVIRT_DRIVER": "kvm",
+            "EXPLORER_SSH_PORT": "2299",
+            "EXPLORER_STORAGE_POOL": "p2",
+        },
+    )
     assert overridden["libvirt.driver"] == "kvm" and overridden["libvirt.cpu_mode"] == "host-passthrough"
     assert overridden["ssh.port"] == 2299 and overridden["libvirt.storage_pool_name"] == "p2"
 
 
 def test_top_level_vagrantfile_without_a_box_warns(tmp_path):
-    config, stderr = evaluate_vagrantfile(ROOT / "Vagrantfile", {"EXPLORER_CACHE": str(tmp_path),
-                                                                 "EXPLORER_SCENARIO": "postgres"})
+    config, stderr = evaluate_vagrantfile(
+        ROOT / "Vagrantfile", {"EXPLORER_CACHE": str(tmp_path), "EXPLORER_SCENARIO": "postgres"}
+    )
     assert "explorer build postgres --box" in stderr
     assert config["vm.box"] == "explorer/postgres"  # so `vagrant destroy -f` still loads it
 

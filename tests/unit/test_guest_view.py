@@ -12,6 +12,7 @@ import pytest
 
 from explorer import guest
 from explorer.errors import BackendError
+from explorer.guest import viewport
 
 
 def test_view_script_runs_and_parses_on_this_host():
@@ -35,7 +36,9 @@ def test_parser_takes_the_last_block_and_drops_the_viewer():
     view = guest.parse_view(text, channel="serial console")
     assert view.kernel_release == "6.1.0-28-amd64"
     assert [(p.pid, p.name, p.kernel_thread) for p in view.processes] == [
-        (1, "init", False), (2, "kthreadd", True), (9, "redis-server --bind x", False),
+        (1, "init", False),
+        (2, "kthreadd", True),
+        (9, "redis-server --bind x", False),
     ]
 
 
@@ -44,15 +47,19 @@ def test_incomplete_block_is_none():
 
 
 def test_a_block_still_being_printed_leaves_the_previous_one():
-    text = ("EXPLORER-VIEW begin\nkernel_release=done\nEXPLORER-VIEW end\n"
-            "EXPLORER-VIEW begin\nkernel_release=partial\nproc 1 0 0 init\n")
+    text = (
+        "EXPLORER-VIEW begin\nkernel_release=done\nEXPLORER-VIEW end\n"
+        "EXPLORER-VIEW begin\nkernel_release=partial\nproc 1 0 0 init\n"
+    )
     assert guest.parse_view(text, "c").kernel_release == "done"
 
 
 def test_explorers_own_guest_processes_are_left_out_and_reported_apart():
-    text = ("EXPLORER-VIEW begin\nviewer_pid=9\nagent_pids=1 5\nkernel_release=k\n"
-            "proc 1 0 0 init\nproc 2 0 1 kthreadd\nproc 5 1 0 init\nproc 7 1 0 redis-server\n"
-            "proc 9 5 0 sh\nEXPLORER-VIEW end\n")
+    text = (
+        "EXPLORER-VIEW begin\nviewer_pid=9\nagent_pids=1 5\nkernel_release=k\n"
+        "proc 1 0 0 init\nproc 2 0 1 kthreadd\nproc 5 1 0 init\nproc 7 1 0 redis-server\n"
+        "proc 9 5 0 sh\nEXPLORER-VIEW end\n"
+    )
     view = guest.parse_view(text, "serial console")
     assert [p.name for p in view.processes] == ["kthreadd", "redis-server"]
     assert view.agent_pids == [1, 5]
@@ -83,8 +90,12 @@ def serve_once(path: Path, answer) -> threading.Thread:
 
 def real_view(conn, request: int) -> bool:
     """What the init does: the real view script, told the request it answers."""
-    out = subprocess.run(["/bin/sh", "-c", guest.view_script()], capture_output=True, check=True,
-                         env={**os.environ, "EXPLORER_VIEW_REQUEST": str(request)}).stdout
+    out = subprocess.run(
+        ["/bin/sh", "-c", guest.view_script()],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "EXPLORER_VIEW_REQUEST": str(request)},
+    ).stdout
     conn.sendall(out)
     return True
 
@@ -95,7 +106,7 @@ def test_view_channel_asks_and_takes_the_answer_to_its_own_request(tmp_path):
         return real_view(conn, request)
 
     serve_once(tmp_path / "v.sock", late_then_real)
-    channel = guest.ViewChannel(tmp_path / "v.sock")
+    channel = viewport.ViewChannel(tmp_path / "v.sock")
     channel.connect(timeout_s=5)
     try:
         first, second = channel.request(timeout_s=10), channel.request(timeout_s=10)
@@ -107,7 +118,7 @@ def test_view_channel_asks_and_takes_the_answer_to_its_own_request(tmp_path):
 
 def test_view_channel_says_what_came_back_when_no_view_does(tmp_path):
     serve_once(tmp_path / "silent.sock", lambda conn, request: conn.sendall(b"half a line") or True)
-    channel = guest.ViewChannel(tmp_path / "silent.sock")
+    channel = viewport.ViewChannel(tmp_path / "silent.sock")
     channel.connect(timeout_s=5)
     with pytest.raises(BackendError, match=r"sent no view on its view port in 1s \(it sent 'half a line'\)"):
         channel.request(timeout_s=1)
@@ -116,10 +127,10 @@ def test_view_channel_says_what_came_back_when_no_view_does(tmp_path):
 
 def test_view_channel_closed_by_the_guest_and_never_connected(tmp_path):
     serve_once(tmp_path / "gone.sock", lambda conn, request: False)
-    channel = guest.ViewChannel(tmp_path / "gone.sock")
+    channel = viewport.ViewChannel(tmp_path / "gone.sock")
     channel.connect(timeout_s=5)
     with pytest.raises(BackendError, match="closed before a view came back"):
         channel.request(timeout_s=5)
     channel.close()
     with pytest.raises(BackendError, match="could not connect to the guest view port"):
-        guest.ViewChannel(tmp_path / "absent.sock").connect(timeout_s=0.1)
+        viewport.ViewChannel(tmp_path / "absent.sock").connect(timeout_s=0.1)

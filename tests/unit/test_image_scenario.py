@@ -11,7 +11,7 @@ import pytest
 from docker.errors import ImageNotFound
 
 from explorer.errors import EXIT_USAGE, BuildError, UsageError
-from explorer.images import docker_image
+from explorer.images.container import docker_image
 from explorer.scenario import image_scenario, workload_process
 from tests.conftest import run_explorer
 

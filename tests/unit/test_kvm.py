@@ -113,14 +113,19 @@ def test_kvm_device_access_by_mode_bits(tmp_path):
     device = tmp_path / "kvm"
     device.write_bytes(b"")
     me = os.getuid()
-    for mode, uid, gid, expected in [(0o600, 4242, 4242, False), (0o660, 4242, os.stat(device).st_gid, True),
-                                     (0o666, 4242, 4242, True), (0o600, 0, 0, True)]:
+    for mode, uid, gid, expected in [
+        (0o600, 4242, 4242, False),
+        (0o660, 4242, os.stat(device).st_gid, True),
+        (0o666, 4242, 4242, True),
+        (0o600, 0, 0, True),
+    ]:
         device.chmod(mode)
         assert kvm.device_usable_by(uid, gid, str(device)) is expected, (oct(mode), uid, gid, me)
     assert kvm.device_usable_by(4242, 4242, str(tmp_path / "absent")) is True
 
 
 # The boot test's process handling, against fake QEMU scripts.
+
 
 def _fake_qemu(tmp_path: Path, body: str) -> str:
     script = tmp_path / "fake-qemu"
@@ -138,7 +143,11 @@ def fake_images(tmp_path, monkeypatch):
 
 
 def test_boot_test_passes_when_the_marker_is_printed(tmp_path, fake_images, monkeypatch):
-    monkeypatch.setattr(kvm, "QEMU", _fake_qemu(tmp_path, "print('[ 0.1] boot'); print('EXPLORER-KVM-PROBE-OK', flush=True); time.sleep(60)"))
+    monkeypatch.setattr(
+        kvm,
+        "QEMU",
+        _fake_qemu(tmp_path, "print('[ 0.1] boot'); print('EXPLORER-KVM-PROBE-OK', flush=True); time.sleep(60)"),
+    )
     started = time.monotonic()
     usable, reason = kvm.boot_test(fake_images, timeout_s=20)
     assert usable and "reached userspace" in reason
@@ -147,9 +156,11 @@ def test_boot_test_passes_when_the_marker_is_printed(tmp_path, fake_images, monk
 
 def test_boot_test_kills_a_hung_guest_and_its_children_at_the_deadline(tmp_path, fake_images, monkeypatch):
     pid_file = tmp_path / "child.pid"
-    body = (f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
-            f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
-            "print('SeaBIOS', flush=True); time.sleep(600)")
+    body = (
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "print('SeaBIOS', flush=True); time.sleep(600)"
+    )
     monkeypatch.setattr(kvm, "QEMU", _fake_qemu(tmp_path, body))
     started = time.monotonic()
     usable, reason = kvm.boot_test(fake_images, timeout_s=2)

@@ -5,15 +5,29 @@ from __future__ import annotations
 import json
 import os
 
-from explorer import report
+from explorer.output import report
 from explorer.probes import hostproc, startup
 
 
 def test_capabilities_decode_docker_default_set():
     # Docker's default bounding set, as CapEff of a root process in a default container.
     caps = hostproc.capabilities("00000000a80425fb")
-    assert caps == ["chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
-                    "net_bind_service", "net_raw", "sys_chroot", "mknod", "audit_write", "setfcap"]
+    assert caps == [
+        "chown",
+        "dac_override",
+        "fowner",
+        "fsetid",
+        "kill",
+        "setgid",
+        "setuid",
+        "setpcap",
+        "net_bind_service",
+        "net_raw",
+        "sys_chroot",
+        "mknod",
+        "audit_write",
+        "setfcap",
+    ]
     assert hostproc.capabilities("0") == []
 
 
@@ -25,11 +39,16 @@ def test_own_process_facts():
 
 
 def test_startup_summary_and_relative_marks():
-    repeats = [{"created_s": 0.1, "ready_s": 0.5}, {"created_s": 0.2, "ready_s": 0.3}, {"created_s": 0.1, "ready_s": 0.4}]
+    repeats = [
+        {"created_s": 0.1, "ready_s": 0.5},
+        {"created_s": 0.2, "ready_s": 0.3},
+        {"created_s": 0.1, "ready_s": 0.4},
+    ]
     s = startup.summarize(repeats)
     assert s["ready_s"]["median"] == 0.4 and s["ready_s"]["min"] == 0.3 and s["ready_s"]["n"] == 3
     assert startup.relative({"ready": 12.5, "created": 10.25}, 10.0, ("created", "ready")) == {
-        "created_s": 0.25, "ready_s": 2.5,
+        "created_s": 0.25,
+        "ready_s": 2.5,
     }
     assert startup.summarize([]) == {}
 
@@ -41,23 +60,44 @@ def test_human_units():
 
 
 def _container_result() -> dict:
-    proc = {"host_pid": 4242, "pid_inside": 1, "name": "redis-server", "user": "messagebus", "uid": 100,
-            "rss_bytes": 12 << 20, "pss_bytes": 11 << 20, "parents": [{"pid": 4200, "name": "containerd-shim-runc-v2"}]}
+    proc = {
+        "host_pid": 4242,
+        "pid_inside": 1,
+        "name": "redis-server",
+        "user": "messagebus",
+        "uid": 100,
+        "rss_bytes": 12 << 20,
+        "pss_bytes": 11 << 20,
+        "parents": [{"pid": 4200, "name": "containerd-shim-runc-v2"}],
+    }
     return {
         "schema": "explorer.result/1",
         "host": {"hostname": "h", "kernel_release": "6.1.0", "cpu_cores": 2},
         "scenario": {"name": "redis"},
-        "sides": {"container": {
-            "backend": "docker", "accel": "native", "engine": {"engine_version": "20.10", "default_runtime": "runc"},
-            "image": {"image_bytes": 117_000_000, "total_bytes": 117_000_000},
-            "visibility": {"process_names": ["redis-server"], "workload_processes": [proc], "runtime_processes": [],
-                           "inside": {"available": True, "user_process_count": 1, "kernel_thread_count": 0}},
-            "kernel": {"available": True, "guest_release": "6.1.0", "shared": True, "same_boot_id": True},
-            "startup": {"summary": startup.summarize([{"ready_s": 0.3}, {"ready_s": 0.4}])},
-            "memory": {"workload": {"pss_bytes": 11 << 20}, "runtime": {"pss_bytes": 12 << 20}},
-            "isolation": {"available": True, "subject": "workload", "namespaces_differing": ["pid", "net"],
-                          "capability_count": 14, "seccomp": "filter"},
-        }},
+        "sides": {
+            "container": {
+                "backend": "docker",
+                "accel": "native",
+                "engine": {"engine_version": "20.10", "default_runtime": "runc"},
+                "image": {"image_bytes": 117_000_000, "total_bytes": 117_000_000},
+                "visibility": {
+                    "process_names": ["redis-server"],
+                    "workload_processes": [proc],
+                    "runtime_processes": [],
+                    "inside": {"available": True, "user_process_count": 1, "kernel_thread_count": 0},
+                },
+                "kernel": {"available": True, "guest_release": "6.1.0", "shared": True, "same_boot_id": True},
+                "startup": {"summary": startup.summarize([{"ready_s": 0.3}, {"ready_s": 0.4}])},
+                "memory": {"workload": {"pss_bytes": 11 << 20}, "runtime": {"pss_bytes": 12 << 20}},
+                "isolation": {
+                    "available": True,
+                    "subject": "workload",
+                    "namespaces_differing": ["pid", "net"],
+                    "capability_count": 14,
+                    "seccomp": "filter",
+                },
+            }
+        },
     }
 
 
@@ -75,7 +115,7 @@ def test_signals_during_cleanup_wait_until_it_is_done():
 
     import pytest
 
-    from explorer.runner import interrupts_deferred
+    from explorer.interrupts import deferred as interrupts_deferred
 
     steps = []
     with pytest.raises(KeyboardInterrupt), interrupts_deferred():

@@ -17,6 +17,7 @@ def redis_like(reply: bytes):
     def handle(conn):
         conn.recv(64)
         conn.sendall(reply)
+
     return handle
 
 
@@ -50,6 +51,7 @@ def postgres_like(*messages: bytes):
         (length,) = struct.unpack("!i", conn.recv(4))
         conn.recv(length - 4)
         conn.sendall(b"".join(messages))
+
     return handle
 
 
@@ -86,6 +88,7 @@ def test_wait_ready_returns_once_the_server_answers():
     calls = []
 
     with ExitStack() as servers:
+
         def between():
             calls.append(1)
             if len(calls) == 3:  # a redis starts answering on `port` after a few attempts

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from explorer import report
 from explorer.cli import main
+from explorer.output import report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -35,7 +35,11 @@ def problems(ready: Any) -> str:
         ("http", "http", {"path": "/", "status": 200}),
         ({"http": {"path": "/healthz"}}, "http", {"path": "/healthz", "status": 200}),
         ({"http": None}, "http", {"path": "/", "status": 200}),
-        ({"banner": {"send": "version\r\n", "expect": "VERSION"}}, "banner", {"send": "version\r\n", "expect": "VERSION"}),
+        (
+            {"banner": {"send": "version\r\n", "expect": "VERSION"}},
+            "banner",
+            {"send": "version\r\n", "expect": "VERSION"},
+        ),
         ({"tcp": {}}, "tcp", {}),
     ],
 )
@@ -58,7 +62,10 @@ def test_to_dict_records_the_spec_and_keeps_ready_a_kind():
 @pytest.mark.parametrize(
     ("ready", "fragment"),
     [
-        ("htp", "x.yaml: workload.ready: 'htp' is not one of ['banner', 'http', 'mongodb', 'postgres', 'redis', 'tcp']"),
+        (
+            "htp",
+            "x.yaml: workload.ready: 'htp' is not one of ['banner', 'http', 'mongodb', 'postgres', 'redis', 'tcp']",
+        ),
         ({"htp": {}}, "workload.ready: 'htp' is not one of"),
         ({"http": {"status": "200"}}, "workload.ready.http.status: '200' is not of type 'integer'"),
         ({"http": {"status": 99}}, "workload.ready.http.status: 99 is less than the minimum of 100"),
@@ -162,7 +169,7 @@ def test_ready_timeout_must_be_positive():
 
 def test_ready_option_reaches_the_image_scenario_and_ready_timeout_every_side(monkeypatch):
     """`run --image ... --ready http:/healthz:204 --ready-timeout 7`: the scenario the runner gets."""
-    from explorer import runner
+    from explorer import lifecycle
 
     seen = {}
 
@@ -170,9 +177,20 @@ def test_ready_option_reaches_the_image_scenario_and_ready_timeout_every_side(mo
         seen["scenario"] = scen
         raise SystemExit(0)
 
-    monkeypatch.setattr(runner, "run", fake_run)
-    args = ["run", "--image", "nginx:1", "--port", "80", "--process", "nginx", "--ready", "http:/healthz:204",
-            "--ready-timeout", "7"]
+    monkeypatch.setattr(lifecycle, "run", fake_run)
+    args = [
+        "run",
+        "--image",
+        "nginx:1",
+        "--port",
+        "80",
+        "--process",
+        "nginx",
+        "--ready",
+        "http:/healthz:204",
+        "--ready-timeout",
+        "7",
+    ]
     assert CliRunner().invoke(main, args).exit_code == 0
     scen = seen["scenario"]
     assert scen.workload.ready == ReadySpec("http", (("path", "/healthz"), ("status", 204)))
@@ -182,7 +200,6 @@ def test_ready_option_reaches_the_image_scenario_and_ready_timeout_every_side(mo
     assert CliRunner().invoke(main, ["run", "redis", "--ready-timeout", "2.5"]).exit_code == 0
     assert (seen["scenario"].timeouts.ready_s, seen["scenario"].timeouts.vm_ready_s) == (2.5, 2.5)
     assert seen["scenario"].workload.ready == ReadySpec("redis")
-
 
 
 def test_the_nginx_scenario_waits_for_http_and_runs_in_the_foreground():

@@ -17,11 +17,11 @@ import psutil
 import pytest
 
 from explorer import claims, reference
-from explorer.backends.base import Artifact, GuestProcess, GuestView, owner_alive
 from explorer.errors import BuildError
 from explorer.images import partials
+from explorer.images.container.rootfs_files import add_files
 from explorer.images.process import run_session
-from explorer.images.rootfs_files import add_files
+from explorer.model import Artifact, GuestProcess, GuestView, owner_alive
 from explorer.probes.visibility import unmatched_names
 
 
@@ -70,24 +70,52 @@ def test_xattrs_of_the_image_survive_the_copy(tmp_path):
     assert members(out)["./etc/motd"].pax_headers.get("SCHILY.xattr.user.test") == "kept"
 
 
-@pytest.mark.parametrize("path, cause", [("/var/run/x.pid", "/var/run is a symlink to /run"),
-                                         ("/etc/motd/x", "/etc/motd is not a directory"),
-                                         ("/etc", "the image has a directory there")])
+@pytest.mark.parametrize(
+    "path, cause",
+    [
+        ("/var/run/x.pid", "/var/run is a symlink to /run"),
+        ("/etc/motd/x", "/etc/motd is not a directory"),
+        ("/etc", "the image has a directory there"),
+    ],
+)
 def test_a_file_under_a_symlink_or_over_a_directory_is_refused(tmp_path, path, cause):
     with pytest.raises(BuildError) as caught:
         add_files(image_tar(tmp_path / "in.tar"), ((path, "x"),), tmp_path / "out.tar")
     assert cause in str(caught.value)
 
 
-@pytest.mark.parametrize("ref", ["redis", "redis:7.2", "library/redis:7", "localhost:5000/a/b:c",
-                                 "registry.example.com/x__y/z-1.2:latest", "mongo@sha256:" + "a" * 64,
-                                 "Registry.Example.com/redis"])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "redis",
+        "redis:7.2",
+        "library/redis:7",
+        "localhost:5000/a/b:c",
+        "registry.example.com/x__y/z-1.2:latest",
+        "mongo@sha256:" + "a" * 64,
+        "Registry.Example.com/redis",
+    ],
+)
 def test_references_docker_accepts(ref):
     assert reference.reference_problem(ref) is None
 
 
-@pytest.mark.parametrize("ref", ["Redis:7", "redis::7", "redis:", "redis@sha256:abc", "redis@sha256:" + "a" * 63,
-                                 "-redis", "redis-", "a___b", "a/" + "b" * 260, "redis:7 ", ""])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "Redis:7",
+        "redis::7",
+        "redis:",
+        "redis@sha256:abc",
+        "redis@sha256:" + "a" * 63,
+        "-redis",
+        "redis-",
+        "a___b",
+        "a/" + "b" * 260,
+        "redis:7 ",
+        "",
+    ],
+)
 def test_references_docker_refuses(ref):
     assert reference.reference_problem(ref) is not None
 
@@ -167,15 +195,16 @@ def test_unconfirmed_names_make_the_visibility_claim_inconclusive():
     import json
 
     result = json.loads((Path(__file__).parent / "fixtures" / "container.json").read_text())
-    result["sides"]["container"]["visibility"].update(named_on_host=None, visible_on_host=None,
-                                                      names_unconfirmed="no guest view")
+    result["sides"]["container"]["visibility"].update(
+        named_on_host=None, visible_on_host=None, names_unconfirmed="no guest view"
+    )
     verdict = next(c for c in claims.judge(result) if c["id"] == "visibility")
     assert verdict["verdict"] == claims.INCONCLUSIVE
 
 
 def test_a_re_imported_image_reuses_its_vm_disk():
     from explorer import scenario
-    from explorer.images.vm_image import image_key
+    from explorer.images.microvm.vm_image import image_key
 
     redis = scenario.load("redis")
     first = Artifact("explorer/redis:0123456789abcdef", facts={"image_id": "sha256:1"})

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from explorer import report
 from explorer.cli import cli, main
 from explorer.errors import EXIT_USAGE
+from explorer.output import report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BOTH, CONTAINER, VM = (str(FIXTURES / f"{n}.json") for n in ("both", "container", "vm"))
@@ -94,13 +94,16 @@ def test_report_evidence_uses_the_tables_figures():
 # ---- bad files ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "no such result file"),
-    ("{not json", "is not JSON (line 1"),
-    ("[1, 2]", "is not an explorer result"),
-    ('{"schema": "explorer.result/99", "sides": {}}', "'explorer.result/99' document; explorer"),
-    ('{"schema": "explorer.result/1", "host": {}}', "incomplete explorer result"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such result file"),
+        ("{not json", "is not JSON (line 1"),
+        ("[1, 2]", "is not an explorer result"),
+        ('{"schema": "explorer.result/99", "sides": {}}', "'explorer.result/99' document; explorer"),
+        ('{"schema": "explorer.result/1", "host": {}}', "incomplete explorer result"),
+    ],
+)
 @pytest.mark.parametrize("command", ["report", "compare"])
 def test_bad_file_exits_2_with_a_message(tmp_path: Path, command: str, content: str | None, message: str):
     path = tmp_path / "result.json"
@@ -127,9 +130,16 @@ def test_compare_table_one_column_per_run():
     header = out.splitlines()[0].split()
     assert header == ["container", "both", "vm"]
     rows = {line.split("  ")[0]: line for line in out.splitlines()[2:]}
-    for label in ("host", "VM: accel", "container: image on disk", "VM: start to ready, median",
-                  "container: host memory per instance (PSS)", "VM: workload in host's ps -e", "VM: kernel",
-                  "claim 3: size"):
+    for label in (
+        "host",
+        "VM: accel",
+        "container: image on disk",
+        "VM: start to ready, median",
+        "container: host memory per instance (PSS)",
+        "VM: workload in host's ps -e",
+        "VM: kernel",
+        "claim 3: size",
+    ):
         assert label in rows, label
     assert "not measured" in rows["VM: accel"] and rows["VM: accel"].count("tcg") == 2
 
@@ -173,7 +183,7 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path: Path, monkeypatch: p
 
 def test_run_plot_without_matplotlib_fails_before_measuring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    monkeypatch.setattr("explorer.runner.run", lambda *a, **k: pytest.fail("measured before checking --plot"))
+    monkeypatch.setattr("explorer.lifecycle.run", lambda *a, **k: pytest.fail("measured before checking --plot"))
     code, _, err = invoke("run", "redis", "--sides", "runc", "--plot", str(tmp_path / "x.png"))
     assert code == EXIT_USAGE and "--plot needs matplotlib" in err
 

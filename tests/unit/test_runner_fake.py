@@ -10,14 +10,22 @@ from typing import Any, ClassVar
 
 import pytest
 
-from explorer import runner, sides
-from explorer.backends.base import Artifact, Backend, GuestProcess, GuestView, Target
+from explorer import lifecycle, sides
+from explorer.backends.base import Backend
 from explorer.errors import BackendError, BackendUnavailable, NotReady
+from explorer.model import Artifact, GuestProcess, GuestView, Target
+from explorer.parts import EngineDefaults, SourceDefaults
 from explorer.scenario import from_dict
 from tests.servers import server
 
-SCENARIO = from_dict({"name": "fake", "workload": {"image": "fake:1", "port": 6379, "processes": ["fake"],
-                                                     "ready": "redis"}, "timeouts": {"ready_s": 2}})
+FAKE = lifecycle.Choice(names=("fake",))
+SCENARIO = from_dict(
+    {
+        "name": "fake",
+        "workload": {"image": "fake:1", "port": 6379, "processes": ["fake"], "ready": "redis"},
+        "timeouts": {"ready_s": 2},
+    }
+)
 
 
 def pong(conn) -> None:
@@ -25,22 +33,23 @@ def pong(conn) -> None:
         conn.sendall(b"+PONG\r\n")
 
 
-class FakeBackend(Backend):
-    """Starts a local PONG server per create; records every call."""
+class FakeEngine(EngineDefaults):
+    """Starts a local PONG server per create; records every call (class-wide, so a test sees
+    the calls of the engine the lifecycle assembled)."""
 
-    NAME = "fake"
-    MILESTONES = ("created", "ready")
+    name = "fake"
+    milestones = ("created", "ready")
     calls: ClassVar[list[str]] = []
     behaviour: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, side) -> None:
+        self.side = side
 
     def check(self) -> dict[str, Any]:
         self.calls.append("check")
         if self.behaviour.get("unavailable"):
             raise BackendUnavailable("the fake engine is down", hint="start it")
-        return {"engine": "fake"}
-
-    def prepare(self, scenario, progress=None) -> Artifact:
-        return Artifact(ref="fake:1", facts={"image_bytes": 1000})
+        return {"engine": "fake", "summary": "a fake engine"}
 
     def create(self, scenario, artifact, run_id, index) -> Target:
         self.calls.append(f"create {index}")
@@ -59,11 +68,6 @@ class FakeBackend(Backend):
     def runtime_pids(self, target) -> dict[int, str]:
         return {}
 
-    def guest_view(self, target) -> GuestView:
-        if self.behaviour.get("no_view"):
-            raise BackendError("no channel into the fake guest")
-        return GuestView("1.0", None, [GuestProcess(1, 0, "fake", False)], channel="fake")
-
     def logs(self, target, lines=20) -> str:
         return "fake log line"
 
@@ -79,23 +83,63 @@ class FakeBackend(Backend):
         return []
 
 
+class FakeSource(SourceDefaults):
+    def prepare(self, scenario, progress=None) -> Artifact:
+        return Artifact(ref="fake:1", facts={"image_bytes": 1000})
+
+
+class FakeChannel:
+    def view(self, target) -> GuestView:
+        if FakeEngine.behaviour.get("no_view"):
+            raise BackendError("no channel into the fake guest")
+        if FakeEngine.behaviour.get("interrupt_in_view"):
+            signal.raise_signal(FakeEngine.behaviour["interrupt_in_view"])
+        return GuestView("1.0", None, [GuestProcess(1, 0, "fake", False)], channel="fake")
+
+
+def assemble(side) -> Backend:
+    return Backend(side, FakeSource(), FakeEngine(side), FakeChannel())
+
+
 @pytest.fixture
 def fake(monkeypatch):
-    side = sides.Side("fake", "container", "fake container", f"{__name__}:FakeBackend", roles=("shim",),
-                      about="a test double", color="#000000", max_repeats=2)
+    side = sides.Side(
+        "fake",
+        "container",
+        "fake container",
+        f"{__name__}:assemble",
+        roles=("shim",),
+        about="a test double",
+        color="#000000",
+        max_repeats=2,
+    )
     monkeypatch.setitem(sides.SIDES, "fake", side)
-    FakeBackend.calls, FakeBackend.behaviour = [], {}
-    return FakeBackend
+    FakeEngine.calls, FakeEngine.behaviour = [], {}
+    return FakeEngine
 
 
 def test_repeats_destroy_each_start_and_probe_the_last(fake):
-    result = runner.run(SCENARIO, ("fake",), repeats=3)
+    result = lifecycle.run(SCENARIO, FAKE, repeats=3)
     # an earlier instance's teardown is finished (settle) before the next start's clock runs
-    assert fake.calls == ["check", "create 0", "destroy fake-0", "settle", "create 1", "destroy fake-1", "settle",
-                          "create 2", "destroy fake-2", "clean"]
+    assert fake.calls == [
+        "check",
+        "create 0",
+        "destroy fake-0",
+        "settle",
+        "create 1",
+        "destroy fake-1",
+        "settle",
+        "create 2",
+        "destroy fake-2",
+        "clean",
+    ]
     side = result["sides"]["fake"]
-    assert (side["name"], side["kind"], side["title"], side["roles"]) == ("fake", "container", "fake container",
-                                                                          ["shim"])
+    assert (side["name"], side["kind"], side["title"], side["roles"]) == (
+        "fake",
+        "container",
+        "fake container",
+        ["shim"],
+    )
     assert len(side["startup"]["repeats"]) == 3 and side["visibility"]["inside"]["available"]
     phases = result["phases"]["sides"]["fake"]
     assert set(phases) == {"prepare_s", "measure_s", "starts_s", "start_s", "probes_s", "destroy_s", "clean_s"}
@@ -104,21 +148,21 @@ def test_repeats_destroy_each_start_and_probe_the_last(fake):
 
 
 def test_a_slow_side_defaults_to_its_own_repeat_cap(fake):
-    result = runner.run(SCENARIO, ("fake",))  # the scenario says 5; the side caps at 2
+    result = lifecycle.run(SCENARIO, FAKE)  # the scenario says 5; the side caps at 2
     assert len(result["sides"]["fake"]["startup"]["repeats"]) == 2
 
 
 def test_not_ready_still_destroys_and_shows_the_logs(fake):
     fake.behaviour["silent"] = True
     with pytest.raises(NotReady) as caught:
-        runner.run(SCENARIO, ("fake",), repeats=1)
+        lifecycle.run(SCENARIO, FAKE, repeats=1)
     assert "fake log line" in caught.value.hint
     assert fake.calls[-2:] == ["destroy fake-0", "clean"]
 
 
 def test_a_guest_view_that_cannot_be_had_is_reported_not_fatal(fake):
     fake.behaviour["no_view"] = True
-    result = runner.run(SCENARIO, ("fake",), repeats=1)
+    result = lifecycle.run(SCENARIO, FAKE, repeats=1)
     assert result["sides"]["fake"]["kernel"] == {**result["sides"]["fake"]["kernel"], "available": False}
     assert "no channel" in result["sides"]["fake"]["kernel"]["reason"]
 
@@ -126,26 +170,41 @@ def test_a_guest_view_that_cannot_be_had_is_reported_not_fatal(fake):
 def test_an_interrupt_during_create_waits_for_the_handle_then_everything_is_removed(fake):
     fake.behaviour["interrupt_in_create"] = True
     with pytest.raises(KeyboardInterrupt):
-        runner.run(SCENARIO, ("fake",), repeats=1)
+        lifecycle.run(SCENARIO, FAKE, repeats=1)
     assert fake.calls[-2:] == ["destroy fake-0", "clean"]
 
 
 def test_a_side_that_cannot_run_is_skipped_by_default_and_refused_by_name(fake, monkeypatch):
     fake.behaviour["unavailable"] = True
-    with pytest.raises(BackendUnavailable, match="side fake: the fake engine is down"):
-        runner.run(SCENARIO, ("fake",), repeats=1)
+    with pytest.raises(BackendUnavailable, match="side fake: the fake engine is down") as refused:
+        lifecycle.run(SCENARIO, FAKE, repeats=1)
+    assert refused.value.hint  # what to do about it
     skipped: dict[str, str] = {}
-    monkeypatch.setattr(runner, "SIDES", {"fake": sides.SIDES["fake"]})
+    monkeypatch.setattr(lifecycle, "SIDES", {"fake": sides.SIDES["fake"]})
     with pytest.raises(BackendUnavailable, match="no side can run"):
-        runner.check_sides(None, skipped)
+        lifecycle.check_sides(SCENARIO, lifecycle.Choice(), skipped)
     assert skipped == {"fake": "the fake engine is down (start it)"}
 
 
-def test_sides_and_kinds_parse():
+def test_a_kind_skips_what_cannot_run_while_names_refuse_naming_every_refused_side(fake, monkeypatch):
+    other = sides.Side("other", "container", "other container", f"{__name__}:assemble", roles=("shim",), about="-")
+    monkeypatch.setitem(sides.SIDES, "other", other)
+    monkeypatch.setattr(lifecycle, "SIDES", {"fake": sides.SIDES["fake"], "other": other})
+    fake.behaviour["unavailable"] = True
+    with pytest.raises(BackendUnavailable) as refused:
+        lifecycle.check_sides(SCENARIO, lifecycle.Choice(names=("fake", "other")), {})
+    assert "side fake: the fake engine is down" in str(refused.value)
+    assert "side other: the fake engine is down" in str(refused.value)
+    monkeypatch.setattr(lifecycle, "of_kind", lambda kind: ("fake", "other"))
+    skipped: dict[str, str] = {}
+    with pytest.raises(BackendUnavailable, match="no side can run"):
+        lifecycle.check_sides(SCENARIO, lifecycle.Choice(kind="container"), skipped)
+    assert set(skipped) == {"fake", "other"}
+
+
+def test_sides_parse():
     assert sides.parse("runc, gvisor,runc") == ("runc", "gvisor")
-    assert sides.parse(None, "vm") == sides.of_kind("vm") and "microvm" in sides.of_kind("vm")
+    assert "microvm" in sides.of_kind("vm")
     assert sides.parse(None) is None
     with pytest.raises(Exception, match="unknown side 'lxc'"):
         sides.parse("runc,lxc")
-    with pytest.raises(Exception, match="not both"):
-        sides.parse("runc", "vm")

@@ -17,11 +17,11 @@ import pytest
 from explorer import kvm
 from explorer.errors import BuildError
 from explorer.guest import parse_marks
-from explorer.images import guest_config as gc
 from explorer.images import run_tool
-from explorer.images.initramfs import INIT, has_interpreter, initramfs_archive
-from explorer.images.kernel import has_pvh_entry, load_order, module_name
-from explorer.images.vm_image import cache_key, disk_size, guest_files
+from explorer.images.microvm import guest_config as gc
+from explorer.images.microvm.initramfs import INIT, has_interpreter, initramfs_archive
+from explorer.images.microvm.kernel import has_pvh_entry, load_order, module_name
+from explorer.images.microvm.vm_image import cache_key, disk_size, guest_files
 from tests.conftest import cpio_members
 
 MODULES_DEP = """\
@@ -50,8 +50,12 @@ def test_load_order_puts_every_dependency_first_and_only_what_is_needed():
     order = names(load_order(MODULES_DEP, ("virtio_pci", "virtio_blk", "virtio_rng", "ext4", "crc32c_generic")))
     assert sorted(order) == sorted(set(order))
     assert "unrelated" not in order
-    for module, deps in {"virtio": ["virtio_ring"], "virtio_pci": ["virtio", "virtio_pci_modern_dev"],
-                         "ext4": ["jbd2", "mbcache", "crc16"], "virtio_rng": ["virtio"]}.items():
+    for module, deps in {
+        "virtio": ["virtio_ring"],
+        "virtio_pci": ["virtio", "virtio_pci_modern_dev"],
+        "ext4": ["jbd2", "mbcache", "crc16"],
+        "virtio_rng": ["virtio"],
+    }.items():
         assert all(order.index(dep) < order.index(module) for dep in deps), (module, order)
     assert order[-1] == "crc32c_generic"
 
@@ -68,8 +72,18 @@ def test_module_names_drop_compression_and_dashes():
 
 
 def test_argv_is_entrypoint_then_cmd_and_an_override_replaces_cmd():
-    assert gc.compose_argv(["/entry.sh"], ["redis-server", "--port", "1"]) == ["/entry.sh", "redis-server", "--port", "1"]
-    assert gc.compose_argv(["/entry.sh"], ["redis-server"], ("postgres", "-c", "x=1")) == ["/entry.sh", "postgres", "-c", "x=1"]
+    assert gc.compose_argv(["/entry.sh"], ["redis-server", "--port", "1"]) == [
+        "/entry.sh",
+        "redis-server",
+        "--port",
+        "1",
+    ]
+    assert gc.compose_argv(["/entry.sh"], ["redis-server"], ("postgres", "-c", "x=1")) == [
+        "/entry.sh",
+        "postgres",
+        "-c",
+        "x=1",
+    ]
     assert gc.compose_argv([], ["a"], ()) == ["a"]
     with pytest.raises(BuildError, match="neither an ENTRYPOINT nor a CMD"):
         gc.compose_argv([], [], ())
@@ -102,15 +116,37 @@ def test_exec_argv_switches_user_the_way_that_keeps_docker_semantics():
     env = ["PATH=/bin"]
     root = gc.exec_argv(["redis-server", "--x"], "/usr/bin/redis-server", env, gc.GuestUser(0, 0, "/root", True))
     assert root[:4] == [gc.BUSYBOX, "env", "-i", "PATH=/bin"]
-    assert root[4:] == [gc.BUSYBOX, "start-stop-daemon", "-S", "-p", "/.explorer/none.pid",
-                        "-x", "/usr/bin/redis-server", "-a", "redis-server", "--", "--x"]
+    assert root[4:] == [
+        gc.BUSYBOX,
+        "start-stop-daemon",
+        "-S",
+        "-p",
+        "/.explorer/none.pid",
+        "-x",
+        "/usr/bin/redis-server",
+        "-a",
+        "redis-server",
+        "--",
+        "--x",
+    ]
     named = gc.exec_argv(["redis-server"], "/usr/bin/redis-server", env, gc.GuestUser(100, 101, "/", True))
     assert named[named.index("-c") + 1] == "100:101"  # start-stop-daemon: initgroups by name
     numeric = gc.exec_argv(["app", "a b"], "/app", env, gc.GuestUser(4242, 7, "/", False))
     assert numeric[4:] == [gc.BUSYBOX, "nsenter", "-S", "4242", "-G", "7", "--", "/app", "a b"]
 
 
-TRICKY = ["redis-server", "two words", "back\\slash", "new\nline", "", "  lead", "trail\n", "\\n", "tab\there", "$(x) `y` *"]
+TRICKY = [
+    "redis-server",
+    "two words",
+    "back\\slash",
+    "new\nline",
+    "",
+    "  lead",
+    "trail\n",
+    "\\n",
+    "tab\there",
+    "$(x) `y` *",
+]
 
 
 def test_config_round_trips_every_value():
@@ -126,7 +162,7 @@ def guest_reader(conf: Path) -> str:
     init = guest_files()["init.sh"]
     decode = init[init.index("decode() {") : init.index("listening() {")]
     start = init.index("port=0 workdir=/")
-    loop = init[start : init.index("[ \"$#\" -gt 0 ]", start)]
+    loop = init[start : init.index('[ "$#" -gt 0 ]', start)]
     return f'CONF={conf}\n{decode}\n{loop}\nprintf "%s\\0" "$@"\nprintf "%s\\0" "$workdir" "$port" "$host"\n'
 
 
@@ -157,12 +193,16 @@ def test_executables_are_found_in_the_image_not_on_the_host(tmp_path):
 
 
 def test_cache_key_changes_with_each_input_and_only_then():
-    base = {"image_id": "sha256:a", "kernel_version": "6.1", "scripts": {"init.sh": "x"}, "override": (),
-            "port": 6379}
+    base = {"image_id": "sha256:a", "kernel_version": "6.1", "scripts": {"init.sh": "x"}, "override": (), "port": 6379}
     key = cache_key(**base)
     assert key == cache_key(**base)
-    for change in ({"image_id": "sha256:b"}, {"kernel_version": "6.2"}, {"scripts": {"init.sh": "y"}},
-                   {"override": ("redis-server",)}, {"port": 1}):
+    for change in (
+        {"image_id": "sha256:b"},
+        {"kernel_version": "6.2"},
+        {"scripts": {"init.sh": "y"}},
+        {"override": ("redis-server",)},
+        {"port": 1},
+    ):
         assert cache_key(**{**base, **change}) != key, change
 
 
@@ -210,8 +250,10 @@ def test_pvh_entry_is_found_in_the_kernels_notes():
 
 
 def test_marks_parse_with_their_values_and_first_occurrence_wins():
-    console = ("[    0.000000] Linux version 6.1\r\nEXPLORER-MARK init uptime_s=2.40\r\n"
-               "noise EXPLORER-MARK workload uptime_s=2.61 pid=149\nEXPLORER-MARK init uptime_s=9\n")
+    console = (
+        "[    0.000000] Linux version 6.1\r\nEXPLORER-MARK init uptime_s=2.40\r\n"
+        "noise EXPLORER-MARK workload uptime_s=2.61 pid=149\nEXPLORER-MARK init uptime_s=9\n"
+    )
     assert parse_marks(console) == {"init": {"uptime_s": "2.40"}, "workload": {"uptime_s": "2.61", "pid": "149"}}
 
 
@@ -221,6 +263,7 @@ def tiny_rootfs_tar(path: Path, executable: bool = True) -> Path:
     import tarfile
 
     with tarfile.open(path, "w") as tar:
+
         def add(name: str, data: bytes = b"", mode: int = 0o644, uid: int = 0, kind: bytes = tarfile.REGTYPE) -> None:
             info = tarfile.TarInfo(name)
             info.type, info.mode, info.uid, info.gid, info.size = kind, mode, uid, uid, len(data)
@@ -241,9 +284,9 @@ BUILD_TOOLS = all(shutil.which(tool) for tool in ("mke2fs", "qemu-img", "tar")) 
 @pytest.mark.skipif(not BUILD_TOOLS or os.geteuid() != 0, reason="needs root, mke2fs, qemu-img, tar, busybox-static")
 def test_a_disk_is_built_from_a_rootfs_tarball_and_temp_files_go(tmp_path, monkeypatch):
     from explorer import scenario as scenario_module
-    from explorer.backends.base import Artifact
-    from explorer.images import vm_image
-    from explorer.images.initramfs import static_busybox
+    from explorer.images.microvm import vm_image
+    from explorer.images.microvm.initramfs import static_busybox
+    from explorer.model import Artifact
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))
     scenario = scenario_module.load("redis")
@@ -253,7 +296,9 @@ def test_a_disk_is_built_from_a_rootfs_tarball_and_temp_files_go(tmp_path, monke
     vm_image._build_disk(None, scenario, artifact, "k" * 24, disk, static_busybox())
     info = subprocess.run(["qemu-img", "info", "--output=json", str(disk)], capture_output=True, text=True, check=True)
     assert '"format": "qcow2"' in info.stdout
-    assert "-c\n100:100" in "\n".join(gc.parse_config(json.loads(disk.with_suffix(".json").read_text())["config"])["arg"])
+    assert "-c\n100:100" in "\n".join(
+        gc.parse_config(json.loads(disk.with_suffix(".json").read_text())["config"])["arg"]
+    )
     assert not any((tmp_path / "cache" / "tmp").iterdir())
 
     broken = Artifact("tiny", facts, {"rootfs_tar": str(tiny_rootfs_tar(tmp_path / "bad.tar", executable=False))})
@@ -271,7 +316,7 @@ def test_a_failing_build_tool_becomes_a_build_error_with_its_stderr():
 
 @pytest.mark.skipif(not shutil.which("apt-get"), reason="not a Debian host")
 def test_a_kernel_that_cannot_be_downloaded_says_so_with_a_hint(tmp_path):
-    from explorer.images import kernel
+    from explorer.images.microvm import kernel
 
     with pytest.raises(BuildError, match="downloading linux-image-explorer-none") as caught:
         kernel._download_and_extract("linux-image-explorer-none", "amd64", tmp_path)
@@ -290,7 +335,7 @@ NO_CANDIDATE_POLICY = "linux-image-amd64:\n  Installed: (none)\n  Candidate: (no
 
 
 def test_the_kernel_comes_from_the_hosts_apt_only_where_it_has_debians_metapackage():
-    from explorer.images.kernel import choose_source, has_candidate
+    from explorer.images.microvm.kernel import choose_source, has_candidate
 
     assert has_candidate(DEBIAN_POLICY)
     assert not has_candidate(UBUNTU_POLICY) and not has_candidate(NO_CANDIDATE_POLICY)
@@ -305,7 +350,7 @@ def test_the_kernel_comes_from_the_hosts_apt_only_where_it_has_debians_metapacka
 
 
 def test_the_private_debian_sources_never_touch_the_hosts_apt(tmp_path, monkeypatch):
-    from explorer.images.kernel import debian_apt_options
+    from explorer.images.microvm.kernel import debian_apt_options
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
     options = debian_apt_options("amd64")
@@ -314,8 +359,10 @@ def test_the_private_debian_sources_never_touch_the_hosts_apt(tmp_path, monkeypa
     for key in ("Dir::Etc::SourceList", "Dir::Etc::SourceParts", "Dir::State::Lists", "Dir::Cache"):
         assert settings[key].startswith(str(tmp_path)), key
     sources = Path(settings["Dir::Etc::SourceList"]).read_text()
-    assert "deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] " \
+    assert (
+        "deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
         "http://deb.debian.org/debian bookworm main" in sources
+    )
     assert "debian-security bookworm-security main" in sources
 
 

@@ -97,8 +97,13 @@ def test_http_slow_server_answering_in_time_is_ready():
 
 def test_http_timeout_message_names_the_status_it_got():
     with web({"/": 200}) as httpd, pytest.raises(NotReady) as caught:
-        readiness.wait_ready(ReadySpec.from_data({"http": {"path": "/missing"}}), "127.0.0.1",
-                             httpd.server_address[1], time.monotonic() + 2.0, what="the container x")
+        readiness.wait_ready(
+            ReadySpec.from_data({"http": {"path": "/missing"}}),
+            "127.0.0.1",
+            httpd.server_address[1],
+            time.monotonic() + 2.0,
+            what="the container x",
+        )
     assert str(caught.value) == (
         f"the container x did not answer a http readiness check on 127.0.0.1:{httpd.server_address[1]} in time: "
         "waited for HTTP GET /missing expecting status 200; last saw status 404 Not Found"
@@ -110,8 +115,9 @@ def test_http_ready_once_the_server_starts_after_refusals_and_errors():
     port = free_port()
     started = time.monotonic()
     result: dict[str, float] = {}
-    waiter = threading.Thread(target=lambda: result.update(
-        ready=readiness.wait_ready("http", "127.0.0.1", port, started + 15)))
+    waiter = threading.Thread(
+        target=lambda: result.update(ready=readiness.wait_ready("http", "127.0.0.1", port, started + 15))
+    )
     waiter.start()
     time.sleep(0.3)
     with web({"/": 503}, port=port):
@@ -126,12 +132,14 @@ def test_http_ready_once_the_server_starts_after_refusals_and_errors():
 
 def line_server(replies: dict[bytes, bytes], greeting: bytes = b""):
     """A line protocol: an optional greeting, then each line read answered from `replies`."""
+
     def handle(conn):
         if greeting:
             conn.sendall(greeting)
         request = conn.recv(1024)
         if request in replies:
             conn.sendall(replies[request])
+
     return handle
 
 
@@ -227,6 +235,7 @@ def fake_postgres(*answers: bytes):
         assert startup[:4] == struct.pack("!i", 196608)  # protocol 3.0: no SSLRequest first
         conn.sendall(queue.pop(0) if len(queue) > 1 else queue[0])
         conn.recv(64)  # libpq's Terminate, or its close
+
     return handle
 
 

@@ -32,8 +32,13 @@ def actionlint() -> str:
 
 def lint(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [actionlint(), "-oneline", "-pyflakes=", *args], input=stdin, capture_output=True, text=True, check=False,
-        timeout=120, cwd=ROOT,
+        [actionlint(), "-oneline", "-pyflakes=", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=ROOT,
     )
 
 

@@ -1,0 +1,275 @@
+"""Docker as an engine: the docker SDK drives dockerd, psutil finds what it started.
+
+The OCI runtime is a part of its own (runc below; gVisor's runsc in engines/runsc.py): which
+host processes belong to a container, and which milestones the host can see, differ by it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Protocol
+
+import psutil
+from docker.errors import APIError, DockerException, NotFound
+
+from explorer.errors import BackendError, BackendUnavailable
+from explorer.images.container.source import START_HINT, docker_client
+from explorer.model import (
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_RECIPE,
+    LABEL_RUN,
+    LABEL_SCENARIO,
+    Artifact,
+    Side,
+    Target,
+    owner_alive,
+)
+from explorer.parts import DoctorCheck, EngineDefaults
+from explorer.scenario import Scenario
+
+
+class Runtime(Protocol):
+    """The OCI runtime's part: its name for dockerd, what the host sees of a container."""
+
+    name: str | None  # None: the engine's default (runc)
+    milestones: tuple[str, ...]
+
+    def check(self, info: dict[str, Any]) -> dict[str, Any]: ...
+    def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]: ...
+    def poll(self, target: Target) -> None: ...
+    def host_pids(self, target: Target) -> list[int]: ...
+    def runtime_pids(self, target: Target) -> dict[int, str]: ...
+    def after_destroy(self, target: Target) -> None: ...
+    def clean(self, known: set[str]) -> list[str]: ...
+
+
+class DockerEngine(EngineDefaults):
+    """A container started by dockerd with one OCI runtime."""
+
+    name = "docker"
+    daemons = ("dockerd", "containerd", "docker-proxy")  # docker-proxy: one per published port
+
+    def __init__(self, side: Side, runtime: Runtime) -> None:
+        self.side, self.runtime = side, runtime  # the side: to name what it makes
+        self.milestones = runtime.milestones
+
+    @property
+    def client(self) -> Any:
+        return docker_client()
+
+    def check(self) -> dict[str, Any]:
+        version, info = self.client.version(), self.client.info()
+        facts = {
+            "engine": "docker",
+            "engine_version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "storage_driver": info.get("Driver"),
+            "cgroup_version": info.get("CgroupVersion"),
+            "default_runtime": info.get("DefaultRuntime"),
+            "runtime": self.runtime.name or info.get("DefaultRuntime"),
+        }
+        facts.update(self.runtime.check(info))
+        facts["summary"] = f"Docker {facts['engine_version']} ({facts.get('runtime_summary') or facts['runtime']})"
+        return facts
+
+    def doctor_checks(self) -> list[DoctorCheck]:
+        return self.runtime.doctor_checks(self)
+
+    def describe(self) -> str:
+        facts = self.check()
+        return f"Docker {facts['engine_version']} (API {facts['api_version']}, {facts['storage_driver']})"
+
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
+        port = scenario.workload.port
+        labels = {
+            LABEL_MANAGED: "true",
+            LABEL_RUN: run_id,
+            LABEL_SCENARIO: scenario.name,
+            LABEL_OWNER: str(os.getpid()),
+        }  # `explorer clean` spares the containers of a live run
+        if LABEL_RECIPE in artifact.facts.get("labels", {}):
+            labels[LABEL_RECIPE] = artifact.facts["labels"][LABEL_RECIPE]
+        side = self.side.name
+        target = Target(side=side, name=f"explorer-{scenario.name}-{side}-{run_id}-{index}", run_id=run_id, host_port=0)
+        target.facts["process_names"] = list(scenario.workload.processes)
+        try:
+            container = self.client.containers.create(
+                artifact.ref,
+                command=list(scenario.workload.command) or None,
+                name=target.name,
+                labels=labels,
+                ports={f"{port}/tcp": ("127.0.0.1", None)},
+                security_opt=["no-new-privileges"],
+                runtime=self.runtime.name,
+                detach=True,
+            )
+            target.handle = container
+            target.mark("created")
+            container.start()
+            target.mark("started")
+            container.reload()
+        except APIError as exc:
+            raise BackendError(f"Docker could not start {target.name}: {exc.explanation or exc}") from exc
+        target.facts["container_id"] = container.id
+        target.facts["init_pid"] = container.attrs["State"]["Pid"]
+        # A workload that exits at once may be gone before Docker reports its port: say that it
+        # exited (code, logs), not that no port was published.
+        self.raise_if_exited(target, reload=False)
+        bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []
+        if not bindings:
+            self.raise_if_exited(target, wait_s=2.0)
+            raise BackendError(f"Docker published no host port for {port}/tcp of {target.name}")
+        target.host_port = int(bindings[0]["HostPort"])
+        self.poll(target)
+        return target
+
+    def poll(self, target: Target) -> None:
+        """The runtime's milestones; raise (with the logs) as soon as the container has exited."""
+        init_pid = target.facts["init_pid"]
+        if not init_pid or not psutil.pid_exists(init_pid):
+            self.raise_if_exited(target)
+            return
+        self.runtime.poll(target)
+
+    def raise_if_exited(self, target: Target, reload: bool = True, wait_s: float = 0.0) -> None:
+        """Raise with the exit code and the last log lines if the container has stopped; with
+        `wait_s`, wait that long for a stop Docker has not recorded yet (its PID is gone)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                if reload:
+                    target.handle.reload()
+            except NotFound:
+                raise BackendError(
+                    f"the container {target.name} was removed while it ran (docker rm, or a "
+                    "`explorer clean` of an older explorer)"
+                ) from None
+            except DockerException as exc:
+                raise BackendError(f"Docker could not inspect {target.name}: {exc}") from exc
+            state = target.handle.attrs["State"]
+            if state.get("Status") in {"exited", "dead"}:
+                logs = self.logs(target)
+                raise BackendError(
+                    f"the workload exited with code {state.get('ExitCode')} before it was ready "
+                    f"(container {target.name})",
+                    hint=("its last log lines:\n" + logs) if logs else "it printed nothing",
+                )
+            if time.monotonic() >= deadline:
+                return
+            reload = True
+            time.sleep(0.1)
+
+    def host_pids(self, target: Target) -> list[int]:
+        return self.runtime.host_pids(target)
+
+    def runtime_pids(self, target: Target) -> dict[int, str]:
+        return self.runtime.runtime_pids(target)
+
+    def logs(self, target: Target, lines: int = 20) -> str:
+        if target.handle is None:
+            return ""
+        try:
+            return target.handle.logs(tail=lines).decode(errors="replace").rstrip()
+        except DockerException:
+            return ""
+
+    def destroy(self, target: Target) -> None:
+        if target.handle is None:
+            return
+        try:
+            target.handle.remove(force=True, v=True)
+        except NotFound:
+            pass
+        except DockerException as exc:
+            raise BackendError(f"could not remove container {target.name}: {exc}") from exc
+        finally:
+            if target.facts.get("container_id"):
+                self.runtime.after_destroy(target)
+
+    def clean(self, run_id: str | None = None) -> list[str]:
+        """One run's containers; or, without a run id, every leftover: a container whose owner
+        (an explorer process in another terminal, a test) still runs is not a leftover."""
+        label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_MANAGED
+        removed = []
+        # The low-level listing: containers.list() inspects each one, which fails on a
+        # container removed meanwhile (by its own run finishing).
+        try:
+            entries = self.client.api.containers(all=True, filters={"label": label})
+        except DockerException as exc:
+            raise BackendUnavailable(f"Docker could not list containers: {exc}", hint=START_HINT) from exc
+        for entry in entries:
+            if not run_id and owner_alive((entry.get("Labels") or {}).get(LABEL_OWNER)):
+                continue
+            try:
+                self.client.api.remove_container(entry["Id"], force=True, v=True)
+            except NotFound:
+                continue
+            except APIError as exc:
+                if exc.status_code == 409:  # its removal is already in progress
+                    continue
+                raise BackendError(f"Docker could not remove {entry['Names'][0]}: {exc.explanation}") from exc
+            removed.append(f"container {entry['Names'][0].lstrip('/')}")
+        known = {c["Id"] for c in self.client.api.containers(all=True)}
+        return removed + self.runtime.clean(known)
+
+
+class Runc:
+    """Docker's default runtime: the workload's processes are host processes in the
+    container's PID namespace, children of containerd's shim."""
+
+    name: str | None = None
+    milestones = ("created", "started", "process", "ready")
+
+    def check(self, info: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]:
+        return [DoctorCheck("Docker engine", engine.describe)]
+
+    def poll(self, target: Target) -> None:
+        """Mark 'process' once a workload-named process runs in the container's tree."""
+        if "process" in target.marks:
+            return
+        try:
+            init = psutil.Process(target.facts["init_pid"])
+            names = {p.name() for p in (init, *init.children(recursive=True))}
+        except psutil.Error:
+            return
+        if names & set(target.facts["process_names"]):
+            target.mark("process")
+            target.facts["process_named"] = True  # the name is confirmed, for the probes
+
+    def host_pids(self, target: Target) -> list[int]:
+        """Every host process in the container's PID namespace, docker exec'd ones included."""
+        try:
+            wanted = os.readlink(f"/proc/{target.facts['init_pid']}/ns/pid")
+        except OSError:
+            return []
+        pids = []
+        for proc in psutil.process_iter():
+            try:
+                if os.readlink(f"/proc/{proc.pid}/ns/pid") == wanted:
+                    pids.append(proc.pid)
+            except OSError:
+                continue
+        return sorted(pids)
+
+    def runtime_pids(self, target: Target) -> dict[int, str]:
+        return shim_of(target)
+
+    def after_destroy(self, target: Target) -> None:
+        return None
+
+    def clean(self, known: set[str]) -> list[str]:
+        return []
+
+
+def shim_of(target: Target) -> dict[int, str]:
+    """containerd's shim of the container: the parent of its init process."""
+    try:
+        shim = psutil.Process(target.facts["init_pid"]).parent()
+    except psutil.Error:
+        return {}
+    return {shim.pid: "shim"} if shim is not None else {}

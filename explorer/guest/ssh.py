@@ -1,0 +1,54 @@
+"""Channels over ssh: sshd's banner as a milestone, and `vagrant ssh` as the Vagrant side's
+way into its guest.
+
+The view over ssh runs in an ssh session that explorer opened: sshd forks a privileged and a
+user process per session, and the shell that takes the view is their child. Those processes
+are explorer's own, not the guest OS's, so they are set apart (as the microVM's init and
+watcher are), leaving the listening sshd among the OS's services.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from explorer.errors import BackendError
+from explorer.guest import parse_view, set_apart, view_script
+from explorer.model import GuestView, Target
+from explorer.vagrant_cli import vagrant
+
+
+def ssh_banner(port: int) -> bool:
+    """sshd's banner on a forwarded port: hostfwd accepts early, only sshd says SSH-."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.3) as sock:
+            sock.settimeout(0.3)
+            return sock.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def session_pids(view: GuestView) -> list[int]:
+    """The viewer's ancestors up to (not including) the first one whose parent is PID 1 or
+    the kernel: the per-session sshd processes above the shell, not the listening daemon."""
+    parents = {p.pid: p.ppid for p in view.processes}
+    chain, pid = [], view.viewer_parent
+    while pid is not None and pid in parents and parents[pid] not in (0, 1):
+        chain.append(pid)
+        pid = parents.get(pid)
+    return chain
+
+
+class VagrantSsh:
+    """`vagrant ssh -c VIEW` in the machine's VAGRANT_CWD (the engine keeps it in the handle)."""
+
+    TIMEOUT_S = 120
+
+    def view(self, target: Target) -> GuestView:
+        machine = target.handle
+        out = vagrant(
+            ["ssh", "--no-tty", "-c", view_script()], machine.workdir, env=machine.env, timeout=self.TIMEOUT_S
+        ).stdout
+        view = parse_view(out, channel="vagrant ssh")
+        if view is None:
+            raise BackendError(f"vagrant ssh printed no guest view for {target.name}: {out.strip()[-300:]}")
+        return set_apart(view, session_pids(view))

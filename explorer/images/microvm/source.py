@@ -1,0 +1,44 @@
+"""The microVM starts from the container's own image: its filesystem on an ext4 disk, with
+Debian's kernel, a small initramfs and explorer's init (vm_image.py). Preparing it also
+settles the accelerator: KVM only where a real boot test proved it works (explorer/kvm.py),
+here, so that a first boot test is never timed as a start."""
+
+from __future__ import annotations
+
+from explorer.images.container.source import ContainerImage, docker_client, tool
+from explorer.images.microvm.vm_image import ensure_vm_image
+from explorer.kvm import kvm_usable
+from explorer.model import Artifact
+from explorer.parts import DoctorCheck, Progress, SourceDefaults
+from explorer.scenario import Scenario
+
+
+def accel_facts(kernel: object) -> dict[str, str]:
+    verdict = kvm_usable(kernel=kernel)  # type: ignore[arg-type]
+    return {"accel": "kvm" if verdict.usable else "tcg", "accel_reason": verdict.reason}
+
+
+def vm_tools() -> list[DoctorCheck]:
+    return [
+        DoctorCheck(name, lambda name=name, package=package: tool(name, package))
+        for name, package in (
+            ("qemu-img", "qemu-utils"),
+            ("mke2fs", "e2fsprogs"),
+            ("qemu-system-x86_64", "qemu-system-x86"),
+        )
+    ]
+
+
+class MicroVMDisk(SourceDefaults):
+    def __init__(self, image: ContainerImage | None = None) -> None:
+        self.image = image or ContainerImage()
+
+    def prepare(self, scenario: Scenario, progress: Progress | None = None) -> Artifact:
+        """The container image first (the VM disk is made from it), then the VM image."""
+        vm = ensure_vm_image(docker_client(), scenario, self.image.prepare(scenario, progress), progress)
+        facts = {**vm.facts, "kernel_version": vm.kernel_version, "cmdline": vm.cmdline, **accel_facts(vm.kernel)}
+        paths = {"disk": str(vm.disk), "kernel": str(vm.kernel), "initramfs": str(vm.initramfs)}
+        return Artifact(ref=str(vm.disk), facts=facts, paths=paths)
+
+    def doctor_checks(self) -> list[DoctorCheck]:
+        return [*self.image.doctor_checks(), *vm_tools()]

@@ -1,0 +1,333 @@
+"""The lifecycle of a measurement, one sequence for every plan:
+
+    check    every chosen side against the scenario and this host, before any side starts
+    prepare  what each side starts from (built or found, cached)
+    measure  the plan's part: start instances (create, wait until ready), probe, load
+    destroy  always: on success, failure, timeout and interrupt (deferred until done), each
+             instance, then what prepare made for this run alone (release)
+
+`explorer run` (RunPlan, here: starts one after another, probes on the last) and `explorer
+density` (explorer/density.py: many running at once) are two plans over this sequence, so
+that the checks, the document header and the start and destroy steps cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from explorer import interrupts, readiness
+from explorer.backends.base import Backend
+from explorer.errors import BackendUnavailable, ExplorerError, NotReady
+from explorer.hostinfo import host_facts
+from explorer.model import Artifact, Target
+from explorer.output.document import RESULT_SCHEMA
+from explorer.probes import ProbeContext, isolation, kernel, memory, size, visibility
+from explorer.probes.startup import relative, summarize
+from explorer.scenario import Scenario
+from explorer.sides import SIDES, backend_for, of_kind
+
+Progress = Callable[[str], Any]
+PROBES = {
+    "visibility": visibility.probe,
+    "kernel": kernel.probe,
+    "isolation": isolation.probe,
+    "memory": memory.probe,
+    "image": size.probe,
+}
+REFUSED_HINT = "run `explorer sides` to see what this host can run, or leave the side out of --sides"
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which sides to measure: named ones (each must run: a refusal fails the run, naming every
+    refused side), one kind (what cannot run is skipped, with its reason), or every side."""
+
+    names: tuple[str, ...] | None = None
+    kind: str | None = None
+
+    @property
+    def strict(self) -> bool:
+        return self.names is not None
+
+    def sides(self) -> tuple[str, ...]:
+        if self.names is not None:
+            return self.names
+        return of_kind(self.kind) if self.kind else tuple(SIDES)
+
+
+class Plan(Protocol):
+    """What a command measures on each side, between prepare and the end of the side."""
+
+    def measure(
+        self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
+    ) -> dict[str, Any]: ...
+
+
+def sequence(
+    scenario: Scenario,
+    choice: Choice,
+    plan: Plan,
+    schema: str,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The document of `plan` measured on each chosen side."""
+    run_id = run_id or new_run_id()
+    say = progress or (lambda message: None)
+    started = time.monotonic()
+    doc: dict[str, Any] = {
+        "schema": schema,
+        "run_id": run_id,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": host_facts(),
+        "scenario": scenario.to_dict(),
+        **(extra or {}),
+        "sides": {},
+        "skipped": {},
+        "phases": {"sides": {}},
+    }
+    checked = check_sides(scenario, choice, doc["skipped"])  # every side's checks before any side starts
+    doc["phases"]["check_s"] = round(time.monotonic() - started, 3)
+    for name, (backend, engine) in checked.items():
+        phase_start = time.monotonic()
+        artifact = backend.prepare(scenario, say)
+        prepared = time.monotonic()
+        try:
+            measured = plan.measure(backend, scenario, artifact, run_id, say)
+        finally:
+            with interrupts.deferred():
+                backend.release(artifact)
+        spent = measured.pop("phases", {})
+        doc["sides"][name] = {**backend.side.meta(), **measured, "engine": engine}
+        doc["phases"]["sides"][name] = {
+            "prepare_s": round(prepared - phase_start, 3),
+            "measure_s": round(time.monotonic() - prepared, 3),
+            **spent,
+        }
+    doc["phases"]["total_s"] = round(time.monotonic() - started, 3)
+    doc["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return doc
+
+
+def check_sides(
+    scenario: Scenario, choice: Choice, skipped: dict[str, str]
+) -> dict[str, tuple[Backend, dict[str, Any]]]:
+    """The backends of the chosen sides with their engine facts, each checked against the
+    scenario and this host, then each side's limits (preflight) before any side starts."""
+    checked: dict[str, tuple[Backend, dict[str, Any]]] = {}
+    refused: dict[str, str] = {}
+    for name in choice.sides():
+        try:
+            checked[name] = checked_side(name, scenario)
+        except BackendUnavailable as exc:
+            refused[name] = f"{exc}" + (f" ({exc.hint})" if exc.hint else "")
+    if refused and choice.strict:
+        named = "; ".join(f"side {name}: {why}" for name, why in refused.items())
+        raise BackendUnavailable(f"{len(refused)} of the sides asked for cannot run: {named}", hint=REFUSED_HINT)
+    skipped.update(refused)
+    if not checked:
+        reasons = "; ".join(f"{n}: {r}" for n, r in skipped.items())
+        raise BackendUnavailable(f"no side can run on this host ({reasons})", hint="run scripts/setup-host")
+    for backend, _ in checked.values():
+        backend.preflight(scenario)
+    return checked
+
+
+def checked_side(name: str, scenario: Scenario) -> tuple[Backend, dict[str, Any]]:
+    """The side's backend and engine facts; BackendUnavailable when it cannot serve the
+    scenario, cannot run here, or an optional dependency of its parts is missing."""
+    try:
+        backend = backend_for(name)
+    except ImportError as exc:  # e.g. libvirt-python not installed
+        raise BackendUnavailable(f"cannot load its backend: {exc}", hint="make venv (pip install -e .)") from None
+    reason = backend.supports(scenario)
+    if reason:
+        raise BackendUnavailable(reason)
+    return backend, backend.check()
+
+
+# ---- the steps every plan takes ---------------------------------------------------------------
+
+
+def start(
+    backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, index: int, keep: list[Target]
+) -> Target:
+    """Create one instance (kept in `keep` from the moment the engine made it, for destroy)
+    and wait until it is ready, as every plan does; NotReady carries its last output lines."""
+    t0 = time.monotonic()
+    with interrupts.deferred():  # once an engine has begun making it, destroy() needs its handle
+        target = backend.create(scenario, artifact, run_id, index)
+        keep.append(target)
+    target.facts["t0"] = t0
+    try:
+        wait_until_ready(backend, scenario, target, t0)
+    except NotReady as exc:
+        raise NotReady(str(exc), hint=last_lines(backend, target)) from None
+    return target
+
+
+def wait_until_ready(backend: Backend, scenario: Scenario, target: Target, t0: float) -> None:
+    """Wait for the target's protocol-level readiness (bounded by the side's timeout from t0,
+    the create call) and mark it 'ready'; raises NotReady or the backend's error."""
+    timeout = getattr(scenario.timeouts, backend.side.timeout)
+    readiness.wait_for_mark(target.marks, backend.engine.ready_after, lambda: backend.poll(target), t0 + timeout)
+    ready = readiness.wait_ready(
+        scenario.workload.ready,
+        "127.0.0.1",
+        target.host_port,
+        t0 + timeout,
+        between=lambda: backend.poll(target),
+        what=f"the {backend.side.title} {target.name}",
+    )
+    target.mark("ready", ready)
+    backend.after_ready(target)
+
+
+def destroy(backend: Backend, target: Target) -> None:
+    with interrupts.deferred():
+        backend.destroy(target)
+
+
+def last_lines(backend: Backend, target: Target | None) -> str:
+    lines = backend.logs(target, 20) if target is not None else ""
+    text = "its last output lines:\n" + lines if lines else "it printed nothing"
+    cause = backend.diagnosis(target) if target is not None else None
+    return f"{cause}; {text}" if cause else text
+
+
+def probe(backend: Backend, scenario: Scenario, artifact: Artifact, target: Target) -> dict[str, Any]:
+    """Every probe on the running target; a guest view that cannot be had is reported, not
+    fatal (an interrupt is not an ExplorerError: it ends the run)."""
+    try:
+        guest, guest_error = backend.guest_view(target), None
+    except ExplorerError as exc:
+        guest, guest_error = None, str(exc)
+    problem = visibility.unmatched_names(guest, scenario.workload.processes, backend.side.kind)
+    if problem:
+        raise ExplorerError(
+            problem,
+            hint="name the workload's process as `ps -e` shows it (workload.processes in the scenario, or --process)",
+        )
+    ctx = ProbeContext(
+        side=backend.side.name,
+        kind=backend.side.kind,
+        roles=backend.side.roles,
+        scenario=scenario,
+        artifact=artifact,
+        workload_pids=backend.host_pids(target),
+        runtime_pids=backend.runtime_pids(target),
+        guest=guest,
+        guest_error=guest_error,
+        facts=target.facts,
+    )
+    out: dict[str, Any] = {name: fn(ctx) for name, fn in PROBES.items()}
+    out["target"] = {k: v for k, v in target.facts.items() if _jsonable(v) and k != "t0"}
+    out["accel"] = target.facts.get("accel", "native")
+    return out
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool, list, dict, type(None)))
+
+
+# ---- explorer run ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunPlan:
+    """Start the workload `repeats` times per side, one after another; probe the last start."""
+
+    repeats: int | None = None  # None: the scenario's, capped by the side's own max_repeats
+
+    def measure(
+        self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
+    ) -> dict[str, Any]:
+        repeats = self.repeats or min(scenario.repeats, backend.side.max_repeats or scenario.repeats)
+        timings: list[dict[str, float]] = []
+        probed: dict[str, Any] = {}
+        spent: dict[str, float] = {"probes_s": 0.0, "destroy_s": 0.0}  # where the time outside starts goes
+        try:
+            for index in range(repeats):
+                say(f"{backend.side.name}: start {index + 1}/{repeats}")
+                if index:  # the last instance's teardown, finished before this start's clock runs
+                    with _spending(spent, "destroy_s"):
+                        backend.settle()
+                timings.append(
+                    self._one(backend, scenario, artifact, run_id, index, index == repeats - 1, probed, spent)
+                )
+        finally:
+            with interrupts.deferred(), _spending(spent, "clean_s"):
+                backend.clean(run_id)  # safety net: anything labelled with this run
+        starts = [t.get("ready_s") for t in timings]
+        spent.update(starts_s=round(sum(s or 0.0 for s in starts), 3), start_s=starts)
+        return {
+            "phases": spent,
+            "backend": backend.name,
+            "accel": probed.pop("accel", "native"),
+            **probed,
+            "startup": {"milestones": list(backend.milestones), "repeats": timings, "summary": summarize(timings)},
+        }
+
+    def _one(
+        self,
+        backend: Backend,
+        scenario: Scenario,
+        artifact: Artifact,
+        run_id: str,
+        index: int,
+        final: bool,
+        probed: dict[str, Any],
+        spent: dict[str, float],
+    ) -> dict[str, float]:
+        kept: list[Target] = []
+        try:
+            target = start(backend, scenario, artifact, run_id, index, kept)
+            if final:
+                with _spending(spent, "probes_s"):
+                    probed.update(probe(backend, scenario, artifact, target))
+            return relative(target.marks, target.facts["t0"], backend.milestones)
+        finally:
+            for target in kept:
+                with _spending(spent, "destroy_s"):
+                    destroy(backend, target)
+
+
+class _spending:
+    """Adds the seconds spent in a `with` block to spent[key]."""
+
+    def __init__(self, spent: dict[str, Any], key: str) -> None:
+        self.spent, self.key = spent, key
+
+    def __enter__(self) -> None:
+        self.since = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        self.spent[self.key] = round(self.spent.get(self.key, 0.0) + time.monotonic() - self.since, 3)
+
+
+def run(
+    scenario: Scenario,
+    choice: Choice | None = None,
+    repeats: int | None = None,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """`explorer run`: the result document of the scenario on each chosen side."""
+    return sequence(scenario, choice or Choice(), RunPlan(repeats), RESULT_SCHEMA, progress, run_id)
+
+
+def measure(
+    backend: Backend, scenario: Scenario, artifact: Artifact, repeats: int, run_id: str, say: Progress | None = None
+) -> dict[str, Any]:
+    """One side's figures of a run (benchmarks and tests measure a side alone)."""
+    return RunPlan(repeats).measure(backend, scenario, artifact, run_id, say or (lambda message: None))

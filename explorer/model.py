@@ -1,0 +1,115 @@
+"""The shared words: what a side is, what it starts from, what runs, what it says of itself.
+
+Everything above this module (images, engines, guest channels, probes, the lifecycle, the
+output wing) speaks in these terms; this module imports nothing of explorer's above it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psutil
+
+KINDS = ("container", "vm")
+
+LABEL_MANAGED = "io.explorer.managed"  # on what a run creates: containers, domains
+LABEL_IMAGE = "io.explorer.image"  # on cached images; containers inherit it, so it must differ
+LABEL_RUN = "io.explorer.run"
+LABEL_SCENARIO = "io.explorer.scenario"
+LABEL_RECIPE = "io.explorer.recipe"
+LABEL_OWNER = "io.explorer.owner"  # the PID of the explorer process that made it: clean spares a live run's
+
+
+@dataclass(frozen=True)
+class Side:
+    """One point of the isolation spectrum, as the registry (explorer/sides.py) names it: a
+    kind (`container` or `vm`: what the document's claims speak of), a title for tables, the
+    roles of the host processes it creates, the scenario timeout that bounds its readiness,
+    a colour for plots, and the import string of the function that assembles its backend
+    from parts (loaded lazily, so that libvirt is only imported when a VM side is used)."""
+
+    name: str
+    kind: str
+    title: str
+    backend: str  # "module:function", called with this Side, returning its assembled Backend
+    roles: tuple[str, ...]  # roles of the host processes that run the workload, e.g. shim, VMM
+    about: str  # one line: what this side is, for `explorer sides` and the README
+    timeout: str = "ready_s"  # which of the scenario's timeouts bounds its readiness
+    color: str = "gray"
+    max_repeats: int | None = None  # a slow side may default to fewer starts than the scenario's
+    package: str | None = None  # the distribution package it needs beyond the common set (optional)
+    density_count: int = 10  # `explorer density`'s default instance count (the memory guard may stop sooner)
+
+    def meta(self) -> dict[str, Any]:
+        """What a result document records about the side."""
+        out = asdict(self)
+        out["roles"] = list(self.roles)
+        for key in ("backend", "max_repeats", "timeout", "package", "density_count"):
+            out.pop(key)
+        return out
+
+
+def owner_alive(pid: str | int | None) -> bool:
+    """Whether the explorer process that made a container, domain or work file still runs
+    (not counting this one: what this process itself labelled is never a live *other* run).
+    Unlabelled (made before owners were recorded, or by hand) counts as not alive."""
+    text = str(pid if pid is not None else "")
+    return text.isdigit() and int(text) != os.getpid() and psutil.pid_exists(int(text))
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on now (for a hostfwd or a forwarded port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Artifact:
+    """What a side starts from, built or found: an image, or a VM disk + kernel."""
+
+    ref: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Target:
+    """A running workload. `marks` are monotonic timestamps of startup milestones."""
+
+    side: str
+    name: str
+    run_id: str
+    host_port: int
+    handle: Any = None
+    marks: dict[str, float] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def mark(self, milestone: str, when: float | None = None) -> None:
+        self.marks.setdefault(milestone, time.monotonic() if when is None else when)
+
+
+@dataclass
+class GuestProcess:
+    pid: int
+    ppid: int
+    name: str
+    kernel_thread: bool
+
+
+@dataclass
+class GuestView:
+    """What the workload's own environment says about itself, seen from inside."""
+
+    kernel_release: str
+    boot_id: str | None
+    processes: list[GuestProcess]
+    channel: str  # how it was obtained: "docker exec", "virtio-serial port explorer.view", ...
+    agent_pids: list[int] = field(default_factory=list)  # explorer's own, left out of processes
+    agent_names: list[str] = field(default_factory=list)  # their names, in the order of agent_pids
+    viewer_parent: int | None = None  # the parent of the shell that took the view (the shell is left out)
+    uptime_s: float | None = None  # seconds since the guest's kernel booted, by its own clock

@@ -1,0 +1,107 @@
+"""Saved results side by side, one column per run, to compare hosts and CI runners."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from explorer import claims
+from explorer.output import report
+from explorer.output.document import side_title
+from explorer.output.tables import table
+from explorer.units import human_bytes, seconds
+
+COMPARE_SCHEMA = "explorer.compare/1"
+
+
+# ---- compare -----------------------------------------------------------------------------
+
+Row = tuple[str, Callable[[dict[str, Any]], Any]]
+
+
+def _yes_no(value: Any) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
+
+
+HOST_ROWS: list[Row] = [
+    ("host", lambda r: f"{r['host']['hostname']} ({r['host'].get('os', '?')})"),
+    ("CPU", lambda r: f"{r['host'].get('cpu_model', '?')}, {r['host']['cpu_cores']} cores"),
+    ("host memory", lambda r: human_bytes(r["host"].get("memory_bytes"))),
+    ("host kernel", lambda r: r["host"]["kernel_release"]),
+    ("host is itself a VM", lambda r: _yes_no(r["host"].get("virtualized"))),
+    ("scenario", lambda r: r["scenario"]["name"]),
+    (
+        "run",
+        lambda r: f"{r.get('run_id', '?')} at {r.get('started_at', '?')}, explorer {r['host'].get('explorer', '?')}",
+    ),
+]
+
+
+def _ready(side: dict[str, Any]) -> str:
+    ready = side.get("startup", {}).get("summary", {}).get("ready_s")
+    return f"{seconds(ready['median'])} (n={ready['n']})" if ready else "-"
+
+
+def _kernel(side: dict[str, Any]) -> str:
+    k = side.get("kernel", {})
+    if k.get("shared") is None:
+        return "unknown"
+    return "the host's" if k["shared"] else f"its own: {k.get('guest_release', '?')}"
+
+
+def _marginal(density: dict[str, Any] | None) -> str:
+    if not density or not density.get("count"):
+        return "-"
+    return f"{human_bytes(density['marginal_pss_bytes'])} (N={density['count']})"
+
+
+SIDE_ROWS: list[Row] = [
+    ("engine", lambda s: report.engine(s)),
+    ("accel", lambda s: s.get("accel", "?")),
+    ("image on disk", lambda s: human_bytes(s.get("image", {}).get("total_bytes"))),
+    ("start to ready, median", _ready),
+    (
+        "host memory per instance (PSS)",
+        lambda s: human_bytes(s.get("memory", {}).get("host_total", {}).get("pss_bytes")),
+    ),
+    ("marginal PSS per instance, many running", lambda s: _marginal(s.get("density"))),
+    ("workload in host's ps -e", lambda s: _yes_no(s.get("visibility", {}).get("visible_on_host"))),
+    ("kernel", _kernel),
+]
+
+
+def labels_for(paths: list[str]) -> list[str]:
+    """Column titles: file names, or whole paths where two runs share a file name."""
+    stems = [Path(p).stem for p in paths]
+    return [stem if stems.count(stem) == 1 else str(p) for stem, p in zip(stems, paths)]
+
+
+def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[list[Any]]]:
+    """One column per run; rows for the host, the key figures of each side, and each verdict."""
+    results = [r for _, r in runs]
+    rows = [[label, *(fn(r) for r in results)] for label, fn in HOST_ROWS]
+    names = list(dict.fromkeys(name for r in results for name in r["sides"]))
+    for name in names:
+        title = next(side_title(r["sides"][name], name) for r in results if name in r["sides"])
+        for label, fn in SIDE_ROWS:
+            cells = [fn(r["sides"][name]) if name in r["sides"] else "not measured" for r in results]
+            rows.append([f"{title}: {label}", *cells])
+    verdicts = [{v["id"]: v["verdict"] for v in claims.judge(r)} for r in results]
+    for number, claim in enumerate(claims.load(), 1):
+        rows.append([f"claim {number}: {claim['id']}", *(v.get(claim["id"], "-") for v in verdicts)])
+    return ["", *(label for label, _ in runs)], rows
+
+
+def render_compare(runs: list[tuple[str, dict[str, Any]]], fmt: str = "table") -> str:
+    headers, rows = compare_table(runs)
+    if fmt == "json":
+        doc = {
+            "schema": COMPARE_SCHEMA,
+            "runs": headers[1:],
+            "rows": [{"figure": row[0], "values": dict(zip(headers[1:], row[1:]))} for row in rows],
+        }
+        return json.dumps(doc, indent=2) + "\n"
+    heading = "# explorer: runs compared\n" if fmt == "markdown" else ""
+    return heading + table(headers, rows, fmt) + "\n"

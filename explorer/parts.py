@@ -1,0 +1,126 @@
+"""The contracts of a side's parts, and the defaults an engine or source may take.
+
+A side's backend (explorer/backends/base.py) is assembled from three parts: what it starts
+from (a Source), what runs it (an Engine), and the channel into the guest (a Channel).
+Images, engines and guest channels implement these; nothing here imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+from explorer.model import Artifact, GuestView, Target
+from explorer.scenario import Scenario
+
+Progress = Callable[[str], Any]
+
+
+class DoctorCheck(NamedTuple):
+    """A row of `explorer doctor`: what is checked, and a function returning its details or
+    raising ExplorerError (with a hint: the fix). An optional check only warns; so do the
+    checks of a side whose package this distribution may lack."""
+
+    name: str
+    run: Callable[[], str]
+    optional: bool = False
+
+
+class Source(Protocol):
+    """What a side starts from."""
+
+    def supports(self, scenario: Scenario) -> str | None:
+        """Why this source cannot serve `scenario` (None: it can); asked before anything starts."""
+
+    def prepare(self, scenario: Scenario, progress: Progress | None = None) -> Artifact:
+        """Build or find it; cached, so cheap the second time."""
+
+    def doctor_checks(self) -> list[DoctorCheck]:
+        """The tools its build needs, for `explorer doctor`."""
+
+    def remove_cached(self) -> list[str]:
+        """What `explorer clean --cache` removes beyond the cache directory (e.g. Docker images)."""
+
+
+class Engine(Protocol):
+    """What runs a side: creates a Target from an Artifact and sees it from the host."""
+
+    name: str  # recorded in results as the side's `backend`
+    milestones: tuple[str, ...]  # what create() and poll() record, in the order they happen
+    ready_after: str | None  # a milestone before which no readiness attempt can succeed
+    daemons: tuple[str, ...]  # the host daemons serving it, whose growth density counts per instance
+    at_once: tuple[int, str] | None  # at most this many instances can run at once, and why (None: no limit)
+
+    def check(self) -> dict[str, Any]:
+        """Facts about the engine (versions, and `summary`: one line); BackendUnavailable with a hint."""
+
+    def doctor_checks(self) -> list[DoctorCheck]: ...
+    def preflight(self, scenario: Scenario) -> None: ...
+    def adopt(self, scenario: Scenario, artifact: Artifact, progress: Progress | None) -> None: ...
+    def release(self, artifact: Artifact) -> None: ...
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target: ...
+    def poll(self, target: Target) -> None: ...
+    def after_ready(self, target: Target) -> None: ...
+    def host_pids(self, target: Target) -> list[int]: ...
+    def runtime_pids(self, target: Target) -> dict[int, str]: ...
+    def logs(self, target: Target, lines: int = 20) -> str: ...
+    def diagnosis(self, target: Target) -> str | None: ...
+    def destroy(self, target: Target) -> None: ...
+    def settle(self) -> None: ...
+    def clean(self, run_id: str | None = None) -> list[str]: ...
+    def remove_cached(self) -> list[str]: ...
+
+
+class Channel(Protocol):
+    """How explorer asks the guest about itself, after readiness."""
+
+    def view(self, target: Target) -> GuestView: ...
+
+
+class EngineDefaults:
+    """What most engines do for the optional steps: nothing."""
+
+    ready_after: str | None = None
+    daemons: tuple[str, ...] = ()
+    at_once: tuple[int, str] | None = None
+
+    def doctor_checks(self) -> list[DoctorCheck]:
+        return []
+
+    def preflight(self, scenario: Scenario) -> None:
+        return None
+
+    def adopt(self, scenario: Scenario, artifact: Artifact, progress: Progress | None) -> None:
+        return None
+
+    def release(self, artifact: Artifact) -> None:
+        return None
+
+    def poll(self, target: Target) -> None:
+        return None
+
+    def after_ready(self, target: Target) -> None:
+        self.poll(target)
+
+    def diagnosis(self, target: Target) -> str | None:
+        return None
+
+    def settle(self) -> None:
+        return None
+
+    def remove_cached(self) -> list[str]:
+        return []
+
+
+class SourceDefaults:
+    """What most sources do for the optional questions: support every scenario, need no
+    tool of their own, keep nothing outside the cache."""
+
+    def supports(self, scenario: Scenario) -> str | None:
+        return None
+
+    def doctor_checks(self) -> list[DoctorCheck]:
+        return []
+
+    def remove_cached(self) -> list[str]:
+        return []
