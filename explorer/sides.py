@@ -81,6 +81,17 @@ SIDES: dict[str, Side] = {
             density_count=2,
             about="the same full-OS VM brought up by `vagrant up` (vagrant-libvirt) from the repo's Vagrantfile",
         ),
+        Side(
+            "snapshot",
+            "vm",
+            "restored microVM",
+            "explorer.backends.snapshot:assemble",
+            roles=("VMM",),
+            timeout="vm_ready_s",
+            color="#ff7f0e",
+            density_count=1,
+            about="the microVM booted once and saved; each start restores that memory snapshot (no kernel boots)",
+        ),
     )
 }
 

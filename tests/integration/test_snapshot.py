@@ -1,0 +1,92 @@
+"""The snapshot side (a microVM restored from a memory snapshot) against independent tools:
+`ps -e` shows each restored QEMU started with libvirt's `-incoming` (a restore, not a boot),
+`virsh list --all` shows nothing of the run afterwards, and the saved state and its work dir
+are gone. The verdicts follow from its figures: its own kernel (claim 2), no kernel booting in
+its starts (claim 4)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, backend_or_skip, explorer_argv, ps_e, run_explorer
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
+HOST_BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def virsh_names() -> list[str]:
+    out = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return out.split()
+
+
+@pytest.fixture(scope="module")
+def restored_run(redis_artifact):
+    """`explorer run redis --sides snapshot --repeat 2`, with QEMU's command lines polled."""
+    backend_or_skip("snapshot")
+    proc = subprocess.Popen(
+        explorer_argv("run", "redis", "--sides", "snapshot", "--repeat", "2", "--format", "json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    qemus: dict[int, str] = {}
+    while proc.poll() is None:
+        qemus |= {pid: args for pid, args in ps_e("args").items() if "qemu-system" in args and "-snapshot-" in args}
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    return {"doc": json.loads(out), "qemus": qemus, "pid": proc.pid}
+
+
+def test_each_start_is_a_restore_not_a_boot(restored_run):
+    side = restored_run["doc"]["sides"]["snapshot"]
+    assert side["startup"]["milestones"] == ["process", "resumed", "ready"]
+    assert "kernel_s" not in side["startup"]["summary"] and side["startup"]["summary"]["ready_s"]["n"] == 2
+    restored = [args for args in restored_run["qemus"].values() if "-incoming" in args]
+    booted = [args for args in restored_run["qemus"].values() if "-incoming" not in args]
+    assert len(booted) == 1, booted  # the one boot the state was saved from
+    assert len(restored) == 2, restored  # one restored QEMU per start
+    snapshot = side["target"]["snapshot"]
+    assert snapshot["state_bytes"] > 16 * 2**20 and snapshot["boot_to_ready_s"] > 0
+
+
+def test_its_kernel_is_its_own_and_every_start_resumes_the_one_boot(restored_run):
+    side = restored_run["doc"]["sides"]["snapshot"]
+    kernel = side["kernel"]
+    assert kernel["shared"] is False and kernel["guest_boot_id"] != HOST_BOOT_ID
+    assert kernel["guest_boot_id"] == side["target"]["snapshot"]["boot_id"]
+    claims = {c["id"]: c["sides"].get("snapshot") for c in restored_run["doc"]["claims"]}
+    assert claims["kernel"]["verdict"] == "reproduced"
+    assert claims["startup"]["verdict"] == "not reproduced"
+    assert "no kernel booting in its starts" in claims["startup"]["evidence"]
+    assert "its kernel booted once, before the measured starts" in claims["startup"]["evidence"]
+
+
+def test_nothing_is_left(restored_run):
+    run_id, pid = restored_run["doc"]["run_id"], restored_run["pid"]
+    assert not [n for n in virsh_names() if "-snapshot-" in n]
+    assert not [p for p in Path("/tmp").glob("explorer-vm-*") if p.name.split("-")[4] == str(pid)]
+    assert run_id
+
+
+def test_density_runs_one_restored_instance_and_says_why(redis_artifact, tmp_path):
+    backend_or_skip("snapshot")
+    out = tmp_path / "d.json"
+    proc = run_explorer("density", "redis", "--sides", "snapshot", "--count", "3", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    side = json.loads(out.read_text())["sides"]["snapshot"]
+    assert side["count"] == 1 and side["count_asked"] == 3 and side["stopped"]["by"] == "engine"
+    assert "the saved domain's name and UUID" in side["stopped"]["reason"]
+    assert not [n for n in virsh_names() if "-snapshot-" in n]
