@@ -279,6 +279,9 @@ def judge_part(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str
         **({"compare": part["compare"]} if "compare" in part else {"kind": part["kind"]}),
     }
     figures: dict[str, Any] = dict(titles)
+    impossible = impossible_timelines(part, view, titles)
+    if impossible:
+        return {**out, "verdict": INCONCLUSIVE, "evidence": impossible, "figures": figures}
     try:
         for name, spec in part.get("figures", {}).items():
             figures[name] = figure(spec, view, figures)
@@ -291,6 +294,19 @@ def judge_part(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str
     if isinstance(template, dict):
         template = template["reproduced" if verdict == REPRODUCED else "not_reproduced"]
     return {**out, "verdict": verdict, "evidence": fill(template, figures), "notes": notes, "figures": figures}
+
+
+def impossible_timelines(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str]) -> str | None:
+    """Why the part cannot read startup figures: a side whose milestones happened in an
+    impossible order (a readiness check a proxy fooled), or None."""
+    read = {p.split(".")[0] for spec in part.get("figures", {}).values() for p in _paths(spec) if ".startup." in p}
+    found = []
+    for root in sorted(read):
+        check = (view.get(root) or {}).get("startup", {}).get("timeline") or {}
+        if check.get("ok") is False:
+            title = titles.get(f"{root}_title", root)
+            found.append(f"{title}'s timeline is impossible ({'; '.join(check.get('problems', [])[:2])})")
+    return "; ".join(found) + ": its startup figures are not used" if found else None
 
 
 def combine(verdicts: list[str]) -> str:

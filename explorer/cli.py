@@ -220,6 +220,11 @@ def _build_fullvm(scenario: scenarios.Scenario, box: bool) -> None:
     type=click.IntRange(1, 500),
     help="Then run N instances per side at once (explorer density) and judge claim 7 from them.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 (after the report) when a side's figures cannot be trusted, e.g. an impossible timeline.",
+)
 def run(
     name: str | None,
     scenario_file: str | None,
@@ -235,6 +240,7 @@ def run(
     processes: tuple[str, ...],
     plot_file: str | None,
     density_count: int | None = None,
+    strict: bool = False,
 ) -> None:
     """Run a scenario (or --image REF --port N --ready KIND) on every side, and compare them."""
     choice = _choice(side_names, only)
@@ -255,6 +261,9 @@ def run(
             measured = lifecycle.Choice(names=tuple(result["sides"]))
             document.merge_density(result, density.run(scenario, measured, density_count, None, steps))
     _show(result, fmt, plot_file, output)
+    untrusted = report.untrusted(result)
+    if strict and untrusted:
+        raise ExplorerError(f"--strict: {'; '.join(untrusted)}", hint="the report above says which figures and why")
 
 
 def _with_ready_timeout(scenario: scenarios.Scenario, seconds: float) -> scenarios.Scenario:

@@ -27,7 +27,7 @@ from explorer.hostinfo import host_facts
 from explorer.model import Artifact, Target
 from explorer.output.document import RESULT_SCHEMA
 from explorer.probes import ProbeContext, isolation, kernel, memory, size, visibility
-from explorer.probes.startup import relative, summarize
+from explorer.probes.startup import relative, summarize, timeline
 from explorer.scenario import Scenario
 from explorer.sides import SIDES, backend_for, of_kind
 
@@ -180,7 +180,13 @@ def wait_until_ready(backend: Backend, scenario: Scenario, target: Target, t0: f
     """Wait for the target's protocol-level readiness (bounded by the side's timeout from t0,
     the create call) and mark it 'ready'; raises NotReady or the backend's error."""
     timeout = getattr(scenario.timeouts, backend.side.timeout)
-    readiness.wait_for_mark(target.marks, backend.engine.ready_after, lambda: backend.poll(target), t0 + timeout)
+    gate = backend.engine.ready_after
+    readiness.wait_for_mark(target.marks, gate, lambda: backend.poll(target), t0 + timeout)
+    if gate and gate not in target.marks:
+        raise NotReady(
+            f"the {backend.side.title} {target.name} never reached its {gate} milestone in "
+            f"{timeout:g} s, before which its readiness is not checked"
+        )
     ready = readiness.wait_ready(
         scenario.workload.ready,
         "127.0.0.1",
@@ -275,7 +281,12 @@ class RunPlan:
             "backend": backend.name,
             "accel": probed.pop("accel", "native"),
             **probed,
-            "startup": {"milestones": list(backend.milestones), "repeats": timings, "summary": summarize(timings)},
+            "startup": {
+                "milestones": list(backend.milestones),
+                "repeats": timings,
+                "summary": summarize(timings),
+                "timeline": timeline(timings, backend.engine.order),
+            },
         }
 
     def _one(

@@ -46,7 +46,8 @@ class Engine(Protocol):
     """What runs a side: creates a Target from an Artifact and sees it from the host."""
 
     name: str  # recorded in results as the side's `backend`
-    milestones: tuple[str, ...]  # what create() and poll() record, in the order they happen
+    milestones: tuple[str, ...]  # what create() and poll() record, in the order they usually happen
+    order: tuple[tuple[str, ...], ...]  # chains of milestones that cannot go backwards (the timeline check)
     ready_after: str | None  # a milestone before which no readiness attempt can succeed
     daemons: tuple[str, ...]  # the host daemons serving it, whose growth density counts per instance
     at_once: tuple[int, str] | None  # at most this many instances can run at once, and why (None: no limit)
@@ -78,7 +79,14 @@ class Channel(Protocol):
 
 
 class EngineDefaults:
-    """What most engines do for the optional steps: nothing."""
+    """What most engines do for the optional steps: nothing. Their milestones happen in the
+    order they are listed, always."""
+
+    milestones: tuple[str, ...] = ()
+
+    @property
+    def order(self) -> tuple[tuple[str, ...], ...]:
+        return (self.milestones,)
 
     ready_after: str | None = None
     daemons: tuple[str, ...] = ()

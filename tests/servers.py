@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from explorer.images.microvm.qemu_floor import free_port
+from explorer.model import free_port
 
 __all__ = ["free_port", "server"]
 

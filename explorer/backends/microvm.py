@@ -14,7 +14,7 @@ from explorer.model import Side
 # not tried before it (trying earlier only costs time).
 MICROVM = Machine(
     milestones=("created", "process", "kernel", "init", "network", "ready"),
-    console_milestones=("kernel", "init", "network"),
+    console_milestones={"kernel": "kernel", "init": "init", "network": "network"},
     ready_after="network",
     view_port=viewport.PORT,
 )

@@ -35,6 +35,7 @@ class Runtime(Protocol):
 
     name: str | None  # None: the engine's default (runc)
     milestones: tuple[str, ...]
+    order: tuple[tuple[str, ...], ...]  # the timeline check's chains
 
     def check(self, info: dict[str, Any]) -> dict[str, Any]: ...
     def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]: ...
@@ -54,6 +55,10 @@ class DockerEngine(EngineDefaults):
     def __init__(self, side: Side, runtime: Runtime) -> None:
         self.side, self.runtime = side, runtime  # the side: to name what it makes
         self.milestones = runtime.milestones
+
+    @property
+    def order(self) -> tuple[tuple[str, ...], ...]:
+        return self.runtime.order
 
     @property
     def client(self) -> Any:
@@ -221,6 +226,9 @@ class Runc:
 
     name: str | None = None
     milestones = ("created", "started", "process", "ready")
+    # the workload's process is seen by polling, which may first see it after readiness: it is
+    # only ordered after the start
+    order = (("created", "started", "ready"), ("started", "process"))
 
     def check(self, info: dict[str, Any]) -> dict[str, Any]:
         return {}

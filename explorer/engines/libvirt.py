@@ -52,15 +52,18 @@ OOM_SIGNS = (
 )
 SMALL_VM_MIB = 128  # measured under TCG: 128 MiB boots redis, 64 MiB prints nothing at all
 PORT_TRIES = 3
-PROBE_EVERY_S = 0.5  # a machine's milestone probes (guest agent, ssh banner) at most this often
 
 
 class MilestoneProbe(Protocol):
-    """A milestone the host checks for itself while a VM boots (the agent answers, sshd's banner)."""
+    """A milestone the host checks for itself while a VM boots (the guest's network answers,
+    the agent answers, sshd's banner), keeping what it needs between polls in `state` (the
+    target's own, closed with it)."""
 
     milestone: str
+    every_s: float  # at most this often (a blocking check); 0: at every poll (a non-blocking one)
 
-    def reached(self, target: Target) -> bool: ...
+    def reached(self, target: Target, state: dict[str, Any]) -> bool: ...
+    def close(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ class Machine:
     """What a VM side sets in its domain, and how it watches it boot."""
 
     milestones: tuple[str, ...]
-    console_milestones: tuple[str, ...]  # read off the console: the kernel's banner, the guest init's marks
+    # milestone -> what marks it on the console: "kernel" (the kernel's banner) or a mark's name
+    console_milestones: dict[str, str]
     ready_after: str | None = None  # no readiness attempt before this milestone
     min_memory_mib: int = 0  # a floor under the scenario's vm.memory_mib
     extra_ports: tuple[int, ...] = ()  # guest ports forwarded to 127.0.0.1 besides the workload's
@@ -76,6 +80,7 @@ class Machine:
     view_port: str = ""  # a virtio-serial port explorer's init answers view requests on
     probes: tuple[MilestoneProbe, ...] = ()
     wait_after_ready: tuple[str, ...] = ()  # milestones that may come after readiness, waited for
+    chains: tuple[tuple[str, ...], ...] = ()  # the timeline check's chains (default: milestones, in order)
     after_ready_s: float = 60.0
 
     def memory_mib(self, scenario: Scenario) -> int:
@@ -92,11 +97,14 @@ class RunningVM(ConsoleWatcher):
         self.domain: Any = None
         self.process: psutil.Process | None = None
         self.view: ViewChannel | None = None
-        self.probed_at = 0.0
+        self.probes: dict[str, Any] = {}  # the machine's milestone probes' state, and when each last ran
+        self.closers: list[Any] = []
 
     def stop(self) -> None:
         if self.view is not None:
             self.view.close()
+        for close in self.closers:
+            close(self.probes)
         super().stop()
 
 
@@ -110,6 +118,10 @@ class LibvirtEngine(EngineDefaults):
         self.milestones, self.ready_after = machine.milestones, machine.ready_after
         self._removing: dict[str, threading.Thread] = {}  # libvirt's bookkeeping of killed VMs (destroy)
         self._removal_errors: list[BackendError | BackendUnavailable] = []
+
+    @property
+    def order(self) -> tuple[tuple[str, ...], ...]:
+        return self.machine.chains or (self.machine.milestones,)
 
     def check(self) -> dict[str, Any]:
         return self.hypervisor.check()
@@ -222,9 +234,9 @@ class LibvirtEngine(EngineDefaults):
         guest failed or the VM died."""
         vm: RunningVM = target.handle
         vm.read_new()
-        for milestone in self.machine.console_milestones:
-            if milestone in vm.seen:
-                target.mark(milestone, vm.seen[milestone])
+        for milestone, seen in self.machine.console_milestones.items():
+            if seen in vm.seen:
+                target.mark(milestone, vm.seen[seen])
         marks = vm.marks
         target.facts["guest_uptime_s"] = {k: float(v["uptime_s"]) for k, v in marks.items() if "uptime_s" in v}
         failed = next((m for m in FATAL_MARKS if m in marks), None)
@@ -240,14 +252,18 @@ class LibvirtEngine(EngineDefaults):
         raise BackendError(f"{problem}: {cause}" if cause else problem, hint="its console's last lines:\n" + vm.tail())
 
     def _probe(self, target: Target, vm: RunningVM) -> None:
-        pending = [p for p in self.machine.probes if p.milestone not in target.marks]
-        now = time.monotonic()
-        if not pending or now - vm.probed_at < PROBE_EVERY_S:
-            return
-        vm.probed_at = now
-        for probe in pending:
-            if probe.reached(target):
+        for probe in self.machine.probes:
+            if probe.milestone in target.marks:
+                continue
+            now = time.monotonic()
+            if now - vm.probes.get(f"{probe.milestone}:at", -1e9) < probe.every_s:
+                continue
+            vm.probes[f"{probe.milestone}:at"] = now
+            if probe.close not in vm.closers:
+                vm.closers.append(probe.close)
+            if probe.reached(target, vm.probes):
                 target.mark(probe.milestone)
+                probe.close(vm.probes)
 
     def after_ready(self, target: Target) -> None:
         """Milestones that may come after the service answers (sshd, the agent): waited for, bounded."""

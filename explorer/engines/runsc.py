@@ -34,6 +34,7 @@ REAP_WAIT_S = 5.0
 class Runsc:
     name = "runsc"
     milestones = ("created", "started", "ready")  # no workload process on the host to mark
+    order = (milestones,)
 
     def check(self, info: dict[str, Any]) -> dict[str, Any]:
         runtime = (info.get("Runtimes") or {}).get(self.name)

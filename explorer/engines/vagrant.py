@@ -27,7 +27,7 @@ from typing import Any
 from explorer.engines.domain import Hypervisor, check_memory, qemu_process
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.guest import ConsoleWatcher
-from explorer.guest.ssh import ssh_banner
+from explorer.guest.forwards import Banner, Refusal
 from explorer.images import box as boxes
 from explorer.images import cache_dir
 from explorer.model import Artifact, Side, Target, free_port, owner_alive
@@ -39,7 +39,6 @@ VAGRANTFILE = Path(__file__).resolve().parent.parent.parent / "Vagrantfile"
 WORKDIR_PREFIX = "explorer-vagrant-"  # explorer-vagrant-RUN-INDEX-PID-xxxx
 DESTROY_TIMEOUT_S = 180
 UP_TIMEOUT_S = 180  # how long after readiness `vagrant up` may take to return
-PROBE_EVERY_S = 0.5  # sshd's banner at most this often, as on the full-OS VM side
 
 
 class VagrantMachine:
@@ -50,12 +49,17 @@ class VagrantMachine:
     ) -> None:
         self.workdir, self.env, self.up, self.watcher = workdir, env, up, watcher
         self.process: Any = None
-        self.probed_at = 0.0
+        self.probes: dict[str, Any] = {}  # the milestone probes' state
 
 
 class VagrantEngine(EngineDefaults):
     name = "vagrant"
-    milestones = ("created", "process", "kernel", "ssh", "up", "ready")
+    milestones = ("created", "process", "kernel", "network", "ssh", "up", "ready")
+    # sshd and `vagrant up` returning may come after readiness; sshd's banner is probed twice a
+    # second, so it can be marked after `vagrant up` saw it: no order between those two
+    order = (("created", "process", "kernel", "network", "ready"), ("kernel", "ssh"), ("kernel", "up"))
+    ready_after = "network"  # the guest's network answers on eth1, the NIC with the forwards
+    PROBES = (Refusal(), Banner())  # the network milestone, sshd's banner (guest/forwards.py)
     daemons = ("libvirtd", "virtlogd")
 
     def __init__(self, side: Side, min_memory_mib: int, hypervisor: Hypervisor | None = None) -> None:
@@ -132,13 +136,14 @@ class VagrantEngine(EngineDefaults):
         shutil.copyfile(VAGRANTFILE, workdir / "Vagrantfile")
         workdir.chmod(0o711)  # QEMU's user writes the console file in it (libvirt labels the file)
         console = workdir / "console.log"
-        ssh_port, host_port = free_port(), free_port()
+        ssh_port, host_port, probe_port = free_port(), free_port(), free_port()
         env = {
             **os.environ,
             "VAGRANT_CWD": str(workdir),
             "EXPLORER_SCENARIO": scenario.name,
             "EXPLORER_SSH_PORT": str(ssh_port),
             "EXPLORER_HOST_PORT": str(host_port),
+            "EXPLORER_PROBE_PORT": str(probe_port),
             "EXPLORER_DOMAIN_PREFIX": prefix,
             "EXPLORER_LIBVIRT_DRIVER": _driver(artifact),
             "EXPLORER_MEMORY_MIB": str(self.memory_mib(scenario)),
@@ -165,7 +170,7 @@ class VagrantEngine(EngineDefaults):
             memory_mib=self.memory_mib(scenario),
             vcpus=scenario.vm.vcpus,
             host_port=host_port,
-            forwarded_ports={"22": ssh_port},
+            forwarded_ports={"22": ssh_port, "9": probe_port},
             vagrant_cwd=str(workdir),
         )
         return target
@@ -180,11 +185,10 @@ class VagrantEngine(EngineDefaults):
             if machine.process is not None:
                 target.mark("process")
                 target.facts["qemu_pid"] = machine.process.pid
-        now = time.monotonic()
-        if "ssh" not in target.marks and now - machine.probed_at >= PROBE_EVERY_S:
-            machine.probed_at = now
-            if ssh_banner(target.facts["forwarded_ports"]["22"]):
-                target.mark("ssh")
+        for probe in self.PROBES:
+            if probe.milestone not in target.marks and probe.reached(target, machine.probes):
+                target.mark(probe.milestone)
+                probe.close(machine.probes)
         code = machine.up.poll()
         if code is not None and "up" not in target.marks:
             if code != 0:
@@ -226,6 +230,8 @@ class VagrantEngine(EngineDefaults):
     def destroy(self, target: Target) -> None:
         if target.handle is not None:
             target.handle.watcher.stop()
+            for probe in self.PROBES:
+                probe.close(target.handle.probes)
             self._remove_machine(target.handle.workdir, target.handle.env, target.handle.up, target.name)
 
     def _remove_machine(self, workdir: Path, env: dict[str, str] | None, up: Any, domain: str | None) -> None:

@@ -1,5 +1,4 @@
-"""Channels over ssh: sshd's banner as a milestone, and `vagrant ssh` as the Vagrant side's
-way into its guest.
+"""`vagrant ssh` as the Vagrant side's way into its guest.
 
 The view over ssh runs in an ssh session that explorer opened: sshd forks a privileged and a
 user process per session, and the shell that takes the view is their child. Those processes
@@ -9,22 +8,10 @@ watcher are), leaving the listening sshd among the OS's services.
 
 from __future__ import annotations
 
-import socket
-
 from explorer.errors import BackendError
 from explorer.guest import parse_view, set_apart, view_script
 from explorer.model import GuestView, Target
 from explorer.vagrant_cli import vagrant
-
-
-def ssh_banner(port: int) -> bool:
-    """sshd's banner on a forwarded port: hostfwd accepts early, only sshd says SSH-."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.3) as sock:
-            sock.settimeout(0.3)
-            return sock.recv(8).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 def session_pids(view: GuestView) -> list[int]:

@@ -94,14 +94,44 @@ def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], li
     return ["", *(label for label, _ in runs)], rows
 
 
+def _workload(result: dict[str, Any]) -> str:
+    s = result.get("scenario", {})
+    recipe = s.get("recipe") or {}
+    what = s.get("image") or f"{recipe.get('suite', '?')}: {', '.join(recipe.get('packages', []))}"
+    command = " ".join(recipe.get("command") or [])
+    return f"{what}{f' ({command})' if command else ''}, port {s.get('port', '?')}"
+
+
+# What makes two runs measure the same thing: scenario, workload and readiness check.
+SAMENESS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("scenarios", lambda r: r.get("scenario", {}).get("name")),
+    ("workloads", _workload),
+    ("readiness checks", lambda r: r.get("scenario", {}).get("ready_check") or r.get("scenario", {}).get("ready")),
+]
+
+
+def differences(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """What differs between the runs beyond the host, said before any figure is compared."""
+    found = []
+    for what, fn in SAMENESS:
+        values = {label: fn(result) for label, result in runs}
+        if len(set(map(str, values.values()))) > 1:
+            found.append(f"the runs measure different {what}: " + "; ".join(f"{k}: {v}" for k, v in values.items()))
+    return found
+
+
 def render_compare(runs: list[tuple[str, dict[str, Any]]], fmt: str = "table") -> str:
     headers, rows = compare_table(runs)
+    warnings = [f"Warning: {text}; their figures are not like for like" for text in differences(runs)]
     if fmt == "json":
         doc = {
             "schema": COMPARE_SCHEMA,
             "runs": headers[1:],
+            "warnings": warnings,
             "rows": [{"figure": row[0], "values": dict(zip(headers[1:], row[1:]))} for row in rows],
         }
         return json.dumps(doc, indent=2) + "\n"
-    heading = "# explorer: runs compared\n" if fmt == "markdown" else ""
-    return heading + table(headers, rows, fmt) + "\n"
+    if fmt == "markdown":
+        said = "".join(f"> {w}\n\n" for w in warnings)
+        return "# explorer: runs compared\n" + said + table(headers, rows, fmt) + "\n"
+    return "".join(f"{w}\n" for w in warnings) + table(headers, rows, fmt) + "\n"

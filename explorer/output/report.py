@@ -293,10 +293,25 @@ def title(result: dict[str, Any]) -> str:
     )
 
 
+def untrusted(result: dict[str, Any]) -> list[str]:
+    """What in the result cannot be trusted as measured: a side whose milestones happened in an
+    impossible order (a readiness check that a proxy fooled, say)."""
+    found = []
+    for name, side in result.get("sides", {}).items():
+        check = side.get("startup", {}).get("timeline") or {}
+        if check.get("ok") is False:
+            found.append(f"the {side_title(side, name)}'s timeline is impossible ({'; '.join(check['problems'][:3])})")
+    return found
+
+
 def notes(result: dict[str, Any]) -> list[str]:
-    """Caveats about the whole run, shown under the title: e.g. a readiness check that may fire early."""
+    """Caveats about the whole run, shown under the title: a readiness check that may fire
+    early, figures that cannot be trusted."""
     warning = result.get("scenario", {}).get("ready_warning")
-    return [f"Warning: {warning}"] if warning else []
+    out = [f"Warning: {warning}"] if warning else []
+    return out + [
+        f"Warning: {text}: claims that read its startup figures are inconclusive" for text in untrusted(result)
+    ]
 
 
 def render(result: dict[str, Any], fmt: str = "table") -> str:

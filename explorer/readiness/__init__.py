@@ -179,7 +179,7 @@ def wait_ready(
                 f"waited for {strategy.describe()}; last saw {strategy.last_seen}"
             )
         if strategy.attempt(host, port, min(ATTEMPT_TIMEOUT_S, remaining)):
-            return time.monotonic()
+            return strategy.ready_at or time.monotonic()
         if between is not None:
             between()
         time.sleep(min(INTERVAL_S, max(0.0, deadline - time.monotonic())))

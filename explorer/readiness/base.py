@@ -22,9 +22,13 @@ class Strategy:
     WARNING: ClassVar[str | None] = None  # shown in the report when this strategy was used
 
     last_seen: str = field(default="nothing: no attempt was made", init=False, compare=False, repr=False)
+    # when the evidence of readiness arrived, where it came before the check returned (tcp waits
+    # out a settle window after the connection it counts): None, the moment the check returned
+    ready_at: float | None = field(default=None, init=False, compare=False, repr=False)
 
     def attempt(self, host: str, port: int, timeout: float = ATTEMPT_TIMEOUT_S) -> bool:
         """One attempt; a connection problem means 'not yet' (and is remembered), never raises."""
+        self.ready_at = None
         try:
             ready, self.last_seen = self.check(host, port, timeout)
         except TimeoutError:

@@ -217,21 +217,34 @@ class Banner(Strategy):
 
 @dataclass
 class Tcp(Strategy):
+    """The weakest readiness: a connection accepted and held. Docker's port proxy and QEMU's
+    hostfwd accept a connection before anything listens behind them; with nothing there, they
+    close it as soon as the connection behind them is refused, so a connection still open after
+    a settle window (or one that brought data, a banner) counts, at the moment it was accepted.
+    A proxy that cannot reach the workload's host at all (a VM whose network is not up yet)
+    holds the connection open: sides gate readiness on their network milestone for that, and the
+    timeline check catches what is left."""
+
     KIND: ClassVar[str] = "tcp"
     WARNING: ClassVar[str | None] = (
-        "readiness was a TCP connect (ready: tcp), which Docker's port proxy and QEMU's hostfwd "
-        "can accept before the workload listens: its ready times may be early"
+        "readiness was a TCP connect held open for 0.5 s (ready: tcp), the weakest check: a proxy in "
+        "front of a workload that is not reachable yet can hold a connection open too"
     )
+    SETTLE_S: ClassVar[float] = 0.5
 
     def check(self, host: str, port: int, timeout: float) -> tuple[bool, str]:
-        """Last resort: the connection is accepted and not closed at once by a proxy."""
         with connect(host, port, timeout) as sock:
-            sock.settimeout(0.2)
+            accepted = time.monotonic()
+            sock.settimeout(self.SETTLE_S)
             try:
                 data = sock.recv(1)  # data, e.g. a banner: up
             except TimeoutError:
-                return True, "accepted, then silent"  # a server waiting for the client to speak
-        return data != b"", "accepted, then data" if data else "accepted, then closed at once"
+                self.ready_at = accepted  # a server waiting for the client to speak
+                return True, f"accepted, then held open for {self.SETTLE_S:g} s"
+        if data:
+            self.ready_at = accepted
+            return True, "accepted, then data"
+        return False, "accepted, then closed at once (a proxy with nothing listening behind it)"
 
     def describe(self) -> str:
-        return "a TCP connection accepted and not closed at once"
+        return f"a TCP connection accepted and held open for {self.SETTLE_S:g} s"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
 import subprocess
 import time
 
@@ -15,6 +16,7 @@ from explorer.model import LABEL_RUN
 from tests.conftest import (
     ROOT,
     backend_or_skip,
+    containers_owned_by,
     explorer_argv,
     explorer_containers,
     ps_e,
@@ -117,3 +119,39 @@ def test_a_failed_gvisor_start_leaves_no_sandbox(gvisor_backend, redis_artifact,
     assert result.returncode != 0
     assert "exited" in result.stderr and "Traceback" not in result.stderr
     assert not set(runsc_processes()) - before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_while_the_guest_view_is_taken_ends_the_run(gvisor_backend, redis_artifact, signum):
+    """The guest view is a `docker exec`, which runs as `runsc-exec` on the host: the signal is
+    sent while it runs. The run ends with 128 + the signal (never a report with an 'unknown'
+    kernel and exit 0), and neither a container nor a runsc process of it is left."""
+    hits = 0
+    for _ in range(5):
+        proc, pid = start_run()
+        seen = False
+        while proc.poll() is None and not seen:
+            seen = any(args.startswith("runsc-exec") for args in ps_e("args").values())
+            time.sleep(0.005)
+        if seen:
+            proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+        assert containers_owned_by(pid) == [] and not runsc_processes()
+        if not seen:
+            assert proc.returncode == 0, err
+            continue
+        hits += 1
+        assert proc.returncode == 128 + signum, err
+        assert "Traceback" not in err and f"interrupted by {signal.Signals(signum).name}" in err
+    assert hits, "the guest view was never seen running in 5 runs"
+
+
+def start_run() -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(
+        explorer_argv("run", "redis", "--sides", "gvisor", "--repeat", "1", "--format", "json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    return proc, proc.pid

@@ -162,6 +162,22 @@ def test_compare_markdown_and_same_file_names(tmp_path: Path):
     assert f"| {BOTH}" in out.splitlines()[1] and str(other) in out.splitlines()[1]
 
 
+def test_compare_says_at_the_top_when_the_runs_measure_different_things(tmp_path: Path):
+    other = json.loads(Path(BOTH).read_text())
+    other["scenario"]["name"], other["scenario"]["ready"] = "redis-tcp", "tcp"
+    other["scenario"]["ready_check"] = "a TCP connection accepted and held open for 0.5 s"
+    path = tmp_path / "tcp.json"
+    path.write_text(json.dumps(other))
+    out = ok("compare", BOTH, str(path))
+    first = out.splitlines()[:2]
+    assert first[0].startswith("Warning: the runs measure different scenarios: both: redis; tcp: redis-tcp")
+    assert first[1].startswith("Warning: the runs measure different readiness checks:")
+    assert "not like for like" in first[0]
+    doc = json.loads(ok("compare", BOTH, str(path), "--format", "json"))
+    assert len(doc["warnings"]) == 2
+    assert "Warning" not in ok("compare", BOTH, BOTH).splitlines()[0]
+
+
 # ---- plot --------------------------------------------------------------------------------
 
 

@@ -19,6 +19,10 @@ from explorer.scenario import from_dict
 from tests.servers import server
 
 FAKE = lifecycle.Choice(names=("fake",))
+SCENARIO_YAML = (
+    '{"name": "fake", "timeouts": {"ready_s": 2}, '
+    '"workload": {"image": "fake:1", "port": 6379, "processes": ["fake"], "ready": "redis"}}'
+)
 SCENARIO = from_dict(
     {
         "name": "fake",
@@ -61,6 +65,10 @@ class FakeEngine(EngineDefaults):
         if self.behaviour.get("interrupt_in_create"):
             signal.raise_signal(signal.SIGINT)  # deferred until create returns its target
         return target
+
+    def after_ready(self, target) -> None:
+        if self.behaviour.get("impossible"):
+            target.marks["created"] = target.marks["ready"] + 1.0  # an impossible timeline
 
     def host_pids(self, target) -> list[int]:
         return []
@@ -208,3 +216,28 @@ def test_sides_parse():
     assert sides.parse(None) is None
     with pytest.raises(Exception, match="unknown side 'lxc'"):
         sides.parse("runc,lxc")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_an_interrupt_while_the_guest_view_is_taken_ends_the_run(fake, signum, monkeypatch, tmp_path, capsys):
+    """An interrupt is not an error a probe may report as 'unknown': the run ends with 128 +
+    the signal, its instance destroyed and its run cleaned."""
+    from explorer import cli, interrupts
+
+    previous = {sig: signal.getsignal(sig) for sig in interrupts.INTERRUPTS}
+    fake.behaviour["interrupt_in_view"] = signum
+    scenario_file = tmp_path / "fake.yaml"
+    scenario_file.write_text(SCENARIO_YAML)
+    monkeypatch.setattr(
+        "sys.argv", ["explorer", "run", "--scenario-file", str(scenario_file), "--sides", "fake", "--repeat", "1"]
+    )
+    try:
+        with pytest.raises(SystemExit) as ended:
+            cli.cli()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert ended.value.code == 128 + signum
+    assert fake.calls[-2:] == ["destroy fake-0", "clean"]
+    err = capsys.readouterr().err
+    assert f"interrupted by {signal.Signals(signum).name}" in err and "Traceback" not in err

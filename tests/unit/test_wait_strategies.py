@@ -307,15 +307,34 @@ def test_without_libpq_postgres_readiness_says_how_to_get_it(monkeypatch):
 # ---- tcp and the registry ---------------------------------------------------------------
 
 
-def test_tcp_says_what_it_saw_and_warns():
+def test_tcp_counts_a_held_connection_from_the_moment_it_was_accepted():
     check = readiness.STRATEGIES["tcp"]()
-    with server(lambda conn: time.sleep(0.5)) as port:
+    with server(lambda conn: time.sleep(1.0)) as port:  # a server waiting for its client to speak
+        started = time.monotonic()
         assert check.attempt("127.0.0.1", port)
-    assert check.last_seen == "accepted, then silent"
-    with server(lambda conn: None) as port:
+        returned = time.monotonic()
+    assert check.last_seen == "accepted, then held open for 0.5 s"
+    assert returned - started >= check.SETTLE_S  # it held the connection for the settle window...
+    assert check.ready_at is not None and check.ready_at - started < 0.2  # ...and dates readiness at the accept
+    with server(lambda conn: conn.sendall(b"hello\r\n")) as port:  # a server that speaks first
+        assert check.attempt("127.0.0.1", port) and check.last_seen == "accepted, then data"
+
+
+def test_tcp_is_not_fooled_by_a_proxy_with_nothing_behind_it():
+    """Docker's userland proxy and QEMU's hostfwd accept, try the workload's port behind them,
+    and close the client's connection when that is refused: after a few milliseconds, not at once."""
+    check = readiness.STRATEGIES["tcp"]()
+    with server(lambda conn: time.sleep(0.05)) as port:
         assert not check.attempt("127.0.0.1", port)
-    assert check.last_seen == "accepted, then closed at once"
-    assert "port proxy" in check.WARNING and "hostfwd" in check.WARNING
+    assert check.last_seen.startswith("accepted, then closed at once") and check.ready_at is None
+    assert "weakest" in check.WARNING
+
+
+def test_waiting_with_tcp_returns_the_accept_time():
+    with server(lambda conn: time.sleep(1.0)) as port:
+        started = time.monotonic()
+        ready = readiness.wait_ready("tcp", "127.0.0.1", port, started + 5)
+    assert ready - started < 0.2
 
 
 def test_every_strategy_describes_itself_and_has_kind_as_its_key():
