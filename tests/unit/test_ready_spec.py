@@ -56,7 +56,7 @@ def test_to_dict_records_the_spec_and_keeps_ready_a_kind():
     assert loaded["ready_params"] == {"path": "/missing", "status": 200}
     assert loaded["ready_check"] == "HTTP GET /missing expecting status 200"
     assert loaded["ready_warning"] is None
-    assert "port proxy" in scenario.from_dict(redis_data("tcp")).to_dict()["ready_warning"]
+    assert "the weakest check" in scenario.from_dict(redis_data("tcp")).to_dict()["ready_warning"]
 
 
 @pytest.mark.parametrize(
