@@ -78,6 +78,7 @@ class SnapshotEngine(EngineDefaults):
                 self.vms.settle()
             raise
         artifact.paths["snapshot"] = str(target.handle.workdir)
+        with_state(artifact.facts, artifact.facts["snapshot"]["state_bytes"])
 
     def _save(self, scenario: Scenario, target: Target, t0: float) -> dict[str, Any]:
         vm: RunningVM = target.handle
@@ -218,6 +219,16 @@ class SnapshotEngine(EngineDefaults):
         """The run's restored domains and work dirs, by their labels (a saved state is the work
         dir of the boot that made it: `explorer clean` removes a dead owner's with the rest)."""
         return self.vms.clean(run_id)
+
+
+def with_state(facts: dict[str, Any], state: int) -> None:
+    """A restore starts from the disk, the kernel and initramfs (QEMU still loads them) and
+    the saved state: it counts in both the content and the stored figure."""
+    for figure in ("content", "stored"):
+        if f"{figure}_bytes" in facts:
+            facts[f"{figure}_bytes"] += state
+            facts[f"{figure}_parts"] = {**facts.get(f"{figure}_parts", {}), "saved state": state}
+            facts[f"{figure}_method"] += " + the saved memory and device state"
 
 
 def restored_xml(xml: str, port: int, overlay: Path, console: Path, labels: dict[str, Any]) -> str:

@@ -225,6 +225,12 @@ class VagrantBox(SourceDefaults):
         artifact = self.disk.prepare(scenario, progress)  # the full-OS image, the KVM verdict
         image = self.disk.image(scenario)  # cached: the image just prepared
         box = ensure_box(scenario, image, progress, driver="kvm" if artifact.facts["accel"] == "kvm" else "qemu")
-        artifact.facts.update(box=box.name, box_bytes=box.facts["box_bytes"])
+        artifact.facts.update(
+            box=box.name,
+            box_bytes=box.facts["box_bytes"],
+            stored_bytes=box.facts["box_bytes"],
+            stored_parts={"box": box.facts["box_bytes"]},
+            stored_method="the Vagrant box file (an uncompressed tar of the compressed qcow2, kernel, initramfs)",
+        )
         artifact.paths["box"] = str(box.path)
         return artifact

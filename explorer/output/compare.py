@@ -39,6 +39,15 @@ HOST_ROWS: list[Row] = [
 ]
 
 
+def _size(side: dict[str, Any], key: str) -> str:
+    image = side.get("image", {})
+    if key in image:
+        return human_bytes(image[key])
+    if "one_size_bytes" in image:
+        return f"- (one figure: {human_bytes(image['one_size_bytes'])} as stored)"
+    return "-"
+
+
 def _ready(side: dict[str, Any]) -> str:
     ready = side.get("startup", {}).get("summary", {}).get("ready_s")
     return f"{seconds(ready['median'])} (n={ready['n']})" if ready else "-"
@@ -60,7 +69,8 @@ def _marginal(density: dict[str, Any] | None) -> str:
 SIDE_ROWS: list[Row] = [
     ("engine", lambda s: report.engine(s)),
     ("accel", lambda s: s.get("accel", "?")),
-    ("image on disk", lambda s: human_bytes(s.get("image", {}).get("total_bytes"))),
+    ("image content, unpacked", lambda s: _size(s, "content_bytes")),
+    ("image stored", lambda s: _size(s, "stored_bytes")),
     ("start to ready, median", _ready),
     (
         "host memory per instance (PSS)",

@@ -115,15 +115,36 @@ _V1_ROLE = {"container": "shim", "vm": "VMM"}
 
 def upgraded(result: dict[str, Any]) -> dict[str, Any]:
     """`result` as the current version writes it (a copy where anything had to change)."""
-    if result.get("schema") != "explorer.result/1":
+    v1 = result.get("schema") == "explorer.result/1"
+    sides = result.get("sides") if isinstance(result.get("sides"), dict) else {}
+    one_size = [s for s in sides.values() if isinstance(s.get("image"), dict) and "content_bytes" not in s["image"]]
+    if not v1 and not one_size:
         return result
     result = copy.deepcopy(result)
     for name, side in result.get("sides", {}).items():
-        for key, value in _V1_SIDES.get(name, {"name": name, "kind": None, "title": name, "roles": []}).items():
-            side.setdefault(key, value)
-        _fill_v2_figures(side, _V1_ROLE.get(name, "runtime"))
-    result["upgraded_from"] = "explorer.result/1"
+        if v1:
+            for key, value in _V1_SIDES.get(name, {"name": name, "kind": None, "title": name, "roles": []}).items():
+                side.setdefault(key, value)
+            _fill_v2_figures(side, _V1_ROLE.get(name, "runtime"))
+        _name_one_size(side)
+    if v1:
+        result["upgraded_from"] = "explorer.result/1"
     return result
+
+
+def _name_one_size(side: dict[str, Any]) -> None:
+    """Results saved before sizes came as content and stored have one figure per side: the
+    image as its engine keeps it. A container's is Docker's Size, its content; a VM's was the
+    qcow2 as stored plus kernel and initramfs, which is neither, so it is shown as what it was."""
+    image = side.get("image")
+    if not isinstance(image, dict) or "content_bytes" in image:
+        return
+    if side.get("kind") == "container" and image.get("image_bytes") is not None:
+        image["content_bytes"] = image["image_bytes"]
+        image["content_method"] = "Docker's Size (docker image inspect), as an older explorer recorded it"
+    elif image.get("total_bytes") is not None:
+        image["one_size_bytes"] = image["total_bytes"]
+        image["one_size_method"] = "saved by an older explorer: the qcow2 as stored + kernel + initramfs"
 
 
 def _fill_v2_figures(side: dict[str, Any], role: str) -> None:

@@ -35,9 +35,12 @@ def write(result: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt  # optional dependency, as above
 
-    fig, (startup_ax, memory_ax) = plt.subplots(2, 1, figsize=(10, 8), gridspec_kw={"height_ratios": [3, 2]})
+    fig, (startup_ax, memory_ax, size_ax) = plt.subplots(
+        3, 1, figsize=(10, 11), gridspec_kw={"height_ratios": [3, 2, 2]}
+    )
     _startup(startup_ax, result)
     _memory(memory_ax, result)
+    _sizes(size_ax, result)
     fig.suptitle(report.title(result))
     return save(fig, path)
 
@@ -88,6 +91,29 @@ def _startup(ax: Any, result: dict[str, Any]) -> None:
     ax.set_xlabel("seconds since create (log scale); dots: repeats, bar: median")
     ax.set_title("Startup milestones per repeat")
     ax.grid(axis="x", which="both", alpha=0.3)
+
+
+def _sizes(ax: Any, result: dict[str, Any]) -> None:
+    """What each side starts from: its content (unpacked, compared like for like) and what it
+    costs stored (compressed layers, the qcow2 as written), side by side."""
+    names = list(result["sides"])
+    for y, name in enumerate(names):
+        side = result["sides"][name]
+        image, color = side.get("image", {}), side_color(side)
+        content = image.get("content_bytes")
+        stored = image.get("stored_bytes", image.get("one_size_bytes"))
+        if content is not None:
+            ax.barh(y - 0.2, content / MIB, height=0.4, color=color)
+            ax.annotate(f" {human_bytes(content)} content", (content / MIB, y - 0.2), va="center", fontsize=8)
+        if stored is not None:
+            ax.barh(y + 0.2, stored / MIB, height=0.4, color=color, alpha=0.45, hatch="//")
+            ax.annotate(f" {human_bytes(stored)} stored", (stored / MIB, y + 0.2), va="center", fontsize=8)
+    ax.set_yticks(range(len(names)), [side_title(result["sides"][n], n) for n in names])
+    ax.invert_yaxis()
+    ax.margins(x=0.3)
+    ax.set_xlabel("MiB: content (unpacked, solid) and stored (compressed or as written, hatched)")
+    ax.set_title("What each side starts from")
+    ax.grid(axis="x", alpha=0.3)
 
 
 def _memory(ax: Any, result: dict[str, Any]) -> None:

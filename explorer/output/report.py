@@ -32,15 +32,36 @@ def engine(side: dict[str, Any]) -> str:
     return f"libvirt {e.get('libvirt_version', '?')}, QEMU {e.get('qemu_version', '?')}, {str(accel or '?').upper()}"
 
 
+def _parts(parts: dict[str, Any] | None) -> str:
+    return ", ".join(f"{name} {human_bytes(value)}" for name, value in (parts or {}).items())
+
+
 def _image(side: dict[str, Any]) -> str:
+    """Content (unpacked) and stored, each with its parts; the virtual disk size apart."""
     img = side.get("image", {})
-    if "vm_image_bytes" in img:
-        return (
-            f"{human_bytes(img['vm_image_bytes'])} (disk {human_bytes(img.get('disk_bytes'))} of "
-            f"{human_bytes(img.get('disk_virtual_bytes'))} virtual, kernel "
-            f"{human_bytes(img.get('kernel_bytes'))}, initramfs {human_bytes(img.get('initramfs_bytes'))})"
+    if "content_bytes" not in img:
+        if "one_size_bytes" in img:
+            return f"{human_bytes(img['one_size_bytes'])} ({img['one_size_method']})"
+        return human_bytes(img.get("image_bytes"))
+    content = f"content {human_bytes(img['content_bytes'])} unpacked"
+    if len(img.get("content_parts") or {}) > 1:
+        content += f" ({_parts(img['content_parts'])})"
+    if img.get("stored_bytes") is None:
+        return content
+    stored = f"stored {human_bytes(img['stored_bytes'])}"
+    compressed = (
+        "compressed" if "zlib" in img.get("stored_method", "") or "gzip" in img.get("stored_method", "") else ""
+    )
+    if "qcow2" in (img.get("stored_parts") or {}):
+        virtual = f" of {human_bytes(img['disk_virtual_bytes'])} virtual" if img.get("disk_virtual_bytes") else ""
+        stored += (
+            f" (qcow2 {human_bytes(img['stored_parts']['qcow2'])}{virtual}{', ' + compressed if compressed else ''})"
         )
-    return human_bytes(img.get("image_bytes"))
+    elif compressed:
+        stored += " (layers gzip'd, as a registry stores them)"
+    elif "box" in (img.get("stored_parts") or {}):
+        stored += " (the Vagrant box)"
+    return f"{content}; {stored}"
 
 
 def _visible(side: dict[str, Any]) -> str:
@@ -138,7 +159,7 @@ def _isolation(side: dict[str, Any]) -> str:
 
 SUMMARY_ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("runs on", engine),
-    ("image on disk", _image),
+    ("image size", _image),
     ("workload in host's ps -e", _visible),
     ("kernel", _kernel),
     ("processes inside", _inside),

@@ -1,4 +1,7 @@
-"""How big the workload's image is on the host, as its engine stores it."""
+"""How big what the workload starts from is, measured two ways with their methods
+(explorer/images/sizes.py): its content (unpacked: what it holds) and what storing or
+shipping it costs (stored: compressed as a registry stores layers, or the qcow2 as written).
+Sizes compare content with content; the virtual disk size is kept apart."""
 
 from __future__ import annotations
 
@@ -15,6 +18,13 @@ KEYS = (
     "kernel_bytes",
     "initramfs_bytes",
     "vm_image_bytes",
+    "content_bytes",
+    "content_parts",
+    "content_method",
+    "stored_bytes",
+    "stored_parts",
+    "stored_method",
+    "fs_used_bytes",
 )
 
 
@@ -22,6 +32,6 @@ def probe(ctx: ProbeContext) -> dict[str, Any]:
     facts = ctx.artifact.facts
     out = {key: facts[key] for key in KEYS if facts.get(key) is not None}
     out["ref"] = ctx.artifact.ref
-    # One comparable figure per side: what must be on disk to start the workload.
+    # explorer 0.1's single figure, kept for older readers: the image as the engine keeps it
     out["total_bytes"] = facts.get("vm_image_bytes", facts.get("image_bytes"))
     return out

@@ -12,6 +12,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from explorer.errors import BackendUnavailable, ExplorerError
+from explorer.images import sizes
 from explorer.images.container.docker_image import ensure_image, image_argv
 from explorer.model import LABEL_IMAGE, Artifact
 from explorer.parts import DoctorCheck, Progress, SourceDefaults
@@ -44,7 +45,10 @@ class ContainerImage(SourceDefaults):
     """The scenario's Docker image, as `docker image inspect` describes it."""
 
     def prepare(self, scenario: Scenario, progress: Progress | None = None) -> Artifact:
-        return ensure_image(docker_client(), scenario, progress)
+        client = docker_client()
+        artifact = ensure_image(client, scenario, progress)
+        artifact.facts.update(sizes.container_sizes(client, client.images.get(artifact.ref)))
+        return artifact
 
     def doctor_checks(self) -> list[DoctorCheck]:
         return [DoctorCheck("mmdebstrap", lambda: tool("mmdebstrap", "mmdebstrap"))]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.errors import BuildError
-from explorer.images import cache_dir, run_tool
+from explorer.images import cache_dir, run_tool, sizes
 from explorer.images.container.rootfs import EXCLUDES
 from explorer.images.fullvm import dpkg_db as dpkg
 from explorer.images.fullvm import guest_files as fullos_guest
@@ -68,6 +68,7 @@ IMAGE_ROOT = "/srv/explorer-rootfs"  # an image scenario's own filesystem, insid
 HOOKS = ('--customize-hook=chroot "$1" useradd --create-home --shell /bin/bash --user-group vagrant',)
 GIB = 1024**3
 DISK_FILES = ("root.qcow2", "vmlinuz", "initrd.img", "facts.json")
+FS_FACTS = "fs.json"  # the ext4 filesystem's figures (images/sizes.py), beside the disk
 TAR_EXTRACT = ["tar", "--numeric-owner", "--same-permissions", "--same-owner", "--xattrs", "--xattrs-include=*", "-x"]
 Progress = Callable[[str], None]
 
@@ -425,6 +426,8 @@ def _make_disk(root: Path, raw: Path, qcow2: Path, content: int, entries: int, t
         timeout=timeout,
     )
     shutil.rmtree(root)
+    filesystem = sizes.filesystem_in_use(raw)
+    (qcow2.parent / FS_FACTS).write_text(json.dumps(filesystem, indent=1, sort_keys=True) + "\n")
     run_tool(
         ["qemu-img", "convert", "-q", "-c", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)],
         "compressing the full-OS disk to qcow2",
@@ -448,6 +451,7 @@ def _load(directory: Path, built: bool) -> FullOSImage:
         built=built,
     )
     facts["vm_image_bytes"] = facts["disk_bytes"] + facts["kernel_bytes"] + facts["initrd_bytes"]
+    facts.update(sizes.vm_sizes(sizes.cached_filesystem(disk, directory / FS_FACTS), disk, kernel, initrd, True))
     if not built:
         facts["build_s_when_built"] = facts.pop("build_s", None)
         facts["build_s"] = 0.0

@@ -25,7 +25,7 @@ import docker
 from docker.errors import DockerException
 
 from explorer.errors import BuildError
-from explorer.images import cache_dir, partials
+from explorer.images import cache_dir, partials, sizes
 from explorer.images import run_tool as _run
 from explorer.images.fullvm.dpkg_db import tree_bytes
 from explorer.images.microvm import guest_config
@@ -128,7 +128,7 @@ def ensure_vm_image(
         if progress:
             progress(f"building the VM disk for {artifact.ref}")
         _build_disk(client, scenario, artifact, key, disk, busybox)
-    facts = _facts(disk, kernel.boot_image, initramfs)
+    facts = _facts(disk, kernel.boot_image, initramfs, pvh=kernel.boot_image != kernel.vmlinuz)
     facts.update(
         built=built,
         cache_key=key,
@@ -155,6 +155,7 @@ def _build_disk(
         content, entries = _content(root)
         raw, partial = Path(tmp, "disk.raw"), Path(tmp, "disk.qcow2")
         _make_ext4(root, raw, content, entries)
+        filesystem = sizes.filesystem_in_use(raw)
         _run(
             ["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(partial)],
             "converting the VM disk to qcow2",
@@ -163,6 +164,7 @@ def _build_disk(
             "image": artifact.ref,
             "image_id": artifact.facts.get("image_id"),
             "rootfs_bytes": content,
+            **filesystem,
             "build_s": round(time.monotonic() - started, 2),
             "config": config,
         }
@@ -323,7 +325,7 @@ def _make_ext4(root: Path, raw: Path, content: int, entries: int) -> None:
     )
 
 
-def _facts(disk: Path, kernel: Path, initramfs: Path) -> dict[str, Any]:
+def _facts(disk: Path, kernel: Path, initramfs: Path, pvh: bool = False) -> dict[str, Any]:
     info = json.loads(_run(["qemu-img", "info", "--output=json", str(disk)], "reading the VM disk").stdout)
     disk_stat, kernel_stat = disk.stat(), kernel.stat()
     facts: dict[str, Any] = {  # *_bytes: allocated on the host; *_file_bytes: apparent size
@@ -339,4 +341,6 @@ def _facts(disk: Path, kernel: Path, initramfs: Path) -> dict[str, Any]:
         facts["rootfs_bytes"] = json.loads(disk.with_suffix(".json").read_text())["rootfs_bytes"]
     except (OSError, ValueError, KeyError):
         pass
-    return facts
+    filesystem = sizes.cached_filesystem(disk, disk.with_suffix(".json"))
+    what = "kernel (its uncompressed vmlinux, booted directly)" if pvh else "kernel"
+    return {**facts, **sizes.vm_sizes(filesystem, disk, kernel, initramfs, compressed=False, kernel_what=what)}
