@@ -184,8 +184,8 @@ def wait_until_ready(backend: Backend, scenario: Scenario, target: Target, t0: f
     readiness.wait_for_mark(target.marks, gate, lambda: backend.poll(target), t0 + timeout)
     if gate and gate not in target.marks:
         raise NotReady(
-            f"the {backend.side.title} {target.name} never reached its {gate} milestone in "
-            f"{timeout:g} s, before which its readiness is not checked"
+            f"the {backend.side.title} {target.name} did not answer a {scenario.workload.ready.kind} readiness "
+            f"check in {timeout:g} s: its {gate} milestone, before which no check can pass, never came"
         )
     ready = readiness.wait_ready(
         scenario.workload.ready,
