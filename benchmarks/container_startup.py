@@ -19,7 +19,7 @@ import time
 
 import docker
 
-from explorer import lifecycle, scenario, sides
+from explorer import lifecycle, readiness, scenario, sides
 from explorer.errors import BackendUnavailable
 from explorer.images.container.source import docker_client
 
@@ -50,7 +50,7 @@ def bare_start_to_ready(client: docker.DockerClient, image: str, port: int, runt
                         return time.monotonic() - t0
             except OSError:
                 pass
-            time.sleep(0.05)
+            time.sleep(readiness.INTERVAL_S)  # explorer's own resolution
     finally:
         container.remove(force=True)
 

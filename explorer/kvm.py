@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -164,8 +165,18 @@ def _file_identity(path: Path) -> str:
 
 
 def qemu_version() -> str:
+    """QEMU's own first line of --version, asked once per binary (its path, size and mtime)."""
+    path = shutil.which(QEMU)
+    if path is None:
+        return "unknown"
+    stat = os.stat(path)
+    return _qemu_version(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _qemu_version(path: str, size: int, mtime_ns: int) -> str:
     try:
-        out = subprocess.run([QEMU, "--version"], check=False, capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run([path, "--version"], check=False, capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.splitlines()[0].strip() if out else "unknown"

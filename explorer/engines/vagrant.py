@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,17 @@ class VagrantMachine:
         self.workdir, self.env, self.up, self.watcher = workdir, env, up, watcher
         self.process: Any = None
         self.probes: dict[str, Any] = {}  # the milestone probes' state
+        self.up_returned: float | None = None  # when `vagrant up` exited, stamped as it did
+        self.up_waiter = threading.Thread(target=self._wait_for_up, name=f"vagrant-up:{workdir.name}", daemon=True)
+        self.up_waiter.start()
+
+    def _wait_for_up(self) -> None:
+        self.up.wait()
+        self.up_returned = time.monotonic()
+
+    def wait_for_up(self, timeout_s: float) -> None:
+        """Until `vagrant up` has returned (vagrant ssh before that may meet its lock)."""
+        self.up_waiter.join(timeout_s)
 
 
 class VagrantEngine(EngineDefaults):
@@ -190,12 +202,12 @@ class VagrantEngine(EngineDefaults):
                 target.mark(probe.milestone)
                 probe.close(machine.probes)
         code = machine.up.poll()
-        if code is not None and "up" not in target.marks:
+        if code is not None and machine.up_returned is not None and "up" not in target.marks:
             if code != 0:
                 raise BackendError(
                     f"vagrant up exited {code} for {target.name}", hint="its last lines:\n" + self.logs(target)
                 )
-            target.mark("up")
+            target.mark("up", machine.up_returned)
 
     def after_ready(self, target: Target) -> None:
         deadline = time.monotonic() + UP_TIMEOUT_S

@@ -74,10 +74,16 @@ class AgentChannel:
     docker exec's is), with systemd's own boot figures and the guest's memory use recorded in
     the target's facts. The engine keeps the libvirt domain in the target's handle."""
 
+    WAIT_S = 60.0  # the agent may come up after the service answers
+
     def view(self, target: Target) -> GuestView:
-        if "agent" not in target.marks:
-            raise BackendError(f"the guest agent of {target.name} never answered")
         domain = target.handle.domain
+        deadline = time.monotonic() + self.WAIT_S
+        while "agent" not in target.marks:
+            if ping(domain):
+                target.mark("agent")
+            elif time.monotonic() > deadline:
+                raise BackendError(f"the guest agent of {target.name} did not answer in {self.WAIT_S:g} s")
         result = run(domain, ["/bin/sh", "-c", view_script()])
         view = parse_view(result.stdout, channel="qemu-guest-agent guest-exec")
         if not result.succeeded or view is None:

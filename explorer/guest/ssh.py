@@ -32,6 +32,7 @@ class VagrantSsh:
 
     def view(self, target: Target) -> GuestView:
         machine = target.handle
+        machine.wait_for_up(self.TIMEOUT_S)  # vagrant ssh while `vagrant up` still runs may meet its lock
         out = vagrant(
             ["ssh", "--no-tty", "-c", view_script()], machine.workdir, env=machine.env, timeout=self.TIMEOUT_S
         ).stdout

@@ -68,6 +68,26 @@ def file_bytes(path: Path) -> int:
     return min(stat.st_size, stat.st_blocks * 512)
 
 
+def disk_info(disk: Path) -> dict[str, Any]:
+    """`qemu-img info` of a cached disk (its format and virtual size), asked once per disk file
+    (its size and mtime) and kept beside it: a run reads it instead of starting qemu-img."""
+    stat = disk.stat()
+    kept = disk.with_name(f".{disk.name}.info.json")
+    identity = [stat.st_size, stat.st_mtime_ns]
+    try:
+        recorded = json.loads(kept.read_text())
+        if recorded.get("identity") == identity:
+            return recorded["info"]
+    except (OSError, ValueError, KeyError):
+        pass
+    info = json.loads(run_tool(["qemu-img", "info", "--output=json", str(disk)], f"reading {disk.name}").stdout)
+    try:
+        kept.write_text(json.dumps({"identity": identity, "info": info}) + "\n")
+    except OSError:
+        pass  # a read-only cache: asked again next time
+    return info
+
+
 def vm_sizes(
     fs: dict[str, int], disk: Path, kernel: Path, initramfs: Path, compressed: bool, kernel_what: str = "kernel"
 ) -> dict[str, Any]:

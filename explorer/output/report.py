@@ -243,7 +243,13 @@ def time_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     starts = 0.0
     for name, p in (phases.get("sides") or {}).items():
         title = side_title(result["sides"].get(name, {}), name)
-        spent = {"probes": p.get("probes_s"), "destroy": p.get("destroy_s"), "clean": p.get("clean_s")}
+        spent = {
+            "probes": p.get("probes_s"),
+            "after readiness (later milestones)": p.get("after_ready_s"),
+            "load": p.get("load_s"),
+            "destroy (the engine's removal)": p.get("destroy_s"),
+            "clean": p.get("clean_s"),
+        }
         other = p.get("measure_s", 0.0) - p.get("starts_s", 0.0) - sum(v or 0.0 for v in spent.values())
         starts += p.get("starts_s", 0.0)
         rows.append([title, "prepare (build or find)", seconds(p.get("prepare_s")), share(p.get("prepare_s"))])
@@ -256,7 +262,7 @@ def time_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
             ]
         )
         rows += [[title, key, seconds(value), share(value)] for key, value in spent.items() if value is not None]
-        rows.append([title, "other (waits, polling)", seconds(max(other, 0.0)), share(max(other, 0.0))])
+        rows.append([title, "other (explorer's own)", seconds(max(other, 0.0)), share(max(other, 0.0))])
     rows.append(["", "total", seconds(total), "100%"])
     rows.append(["", "outside the create -> ready windows", seconds(total - starts), share(total - starts)])
     return ["side", "phase", "wall time", "share"], rows

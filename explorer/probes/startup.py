@@ -8,11 +8,12 @@ from typing import Any
 
 
 def summarize(repeats: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """min / median / max / stdev of every milestone measured in all repeats."""
-    keys = [k for k in repeats[0] if all(k in r for r in repeats)] if repeats else []
+    """min / median / max / stdev of every milestone, over the starts that measured it (n says
+    how many: a milestone that comes after readiness is waited for on the probed start only)."""
+    keys = list(dict.fromkeys(k for r in repeats for k in r))
     out = {}
     for key in keys:
-        values = [r[key] for r in repeats]
+        values = [r[key] for r in repeats if key in r]
         out[key] = {
             "n": len(values),
             "min": min(values),

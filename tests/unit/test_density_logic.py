@@ -411,7 +411,7 @@ def test_the_time_table_shows_where_a_runs_time_goes():
     _headers, rows = report.time_table(result)
     table = {(r[0], r[1]): r[2:] for r in rows}
     assert table[("container", "create -> ready (n=2)")] == ["12.00 s", "60%"]
-    assert table[("container", "other (waits, polling)")] == ["1.50 s", "8%"]
+    assert table[("container", "other (explorer's own)")] == ["1.50 s", "8%"]
     assert table[("", "outside the create -> ready windows")] == ["8.00 s", "40%"]
     assert "\nTime\n" in report.render(result)
 

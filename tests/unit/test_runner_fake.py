@@ -150,7 +150,16 @@ def test_repeats_destroy_each_start_and_probe_the_last(fake):
     )
     assert len(side["startup"]["repeats"]) == 3 and side["visibility"]["inside"]["available"]
     phases = result["phases"]["sides"]["fake"]
-    assert set(phases) == {"prepare_s", "measure_s", "starts_s", "start_s", "probes_s", "destroy_s", "clean_s"}
+    assert set(phases) == {
+        "prepare_s",
+        "measure_s",
+        "starts_s",
+        "start_s",
+        "probes_s",
+        "after_ready_s",
+        "destroy_s",
+        "clean_s",
+    }
     assert len(phases["start_s"]) == 3 and phases["starts_s"] == pytest.approx(sum(phases["start_s"]), abs=0.01)
     assert phases["probes_s"] + phases["destroy_s"] + phases["starts_s"] <= phases["measure_s"] + 0.01
 

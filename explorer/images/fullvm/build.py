@@ -440,7 +440,7 @@ def _make_disk(root: Path, raw: Path, qcow2: Path, content: int, entries: int, t
 def _load(directory: Path, built: bool) -> FullOSImage:
     facts = json.loads((directory / "facts.json").read_text())
     disk, kernel, initrd = (directory / name for name in DISK_FILES[:3])
-    info = json.loads(run_tool(["qemu-img", "info", "--output=json", str(disk)], "reading the full-OS disk").stdout)
+    info = sizes.disk_info(disk)
     facts.update(
         disk_bytes=disk.stat().st_blocks * 512,
         disk_file_bytes=disk.stat().st_size,

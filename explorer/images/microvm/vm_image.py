@@ -326,7 +326,7 @@ def _make_ext4(root: Path, raw: Path, content: int, entries: int) -> None:
 
 
 def _facts(disk: Path, kernel: Path, initramfs: Path, pvh: bool = False) -> dict[str, Any]:
-    info = json.loads(_run(["qemu-img", "info", "--output=json", str(disk)], "reading the VM disk").stdout)
+    info = sizes.disk_info(disk)
     disk_stat, kernel_stat = disk.stat(), kernel.stat()
     facts: dict[str, Any] = {  # *_bytes: allocated on the host; *_file_bytes: apparent size
         "disk_bytes": disk_stat.st_blocks * 512,
