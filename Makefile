@@ -30,6 +30,7 @@ bench: venv
 	$(BIN)/python benchmarks/container_startup.py
 	$(BIN)/python benchmarks/vm_startup.py
 	$(BIN)/python benchmarks/run_overhead.py
+	$(BIN)/python benchmarks/load_overhead.py
 
 clean:
 	-$(BIN)/explorer clean

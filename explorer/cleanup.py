@@ -10,6 +10,7 @@ from pathlib import Path
 
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.images import cache_root, check_cache, partials
+from explorer.load import native
 from explorer.sides import SIDES, backend_for
 
 
@@ -39,6 +40,7 @@ def clean_all(cache: bool = False) -> Cleaned:
             done.unreachable.append(f"the {side} side: {exc}")
     # sides sharing an engine (runc and gvisor; the VM sides) find the same leftovers
     done.removed, done.unreachable = list(dict.fromkeys(done.removed)), list(dict.fromkeys(done.unreachable))
+    done.removed += native.clean()  # the native reference's network namespaces (its copies are partials)
     root = cache_root()
     removed, kept = partials.clean_stale(root if root.is_dir() else None)
     done.removed += removed

@@ -22,6 +22,7 @@ from explorer.images.box import add_box_argv, ensure_box
 from explorer.images.container.source import workload_argv
 from explorer.images.fullvm.build import ensure_fullos_image
 from explorer.interrupts import Interrupted
+from explorer.load import rounds
 from explorer.output import compare as comparison
 from explorer.output import density as density_report
 from explorer.output import density_plot, document, files, plot, report
@@ -221,6 +222,17 @@ def _build_fullvm(scenario: scenarios.Scenario, box: bool) -> None:
     help="Then run N instances per side at once (explorer density) and judge claim 7 from them.",
 )
 @click.option(
+    "--load-seconds",
+    type=click.FloatRange(0.5, 600),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Length of each round of the standard load (3 measured rounds and 1 traced, per side and native).",
+)
+@click.option(
+    "--no-load", is_flag=True, help="Skip the standard load (what isolation costs; the host kernel's surface)."
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="Exit 1 (after the report) when a side's figures cannot be trusted, e.g. an impossible timeline.",
@@ -241,6 +253,8 @@ def run(
     plot_file: str | None,
     density_count: int | None = None,
     strict: bool = False,
+    load_seconds: float = 2.0,
+    no_load: bool = False,
 ) -> None:
     """Run a scenario (or --image REF --port N --ready KIND) on every side, and compare them."""
     choice = _choice(side_names, only)
@@ -256,7 +270,8 @@ def run(
             scenario = _load(name, scenario_file)
         if ready_timeout is not None:
             scenario = _with_ready_timeout(scenario, ready_timeout)
-        result = lifecycle.run(scenario, choice, repeat, steps)
+        load = None if no_load else rounds.Settings(seconds=load_seconds)
+        result = lifecycle.run(scenario, choice, repeat, steps, load=load)
         if density_count:
             measured = lifecycle.Choice(names=tuple(result["sides"]))
             document.merge_density(result, density.run(scenario, measured, density_count, None, steps))

@@ -170,6 +170,9 @@ class DensityPlan:
     counts: dict[str, int]
     ksm_settle_s: float
 
+    def begin(self, scenario: Scenario, say: Progress) -> dict[str, Any]:
+        return {}
+
     def measure(
         self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
     ) -> dict[str, Any]:

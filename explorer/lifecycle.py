@@ -24,6 +24,8 @@ from explorer import interrupts, readiness
 from explorer.backends.base import Backend
 from explorer.errors import BackendUnavailable, ExplorerError, NotReady
 from explorer.hostinfo import host_facts
+from explorer.load import rounds
+from explorer.load.phase import LoadPhase
 from explorer.model import Artifact, Target
 from explorer.output.document import RESULT_SCHEMA
 from explorer.probes import ProbeContext, isolation, kernel, memory, size, visibility
@@ -65,7 +67,10 @@ class Choice:
 
 
 class Plan(Protocol):
-    """What a command measures on each side, between prepare and the end of the side."""
+    """What a command measures on each side, between prepare and the end of the side; and
+    what it measures once before the sides (a reference), kept in the document."""
+
+    def begin(self, scenario: Scenario, say: Progress) -> dict[str, Any]: ...
 
     def measure(
         self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
@@ -98,6 +103,9 @@ def sequence(
     }
     checked = check_sides(scenario, choice, doc["skipped"])  # every side's checks before any side starts
     doc["phases"]["check_s"] = round(time.monotonic() - started, 3)
+    begun = time.monotonic()
+    doc.update(plan.begin(scenario, say))
+    doc["phases"]["reference_s"] = round(time.monotonic() - begun, 3)
     for name, (backend, engine) in checked.items():
         phase_start = time.monotonic()
         artifact = backend.prepare(scenario, say)
@@ -254,6 +262,10 @@ class RunPlan:
     """Start the workload `repeats` times per side, one after another; probe the last start."""
 
     repeats: int | None = None  # None: the scenario's, capped by the side's own max_repeats
+    load: LoadPhase | None = None  # the standard load on the probed start (None: --no-load)
+
+    def begin(self, scenario: Scenario, say: Progress) -> dict[str, Any]:
+        return {"load": self.load.reference(scenario, say)} if self.load is not None else {}
 
     def measure(
         self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
@@ -270,9 +282,8 @@ class RunPlan:
                 if index:  # the last instance's teardown, finished before this start's clock runs
                     with _spending(spent, "destroy_s"):
                         backend.settle()
-                timings.append(
-                    self._one(backend, scenario, artifact, run_id, index, index == repeats - 1, probed, spent)
-                )
+                final = index == repeats - 1
+                timings.append(self._one(backend, scenario, artifact, run_id, index, final, probed, spent, say))
         finally:
             with interrupts.deferred(), _spending(spent, "clean_s"):
                 backend.clean(run_id)  # safety net: anything labelled with this run
@@ -301,6 +312,7 @@ class RunPlan:
         final: bool,
         probed: dict[str, Any],
         spent: dict[str, float],
+        say: Progress,
     ) -> dict[str, float]:
         kept: list[Target] = []
         try:
@@ -310,6 +322,9 @@ class RunPlan:
                     probed.update(probe(backend, scenario, artifact, target))
                 with _spending(spent, "after_ready_s"):
                     backend.after_ready(target)
+                if self.load is not None:
+                    with _spending(spent, "load_s"):
+                        probed["load"] = self.load.side(backend, scenario, target, say)
             return relative(target.marks, target.facts["t0"], backend.milestones)
         finally:
             for target in kept:
@@ -336,9 +351,12 @@ def run(
     repeats: int | None = None,
     progress: Progress | None = None,
     run_id: str | None = None,
+    load: rounds.Settings | None = None,
 ) -> dict[str, Any]:
-    """`explorer run`: the result document of the scenario on each chosen side."""
-    return sequence(scenario, choice or Choice(), RunPlan(repeats), RESULT_SCHEMA, progress, run_id)
+    """`explorer run`: the result document of the scenario on each chosen side (with `load`,
+    the native reference and each side's probed start under the standard load)."""
+    plan = RunPlan(repeats, LoadPhase(load) if load is not None else None)
+    return sequence(scenario, choice or Choice(), plan, RESULT_SCHEMA, progress, run_id)
 
 
 def measure(

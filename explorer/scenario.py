@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from explorer import load as loads
 from explorer import readiness
 from explorer.errors import ScenarioError, UsageError
 from explorer.reference import reference_problem, scenario_name_problem
@@ -73,6 +74,7 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "repeats": {"type": "integer", "minimum": 1, "maximum": 100},
+        "load": {"$ref": "#/$defs/load"},  # from explorer.load.CLIENTS; false: no standard load
         "vm": {
             "type": "object",
             "additionalProperties": False,
@@ -140,6 +142,7 @@ class Scenario:
     repeats: int = 5
     vm: VMSpec = field(default_factory=VMSpec)
     source: str = "<memory>"
+    load: loads.LoadSpec | None = None  # the standard load (None: none, or no protocol known)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary for saved results."""
@@ -157,6 +160,8 @@ class Scenario:
             "ready_check": w.ready.strategy().describe(),
             "ready_warning": readiness.STRATEGIES[w.ready.kind].WARNING,
             "repeats": self.repeats,
+            "load": None if self.load is None else self.load.as_data(),
+            "load_client": None if self.load is None else self.load.client().describe(),
             "timeouts": self.timeouts.__dict__,
             "vm": self.vm.__dict__,
         }
@@ -195,7 +200,7 @@ _VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_
 
 def validate(data: Any, source: str) -> list[str]:
     """Every schema problem in `data`, as 'FILE: field.path: message' lines."""
-    schema = {**SCHEMA, "$defs": {"ready": readiness.schema()}}  # the registry's kinds, as they are now
+    schema = {**SCHEMA, "$defs": {"ready": readiness.schema(), "load": loads.schema()}}  # the registries, as now
     validator = _VALIDATOR(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     problems = [(_path(e), _message(e)) for e in errors] + _grammar_problems(data)
@@ -280,7 +285,17 @@ def from_dict(data: dict[str, Any], source: str = "<memory>") -> Scenario:
         repeats=data.get("repeats", 5),
         vm=VMSpec(**data.get("vm", {})),
         source=source,
+        load=_load_spec(data.get("load"), workload.ready),
     )
+
+
+def _load_spec(given: Any, ready: readiness.ReadySpec) -> loads.LoadSpec | None:
+    """The scenario's `load:`, else the default for its readiness kind; `load: false`: none."""
+    if given is False:
+        return None
+    if given is not None:
+        return loads.LoadSpec.from_data(given)
+    return loads.default_for(ready.kind, dict(ready.params))
 
 
 def load_file(path: str | Path) -> Scenario:

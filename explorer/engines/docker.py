@@ -172,6 +172,17 @@ class DockerEngine(EngineDefaults):
     def runtime_pids(self, target: Target) -> dict[int, str]:
         return self.runtime.runtime_pids(target)
 
+    def path_pids(self, target: Target) -> dict[int, str]:
+        """Docker's userland proxy of the published port: every byte from 127.0.0.1 goes through
+        it (one docker-proxy per published port and address)."""
+        wanted = ["-host-port", str(target.host_port)]
+        found = {}
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            argv = proc.info["cmdline"] or []
+            if proc.info["name"] == "docker-proxy" and any(argv[i : i + 2] == wanted for i in range(len(argv))):
+                found[proc.pid] = "proxy"
+        return found
+
     def logs(self, target: Target, lines: int = 20) -> str:
         if target.handle is None:
             return ""

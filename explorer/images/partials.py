@@ -28,16 +28,22 @@ MMDEBSTRAP = "explorer-build-"  # in the system temp dir: mmdebstrap's TMPDIR, i
 VM_DISK = "vm-"  # in the cache's tmp/
 KERNEL = "kernel-"  # in the cache's tmp/
 FLOOR = "explorer-floor-"  # in the system temp dir: the bare-QEMU floor measurement
+NATIVE = "native-"  # in the cache's tmp/: the native reference's root filesystem, unpacked or a run's copy
 # A partial without a PID in its name (made by an older explorer) is stale only once this old
 # and unused: nothing else says whose it is. /tmp/mmdebstrap.* is never touched: explorer's
 # builds give mmdebstrap a TMPDIR of their own, so one there is someone else's.
 LEGACY_AGE_S = 3600.0
 
 
+def make_dir(parent: Path | None, prefix: str) -> Path:
+    """A fresh directory PREFIX-PID-xxxx in `parent` (None: the system temp dir): its owner's."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
 @contextlib.contextmanager
 def build_dir(parent: Path | None, prefix: str) -> Iterator[Path]:
     """A fresh directory PREFIX-PID-xxxx in `parent` (None: the system temp dir), removed after."""
-    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+    path = make_dir(parent, prefix)
     try:
         yield path
     finally:
@@ -111,7 +117,12 @@ def locations(cache: Path | None) -> list[tuple[Path, str]]:
     temp = Path(tempfile.gettempdir())
     places = [(temp, MMDEBSTRAP), (temp, FLOOR)]
     if cache is not None:
-        places += [(cache / "rootfs", ROOTFS), (cache / "tmp", VM_DISK), (cache / "tmp", KERNEL)]
+        places += [
+            (cache / "rootfs", ROOTFS),
+            (cache / "tmp", VM_DISK),
+            (cache / "tmp", KERNEL),
+            (cache / "tmp", NATIVE),
+        ]
     return places
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer import claims
-from explorer.output import report
+from explorer.output import costs, report
 from explorer.output.document import side_title
 from explorer.output.tables import table
 from explorer.units import human_bytes, seconds
@@ -78,6 +78,8 @@ SIDE_ROWS: list[Row] = [
     ),
     ("marginal PSS per instance, many running", lambda s: _marginal(s.get("density"))),
     ("workload in host's ps -e", lambda s: _yes_no(s.get("visibility", {}).get("visible_on_host"))),
+    ("ops/s under the standard load", lambda s: _load(s, "rate")),
+    ("host system calls per op (traced round)", lambda s: _load(s, "per_op")),
     ("kernel", _kernel),
 ]
 
@@ -86,6 +88,46 @@ def labels_for(paths: list[str]) -> list[str]:
     """Column titles: file names, or whole paths where two runs share a file name."""
     stems = [Path(p).stem for p in paths]
     return [stem if stems.count(stem) == 1 else str(p) for stem, p in zip(stems, paths)]
+
+
+def _load(side: dict[str, Any], what: str) -> str:
+    load = side.get("load") or {}
+    if load.get("status") != "ok":
+        return f"- ({load.get('status', 'not measured')})"
+    if what == "per_op":
+        per_op = (load.get("traced") or {}).get("per_op")
+        return "-" if per_op is None else f"{per_op:.2f}"
+    return f"{load['summary']['ops_s']['median']:,.0f}"
+
+
+def _native_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+    """The native reference of each run, the floor the ratios below are taken against."""
+    cells = []
+    for result in results:
+        native = (result.get("load") or {}).get("native") or {}
+        rate = ((native.get("summary") or {}).get("ops_s") or {}).get("median")
+        cells.append(f"{rate:,.0f}" if rate else f"- ({native.get('status', 'not measured')})")
+    return (
+        [["native process: ops/s under the standard load", *cells]]
+        if any((r.get("load") or {}).get("native") for r in results)
+        else []
+    )
+
+
+def _ratio_rows(results: list[dict[str, Any]], names: list[str]) -> list[list[Any]]:
+    """Each side's throughput against its own run's native process: ratios travel across hosts."""
+    rows = []
+    for name in names:
+        cells = []
+        for result in results:
+            native = (((result.get("load") or {}).get("native") or {}).get("summary") or {}).get("ops_s") or {}
+            side = (result["sides"].get(name) or {}).get("load") or {}
+            rate = ((side.get("summary") or {}).get("ops_s") or {}).get("median")
+            cells.append(costs.ratio(rate, native.get("median")))
+        if any(cell != "-" for cell in cells):
+            title = next(side_title(r["sides"][name], name) for r in results if name in r["sides"])
+            rows.append([f"{title}: ops/s against the native process", *cells])
+    return rows
 
 
 def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[list[Any]]]:
@@ -98,6 +140,7 @@ def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], li
         for label, fn in SIDE_ROWS:
             cells = [fn(r["sides"][name]) if name in r["sides"] else "not measured" for r in results]
             rows.append([f"{title}: {label}", *cells])
+    rows += _native_rows(results) + _ratio_rows(results, names)
     verdicts = [{v["id"]: v["verdict"] for v in claims.judge(r)} for r in results]
     for number, claim in enumerate(claims.load(), 1):
         rows.append([f"claim {number}: {claim['id']}", *(v.get(claim["id"], "-") for v in verdicts)])

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.errors import ExplorerError, UsageError
-from explorer.output import report
+from explorer.output import costs, report
 from explorer.output.document import side_color, side_title
 from explorer.units import human_bytes, seconds
 
@@ -35,12 +35,12 @@ def write(result: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt  # optional dependency, as above
 
-    fig, (startup_ax, memory_ax, size_ax) = plt.subplots(
-        3, 1, figsize=(10, 11), gridspec_kw={"height_ratios": [3, 2, 2]}
+    panels = [_startup, _memory, _sizes] + ([_costs] if costs.rows_of(result) else [])
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(10, 3.5 * len(panels) + 1), gridspec_kw={"height_ratios": [3, 2, 2, 2][: len(panels)]}
     )
-    _startup(startup_ax, result)
-    _memory(memory_ax, result)
-    _sizes(size_ax, result)
+    for panel, ax in zip(panels, axes):
+        panel(ax, result)
     fig.suptitle(report.title(result))
     return save(fig, path)
 
@@ -113,6 +113,29 @@ def _sizes(ax: Any, result: dict[str, Any]) -> None:
     ax.margins(x=0.3)
     ax.set_xlabel("MiB: content (unpacked, solid) and stored (compressed or as written, hatched)")
     ax.set_title("What each side starts from")
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _costs(ax: Any, result: dict[str, Any]) -> None:
+    """The same load on every side: its throughput against the native process, and the host
+    system calls per operation, as the cost table has them (TCG sides marked)."""
+    rows = [(name, title, load) for name, title, load in costs.rows_of(result) if load.get("status") == "ok"]
+    native = next((load for name, _, load in rows if name == "native"), None)
+    base = ((native or {}).get("summary") or {}).get("ops_s", {}).get("median")
+    for y, (name, title, load) in enumerate(rows):
+        rate = ((load.get("summary") or {}).get("ops_s") or {}).get("median") or 0.0
+        side = result["sides"].get(name, {})
+        color = side_color(side) if name != "native" else "black"
+        value = rate / base if base else 0.0
+        ax.barh(y, value, color=color, alpha=0.8, hatch="//" if load.get("note") else None)
+        per_op = (load.get("traced") or {}).get("per_op")
+        calls = f", {per_op:.1f} host calls/op" if per_op is not None else ""
+        ax.annotate(f" {value:.2f}x ({rate:,.0f} ops/s{calls})", (value, y), va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), [title + (" (TCG)" if load.get("note") else "") for _, title, load in rows])
+    ax.invert_yaxis()
+    ax.margins(x=0.45)
+    ax.set_xlabel("throughput under the same load, against the native process (hatched: under TCG, an emulator)")
+    ax.set_title("What isolation costs")
     ax.grid(axis="x", alpha=0.3)
 
 

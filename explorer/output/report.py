@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from explorer.output import costs
 from explorer.output.density import FITS_WIDTHS, fits_table
 from explorer.output.document import side_title, upgraded
 from explorer.output.tables import table
@@ -240,6 +242,8 @@ def time_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     total = phases.get("total_s") or 0.0
     share = lambda v: f"{v / total:.0%}" if total and v is not None else "-"
     rows.append(["", "check", seconds(phases.get("check_s")), share(phases.get("check_s"))])
+    if phases.get("reference_s"):
+        rows.append(["", "native reference (under load)", seconds(phases["reference_s"]), share(phases["reference_s"])])
     starts = 0.0
     for name, p in (phases.get("sides") or {}).items():
         title = side_title(result["sides"].get(name, {}), name)
@@ -309,7 +313,15 @@ def sections(result: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[li
     if result.get("claims"):
         out.append(("Claims, per side", claims_table(result), CLAIMS_WIDTHS))
         out.append(("Verdicts", verdicts_table(result), VERDICTS_WIDTHS))
+    if costs.rows_of(result):
+        out.append((costs.COST_HEADING, costs.costs_table(result), costs.COST_WIDTHS))
+        out.append((costs.SURFACE_HEADING, costs.surface_table(result), costs.SURFACE_WIDTHS))
     return out
+
+
+def section_notes(heading: str, result: dict[str, Any]) -> list[str]:
+    notes = {costs.COST_HEADING: costs.cost_notes, costs.SURFACE_HEADING: costs.surface_notes}
+    return notes[heading](result) if heading in notes else []
 
 
 def title(result: dict[str, Any]) -> str:
@@ -353,4 +365,10 @@ def render(result: dict[str, Any], fmt: str = "table") -> str:
     for heading, (headers, rows), widths in sections(result):
         parts.append(f"\n## {heading}\n" if fmt == "markdown" else f"\n{heading}")
         parts.append(table(headers, rows, fmt, widths))
+        for note in section_notes(heading, result):
+            parts.append(
+                f"\n> {note}"
+                if fmt == "markdown"
+                else textwrap.fill(note, TERMINAL_COLUMNS, initial_indent="  - ", subsequent_indent="    ")
+            )
     return "\n".join(parts) + "\n"

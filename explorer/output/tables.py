@@ -13,4 +13,6 @@ def table(headers: list[str], rows: list[list[Any]], fmt: str, widths: list[int]
     if fmt == "markdown":
         rows = [[cell.replace("|", "\\|") if isinstance(cell, str) else cell for cell in row] for row in rows]
         return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True, maxcolwidths=widths)
+    return tabulate(
+        rows, headers=headers, tablefmt="simple", disable_numparse=True, maxcolwidths=widths, maxheadercolwidths=widths
+    )

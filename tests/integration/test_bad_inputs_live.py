@@ -17,7 +17,7 @@ from tests.unit.test_bad_inputs import Case, redis
 
 pytestmark = pytest.mark.docker
 
-RUN = ("run", "--scenario-file", "{file}", "--sides", "runc", "--repeat", "1")
+RUN = ("run", "--scenario-file", "{file}", "--sides", "runc", "--repeat", "1", "--no-load")
 BUILD = ("build", "--scenario-file", "{file}", "--sides", "runc")
 HUGE = 2**40  # MiB: no host has it
 CASES = [
@@ -58,7 +58,7 @@ CASES = [
     ),
     Case(
         "vm-memory-too-large",
-        ("run", "--scenario-file", "{file}", "--repeat", "1"),
+        ("run", "--scenario-file", "{file}", "--repeat", "1", "--no-load"),
         ("vm.memory_mib", f"asks for a {HUGE} MiB VM"),
         scenario=redis(**{"vm.memory_mib": HUGE}),
     ),
@@ -78,7 +78,7 @@ CASES = [
     ),
     Case(
         "engine-down-run",
-        ("run", "redis", "--sides", "runc"),
+        ("run", "redis", "--sides", "runc", "--no-load"),
         ("Docker daemon", "scripts/setup-host"),
         code=EXIT_UNAVAILABLE,
         env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},

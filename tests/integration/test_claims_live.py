@@ -22,7 +22,9 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture(scope="module")
 def live(docker_backend) -> dict:
-    result = run_explorer("run", "redis", "--sides", "runc", "--repeat", "1", "--format", "json", timeout=900)
+    result = run_explorer(
+        "run", "redis", "--sides", "runc", "--repeat", "1", "--format", "json", "--no-load", timeout=900
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     left = explorer_containers(docker_client(), f"{LABEL_RUN}={doc['run_id']}")

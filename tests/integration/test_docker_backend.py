@@ -80,7 +80,7 @@ class TestOneRunningRedis:
 def test_cli_run_json_matches_ps_during_the_run(docker_backend, redis_artifact):
     """While `explorer run` runs, ps -e must list the redis-server PID it later reports."""
     proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "runc", "--repeat", "3", "--format", "json"),
+        explorer_argv("run", "redis", "--sides", "runc", "--repeat", "3", "--format", "json", "--no-load"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -102,11 +102,21 @@ def test_cli_run_json_matches_ps_during_the_run(docker_backend, redis_artifact):
 
 
 def test_postgres_shows_several_server_processes_on_host(docker_backend):
-    result = run_explorer("run", "postgres", "--sides", "runc", "--repeat", "1", "--format", "json", timeout=900)
+    result = run_explorer(
+        "run", "postgres", "--sides", "runc", "--repeat", "1", "--format", "json", "--load-seconds", "1", timeout=900
+    )
     assert result.returncode == 0, result.stderr
-    vis = json.loads(result.stdout)["sides"]["runc"]["visibility"]
+    doc = json.loads(result.stdout)
+    vis = doc["sides"]["runc"]["visibility"]
     postgres = [p for p in vis["workload_processes"] if p["name"] == "postgres"]
     assert len(postgres) >= 4, postgres  # postmaster, checkpointer, background writer, walwriter, ...
     assert len({p["host_pid"] for p in postgres}) == len(postgres)
     assert all(p["user"] == postgres[0]["user"] for p in postgres)
+    # the standard load: pgbench from the image's own rootfs, select-only, against both
+    for load in (doc["sides"]["runc"]["load"], doc["load"]["native"]):
+        assert load["status"] == "ok", load
+        assert load["client"].startswith("pgbench ") and load["summary"]["ops_s"]["median"] > 0
+        # a backend forked per client connection: its calls count with the workload (inherited)
+        workload = load["traced"]["by_role"]["workload"]
+        assert {"recvfrom", "sendto"} <= set(load["traced"]["syscalls"]) and workload["per_op"] > 1
     assert explorer_containers(docker_client()) == []

@@ -98,6 +98,7 @@ def test_entrypoint_script_runs_the_cmd_on_both_sides(libvirt_backend, entrypoin
         "1",
         "--format",
         "json",
+        "--no-load",
         timeout=1500,
     )
     assert result.returncode == 0, result.stderr

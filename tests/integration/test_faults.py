@@ -140,7 +140,7 @@ def test_kill_9_then_clean_removes_the_container(docker_backend, redis_artifact)
 
 
 def test_clean_during_a_live_run_spares_it(docker_backend, redis_artifact):
-    proc = start("run", "redis", "--sides", "runc", "--repeat", "3", "--format", "json")
+    proc = start("run", "redis", "--sides", "runc", "--repeat", "3", "--format", "json", "--no-load")
     try:
         names = wait_for("a container", lambda: containers_owned_by(proc.pid))
         clean_is_safe(docker_client())
@@ -158,7 +158,7 @@ def test_clean_during_a_live_run_spares_it(docker_backend, redis_artifact):
 def test_a_result_that_cannot_be_saved_at_the_end_is_still_reported(docker_backend, redis_artifact, tmp_path):
     where = tmp_path / "gone"
     where.mkdir()
-    proc = start("run", "redis", "--sides", "runc", "--repeat", "2", "--output", str(where / "r.json"))
+    proc = start("run", "redis", "--sides", "runc", "--repeat", "2", "--output", str(where / "r.json"), "--no-load")
     try:
         wait_for("a container", lambda: containers_owned_by(proc.pid))
         where.rmdir()  # checked at the start; gone by the end
@@ -227,7 +227,9 @@ def test_a_vm_with_too_little_memory_says_it_likely_ran_out(docker_backend, libv
     text = (ROOT / "scenarios" / "redis.yaml").read_text()
     scenario = tmp_path / "small.yaml"
     scenario.write_text(text.replace("memory_mib: 512", "memory_mib: 64").replace("vm_ready_s: 300", "vm_ready_s: 15"))
-    result = run_explorer("run", "--scenario-file", str(scenario), "--sides", "microvm", "--repeat", "1", timeout=300)
+    result = run_explorer(
+        "run", "--scenario-file", str(scenario), "--sides", "microvm", "--repeat", "1", "--no-load", timeout=300
+    )
     assert result.returncode in (1, 4), result.stderr
     assert "likely ran out of memory" in result.stderr and "vm.memory_mib=64" in result.stderr
     assert "Traceback" not in result.stderr

@@ -47,7 +47,7 @@ def cli_run(redis_artifact):
     backend_or_skip("vagrant")
     nets_before, machines_before = networks(), vagrant_machines()
     proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "fullvm,vagrant", "--repeat", "1", "--format", "json"),
+        explorer_argv("run", "redis", "--sides", "fullvm,vagrant", "--repeat", "1", "--format", "json", "--no-load"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

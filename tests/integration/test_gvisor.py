@@ -41,7 +41,7 @@ def gvisor_run(gvisor_backend, redis_artifact):
     """One `explorer run redis --sides gvisor`, with `ps -e` polled every 20 ms while it runs."""
     before = set(runsc_processes())
     proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "gvisor", "--repeat", "2", "--format", "json"),
+        explorer_argv("run", "redis", "--sides", "gvisor", "--repeat", "2", "--format", "json", "--no-load"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -148,7 +148,7 @@ def test_a_signal_while_the_guest_view_is_taken_ends_the_run(gvisor_backend, red
 
 def start_run() -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "gvisor", "--repeat", "1", "--format", "json"),
+        explorer_argv("run", "redis", "--sides", "gvisor", "--repeat", "1", "--format", "json", "--no-load"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

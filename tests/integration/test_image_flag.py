@@ -35,6 +35,7 @@ def run_image(tag: str, *extra: str) -> dict:
         "1",
         "--format",
         "json",
+        "--no-load",
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -76,6 +77,7 @@ def test_process_flag_is_taken_as_given(redis_tag):
         "1",
         "--format",
         "json",
+        "--no-load",
         timeout=300,
     )
     assert result.returncode == 1, result.stderr

@@ -55,7 +55,9 @@ def test_unpullable_mongodb_image_fails_fast_and_leaves_nothing(docker_backend, 
     data["workload"]["image"] = UNPULLABLE
     path = tmp_path / "mongodb.yaml"
     path.write_text(yaml.safe_dump(data))
-    result, elapsed = run_without_leftovers(tmp_path, "run", "--scenario-file", str(path), "--sides", "runc")
+    result, elapsed = run_without_leftovers(
+        tmp_path, "run", "--scenario-file", str(path), "--sides", "runc", "--no-load"
+    )
     assert result.returncode == 1, result.stderr
     assert_clear_pull_error(result.stderr, UNPULLABLE)
     assert elapsed < 20, f"took {elapsed:.1f} s to fail"
@@ -68,12 +70,13 @@ def test_bundled_mongodb_scenario_without_its_image(docker_backend, tmp_path):
     if image_present(image):
         pytest.skip(f"{image} is present here; the run is covered by the workflow's explorer run mongodb")
     result, elapsed = run_without_leftovers(
-        tmp_path, "run", "mongodb", "--sides", "runc", "--repeat", "1", "--format", "json"
+        tmp_path, "run", "mongodb", "--sides", "runc", "--repeat", "1", "--format", "json", "--load-seconds", "1"
     )
     try:
         if result.returncode == 0:  # a registry answered (a CI runner): then the run must be real
             visibility = json.loads(result.stdout)["sides"]["runc"]["visibility"]
             assert visibility["process_names"] == ["mongod"] and visibility["visible_on_host"]
+            assert json.loads(result.stdout)["sides"]["runc"]["load"]["status"] == "ok"  # the pymongo loop
         else:
             assert result.returncode == 1, result.stderr
             assert_clear_pull_error(result.stderr, image)

@@ -55,9 +55,16 @@ def http_readiness(result: dict) -> None:
 
 
 def test_container_master_and_workers_show_in_host_ps(docker_backend, nginx_ref):
-    result, snapshots = run_watching_ps("nginx", "--sides", "runc", "--repeat", "1")
+    result, snapshots = run_watching_ps("nginx", "--sides", "runc", "--repeat", "1", "--load-seconds", "1")
     http_readiness(result)
     side = result["sides"]["runc"]
+    # the standard HTTP load: wrk on the host, against the container and the native process
+    for load in (side["load"], result["load"]["native"]):
+        assert load["status"] == "ok", load
+        assert load["client"].startswith("wrk ") and load["summary"]["ops_s"]["median"] > 0
+        assert all(r["detail"]["non_2xx_3xx"] == 0 for r in load["rounds"])  # every answer was a page
+    counted = side["load"]["traced"]
+    assert counted["by_role"]["workload"]["calls"] > 0  # nginx's own calls reach the host's kernel
     reported = {p["host_pid"]: p for p in side["visibility"]["workload_processes"] if p["name"] == "nginx"}
     seen = {pid: line.split(None, 2)[2] for snap in snapshots for pid, line in snap.items() if pid in reported}
     masters = [pid for pid, args in seen.items() if args.startswith("nginx: master process")]
@@ -71,7 +78,7 @@ def test_container_master_and_workers_show_in_host_ps(docker_backend, nginx_ref)
 
 @pytest.mark.libvirt
 def test_vm_serves_the_page_and_the_host_sees_only_qemu(docker_backend, libvirt_backend, nginx_ref):
-    result, snapshots = run_watching_ps("nginx", "--sides", "microvm", "--repeat", "1")
+    result, snapshots = run_watching_ps("nginx", "--sides", "microvm", "--repeat", "1", "--no-load")
     http_readiness(result)
     side = result["sides"]["microvm"]
     assert side["visibility"]["visible_on_host"] is False
@@ -123,6 +130,7 @@ def test_image_flag_with_http_readiness(docker_backend, nginx_ref):
         "1",
         "--format",
         "json",
+        "--no-load",
         timeout=300,
     )
     assert result.returncode == 0, result.stderr

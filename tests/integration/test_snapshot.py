@@ -35,7 +35,7 @@ def restored_run(redis_artifact):
     """`explorer run redis --sides snapshot --repeat 2`, with QEMU's command lines polled."""
     backend_or_skip("snapshot")
     proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "snapshot", "--repeat", "2", "--format", "json"),
+        explorer_argv("run", "redis", "--sides", "snapshot", "--repeat", "2", "--format", "json", "--no-load"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -86,6 +86,7 @@ def test_a_tcp_ready_vm_is_ready_after_its_kernel(redis_scenario, tmp_path):
         "--format",
         "json",
         "--strict",
+        "--no-load",
         timeout=900,
     )
     assert result.returncode == 0, result.stderr

@@ -173,7 +173,7 @@ def test_ready_option_reaches_the_image_scenario_and_ready_timeout_every_side(mo
 
     seen = {}
 
-    def fake_run(scen, sides, repeats, progress):
+    def fake_run(scen, sides, repeats, progress, load=None):
         seen["scenario"] = scen
         raise SystemExit(0)
 

@@ -148,9 +148,9 @@ def _build_disk(
         root.mkdir()
         tar = artifact.paths.get("rootfs_tar")
         if tar and Path(tar).exists():
-            _untar(root, Path(tar))
+            unpack_tar(root, Path(tar))
         else:
-            _export_image(client, artifact.ref, root)
+            export_image(client, artifact.ref, root)
         config = _install_explorer(root, scenario, artifact, f"explorer-{key[:12]}", busybox)
         content, entries = _content(root)
         raw, partial = Path(tmp, "disk.raw"), Path(tmp, "disk.qcow2")
@@ -183,13 +183,13 @@ def _require_root() -> None:
         )
 
 
-def _untar(root: Path, tar: Path) -> None:
+def unpack_tar(root: Path, tar: Path) -> None:
     """Unpack as root, keeping numeric owners, modes, device nodes and capabilities."""
     _require_root()
     _run(TAR_EXTRACT + ["-f", str(tar), "-C", str(root)], f"unpacking {tar.name}")
 
 
-def _export_image(client: docker.DockerClient, ref: str, root: Path) -> None:
+def export_image(client: docker.DockerClient, ref: str, root: Path) -> None:
     """Any image Docker can run, pulled ones included: stream the filesystem of a created
     (never started) container straight into tar."""
     _require_root()
@@ -250,20 +250,8 @@ def _remove(container: Any) -> None:
 def _install_explorer(root: Path, scenario: Scenario, artifact: Artifact, hostname: str, busybox: Path) -> str:
     """Add /.explorer (busybox, init, view.sh, workload.conf) and what Docker would provide
     at run time (/etc/hosts, /etc/hostname); return the workload config."""
-    facts = artifact.facts
-    user = guest_config.resolve_user(
-        str(facts.get("user") or "root"), _read(root, "etc/passwd"), _read(root, "etc/group")
-    )
-    env = guest_config.guest_env(list(facts.get("env") or []), user.home, hostname)
-    workdir = str(facts.get("workdir") or "/")
-    argv = guest_config.compose_argv(
-        list(facts.get("entrypoint") or []), list(facts.get("command") or []), scenario.workload.command
-    )
-    path_env = next((e[5:] for e in env if e.startswith("PATH=")), guest_config.DEFAULT_PATH)
-    executable = guest_config.find_executable(root, argv[0], path_env, workdir)
-    config = guest_config.workload_config(
-        guest_config.exec_argv(argv, executable, env, user), workdir, scenario.workload.port, hostname
-    )
+    exec_argv, workdir = workload_exec(root, scenario, artifact, hostname)
+    config = guest_config.workload_config(exec_argv, workdir, scenario.workload.port, hostname)
     home = root / ".explorer"
     home.mkdir(mode=0o755)
     shutil.copy2(busybox, home / "busybox")
@@ -278,6 +266,24 @@ def _install_explorer(root: Path, scenario: Scenario, artifact: Artifact, hostna
         root, "etc/hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.0.2.15\t{hostname}\n"
     )
     return config
+
+
+def workload_exec(root: Path, scenario: Scenario, artifact: Artifact, hostname: str) -> tuple[list[str], str]:
+    """The argv that runs the image's ENTRYPOINT + CMD (or the scenario's command) as Docker
+    would, with busybox at /.explorer/busybox: a clean environment, the image's user; and the
+    working directory to run it in."""
+    facts = artifact.facts
+    user = guest_config.resolve_user(
+        str(facts.get("user") or "root"), _read(root, "etc/passwd"), _read(root, "etc/group")
+    )
+    env = guest_config.guest_env(list(facts.get("env") or []), user.home, hostname)
+    workdir = str(facts.get("workdir") or "/")
+    argv = guest_config.compose_argv(
+        list(facts.get("entrypoint") or []), list(facts.get("command") or []), scenario.workload.command
+    )
+    path_env = next((e[5:] for e in env if e.startswith("PATH=")), guest_config.DEFAULT_PATH)
+    executable = guest_config.find_executable(root, argv[0], path_env, workdir)
+    return guest_config.exec_argv(argv, executable, env, user), workdir
 
 
 def _read(root: Path, relative: str) -> str:
