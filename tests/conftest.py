@@ -26,6 +26,33 @@ def explorer_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "explorer.cli", *args]
 
 
+class Explorer(subprocess.Popen):
+    """The CLI in a child process whose output goes to files, not pipes: a test that polls `ps`
+    while it runs reads nothing until the end, and a pipe it does not read fills at 64 KiB and
+    blocks the CLI mid-run. communicate() waits and returns what it printed, as Popen's does."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.files = (tempfile.TemporaryFile(mode="w+"), tempfile.TemporaryFile(mode="w+"))  # noqa: SIM115 - closed in communicate()
+        super().__init__(
+            explorer_argv(*args),
+            stdout=self.files[0],
+            stderr=self.files[1],
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+
+    def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        out = []
+        for handle in self.files:
+            handle.seek(0)
+            out.append(handle.read())
+            handle.close()
+        return out[0], out[1]
+
+
 def run_explorer(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The CLI as a user runs it, in a child process."""
     return subprocess.run(

@@ -68,6 +68,15 @@ def run_tool(argv: list[str], what: str, hint: str | None = None, **kwargs: Any)
         raise BuildError(f"{what} failed ({' '.join(argv)} exited {exc.returncode}):\n{tail}", hint=hint) from exc
 
 
+def make_ext4(root: Path, raw: Path, size: int, entries: int, label: str, what: str, **kwargs: Any) -> None:
+    """An ext4 filesystem of `size` bytes in the sparse file `raw`, holding `root` (mke2fs -d: no
+    loop device; owners, modes and xattrs kept; the root directory root's), with inodes for
+    twice `entries` and more."""
+    inodes = max(size // 16384, entries * 2 + 16384)
+    argv = ["mke2fs", "-q", "-t", "ext4", "-b", "4096", "-N", str(inodes), "-L", label, "-E", "root_owner=0:0"]
+    run_tool([*argv, "-d", str(root), "-F", str(raw), f"{size // 1024}k"], what, **kwargs)
+
+
 def make_overlay(disk: Path, overlay: Path) -> None:
     """A throwaway qcow2 overlay backed by the cached disk, which so stays pristine."""
     run_tool(

@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,29 +138,35 @@ class NativeReference:
         return ["ip", "netns", "exec", self.netns]
 
     def wait_ready(self) -> None:
+        """Explorer's readiness check for the scenario, from inside the namespace; the server
+        exiting meanwhile ends the wait at once (a workload that cannot start fails fast)."""
         ready = json.dumps(self.scenario.workload.ready.as_data())
         timeout = self.scenario.timeouts.ready_s
-        argv = [
-            *self.prefix,
-            sys.executable,
-            "-m",
-            "explorer.readiness",
-            ready,
-            "127.0.0.1",
-            str(self.scenario.workload.port),
-            str(timeout),
-        ]
-        done = subprocess.run(
-            argv,
-            capture_output=True,
+        argv = [*self.prefix, sys.executable, "-m", "explorer.readiness", ready, "127.0.0.1"]
+        checker = subprocess.Popen(
+            [*argv, str(self.scenario.workload.port), str(timeout)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout + 30,
-            check=False,
+            start_new_session=True,
             cwd=Path(__file__).resolve().parents[2],
         )
-        if done.returncode != 0:
+        try:
+            deadline = time.monotonic() + timeout + 30
+            while checker.poll() is None:
+                if time.monotonic() > deadline:
+                    raise NotReady(f"the native reference's readiness check did not end in {timeout + 30:.0f} s")
+                self.alive()  # raises when the server has exited
+                time.sleep(0.05)
+        finally:
+            with interrupts.deferred():
+                if checker.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(checker.pid, signal.SIGKILL)
+                _, err = checker.communicate()
+        if checker.returncode != 0:
             self.alive()
-            raise NotReady(done.stderr.strip() or "the native reference did not answer", hint=self.logs())
+            raise NotReady(err.strip() or "the native reference did not answer", hint=self.logs())
 
     def pids(self) -> dict[int, str]:
         """The server's processes: every process of its session (postgres forks its own)."""

@@ -28,6 +28,7 @@ from explorer.errors import ExplorerError
 from explorer.load import trace
 from explorer.load.clients import Client, LoadToolMissing, RedisBenchmark
 
+ATTACH_TRIES = 3  # listings of a side's processes before perf's failure to attach is an error
 CLIENT_GRACE_S = 30.0  # a client may take this much longer than its round before it is ended
 
 
@@ -125,12 +126,10 @@ def traced_round(client: Client, tool: list[str], endpoint: Endpoint, settings: 
     if why:
         return {"available": False, "reason": why}
     try:
-        pids = endpoint.pids()
-        idle = counted_window(pids, lambda: time.sleep(settings.seconds), endpoint.kvm_roles)
-        pids = endpoint.pids()  # a process may have come or gone (a PostgreSQL backend)
+        idle, _ = counted_window(endpoint, lambda: time.sleep(settings.seconds))
         outputs: list[str] = []
-        counted = counted_window(
-            pids,
+        counted, pids = counted_window(
+            endpoint,
             lambda: outputs.append(
                 run_client(
                     endpoint.prefix + client.argv(tool, endpoint.host, endpoint.port, settings.seconds),
@@ -138,7 +137,6 @@ def traced_round(client: Client, tool: list[str], endpoint: Endpoint, settings: 
                     endpoint,
                 )
             ),
-            endpoint.kvm_roles,
         )
     except OSError as exc:
         try:
@@ -170,18 +168,30 @@ def traced_round(client: Client, tool: list[str], endpoint: Endpoint, settings: 
     }
 
 
-def counted_window(pids: dict[int, str], during: Callable[[], Any], kvm_roles: frozenset[str]) -> dict[str, Any]:
-    """The host's counts of `pids`' system calls while `during` runs, with the window's length."""
-    counting = trace.Counting(pids, kvm_roles)
-    try:
-        counting.start()
-        started = time.monotonic()
-        during()
-        window = time.monotonic() - started + trace.ATTACH_S
-        return {**counting.stop(), "window_s": round(window, 3)}
-    except BaseException:
-        counting.abort()
-        raise
+def counted_window(endpoint: Endpoint, during: Callable[[], Any]) -> tuple[dict[str, Any], dict[int, str]]:
+    """The host's counts of the endpoint's processes' system calls while `during` runs, with the
+    window's length; and the processes counted. A process that ends between being listed and
+    perf attaching (a PostgreSQL backend of the last round) makes perf fail: the processes are
+    listed again, a few times, before that is an error."""
+    for attempt in range(ATTACH_TRIES):
+        pids = endpoint.pids()
+        counting = trace.Counting(pids, endpoint.kvm_roles)
+        try:
+            counting.start()
+        except OSError:
+            if attempt == ATTACH_TRIES - 1:
+                raise
+            endpoint.alive()
+            continue
+        try:
+            started = time.monotonic()
+            during()
+            window = time.monotonic() - started + trace.ATTACH_S
+            return {**counting.stop(), "window_s": round(window, 3)}, pids
+        except BaseException:
+            counting.abort()
+            raise
+    raise AssertionError("unreachable")
 
 
 def parse(client: Client, text: str, endpoint: Endpoint) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from explorer.errors import (
     EXIT_USAGE,
 )
 from explorer.images.container.source import docker_client
-from tests.conftest import ROOT, explorer_argv, explorer_containers, run_explorer
+from tests.conftest import ROOT, Explorer, explorer_containers, run_explorer
 
 pytestmark = pytest.mark.docker
 
@@ -61,13 +61,7 @@ def test_workload_that_exits_fails_fast_with_its_logs(docker_backend, redis_arti
 
 def signal_mid_run(docker_backend, signum: int) -> tuple[int, str]:
     """Start a long run, send `signum` once its first container exists; (exit code, stderr)."""
-    proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "runc", "--repeat", "50"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = Explorer("run", "redis", "--sides", "runc", "--repeat", "50")
     try:
         deadline = time.monotonic() + 60
         while not leftovers(docker_backend) and time.monotonic() < deadline:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,9 +12,8 @@ from explorer import lifecycle, readiness
 from explorer.images.container.source import docker_client
 from explorer.model import LABEL_RUN
 from tests.conftest import (
-    ROOT,
+    Explorer,
     docker_image_inspect,
-    explorer_argv,
     explorer_containers,
     ps_e,
     run_explorer,
@@ -79,13 +77,7 @@ class TestOneRunningRedis:
 
 def test_cli_run_json_matches_ps_during_the_run(docker_backend, redis_artifact):
     """While `explorer run` runs, ps -e must list the redis-server PID it later reports."""
-    proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "runc", "--repeat", "3", "--format", "json", "--no-load"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = Explorer("run", "redis", "--sides", "runc", "--repeat", "3", "--format", "json", "--no-load")
     seen: set[int] = set()
     while proc.poll() is None:
         seen |= {pid for pid, comm in ps_e("comm").items() if comm == "redis-server"}

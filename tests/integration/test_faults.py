@@ -16,9 +16,9 @@ from explorer.errors import EXIT_INTERRUPTED
 from explorer.images.container.source import docker_client
 from tests.conftest import (
     ROOT,
+    Explorer,
     clean_is_safe,
     containers_owned_by,
-    explorer_argv,
     partials_of,
     run_explorer,
 )
@@ -29,16 +29,8 @@ EMPTY_CACHE = {"EXPLORER_CACHE": "/nonexistent/explorer-test-cache"}
 
 
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    import os
 
-    return subprocess.Popen(
-        explorer_argv(*args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
+    return Explorer(*args, env=env)
 
 
 def wait_for(what: str, check, timeout_s: float = 120):

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from explorer import lifecycle
-from tests.conftest import ROOT, backend_or_skip, explorer_argv, ps_e, run_explorer_traced
+from tests.conftest import Explorer, backend_or_skip, ps_e, run_explorer_traced
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.vagrant, pytest.mark.slow]
 HOST_BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -46,13 +46,7 @@ def cli_run(redis_artifact):
     backend_or_skip("fullvm")
     backend_or_skip("vagrant")
     nets_before, machines_before = networks(), vagrant_machines()
-    proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "fullvm,vagrant", "--repeat", "1", "--format", "json", "--no-load"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = Explorer("run", "redis", "--sides", "fullvm,vagrant", "--repeat", "1", "--format", "json", "--no-load")
     comms: set[str] = set()
     while proc.poll() is None:
         table = ps_e("comm")

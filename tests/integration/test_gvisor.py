@@ -14,10 +14,9 @@ import pytest
 from explorer.images.container.source import docker_client
 from explorer.model import LABEL_RUN
 from tests.conftest import (
-    ROOT,
+    Explorer,
     backend_or_skip,
     containers_owned_by,
-    explorer_argv,
     explorer_containers,
     ps_e,
     run_explorer,
@@ -40,13 +39,7 @@ def runsc_processes() -> dict[int, str]:
 def gvisor_run(gvisor_backend, redis_artifact):
     """One `explorer run redis --sides gvisor`, with `ps -e` polled every 20 ms while it runs."""
     before = set(runsc_processes())
-    proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "gvisor", "--repeat", "2", "--format", "json", "--no-load"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = Explorer("run", "redis", "--sides", "gvisor", "--repeat", "2", "--format", "json", "--no-load")
     comms: set[str] = set()
     sandboxes: set[int] = set()
     while proc.poll() is None:
@@ -147,11 +140,5 @@ def test_a_signal_while_the_guest_view_is_taken_ends_the_run(gvisor_backend, red
 
 
 def start_run() -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "gvisor", "--repeat", "1", "--format", "json", "--no-load"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = Explorer("run", "redis", "--sides", "gvisor", "--repeat", "1", "--format", "json", "--no-load")
     return proc, proc.pid

@@ -26,7 +26,7 @@ from explorer.errors import (
 )
 from explorer.model import Artifact
 from explorer.scenario import Timeouts, VMSpec
-from tests.conftest import ROOT, explorer_argv, ps_e, qemu_processes
+from tests.conftest import ROOT, Explorer, ps_e, qemu_processes
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.docker, pytest.mark.slow]  # the VM disk is made from the Docker image
 
@@ -164,13 +164,7 @@ def test_a_bad_disk_fails_fast_and_leaves_nothing(libvirt_backend, redis_scenari
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
 def test_signal_mid_boot_removes_everything(libvirt_backend, vm_artifact, signum):
     before = set(virsh("list", "--all", "--name").split())
-    proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "microvm", "--repeat", "1"),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = Explorer("run", "redis", "--sides", "microvm", "--repeat", "1")
     try:
         deadline, name = time.monotonic() + 180, None
         while name is None and time.monotonic() < deadline and proc.poll() is None:

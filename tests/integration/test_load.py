@@ -22,7 +22,7 @@ from explorer.load import native, rounds, trace
 from explorer.model import LABEL_OWNER
 from explorer.output import costs
 from tests.conftest import (
-    ROOT,
+    Explorer,
     backend_or_skip,
     containers_owned_by,
     explorer_argv,
@@ -42,20 +42,20 @@ def counting_possible():
         skip_or_fail_in_ci(f"the load phase cannot count here: {why}")
 
 
-def watch(argv: list[str], timeout: float = 1200) -> tuple[subprocess.CompletedProcess, dict[int, set[str]]]:
+def watch(*args: str, timeout: float = 1200) -> tuple[subprocess.CompletedProcess, dict[int, set[str]]]:
     """Run the CLI, with `ps -e -o args` snapshots merged while it runs: PID -> every program it
     was seen running (a container's process is `runc init` before it becomes the workload)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = Explorer(*args)
     seen: dict[int, set[str]] = {}
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
-        for pid, args in ps_e("args").items():
-            seen.setdefault(pid, set()).add(Path(args.split(" ", 1)[0]).name)
+        for pid, line in ps_e("args").items():
+            seen.setdefault(pid, set()).add(Path(line.split(" ", 1)[0]).name)
         time.sleep(0.1)
     if proc.poll() is None:
         proc.kill()
     out, err = proc.communicate()
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err), seen
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), seen
 
 
 @pytest.fixture(scope="module")
@@ -205,13 +205,7 @@ def load_clients() -> list[int]:
 
 
 def start_loaded_run(*extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "runc", "--repeat", "1", "--format", "json", *extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    return Explorer("run", "redis", "--sides", "runc", "--repeat", "1", "--format", "json", *extra)
 
 
 def wait_for(proc: subprocess.Popen, seen, timeout: float = 300) -> bool:

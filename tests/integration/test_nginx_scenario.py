@@ -4,7 +4,6 @@ GET / answers 200, in the container and in the VM; checked against `ps -e` while
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from explorer.images.container.source import docker_client
-from tests.conftest import ROOT, explorer_argv, explorer_containers, ps_e, run_explorer
+from tests.conftest import ROOT, Explorer, explorer_containers, ps_e, run_explorer
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -30,13 +29,7 @@ def nginx_ref(docker_backend) -> str:
 def run_watching_ps(*args: str) -> tuple[dict, list[dict[int, str]]]:
     """`explorer run ARGS --format json` in a child process, with `ps -e` snapshots (PID ->
     "PPID COMM ARGS") taken while it runs: (the result, the snapshots)."""
-    proc = subprocess.Popen(
-        explorer_argv("run", *args, "--format", "json"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = Explorer("run", *args, "--format", "json")
     snapshots = []
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while proc.poll() is None and time.monotonic() < deadline:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, backend_or_skip, explorer_argv, ps_e, run_explorer
+from tests.conftest import Explorer, backend_or_skip, ps_e, run_explorer
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 HOST_BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -34,13 +34,7 @@ def virsh_names() -> list[str]:
 def restored_run(redis_artifact):
     """`explorer run redis --sides snapshot --repeat 2`, with QEMU's command lines polled."""
     backend_or_skip("snapshot")
-    proc = subprocess.Popen(
-        explorer_argv("run", "redis", "--sides", "snapshot", "--repeat", "2", "--format", "json", "--no-load"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    proc = Explorer("run", "redis", "--sides", "snapshot", "--repeat", "2", "--format", "json", "--no-load")
     qemus: dict[int, str] = {}
     while proc.poll() is None:
         qemus |= {pid: args for pid, args in ps_e("args").items() if "qemu-system" in args and "-snapshot-" in args}

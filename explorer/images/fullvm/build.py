@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.errors import BuildError
-from explorer.images import cache_dir, run_tool, sizes
+from explorer.images import cache_dir, make_ext4, run_tool, sizes
 from explorer.images.container.rootfs import EXCLUDES
 from explorer.images.fullvm import dpkg_db as dpkg
 from explorer.images.fullvm import guest_files as fullos_guest
@@ -400,30 +400,8 @@ def disk_size(content_bytes: int) -> int:
 def _make_disk(root: Path, raw: Path, qcow2: Path, content: int, entries: int, timeout: float) -> None:
     """mke2fs -d (no loop device, owners and modes kept), then a compressed qcow2; the
     root directory and the raw image are removed as soon as they are no longer needed."""
-    size = disk_size(content)
-    inodes = max(size // 16384, entries * 2 + 16384)
-    run_tool(
-        [
-            "mke2fs",
-            "-q",
-            "-t",
-            "ext4",
-            "-b",
-            "4096",
-            "-N",
-            str(inodes),
-            "-L",
-            "explorer-root",
-            "-E",
-            "root_owner=0:0",
-            "-d",
-            str(root),
-            "-F",
-            str(raw),
-            f"{size // 1024}k",
-        ],
-        "making the full-OS ext4 filesystem",
-        timeout=timeout,
+    make_ext4(
+        root, raw, disk_size(content), entries, "explorer-root", "making the full-OS ext4 filesystem", timeout=timeout
     )
     shutil.rmtree(root)
     filesystem = sizes.filesystem_in_use(raw)

@@ -25,7 +25,7 @@ import docker
 from docker.errors import DockerException
 
 from explorer.errors import BuildError
-from explorer.images import cache_dir, partials, sizes
+from explorer.images import cache_dir, make_ext4, partials, sizes
 from explorer.images import run_tool as _run
 from explorer.images.fullvm.dpkg_db import tree_bytes
 from explorer.images.microvm import guest_config
@@ -154,7 +154,7 @@ def _build_disk(
         config = _install_explorer(root, scenario, artifact, f"explorer-{key[:12]}", busybox)
         content, entries = _content(root)
         raw, partial = Path(tmp, "disk.raw"), Path(tmp, "disk.qcow2")
-        _make_ext4(root, raw, content, entries)
+        make_ext4(root, raw, disk_size(content), entries, "explorer", "making the VM's ext4 filesystem")
         filesystem = sizes.filesystem_in_use(raw)
         _run(
             ["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(partial)],
@@ -303,32 +303,6 @@ def _replace_file(root: Path, relative: str, text: str) -> None:
 def _content(root: Path) -> tuple[int, int]:
     """Bytes allocated under `root` (hard links counted once) and its number of entries."""
     return tree_bytes(root)
-
-
-def _make_ext4(root: Path, raw: Path, content: int, entries: int) -> None:
-    """An ext4 filesystem holding `root` (mke2fs -d keeps owners, modes and xattrs)."""
-    size = disk_size(content)
-    inodes = max(size // 16384, entries * 2 + 16384)
-    _run(
-        [
-            "mke2fs",
-            "-q",
-            "-t",
-            "ext4",
-            "-b",
-            "4096",
-            "-N",
-            str(inodes),
-            "-L",
-            "explorer",
-            "-d",
-            str(root),
-            "-F",
-            str(raw),
-            f"{size // 1024}k",
-        ],
-        "making the VM's ext4 filesystem",
-    )
 
 
 def _facts(disk: Path, kernel: Path, initramfs: Path, pvh: bool = False) -> dict[str, Any]:
