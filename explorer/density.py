@@ -173,6 +173,9 @@ class DensityPlan:
     def begin(self, scenario: Scenario, say: Progress) -> dict[str, Any]:
         return {}
 
+    def end(self, scenario: Scenario, say: Progress) -> None:
+        return None
+
     def measure(
         self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
     ) -> dict[str, Any]:

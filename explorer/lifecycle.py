@@ -67,10 +67,14 @@ class Choice:
 
 
 class Plan(Protocol):
-    """What a command measures on each side, between prepare and the end of the side; and
-    what it measures once before the sides (a reference), kept in the document."""
+    """What a command measures on each side, between prepare and the end of the side; and the
+    entries of the document it keeps for the whole run (begin), which end() may fill in once
+    every side is done (the run plan's native reference: measured with nothing of a side
+    running, and only when the sides were, so a run that fails does not wait for it)."""
 
     def begin(self, scenario: Scenario, say: Progress) -> dict[str, Any]: ...
+
+    def end(self, scenario: Scenario, say: Progress) -> None: ...
 
     def measure(
         self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
@@ -103,9 +107,7 @@ def sequence(
     }
     checked = check_sides(scenario, choice, doc["skipped"])  # every side's checks before any side starts
     doc["phases"]["check_s"] = round(time.monotonic() - started, 3)
-    begun = time.monotonic()
     doc.update(plan.begin(scenario, say))
-    doc["phases"]["reference_s"] = round(time.monotonic() - begun, 3)
     for name, (backend, engine) in checked.items():
         phase_start = time.monotonic()
         artifact = backend.prepare(scenario, say)
@@ -122,6 +124,9 @@ def sequence(
             "measure_s": round(time.monotonic() - prepared, 3),
             **spent,
         }
+    begun = time.monotonic()
+    plan.end(scenario, say)
+    doc["phases"]["reference_s"] = round(time.monotonic() - begun, 3)
     doc["phases"]["total_s"] = round(time.monotonic() - started, 3)
     doc["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return doc
@@ -265,7 +270,11 @@ class RunPlan:
     load: LoadPhase | None = None  # the standard load on the probed start (None: --no-load)
 
     def begin(self, scenario: Scenario, say: Progress) -> dict[str, Any]:
-        return {"load": self.load.reference(scenario, say)} if self.load is not None else {}
+        return {"load": self.load.begin(scenario)} if self.load is not None else {}
+
+    def end(self, scenario: Scenario, say: Progress) -> None:
+        if self.load is not None and self.load.pending:
+            self.load.reference(scenario, say)
 
     def measure(
         self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress

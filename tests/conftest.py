@@ -33,6 +33,7 @@ class Explorer(subprocess.Popen):
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.files = (tempfile.TemporaryFile(mode="w+"), tempfile.TemporaryFile(mode="w+"))  # noqa: SIM115 - closed in communicate()
+        self.printed: tuple[str, str] | None = None
         super().__init__(
             explorer_argv(*args),
             stdout=self.files[0],
@@ -44,13 +45,16 @@ class Explorer(subprocess.Popen):
         )
 
     def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[str, str]:
+        """Wait, then what it printed; a second call (a test's `finally`) returns the same."""
         self.wait(timeout)
-        out = []
-        for handle in self.files:
-            handle.seek(0)
-            out.append(handle.read())
-            handle.close()
-        return out[0], out[1]
+        if self.printed is None:
+            out = []
+            for handle in self.files:
+                handle.seek(0)
+                out.append(handle.read())
+                handle.close()
+            self.printed = (out[0], out[1])
+        return self.printed
 
 
 def run_explorer(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -1,9 +1,10 @@
 """`vagrant ssh` as the Vagrant side's way into its guest.
 
 The view over ssh runs in an ssh session that explorer opened: sshd forks a privileged and a
-user process per session, and the shell that takes the view is their child. Those processes
-are explorer's own, not the guest OS's, so they are set apart (as the microVM's init and
-watcher are), leaving the listening sshd among the OS's services.
+user process per session, and the shell that takes the view is their child. Those processes,
+and any other session's (an earlier `vagrant ssh` of explorer's or Vagrant's still closing),
+are not the guest OS's, so they are set apart (as the microVM's init and watcher are),
+leaving the listening sshd among the OS's services.
 """
 
 from __future__ import annotations
@@ -15,14 +16,28 @@ from explorer.vagrant_cli import vagrant
 
 
 def session_pids(view: GuestView) -> list[int]:
-    """The viewer's ancestors up to (not including) the first one whose parent is PID 1 or
-    the kernel: the per-session sshd processes above the shell, not the listening daemon."""
+    """Every ssh session's processes: the descendants of the listening sshd (the viewer's
+    ancestor whose parent is PID 1). The one taking the view is explorer's; another is an
+    earlier connection of explorer's or Vagrant's still closing. None is the guest OS's own:
+    a booted OS opens no ssh session to itself."""
     parents = {p.pid: p.ppid for p in view.processes}
-    chain, pid = [], view.viewer_parent
-    while pid is not None and pid in parents and parents[pid] not in (0, 1):
-        chain.append(pid)
-        pid = parents.get(pid)
-    return chain
+    listener, pid = None, view.viewer_parent
+    while pid is not None and pid in parents:
+        if parents[pid] in (0, 1):
+            listener = pid
+            break
+        pid = parents[pid]
+    if listener is None:
+        return []
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], list(children.get(listener, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return sorted(found)
 
 
 class VagrantSsh:

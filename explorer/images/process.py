@@ -21,7 +21,7 @@ from explorer import interrupts
 GRACE_S = 15.0  # mmdebstrap unmounts its chroot's /dev, /proc and /sys on SIGTERM: let it
 
 
-def _with_parent_death_signal(argv: list[str]) -> list[str]:
+def with_parent_death_signal(argv: list[str]) -> list[str]:
     """`argv` run through util-linux's setpriv, which asks the kernel for SIGTERM on our death
     and execs it (a preexec_fn could do the same, but is unsafe with threads running)."""
     if shutil.which(argv[0]) is None:
@@ -34,7 +34,7 @@ def run_session(argv: list[str], timeout: float | None = None, **kwargs: Any) ->
     """subprocess.run(argv, capture_output=True, text=True) in a new session; on a timeout
     or any exception (an interrupt), the whole session is ended before it propagates."""
     proc = subprocess.Popen(
-        _with_parent_death_signal(argv),
+        with_parent_death_signal(argv),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -143,14 +143,15 @@ class NativeReference:
         ready = json.dumps(self.scenario.workload.ready.as_data())
         timeout = self.scenario.timeouts.ready_s
         argv = [*self.prefix, sys.executable, "-m", "explorer.readiness", ready, "127.0.0.1"]
-        checker = subprocess.Popen(
-            [*argv, str(self.scenario.workload.port), str(timeout)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            cwd=Path(__file__).resolve().parents[2],
-        )
+        with interrupts.deferred():  # a checker started is a checker recorded, to be stopped
+            checker = subprocess.Popen(
+                [*argv, str(self.scenario.workload.port), str(timeout)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+                cwd=Path(__file__).resolve().parents[2],
+            )
         try:
             deadline = time.monotonic() + timeout + 30
             while checker.poll() is None:

@@ -1,11 +1,12 @@
-"""The load phase of a run (explorer/lifecycle.py's run plan): the native reference first, then
-each side's probed start under the same load, from the host."""
+"""The load phase of a run (explorer/lifecycle.py's run plan): each side's probed start under
+the standard load, from the host; then, once every side is done, the native reference under
+the same load."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from explorer.backends.base import Backend
 from explorer.errors import BackendUnavailable, ExplorerError
 from explorer.images.container.source import ContainerImage
 from explorer.load import native, rounds
-from explorer.model import Target
+from explorer.model import Artifact, Target
 from explorer.scenario import Scenario
 
 TCG_NOTE = (
@@ -26,42 +27,67 @@ TCG_NOTE = (
 class LoadPhase:
     settings: rounds.Settings
     rootfs: Path | None = None  # the workload's root filesystem, unpacked (pgbench comes from it)
+    document: dict[str, Any] = field(default_factory=dict)  # the result document's `load`
 
-    def reference(self, scenario: Scenario, say: Callable[[str], Any]) -> dict[str, Any]:
-        """The document's `load`: the settings, and the native reference measured."""
-        out: dict[str, Any] = {
+    def begin(self, scenario: Scenario) -> dict[str, Any]:
+        """The document's `load`: the settings, and the native reference still to measure (by
+        reference(), when the first side is about to be loaded)."""
+        self.document = {
             "settings": {
                 "seconds_per_round": self.settings.seconds,
                 "rounds": self.settings.rounds,
                 "traced_round": self.settings.trace,
             },
             "client": None if scenario.load is None else scenario.load.client().describe(),
+            "native": {"status": "not measured", "reason": "no side reached its probed start"},
         }
         if scenario.load is None:
             why = f"the scenario names no standard load (its readiness, {scenario.workload.ready.kind}, knows no protocol)"
-            return {**out, "native": {"status": "skipped", "reason": why}}
+            self.document["native"] = {"status": "skipped", "reason": why}
+        return self.document
+
+    @property
+    def pending(self) -> bool:
+        return self.document.get("native", {}).get("status") == "not measured"
+
+    def root(self, scenario: Scenario, say: Callable[[str], Any]) -> tuple[Artifact, Path]:
+        """The workload's image and its root filesystem unpacked (once, into the cache): the
+        native reference runs from it, and a client the image carries (pgbench) too."""
+        artifact = ContainerImage().prepare(scenario, say)
+        self.rootfs = native.unpacked_root(scenario, artifact, say)
+        return artifact, self.rootfs
+
+    def reference(self, scenario: Scenario, say: Callable[[str], Any]) -> None:
+        """The native reference measured, after the sides (none of them is running then); a
+        run that fails on a side does not wait for it."""
+        assert scenario.load is not None
         say("the native reference: the same server from the same root filesystem, on the host")
         try:
-            artifact = ContainerImage().prepare(scenario, say)
-            self.rootfs = native.unpacked_root(scenario, artifact, say)
+            artifact, root = self.root(scenario, say)
         except (BackendUnavailable, ExplorerError) as exc:
-            return {**out, "native": {"status": "skipped", "reason": f"its root filesystem cannot be had: {exc}"}}
-        reference = native.NativeReference(scenario, artifact, self.rootfs)
+            self.document["native"] = {"status": "skipped", "reason": f"its root filesystem cannot be had: {exc}"}
+            return
+        server = native.NativeReference(scenario, artifact, root)
         try:
-            endpoint = reference.start()
+            endpoint = server.start()
             say("the native reference: under load")
             measured = rounds.measure(scenario.load.client(), endpoint, self.settings)
         except ExplorerError as exc:
-            measured = {"status": "failed", "reason": str(exc), "logs": reference.logs()}
+            measured = {"status": "failed", "reason": str(exc), "logs": server.logs()}
         finally:
-            reference.stop()
-        return {**out, "native": {**measured, "how": native.__doc__.split("\n\n")[1].replace("\n", " ")}}
+            server.stop()
+        self.document["native"] = {**measured, "how": native.__doc__.split("\n\n")[1].replace("\n", " ")}
 
     def side(self, backend: Backend, scenario: Scenario, target: Target, say: Callable[[str], Any]) -> dict[str, Any]:
         """The probed start of a side under the same load."""
         if scenario.load is None:
             return {"status": "skipped", "reason": "the scenario names no standard load"}
         say(f"{backend.side.name}: under load")
+        if self.rootfs is None and scenario.load.client().IN_ROOTFS:
+            try:
+                self.root(scenario, say)
+            except (BackendUnavailable, ExplorerError) as exc:
+                return {"status": "skipped", "reason": f"the client is in the image, which cannot be had: {exc}"}
         endpoint = rounds.Endpoint(
             "127.0.0.1",
             target.host_port,

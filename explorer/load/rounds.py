@@ -28,6 +28,7 @@ from explorer.errors import ExplorerError
 from explorer.load import trace
 from explorer.load.clients import Client, LoadToolMissing, RedisBenchmark
 
+DEATH_SETTLE_S = 3.0  # how long the engine may take to see a workload dead that a client saw die
 ATTACH_TRIES = 3  # listings of a side's processes before perf's failure to attach is an error
 CLIENT_GRACE_S = 30.0  # a client may take this much longer than its round before it is ended
 
@@ -126,23 +127,21 @@ def traced_round(client: Client, tool: list[str], endpoint: Endpoint, settings: 
     if why:
         return {"available": False, "reason": why}
     try:
-        idle, _ = counted_window(endpoint, lambda: time.sleep(settings.seconds))
-        outputs: list[str] = []
-        counted, pids = counted_window(
-            endpoint,
-            lambda: outputs.append(
-                run_client(
-                    endpoint.prefix + client.argv(tool, endpoint.host, endpoint.port, settings.seconds),
-                    settings.seconds + CLIENT_GRACE_S,
-                    endpoint,
-                )
-            ),
-        )
+        with trace.Keeper():
+            idle, _ = counted_window(endpoint, lambda: time.sleep(settings.seconds))
+            outputs: list[str] = []
+            counted, pids = counted_window(
+                endpoint,
+                lambda: outputs.append(
+                    run_client(
+                        endpoint.prefix + client.argv(tool, endpoint.host, endpoint.port, settings.seconds),
+                        settings.seconds + CLIENT_GRACE_S,
+                        endpoint,
+                    )
+                ),
+            )
     except OSError as exc:
-        try:
-            endpoint.alive()  # a process gone before perf could attach: the workload may have died
-        except ExplorerError as died:
-            raise LoadFailed(f"the workload died under the load: {died}", hint=endpoint.logs()) from died
+        died_or_not(endpoint)  # a process gone before perf could attach: the workload may have died
         return {"available": False, "reason": f"host counting failed: {exc}"}
     figures = parse(client, outputs[0], endpoint)
     # the idle part of the loaded window (perf's attach and stop, around the client's run) is
@@ -203,18 +202,20 @@ def parse(client: Client, text: str, endpoint: Endpoint) -> dict[str, Any]:
 
 def run_client(argv: list[str], timeout: float, endpoint: Endpoint) -> str:
     """The client, in a session of its own, ended whole on a timeout or an interrupt."""
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        stdin=subprocess.DEVNULL,
-    )
+    with interrupts.deferred():  # a client started is a client recorded, to be stopped
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         stop_client(proc)
+        died_or_not(endpoint)  # a client can hang on a server that died behind a proxy
         raise LoadFailed(
             f"{argv[len(endpoint.prefix)]} did not finish in {timeout:.0f} s", hint=endpoint.logs()
         ) from None
@@ -223,15 +224,27 @@ def run_client(argv: list[str], timeout: float, endpoint: Endpoint) -> str:
             stop_client(proc)
         raise
     if proc.returncode != 0:
-        try:
-            endpoint.alive()
-        except ExplorerError as exc:
-            raise LoadFailed(f"the workload died under the load: {exc}", hint=endpoint.logs()) from exc
+        died_or_not(endpoint)
         raise LoadFailed(
             f"{' '.join(argv[len(endpoint.prefix) :][:3])} exited {proc.returncode}: {(err or out).strip()[-300:]}",
             hint=endpoint.logs(),
         )
     return out
+
+
+def died_or_not(endpoint: Endpoint, settle_s: float = DEATH_SETTLE_S) -> None:
+    """Raise LoadFailed naming the workload's death if it died; return if it is alive. The
+    client sees a death first (its connection closes at once); the engine's state of the
+    workload follows a little later, so it is asked a few times over `settle_s`."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            endpoint.alive()
+        except ExplorerError as exc:
+            raise LoadFailed(f"the workload died under the load: {exc}", hint=endpoint.logs()) from exc
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.2)
 
 
 def stop_client(proc: subprocess.Popen[str]) -> None:

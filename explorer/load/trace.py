@@ -16,6 +16,7 @@ workload system calls are stopped by the Sentry before the host's kernel serves 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -24,8 +25,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+from explorer import interrupts
+from explorer.images.process import with_parent_death_signal
 from explorer.probes import hostproc
 
 TRACEFS = Path("/sys/kernel/tracing")
@@ -35,6 +38,42 @@ NAMED_PREFIX = "syscalls:sys_enter_"
 KVM_EXIT = "kvm:kvm_exit"  # a KVM guest's exits to its VMM: counted apart (no system call)
 ATTACH_S = 0.5  # perf opens a counter per thread and call before the round starts
 METHOD = f"perf stat -e {TOTAL_EVENT} -e '{NAMED_EVENTS}' -p PIDS (every thread; forked children inherit)"
+
+
+class Keeper:
+    """One more `perf stat` on the same events, counting an idle `sleep` of its own, held open
+    around a side's counted windows. The kernel tears a tracepoint event down when its last
+    user closes it, waiting for an RCU grace period per event: with ~350 `sys_enter_*` events
+    that is ~13 s each time a window's perf stops (measured here). The keeper stays their
+    last user, so a window stops in milliseconds and the teardown is paid once, when the keeper
+    ends. It lives only around the counted windows: an open syscall tracepoint costs every
+    process on the host a little on each call (~80 ns here), which the measured rounds and
+    the starts must not pay."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Self:
+        idle = with_parent_death_signal(["sleep", "infinity"])  # ends with perf, even on kill -9
+        argv = with_parent_death_signal(["perf", "stat", "-x,", "-e", TOTAL_EVENT, "-e", NAMED_EVENTS, "--", *idle])
+        with interrupts.deferred():  # a keeper started is a keeper recorded, to be ended
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        with interrupts.deferred():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()  # its exit is the one teardown: nothing of it is left after
+            self.proc = None
 
 
 def unavailable() -> str | None:
@@ -83,13 +122,19 @@ class Counting:
         roles: dict[str, list[int]] = {}
         for pid, role in self.pids.items():
             roles.setdefault(role, []).append(pid)
-        for role, pids in roles.items():
-            events = ["-e", TOTAL_EVENT, "-e", NAMED_EVENTS, *(["-e", KVM_EXIT] if role in self.kvm_roles else [])]
-            argv = ["perf", "stat", "-x,", *events, "-p", ",".join(map(str, pids))]
-            self.procs[role] = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-            )
-        time.sleep(ATTACH_S)
+        try:
+            for role, pids in roles.items():
+                events = ["-e", TOTAL_EVENT, "-e", NAMED_EVENTS, *(["-e", KVM_EXIT] if role in self.kvm_roles else [])]
+                argv = with_parent_death_signal(["perf", "stat", "-x,", *events, "-p", ",".join(map(str, pids))])
+                with interrupts.deferred():  # a perf started is a perf recorded, to be stopped
+                    self.procs[role] = subprocess.Popen(
+                        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+                    )
+            time.sleep(ATTACH_S)
+        except BaseException:  # an interrupt while attaching: no perf is left counting
+            with interrupts.deferred():
+                self.abort()
+            raise
         failed = [(role, proc) for role, proc in self.procs.items() if proc.poll() is not None]
         if failed:
             role, proc = failed[0]

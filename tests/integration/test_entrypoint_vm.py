@@ -99,6 +99,7 @@ def test_entrypoint_script_runs_the_cmd_on_both_sides(libvirt_backend, entrypoin
         "--format",
         "json",
         "--no-load",
+        "--no-load",
         timeout=1500,
     )
     assert result.returncode == 0, result.stderr

@@ -88,11 +88,13 @@ def test_the_guest_runs_a_full_os(cli_run):
 
 
 def test_explorers_own_ssh_session_is_set_apart_from_the_os_processes(cli_run):
-    """`vagrant ssh` takes the Vagrant side's view: its sshd session processes are explorer's,
+    """`vagrant ssh` takes the Vagrant side's view: its sshd session processes (and any other
+    session still closing) are explorer's or Vagrant's,
     reported apart; the listening sshd (PID 1's child) stays among the guest OS's."""
     inside = cli_run["doc"]["sides"]["vagrant"]["visibility"]["inside"]
     listed = {p["pid"]: p for p in inside["processes"]}
-    assert inside["explorer_processes_inside"] == ["sshd", "sshd"], inside["explorer_processes_inside"]
+    mine = inside["explorer_processes_inside"]
+    assert len(mine) >= 2 and set(mine) == {"sshd"}, mine  # the viewing session: [priv] and user
     assert not set(inside["explorer_pids_inside"]) & set(listed)
     sshd = [p for p in listed.values() if p["name"] == "sshd"]
     assert [p["ppid"] for p in sshd] == [1], sshd  # the listener only

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -25,7 +26,6 @@ from tests.conftest import (
     Explorer,
     backend_or_skip,
     containers_owned_by,
-    explorer_argv,
     ps_e,
     run_explorer,
     skip_or_fail_in_ci,
@@ -63,18 +63,7 @@ def loaded(counting_possible, docker_backend, libvirt_backend, redis_artifact, t
     backend_or_skip("gvisor")
     out = tmp_path_factory.mktemp("load") / "result.json"
     done, seen = watch(
-        explorer_argv(
-            "run",
-            "redis",
-            "--sides",
-            "runc,gvisor,microvm",
-            "--repeat",
-            "1",
-            "--load-seconds",
-            "1",
-            "--output",
-            str(out),
-        )
+        "run", "redis", "--sides", "runc,gvisor,microvm", "--repeat", "1", "--load-seconds", "1", "--output", str(out)
     )
     assert done.returncode == 0, done.stderr
     return {"doc": json.loads(out.read_text()), "text": done.stdout, "seen": seen}
@@ -200,8 +189,22 @@ def native_namespaces() -> list[str]:
     return [line.split()[0] for line in listed.splitlines() if line.startswith(native.NETNS_PREFIX)]
 
 
-def load_clients() -> list[int]:
-    return [pid for pid, args in ps_e("args").items() if args.startswith(("redis-benchmark", "perf stat"))]
+def load_clients(programs: tuple[str, ...] = ("redis-benchmark", "perf")) -> list[int]:
+    """redis-benchmark and perf processes, by the program they run (explorer starts them by path)."""
+    return [pid for pid, args in ps_e("args").items() if Path(args.split(" ", 1)[0]).name in programs]
+
+
+def side_load_clients() -> list[int]:
+    """Load clients in the host's network namespace: a side's load, not the native reference's
+    (whose client runs in the reference's own namespace). perf, which counts both from the
+    host, is left out."""
+    ours = os.readlink("/proc/self/ns/net")
+    found = []
+    for pid in load_clients(("redis-benchmark",)):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/net") == ours:
+                found.append(pid)
+    return found
 
 
 def start_loaded_run(*extra: str) -> subprocess.Popen:
@@ -221,11 +224,11 @@ def wait_for(proc: subprocess.Popen, seen, timeout: float = 300) -> bool:
 def test_ctrl_c_during_the_load_leaves_nothing(counting_possible, docker_backend, redis_artifact, when):
     """Ctrl-C while redis-benchmark runs, against the native reference or against the side: exit
     130, and no container, load client, perf, native server, namespace or copy is left."""
-    proc = start_loaded_run("--load-seconds", "5")
+    proc = start_loaded_run("--load-seconds", "1")
     pid = proc.pid
     try:
         if when == "side":
-            assert wait_for(proc, lambda: containers_owned_by(pid) and load_clients()), proc.stderr
+            assert wait_for(proc, lambda: containers_owned_by(pid) and side_load_clients()), "the side was never loaded"
         else:
             assert wait_for(proc, lambda: load_clients() and native_namespaces()), "no load on the native reference"
         proc.send_signal(signal.SIGINT)
@@ -244,11 +247,11 @@ def test_ctrl_c_during_the_load_leaves_nothing(counting_possible, docker_backend
 def test_a_workload_killed_under_load_is_a_failed_load_and_the_run_goes_on(
     counting_possible, docker_backend, redis_artifact
 ):
-    proc = start_loaded_run("--load-seconds", "4")
+    proc = start_loaded_run("--load-seconds", "1")
     pid = proc.pid
     client = docker_client()
     try:
-        assert wait_for(proc, lambda: containers_owned_by(pid) and load_clients()), "the side was never loaded"
+        assert wait_for(proc, lambda: containers_owned_by(pid) and side_load_clients()), "the side was never loaded"
         for container in client.containers.list(filters={"label": f"{LABEL_OWNER}={pid}"}):
             with contextlib.suppress(Exception):
                 container.kill()

@@ -134,3 +134,29 @@ def test_view_channel_closed_by_the_guest_and_never_connected(tmp_path):
     channel.close()
     with pytest.raises(BackendError, match="could not connect to the guest view port"):
         viewport.ViewChannel(tmp_path / "absent.sock").connect(timeout_s=0.1)
+
+
+def test_every_ssh_session_is_set_apart_and_the_listener_stays():
+    """The session taking the view and another one still closing (Vagrant's, an earlier
+    explorer's) are under the listening sshd: all set apart; the listener and the OS stay."""
+    from explorer.guest.ssh import session_pids
+    from explorer.model import GuestProcess, GuestView
+
+    def proc(pid: int, ppid: int, name: str) -> GuestProcess:
+        return GuestProcess(pid, ppid, name, False)
+
+    listed = [
+        proc(1, 0, "systemd"),
+        proc(274, 1, "sshd"),
+        proc(294, 274, "sshd"),  # an earlier session's [priv] process, still closing
+        proc(300, 274, "sshd"),  # the viewing session: [priv]
+        proc(301, 300, "sshd"),  # and its user process, the viewer's parent
+        proc(310, 1, "redis-server"),
+    ]
+    view = GuestView("6.1", None, listed, "vagrant ssh", viewer_parent=301)
+    assert session_pids(view) == [294, 300, 301]
+    kept = guest.set_apart(view, session_pids(view))
+    assert [p.pid for p in kept.processes] == [1, 274, 310]
+    assert kept.agent_names == ["sshd", "sshd", "sshd"]
+    # a viewer whose ancestry is unknown sets nothing apart (rather than a guess)
+    assert session_pids(GuestView("6.1", None, listed, "vagrant ssh", viewer_parent=999)) == []

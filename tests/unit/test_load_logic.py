@@ -235,3 +235,20 @@ def test_cost_tables_give_ratios_and_number_what_is_missing():
     surface_notes = costs.surface_notes(result)
     assert "[1] microVM: not measured: counting was not asked for" in surface_notes
     assert "[2] gVisor: failed: it died" in surface_notes
+
+
+def test_a_death_the_engine_sees_late_is_still_named_and_a_live_workload_is_not():
+    """The client sees the server die before the engine's state says so: the workload is
+    asked again for a moment before the failure is called the client's."""
+    calls = []
+
+    def dies_on_the_third_look() -> None:
+        calls.append(1)
+        if len(calls) >= 3:
+            raise ExplorerError("the container exited with code 137")
+
+    endpoint = rounds.Endpoint("127.0.0.1", 1, dict, dies_on_the_third_look, lambda: "its logs")
+    with pytest.raises(rounds.LoadFailed, match="died under the load: the container exited with code 137"):
+        rounds.died_or_not(endpoint, settle_s=5)
+    alive = rounds.Endpoint("127.0.0.1", 1, dict, lambda: None, str)
+    rounds.died_or_not(alive, settle_s=0.3)  # returns: the failure is the client's own
