@@ -88,6 +88,7 @@ def _startup(ax: Any, result: dict[str, Any]) -> None:
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(lambda value, _pos: seconds(value))  # the tables' own format
+    ax.xaxis.set_minor_formatter(lambda value, _pos: "")  # minor ticks unlabelled: they crowded the decades
     ax.set_xlabel("seconds since create (log scale); dots: repeats, bar: median")
     ax.set_title("Startup milestones per repeat")
     ax.grid(axis="x", which="both", alpha=0.3)
