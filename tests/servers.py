@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from explorer.model import free_port
 
-__all__ = ["free_port", "server"]
+__all__ = ["free_port", "server", "silent_server"]
 
 
 @contextmanager
@@ -44,3 +44,15 @@ def server(handler: Callable[[socket.socket], None], port: int = 0) -> Iterator[
         stop.set()
         thread.join()
         listener.close()
+
+
+@contextmanager
+def silent_server(hold_s: float = 30.0) -> Iterator[int]:
+    """A server that accepts and then says nothing for `hold_s` (released at exit): an attempt
+    that returns long before `hold_s` was cut off by its own timeout, on any machine's load."""
+    release = threading.Event()
+    with server(lambda conn: release.wait(hold_s)) as port:
+        try:
+            yield port
+        finally:
+            release.set()

@@ -95,7 +95,7 @@ class MongoDB(Strategy):
             return False, "no ok answer to a raw OP_MSG ping"
         # pymongo costs ~180 ms to import: loaded only when a MongoDB workload is checked
         import pymongo
-        from pymongo.errors import ConfigurationError, PyMongoError
+        from pymongo.errors import ConfigurationError, PyMongoError  # with pymongo, as above
 
         ms = max(1, int(timeout * 1000))
         client = pymongo.MongoClient(

@@ -89,7 +89,7 @@ def test_a_stalled_pull_gives_up_with_the_ways_out(monkeypatch):
             docker_image._existing_or_pulled(fake_client(stalled_pull), "mongo:7.0")
     finally:
         release.set()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 8  # the stall limit (0.3 s), not the stalled pull's 10 s
     assert "no progress for 0.3 s" in str(caught.value)
     assert "docker load -i" in caught.value.hint and "offline scenario" in caught.value.hint
 
@@ -108,7 +108,7 @@ def test_stall_limit_applies_between_messages():
             docker_image._pull(fake_client(slow_then_silent), "registry.example:5000/team/db:2", stall_s=0.3)
     finally:
         release.set()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 8  # the stall limit (0.3 s), not the stalled pull's 10 s
 
 
 def test_an_error_inside_the_pull_stream_is_raised():
