@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,13 @@ import pytest
 from explorer.model import LABEL_MANAGED, LABEL_OWNER, LABEL_SCENARIO
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# explorer keeps a SIGHUP that nohup ignores ignored (interrupts.install), and an ignored signal
+# is inherited: the suite started under nohup would make every SIGHUP test a test of nohup. The
+# tests that send SIGHUP measure explorer's own handling, so the suite starts from the default
+# (what a terminal gives); tests/unit/test_reliability.py checks the nohup case on purpose.
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def explorer_argv(*args: str) -> list[str]:

@@ -212,3 +212,32 @@ def test_a_re_imported_image_reuses_its_vm_disk():
     assert image_key(redis, first) == image_key(redis, again)
     pulled = scenario.image_scenario("mongo:7", 27017, "tcp", ("mongod",))
     assert image_key(pulled, Artifact("mongo:7", facts={"image_id": "sha256:1"})) == "sha256:1"
+
+
+def test_a_sighup_that_nohup_ignores_stays_ignored():
+    """`nohup explorer run ...`: the hang-up nohup ignores ends nothing, in a deferred step or
+    out of it, while SIGTERM still ends the run with 128 + its number."""
+    code = """
+import os, signal, sys
+from explorer import interrupts
+interrupts.install()
+os.kill(os.getpid(), signal.SIGHUP)
+with interrupts.deferred():
+    os.kill(os.getpid(), signal.SIGHUP)
+print("survived", signal.getsignal(signal.SIGHUP) is signal.SIG_IGN, flush=True)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+except interrupts.Interrupted as exc:
+    sys.exit(exc.exit_code)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # what nohup does before it execs
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.stdout.strip() == "survived True", result.stderr
+    assert result.returncode == 128 + signal.SIGTERM
