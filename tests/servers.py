@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from explorer.model import free_port
 
-__all__ = ["free_port", "server", "silent_server"]
+__all__ = ["CUT_OFF_S", "free_port", "server", "silent_server"]
 
 
 @contextmanager
@@ -46,8 +46,12 @@ def server(handler: Callable[[socket.socket], None], port: int = 0) -> Iterator[
         listener.close()
 
 
+SILENT_HOLD_S = 30.0  # how long a silent server holds a connection
+CUT_OFF_S = 10.0  # far below SILENT_HOLD_S: an attempt ended by then was cut off by its own timeout
+
+
 @contextmanager
-def silent_server(hold_s: float = 30.0) -> Iterator[int]:
+def silent_server(hold_s: float = SILENT_HOLD_S) -> Iterator[int]:
     """A server that accepts and then says nothing for `hold_s` (released at exit): an attempt
     that returns long before `hold_s` was cut off by its own timeout, on any machine's load."""
     release = threading.Event()
