@@ -63,6 +63,7 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "id": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"},
                 "title": {"type": "string", "minLength": 1},
+                "short": {"type": "string", "minLength": 1, "maxLength": 24},
                 "qualifier": {"type": "string", "minLength": 1},
                 "quotes": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
                 "parts": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/part"}},
@@ -85,17 +86,8 @@ SCHEMA: dict[str, Any] = {
                 "rule": {"type": "string", "minLength": 1},
                 "figures": {"type": "object", "propertyNames": _NAME, "additionalProperties": _OPERAND},
                 "test": {"$ref": "#/$defs/test"},
-                "evidence": {
-                    "anyOf": [
-                        {"type": "string"},
-                        {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["reproduced", "not_reproduced"],
-                            "properties": {"reproduced": {"type": "string"}, "not_reproduced": {"type": "string"}},
-                        },
-                    ]
-                },
+                "evidence": {"$ref": "#/$defs/template"},
+                "brief": {"$ref": "#/$defs/template"},
                 "notes": {
                     "type": "array",
                     "items": {
@@ -106,6 +98,17 @@ SCHEMA: dict[str, Any] = {
                     },
                 },
             },
+        },
+        "template": {
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["reproduced", "not_reproduced"],
+                    "properties": {"reproduced": {"type": "string"}, "not_reproduced": {"type": "string"}},
+                },
+            ]
         },
         "operand": {
             "anyOf": [
@@ -266,9 +269,17 @@ def _test_names(test: dict[str, Any]) -> list[str]:
 
 
 def _templates(part: dict[str, Any]) -> list[str]:
-    evidence = part["evidence"]
-    texts = [evidence] if isinstance(evidence, str) else list(evidence.values())
+    texts = []
+    for template in (part["evidence"], part.get("brief", "")):
+        texts += [template] if isinstance(template, str) else list(template.values())
     return texts + [note["text"] for note in part.get("notes", [])]
+
+
+def _chosen(template: str | dict[str, str], verdict: str) -> str:
+    """A template, or the one of its pair that fits the verdict."""
+    if isinstance(template, dict):
+        return template["reproduced" if verdict == REPRODUCED else "not_reproduced"]
+    return template
 
 
 def judge_part(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str]) -> dict[str, Any]:
@@ -281,7 +292,7 @@ def judge_part(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str
     figures: dict[str, Any] = dict(titles)
     impossible = impossible_timelines(part, view, titles)
     if impossible:
-        return {**out, "verdict": INCONCLUSIVE, "evidence": impossible, "figures": figures}
+        return {**out, "verdict": INCONCLUSIVE, "evidence": impossible, "brief": impossible, "figures": figures}
     try:
         for name, spec in part.get("figures", {}).items():
             figures[name] = figure(spec, view, figures)
@@ -289,11 +300,10 @@ def judge_part(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str
         notes = [fill(n["text"], figures) for n in part.get("notes", []) if passes(n["when"], figures)]
     except Missing as exc:
         who = " and ".join(titles.values())
-        return {**out, "verdict": INCONCLUSIVE, "evidence": f"{who}: {exc}", "figures": figures}
-    template = part["evidence"]
-    if isinstance(template, dict):
-        template = template["reproduced" if verdict == REPRODUCED else "not_reproduced"]
-    return {**out, "verdict": verdict, "evidence": fill(template, figures), "notes": notes, "figures": figures}
+        return {**out, "verdict": INCONCLUSIVE, "evidence": f"{who}: {exc}", "brief": str(exc), "figures": figures}
+    evidence = fill(_chosen(part["evidence"], verdict), figures)
+    brief = fill(_chosen(part["brief"], verdict), figures) if "brief" in part else evidence
+    return {**out, "verdict": verdict, "evidence": evidence, "brief": brief, "notes": notes, "figures": figures}
 
 
 def impossible_timelines(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str]) -> str | None:
@@ -375,12 +385,14 @@ def judge_claim(claim: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]
             "verdict": verdict,
             "evidence": "; ".join(evidence),
             "why": "; ".join(_unique(departing)),
+            "brief": "; ".join(_unique([p["brief"] for p in parts if p["verdict"] == verdict])),
             "parts": parts,
         }
     verdict = overall([s["verdict"] for s in sides.values()] + [INCONCLUSIVE] * bool(missing))
     return {
         "id": claim["id"],
         "claim": claim["title"],
+        "short": claim.get("short") or claim["title"],
         "qualifier": claim.get("qualifier"),
         "quotes": claim["quotes"],
         "verdict": verdict,

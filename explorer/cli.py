@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -25,7 +26,7 @@ from explorer.interrupts import Interrupted
 from explorer.load import rounds
 from explorer.output import compare as comparison
 from explorer.output import density as density_report
-from explorer.output import density_plot, document, files, plot, report
+from explorer.output import density_plot, document, files, fit, page, plot, report, results
 from explorer.progress import Steps
 from explorer.units import human_bytes
 
@@ -99,6 +100,11 @@ SIDES_HELP = (
     f"Comma-separated sides ({', '.join(sides.SIDES)}), each of which must run; default: every side this host can run."
 )
 ONLY_HELP = "Only the sides of this kind (container or vm) that this host can run."
+
+
+RESULTS_HELP = f"Where every result is kept (default ${results.ENV}, else $XDG_DATA_HOME/explorer/results)."
+HTML_HELP = "Also write the results page (one self-contained HTML file) here."
+DETAIL_HELP = "Show every table in the terminal, not only the answer and the key figures."
 
 
 def _choice(side_names: str | None, only: str | None) -> lifecycle.Choice:
@@ -195,6 +201,9 @@ def _build_fullvm(scenario: scenarios.Scenario, box: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Also save the result as JSON here.")
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw startup and memory to this PNG.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), help=HTML_HELP)
+@click.option("--results-dir", type=click.Path(file_okay=False), help=RESULTS_HELP)
+@click.option("--detail", is_flag=True, help=DETAIL_HELP)
 @click.option("--image", help="Instead of a scenario: any image explorer has or can pull.")
 @click.option("--port", type=click.IntRange(1, 65535), help="With --image: the port the workload serves.")
 @click.option(
@@ -255,6 +264,9 @@ def run(
     strict: bool = False,
     load_seconds: float = 2.0,
     no_load: bool = False,
+    html_file: str | None = None,
+    results_dir: str | None = None,
+    detail: bool = False,
 ) -> None:
     """Run a scenario (or --image REF --port N --ready KIND) on every side, and compare them."""
     choice = _choice(side_names, only)
@@ -262,6 +274,9 @@ def run(
         plot.require()  # before minutes of measuring, not after
     if output:
         files.check_writable(output, "--output")
+    if html_file:
+        files.check_writable(html_file, "--html")
+    keep_in = results.check(results.directory(results_dir))
     check_cache()
     with Steps() as steps:
         if image or port or ready or processes:
@@ -275,7 +290,7 @@ def run(
         if density_count:
             measured = lifecycle.Choice(names=tuple(result["sides"]))
             document.merge_density(result, density.run(scenario, measured, density_count, None, steps))
-    _show(result, fmt, plot_file, output)
+    _show(result, fmt, plot_file, output, Keep(keep_in, html_file, detail))
     untrusted = report.untrusted(result)
     if strict and untrusted:
         raise ExplorerError(f"--strict: {'; '.join(untrusted)}", hint="the report above says which figures and why")
@@ -310,9 +325,15 @@ def _image_scenario(
 
 
 @main.command("report")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("paths", metavar="[FILE...]", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw startup and memory to this PNG.")
+@click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False), help=HTML_HELP + " Several files: the compare view."
+)
+@click.option("--results-dir", type=click.Path(file_okay=False), help=RESULTS_HELP)
+@click.option("--detail", is_flag=True, help=DETAIL_HELP)
+@click.option("--list", "list_kept", is_flag=True, help="List the kept results instead (as explorer results).")
 @click.option(
     "--density",
     "density_files",
@@ -320,14 +341,62 @@ def _image_scenario(
     multiple=True,
     help="A saved density result (explorer density --output), repeatable: claim 7 is judged from its measured costs.",
 )
-def report_cmd(file: str, fmt: str, plot_file: str | None, density_files: tuple[str, ...] = ()) -> None:
-    """Render a saved result again, judging the claims afresh from its figures."""
+def report_cmd(
+    paths: tuple[str, ...],
+    fmt: str,
+    plot_file: str | None,
+    density_files: tuple[str, ...] = (),
+    html_file: str | None = None,
+    results_dir: str | None = None,
+    detail: bool = False,
+    list_kept: bool = False,
+) -> None:
+    """Render a saved result again (by default the latest kept one), judging the claims afresh
+    from its figures; several files with --html make the compare page."""
+    folder = results.directory(results_dir)
+    if list_kept:
+        _list_results(folder)
+        return
     if plot_file:
         plot.require()
-    result = document.load_result(file)
+    if html_file:
+        files.check_writable(html_file, "--html")
+    files_given = list(paths) or [str(results.latest(folder))]
+    loaded = [document.load_result(path) for path in files_given]
+    if len(loaded) > 1:
+        if density_files or plot_file:
+            raise UsageError("--density and --plot take one result file", hint="give one FILE, or none for the latest")
+        runs = list(zip(comparison.labels_for(files_given), loaded))
+        for _label, result in runs:
+            result["claims"] = claims.judge(result)
+        if html_file:
+            _write_page(runs, html_file)
+        else:
+            click.echo(comparison.render_compare(runs, fmt), nl=False)
+        return
+    result = loaded[0]
     for path in density_files:
         document.merge_density(result, document.load_density(path))
-    _show(result, fmt, plot_file)
+    _show(result, fmt, plot_file, keep=Keep(None, html_file, detail))
+    if not paths and fmt == "table":
+        click.echo(f"(the latest kept result: {files_given[0]})")
+
+
+@main.command("results")
+@click.option("--results-dir", type=click.Path(file_okay=False), help=RESULTS_HELP)
+def results_cmd(results_dir: str | None) -> None:
+    """List the kept results: when, scenario, host, sides, accelerator, file."""
+    _list_results(results.directory(results_dir))
+
+
+def _list_results(folder: Path) -> None:
+    found = results.kept(folder)
+    if not found:
+        click.echo(f"no results kept in {folder} (explorer run keeps every run's there)")
+        return
+    rows = [[k.when, k.kind, k.scenario, k.host, ",".join(k.sides), k.accel, k.path.name] for k in found]
+    click.echo(tabulate(rows, headers=["when (UTC)", "kind", "scenario", "host", "sides", "VMs on", "file"]))
+    click.echo(f"in {folder}")
 
 
 @main.command("density")
@@ -350,6 +419,7 @@ def report_cmd(file: str, fmt: str, plot_file: str | None, density_files: tuple[
 @click.option(
     "--plot", "plot_file", type=click.Path(dir_okay=False), help="Also draw memory and time to ready against N."
 )
+@click.option("--results-dir", type=click.Path(file_okay=False), help=RESULTS_HELP)
 def density_cmd(
     name: str | None,
     scenario_file: str | None,
@@ -360,6 +430,7 @@ def density_cmd(
     fmt: str,
     output: str | None,
     plot_file: str | None,
+    results_dir: str | None = None,
 ) -> None:
     """Start many instances per side, all running, and fit their host memory against N."""
     choice = _choice(side_names, only)
@@ -368,6 +439,7 @@ def density_cmd(
         plot.require()
     if output:
         files.check_writable(output, "--output")  # before minutes of measuring
+    keep_in = results.check(results.directory(results_dir))
     check_cache()
     scenario = _load(name, scenario_file)
     run_id = lifecycle.new_run_id()
@@ -379,6 +451,7 @@ def density_cmd(
         files.write_text(output, json.dumps(doc, indent=2) + "\n", "the density result")
     if plot_file:
         density_plot.write(doc, plot_file)
+    click.echo(f"kept: {results.keep(doc, keep_in)}")
     failed = {
         name: side["stopped"]["reason"] for name, side in doc["sides"].items() if side["stopped"]["by"] == "error"
     }
@@ -386,15 +459,42 @@ def density_cmd(
         raise ExplorerError("; ".join(f"side {name} stopped: {why}" for name, why in failed.items()))
 
 
-def _show(result: dict[str, Any], fmt: str, plot_file: str | None, output: str | None = None) -> None:
-    """The claims judged from the figures, the result saved if asked for, the report in `fmt`,
-    and the plot if asked for."""
+@dataclasses.dataclass(frozen=True)
+class Keep:
+    """Where a shown result goes besides the terminal: the results directory (None: a result
+    read back, already kept), a page asked for, and how much the terminal shows."""
+
+    folder: Path | None
+    html: str | None = None
+    detail: bool = False
+
+
+def _show(
+    result: dict[str, Any], fmt: str, plot_file: str | None, output: str | None = None, keep: Keep = Keep(None)
+) -> None:
+    """The claims judged from the figures, the report in `fmt` (first: a result that cannot be
+    saved is still shown), then the result saved where asked, kept with its page, the page and
+    the plot where asked; the paths of what was kept come last."""
     result["claims"] = claims.judge(result)
-    click.echo(report.render(result, fmt), nl=False)  # first: a result that cannot be saved is still shown
+    click.echo(report.render(result, fmt, fit.terminal_width(), keep.detail), nl=False)
     if plot_file:
         plot.write(result, plot_file)
     if output:
         files.write_text(output, json.dumps(result, indent=2) + "\n", "the result")
+    written = []
+    if keep.folder is not None:
+        kept = results.keep(result, keep.folder)
+        written += [("kept", kept), ("page", _write_page([("", result)], str(kept.with_suffix(".html"))))]
+    if keep.html:
+        written.append(("page", _write_page([("", result)], keep.html)))
+    for what, path in written:
+        click.echo(f"{what}: {path}", err=fmt != "table")
+
+
+def _write_page(runs: list[tuple[str, dict[str, Any]]], path: str) -> Path:
+    """The results page for one run, or the compare view for several."""
+    page.write(runs, path)
+    return Path(path)
 
 
 @main.command()

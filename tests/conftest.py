@@ -30,6 +30,15 @@ if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kept_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every run keeps its result (explorer/output/results.py): the suite's go to a folder of
+    its own, not the user's ~/.local/share/explorer/results."""
+    folder = tmp_path_factory.mktemp("kept-results")
+    os.environ["EXPLORER_RESULTS"] = str(folder)
+    return folder
+
+
 def explorer_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "explorer.cli", *args]
 

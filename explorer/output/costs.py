@@ -24,6 +24,16 @@ def _figure(load: dict[str, Any], key: str) -> float | None:
     return ((load.get("summary") or {}).get(key) or {}).get("median")
 
 
+def median(load: dict[str, Any], key: str) -> float | None:
+    """The median over the measured rounds of one figure of a load (None when absent)."""
+    return _figure(load, key)
+
+
+def native_rate(result: dict[str, Any]) -> float | None:
+    """The native reference's median ops/s, the floor every ratio is taken against."""
+    return _figure((result.get("load") or {}).get("native") or {}, "ops_s")
+
+
 def rows_of(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """(name, title, load figures) of the native reference, then every side that has a load."""
     found = []

@@ -25,8 +25,10 @@ def check_writable(path: str, option: str) -> None:
         raise UsageError(f"{option} {path}: cannot write in {parent}: {exc.strerror}") from exc
 
 
-def write_text(path: str, text: str, what: str) -> None:
-    """Write `text` to `path` atomically; on failure say what could not be written where."""
+def write_text(path: str, text: str, what: str, error: type[ExplorerError] = ExplorerError) -> None:
+    """Write `text` to `path` atomically, whole or not at all (an interrupt or a full disk
+    half-way leaves no file behind); on failure raise `error` saying what could not be written
+    where."""
     target = Path(path)
     temp = None
     try:
@@ -35,10 +37,12 @@ def write_text(path: str, text: str, what: str) -> None:
             handle.write(text)
         os.chmod(temp, 0o644)  # mkstemp's 0600 is for the name's lifetime, not the result's
         os.replace(temp, target)
+        temp = None
     except OSError as exc:
-        if temp is not None:
-            Path(temp).unlink(missing_ok=True)
-        raise ExplorerError(
+        raise error(
             f"{what} could not be written to {path}: {exc.strerror}; the report above is complete",
             hint="run `explorer run ... --format json > FILE` to keep it another way",
         ) from exc
+    finally:
+        if temp is not None:  # failed or interrupted before the rename
+            Path(temp).unlink(missing_ok=True)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from explorer.output import costs
+from explorer.output import costs, fit, glance
 from explorer.output.density import FITS_WIDTHS, fits_table
 from explorer.output.document import side_title, upgraded
 from explorer.output.tables import table
 from explorer.units import human_bytes, plural, seconds
 
 FORMATS = ("table", "markdown", "json")
+SUMMARY_HEADING = "Side by side"
 TERMINAL_COLUMNS = 120  # what the side-by-side and claims tables are wrapped to
 
 
@@ -301,7 +301,7 @@ def verdicts_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 def sections(result: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[Any]]], list[int] | None]]:
     """(heading, (headers, rows), column widths a terminal table wraps to, if any)."""
     out = [
-        ("Side by side", summary_table(result), summary_widths(result)),
+        (SUMMARY_HEADING, summary_table(result), summary_widths(result)),
         ("Processes seen from the host", process_table(result), PROCESS_WIDTHS),
         ("Startup", startup_table(result), None),
     ]
@@ -353,22 +353,77 @@ def notes(result: dict[str, Any]) -> list[str]:
     ]
 
 
-def render(result: dict[str, Any], fmt: str = "table") -> str:
+DETAIL_HINT = (
+    "(processes seen from the host, startup milestones, time phases, each verdict's evidence and rule, "
+    "and the full cost and surface tables: --detail, the Markdown and JSON formats, and the page)"
+)
+
+
+def render(result: dict[str, Any], fmt: str = "table", width: int = fit.NOT_A_TERMINAL, detail: bool = False) -> str:
+    """The answer first (claims x sides, the sides that depart and why, the key figures), then
+    with `detail` (always in Markdown) every other table; JSON is the document itself."""
     if fmt == "json":
         return json.dumps(result, indent=2, sort_keys=False)
     result = upgraded(result)
-    parts = [f"# {title(result)}" if fmt == "markdown" else title(result)]
-    parts += [f"\n> {note}" if fmt == "markdown" else note for note in notes(result)]
+    if fmt == "markdown":
+        return _markdown(result)
+    parts = [fit.paragraph(title(result), width)]
+    parts += [fit.paragraph(note, width) for note in notes(result)]
+    skipped = result.get("skipped") or {}
+    parts += [fit.paragraph(f"(side {name} not measured: {reason})", width) for name, reason in skipped.items()]
+    parts += ["\nClaims of the document, per side", glance.grid(result, width)]
+    departing = glance.departures(result, width)
+    if departing:
+        parts += ["\nWhere a side departs from a claim, and why", *departing]
+    parts += ["\nKey figures per side", glance.key_figures(result, width)]
+    if not detail:
+        return "\n".join([*parts, "", fit.paragraph(DETAIL_HINT, width)]) + "\n"
+    for heading, (headers, rows), _widths in sections(result):
+        if heading == SUMMARY_HEADING:  # one block per side: its figures read whole at any width
+            parts += [f"\n{heading}", _blocks(*_turned(headers, rows), width)]
+        else:
+            parts += [f"\n{heading}", _fitted(headers, rows, width)]
+        parts += [fit.paragraph(note, width, indent="  - ", rest="    ") for note in section_notes(heading, result)]
+    return "\n".join(parts) + "\n"
+
+
+def _turned(headers: list[str], rows: list[list[Any]]) -> tuple[list[str], list[list[Any]]]:
+    """A table with the sides as columns, turned so that each side is a row."""
+    return ["side", *(str(r[0]) for r in rows)], [[h, *(r[i] for r in rows)] for i, h in enumerate(headers) if i]
+
+
+def _fitted(headers: list[str], rows: list[list[Any]], width: int) -> str:
+    """The table within `width`, or where no column layout fits, one block per row: its first
+    cell, then each other column's header and value, wrapped."""
+    text = fit.table(headers, rows, width)
+    return text if text is not None else _blocks(headers, rows, width)
+
+
+def _blocks(headers: list[str], rows: list[list[Any]], width: int) -> str:
+    """One block per row: its first cell, then each other column's header and value, wrapped."""
+    blocks = []
+    for row in rows:
+        blocks.append(fit.paragraph(str(row[0]).replace("\n", " "), width))
+        for header, value in zip(headers[1:], row[1:]):
+            line = f"{header.replace(chr(10), ' ')}: {str(value).replace(chr(10), '; ')}"
+            blocks.append(fit.paragraph(line, width, indent="  ", rest="    "))
+    return "\n".join(blocks)
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    """Every section, GitHub's tables: the answer first, then everything else."""
+    parts = [f"# {title(result)}"]
+    parts += [f"\n> {note}" for note in notes(result)]
     skipped = result.get("skipped") or {}
     if skipped:
         parts.append("\n".join(f"(side {name} not measured: {reason})" for name, reason in skipped.items()))
-    for heading, (headers, rows), widths in sections(result):
-        parts.append(f"\n## {heading}\n" if fmt == "markdown" else f"\n{heading}")
-        parts.append(table(headers, rows, fmt, widths))
-        for note in section_notes(heading, result):
-            parts.append(
-                f"\n> {note}"
-                if fmt == "markdown"
-                else textwrap.fill(note, TERMINAL_COLUMNS, initial_indent="  - ", subsequent_indent="    ")
-            )
+    parts += ["\n## Claims of the document, per side\n", table(*glance.grid_rows(result), "markdown")]
+    departing = glance.departures(result, 10_000)
+    if departing:
+        parts += ["\n## Where a side departs from a claim, and why\n", *(f"- {line.strip()}" for line in departing)]
+    parts += ["\n## Key figures per side\n", table(*glance.key_rows(result), "markdown")]
+    for heading, (headers, rows), _widths in sections(result):
+        parts.append(f"\n## {heading}\n")
+        parts.append(table(headers, rows, "markdown"))
+        parts += [f"\n> {note}" for note in section_notes(heading, result)]
     return "\n".join(parts) + "\n"

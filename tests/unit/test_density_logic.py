@@ -384,9 +384,10 @@ def test_density_outputs_table_markdown_json_and_plot(tmp_path):
 def test_report_with_density_shows_the_fits_and_judges_claim_7_from_them(tmp_path):
     path = tmp_path / "density.json"
     path.write_text(json.dumps(density_doc()))
-    result = CliRunner().invoke(main, ["report", str(FIXTURES / "both.json"), "--density", str(path)])
+    result = CliRunner().invoke(main, ["report", str(FIXTURES / "both.json"), "--density", str(path), "--detail"])
     assert result.exit_code == 0, result.output
-    assert "Density (many instances running" in result.output and "measured: 20 instances" in result.output
+    words = " ".join(result.output.split())  # the evidence, wrapped to the terminal's width
+    assert "Density (many instances running" in result.output and "measured: 20 instances" in words
     bad = CliRunner().invoke(main, ["report", str(FIXTURES / "both.json"), "--density", str(FIXTURES / "vm.json")])
     assert isinstance(bad.exception, UsageError) and "not a density result" in str(bad.exception)
 
@@ -413,7 +414,7 @@ def test_the_time_table_shows_where_a_runs_time_goes():
     assert table[("container", "create -> ready (n=2)")] == ["12.00 s", "60%"]
     assert table[("container", "other (explorer's own)")] == ["1.50 s", "8%"]
     assert table[("", "outside the create -> ready windows")] == ["8.00 s", "40%"]
-    assert "\nTime\n" in report.render(result)
+    assert "\nTime\n" in report.render(result, detail=True)
 
 
 def test_the_density_command_on_the_fake_side(counting, tmp_path):

@@ -103,7 +103,7 @@ def _container_result() -> dict:
 
 def test_render_every_format():
     result = _container_result()
-    table = report.render(result, "table")
+    table = report.render(result, "table", detail=True)
     assert "redis-server 4242 (pid 1 inside)" in table and "111.6 MiB" in table and "350 ms median" in table
     markdown = report.render(result, "markdown")
     assert markdown.startswith("# explorer: redis") and "| workload in host's ps -e" in markdown

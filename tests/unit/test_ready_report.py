@@ -35,4 +35,4 @@ def test_old_results_without_ready_params_still_render():
         assert result["scenario"]["ready"] == "redis" and "ready_params" not in result["scenario"]
         assert report.notes(result) == []
         out = CliRunner().invoke(main, ["report", str(FIXTURES / f"{name}.json")])
-        assert out.exit_code == 0 and "Side by side" in out.stdout and "Warning" not in out.stdout
+        assert out.exit_code == 0 and "Claims of the document" in out.stdout and "Warning" not in out.stdout

@@ -1,0 +1,163 @@
+"""The answer at a glance, what a run prints first: the document's claims against the sides in
+one grid (a mark and a word per cell; the word decides), one line per side that departs from
+a claim, and the key figures per side in one compact table. Each is laid out to fit the
+terminal's width: sides as columns with full words where they fit, shorter words with a legend
+where they do not, and the grid turned (sides as rows) when even that is too wide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.cells import cell_len
+
+from explorer.output import costs, fit
+from explorer.output.document import side_title
+from explorer.units import human_bytes, seconds
+
+NOT_MEASURED = "not measured"
+# verdict -> (mark, the word in full, the word where space is short)
+MARKS = {
+    "reproduced": ("✓", "reproduced", "yes"),
+    "not reproduced": ("✗", "not reproduced", "NO"),
+    "inconclusive": ("?", "inconclusive", "unsure"),
+    NOT_MEASURED: ("-", NOT_MEASURED, "n/a"),
+}
+
+
+def cell(verdict: str, short: bool = False) -> str:
+    """A mark and a word, never split across lines (no-break spaces, undone when printed)."""
+    mark, word, brief = MARKS.get(verdict, ("?", verdict, verdict))
+    return f"{mark} {brief if short else word}".replace(" ", fit.NBSP)
+
+
+def _columns(result: dict[str, Any]) -> list[str]:
+    """The measured sides, then those that were not measured, in the result's order."""
+    return [*result.get("sides", {}), *(n for n in result.get("skipped") or {} if n not in result.get("sides", {}))]
+
+
+def _verdict(claim: dict[str, Any], name: str) -> str:
+    side = claim.get("sides", {}).get(name)
+    return side["verdict"] if side else NOT_MEASURED
+
+
+def _label(index: int, claim: dict[str, Any]) -> str:
+    return f"{index} {claim.get('short') or claim['claim']}"
+
+
+def _legend(result: dict[str, Any], width: int) -> str:
+    sides = result.get("sides", {})
+    names = "; ".join(f"{n} = {side_title(sides.get(n, {}), n)}" for n in _columns(result))
+    return fit.paragraph(f"sides: {names}", width)
+
+
+def _word_legend(width: int) -> str:
+    words = ", ".join(f"{mark} {brief} = {word}" for mark, word, brief in MARKS.values())
+    return fit.paragraph(words, width)
+
+
+def grid(result: dict[str, Any], width: int) -> str:
+    """Claims x sides within `width`: full words, else short words, else turned."""
+    claims, names = result.get("claims") or [], _columns(result)
+    if not claims:
+        return "(no claims judged)"
+    for short in (False, True):
+        rows = [[_label(i, c), *(cell(_verdict(c, n), short) for n in names)] for i, c in enumerate(claims, 1)]
+        text = fit.table(["claim", *names], rows, width)
+        if text is not None and all(cell_len(line) <= width for line in text.split("\n")):
+            legend = [_legend(result, width)] + ([_word_legend(width)] if short else [])
+            return "\n".join([text, *legend])
+    turned = [[n, *(cell(_verdict(c, n), True) for c in claims)] for n in names]
+    text = fit.table(["side", *(str(i) for i in range(1, len(claims) + 1))], turned, width)
+    key = "; ".join(_label(i, c) for i, c in enumerate(claims, 1))
+    legend = [fit.paragraph(f"claims: {key}", width), _legend(result, width), _word_legend(width)]
+    rows = text or "\n".join(fit.paragraph(" ".join(row), width, rest="    ") for row in turned)
+    return "\n".join([rows, *legend])
+
+
+def grid_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The grid with full words, for a format whose tables have no width (Markdown)."""
+    names = _columns(result)
+    claims = result.get("claims") or []
+    rows = [[_label(i, c), *(fit.unglue(cell(_verdict(c, n))) for n in names)] for i, c in enumerate(claims, 1)]
+    return ["claim", *names], rows
+
+
+def departures(result: dict[str, Any], width: int) -> list[str]:
+    """For each claim some side does not reproduce, one line per such side: which, and why."""
+    lines = []
+    for i, claim in enumerate(result.get("claims") or [], 1):
+        for name, side in claim.get("sides", {}).items():
+            if side["verdict"] == "reproduced":
+                continue
+            why = side.get("brief") or side.get("why") or side.get("evidence") or "no evidence recorded"
+            text = f"{i} {claim.get('short') or claim['claim']}: {name} {side['verdict']}: {why}"
+            lines.append(fit.paragraph(text, width, indent="  ", rest="    "))
+    return lines
+
+
+def _image(side: dict[str, Any]) -> str:
+    img = side.get("image") or {}
+    content = img.get("content_bytes", img.get("one_size_bytes"))
+    if content is None:
+        return "-"
+    stored = img.get("stored_bytes")
+    return human_bytes(content) + (f" / {human_bytes(stored)}" if stored is not None else "")
+
+
+def _ready(side: dict[str, Any]) -> str:
+    summary = ((side.get("startup") or {}).get("summary") or {}).get("ready_s")
+    return seconds(summary["median"]) if summary else "-"
+
+
+def _memory(side: dict[str, Any]) -> str:
+    marginal = (side.get("density") or {}).get("marginal_pss_bytes")
+    if marginal is not None:
+        return f"{human_bytes(marginal)} (N)"
+    total = ((side.get("memory") or {}).get("host_total") or {}).get("pss_bytes")
+    return human_bytes(total) if total is not None else "-"
+
+
+def _load_figures(result: dict[str, Any], side: dict[str, Any]) -> tuple[str, str]:
+    load = side.get("load") or {}
+    native = costs.native_rate(result)
+    rate = costs.median(load, "ops_s")
+    per_op = (load.get("traced") or {}).get("per_op")
+    return (costs.ratio(rate, native), "-" if per_op is None else f"{per_op:.2f}")
+
+
+KEY_HEADERS = ["side", "image content / stored", "ready (median)", "host memory", "ops/s vs native", "host calls/op"]
+
+
+def key_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row per side: image, start to ready, host memory per instance, load against native;
+    then the native reference's row where the result has one."""
+    rows = []
+    for name, side in result.get("sides", {}).items():
+        rows.append([name, _image(side), _ready(side), _memory(side), *_load_figures(result, side)])
+    native = (result.get("load") or {}).get("native") or {}
+    rate = costs.median(native, "ops_s")
+    if rate:
+        per_op = (native.get("traced") or {}).get("per_op")
+        rows.append(["native", "-", "-", "-", f"1.00x ({rate:,.0f}/s)", "-" if per_op is None else f"{per_op:.2f}"])
+    return KEY_HEADERS, rows
+
+
+def key_figures(result: dict[str, Any], width: int) -> str:
+    """The key figures within `width`, with the notes that say how to read them."""
+    _headers, rows = key_rows(result)
+    text = fit.table(KEY_HEADERS, rows, width)
+    if text is None:  # narrower than any layout of six columns: one block per side
+        text = "\n".join(
+            fit.paragraph(f"{row[0]}: " + "; ".join(f"{h} {v}" for h, v in zip(KEY_HEADERS[1:], row[1:])), width)
+            for row in rows
+        )
+    return "\n".join([text, *_key_notes(result, width)])
+
+
+def _key_notes(result: dict[str, Any], width: int) -> list[str]:
+    notes = ["host memory: PSS of one instance's host processes; (N) the marginal cost measured with many running"]
+    if any(s.get("accel") == "tcg" for s in result.get("sides", {}).values()):
+        notes.append("VMs ran under TCG (software emulation): their times, memory and load figures measure an emulator")
+    if not costs.rows_of(result):
+        notes.append("no standard load in this result: ops/s and host calls are not measured")
+    return [fit.paragraph(n, width, indent="  - ", rest="    ") for n in notes]
