@@ -11,6 +11,7 @@ from pathlib import Path
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.images import cache_root, check_cache, partials
 from explorer.load import native
+from explorer.output import results
 from explorer.sides import SIDES, backend_for
 
 
@@ -51,9 +52,30 @@ def clean_all(cache: bool = False) -> Cleaned:
 
 
 def _remove_cache(root: Path, done: Cleaned) -> None:
+    """The cache removed wholly, but for the results directory where a user put it inside
+    (results are kept, never cleaned: explorer/output/results.py)."""
     failures: list[str] = []
-    shutil.rmtree(root, onerror=lambda _fn, path, info: failures.append(f"{path}: {info[1]}"))
-    if root.exists():
+    spare = results.directory().resolve()
+    _remove_all_but(root, spare, failures)
+    if failures or (root.exists() and not spare.is_relative_to(root.resolve())):
         done.unreachable.append(f"the cache {root} could not be removed wholly: {'; '.join(failures[:3])}")
     else:
-        done.removed.append(f"cache {root}")
+        kept = f" (kept the results in {spare})" if root.exists() else ""
+        done.removed.append(f"cache {root}{kept}")
+
+
+def _remove_all_but(root: Path, spare: Path, failures: list[str]) -> None:
+    """rmtree(root), leaving `spare` and the directories that lead to it."""
+    if not spare.is_relative_to(root.resolve()):
+        shutil.rmtree(root, onerror=lambda _fn, path, info: failures.append(f"{path}: {info[1]}"))
+        return
+    if spare == root.resolve():
+        return
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            _remove_all_but(child, spare, failures)
+        else:
+            try:
+                child.unlink()
+            except OSError as exc:
+                failures.append(f"{child}: {exc}")

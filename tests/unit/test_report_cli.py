@@ -110,6 +110,7 @@ def test_report_evidence_uses_the_tables_figures():
     [
         (None, "no such result file"),
         ("{not json", "is not JSON (line 1"),
+        ('{"schema": "explorer.result/2", "host": {"hostna', "is not JSON (line 1"),  # truncated
         ("[1, 2]", "is not an explorer result"),
         ('{"schema": "explorer.result/99", "sides": {}}', "'explorer.result/99' document; explorer"),
         ('{"schema": "explorer.result/1", "host": {}}', "incomplete explorer result"),

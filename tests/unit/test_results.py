@@ -1,0 +1,136 @@
+"""Every run kept (explorer/output/results.py): named by scenario, time and host, written whole
+or not at all, read back by `report` with no file and listed by `results`; a results
+directory that cannot be written stops a run before it measures; `clean --cache` spares it."""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from explorer import cleanup
+from explorer.cli import main
+from explorer.errors import EXIT_USAGE, UsageError
+from explorer.output import files, results
+from tests.unit.test_runner_fake import SCENARIO_YAML, fake  # noqa: F401 - the fake side's fixture
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def kept_in(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "results"
+    monkeypatch.setenv(results.ENV, str(folder))
+    return folder
+
+
+def run_fake(tmp_path: Path, *extra: str, columns: int = 100):
+    scenario = tmp_path / "fake.yaml"
+    scenario.write_text(SCENARIO_YAML)
+    args = ["run", "--scenario-file", str(scenario), "--sides", "fake", "--repeat", "1", "--no-load", *extra]
+    return CliRunner().invoke(main, args, env={"COLUMNS": str(columns)})
+
+
+def test_a_run_keeps_its_result_and_says_where_last(fake, kept_in, tmp_path):
+    done = run_fake(tmp_path)
+    assert done.exit_code == 0, done.output
+    (kept,) = kept_in.glob("*.json")
+    assert re.fullmatch(r"fake-\d{8}T\d{6}Z-[A-Za-z0-9._-]+\.json", kept.name)
+    assert json.loads(kept.read_text())["sides"]["fake"]["title"] == "fake container"
+    last = done.stdout.rstrip("\n").splitlines()[-2:]
+    assert last == [f"kept: {kept}", f"page: {kept.with_suffix('.html')}"]
+    assert kept.with_suffix(".html").is_file()
+    assert [p.name for p in kept_in.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_report_with_no_file_renders_the_latest_and_results_lists_them(fake, kept_in, tmp_path):
+    assert run_fake(tmp_path).exit_code == 0
+    assert run_fake(tmp_path).exit_code == 0  # the same second: a second name, not an overwrite
+    kept = sorted(kept_in.glob("*.json"))
+    assert len(kept) == 2
+    latest = results.latest(kept_in)
+    shown = CliRunner().invoke(main, ["report"], env={"COLUMNS": "100"})
+    assert shown.exit_code == 0, shown.output
+    assert "Claims of the document, per side" in shown.stdout and f"the latest kept result: {latest}" in shown.stdout
+    listed = CliRunner().invoke(main, ["results"])
+    assert listed.exit_code == 0 and all(p.name in listed.stdout for p in kept)
+    assert "fake" in listed.stdout and "when (UTC)" in listed.stdout
+    assert CliRunner().invoke(main, ["report", "--list"]).stdout == listed.stdout
+
+
+def test_report_with_nothing_kept_is_a_usage_error(kept_in):
+    done = CliRunner().invoke(main, ["report"])
+    assert isinstance(done.exception, UsageError) and done.exception.exit_code == EXIT_USAGE
+    assert "no kept result in" in str(done.exception)
+
+
+@pytest.mark.parametrize("where", ["a-file", "under-a-file"])
+def test_an_unwritable_results_directory_stops_the_run_before_it_measures(fake, tmp_path, monkeypatch, where):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(results.ENV, str(blocker if where == "a-file" else blocker / "results"))
+    done = run_fake(tmp_path)
+    assert isinstance(done.exception, UsageError) and done.exception.exit_code == EXIT_USAGE
+    assert "results directory" in str(done.exception)
+    assert not any(call.startswith("create") for call in fake.calls)  # nothing was measured
+
+
+def test_a_full_disk_while_keeping_is_exit_2_after_the_tables(fake, kept_in, tmp_path, monkeypatch):
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", full)
+    done = run_fake(tmp_path)
+    assert isinstance(done.exception, UsageError) and "No space left on device" in str(done.exception)
+    assert "Claims of the document, per side" in done.stdout  # the tables were printed first
+    assert list(kept_in.iterdir()) == []  # no half-written file, no temporary
+
+
+def test_an_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
+    real = files.os.fdopen
+
+    def interrupted(fd, mode):
+        handle = real(fd, mode)
+        handle.write = lambda _text: (_ for _ in ()).throw(KeyboardInterrupt())
+        return handle
+
+    monkeypatch.setattr(files.os, "fdopen", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_text(str(tmp_path / "r.json"), "{}", "the result")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_clean_cache_never_deletes_results(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    kept = cache / "mine" / "results"
+    kept.mkdir(parents=True)
+    (kept / "redis-20261206T000000Z-h.json").write_text("{}")
+    (cache / "mine" / "rootfs.tar").write_text("x")
+    (cache / "images").mkdir()
+    (cache / "images" / "disk.qcow2").write_text("x")
+    monkeypatch.setenv(results.ENV, str(kept))
+    done = cleanup.Cleaned()
+    cleanup._remove_cache(cache, done)
+    assert done.unreachable == [] and f"kept the results in {kept.resolve()}" in done.removed[0]
+    assert [p.name for p in kept.iterdir()] == ["redis-20261206T000000Z-h.json"]
+    assert not (cache / "images").exists() and not (cache / "mine" / "rootfs.tar").exists()
+
+
+def test_file_names_are_safe_and_come_from_the_document():
+    doc = json.loads((FIXTURES / "both.json").read_text())
+    doc["host"]["hostname"] = "my host/../x"
+    assert results.file_name(doc) == f"redis-{_stamp(doc['started_at'])}-my-host-..-x.json"
+    density = {"schema": "explorer.density/1", "scenario": {"name": "redis"}, "host": {"hostname": "h"}}
+    assert results.file_name({**density, "started_at": "2026-12-06T01:02:03+00:00"}) == (
+        "redis-density-20261206T010203Z-h.json"
+    )
+
+
+def _stamp(started: str) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(started).astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
