@@ -12,13 +12,22 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from explorer import cleanup
+from explorer import cleanup, sides
 from explorer.cli import main
 from explorer.errors import EXIT_USAGE, UsageError
 from explorer.output import files, results
-from tests.unit.test_runner_fake import SCENARIO_YAML, fake  # noqa: F401 - the fake side's fixture
+from tests.unit.test_runner_fake import SCENARIO_YAML, FakeEngine
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """The fake side of test_runner_fake (a local PONG server per start), registered."""
+    side = sides.Side("fake", "container", "fake container", "tests.unit.test_runner_fake:assemble", roles=("shim",))
+    monkeypatch.setitem(sides.SIDES, "fake", side)
+    FakeEngine.calls, FakeEngine.behaviour = [], {}
+    return FakeEngine
 
 
 @pytest.fixture
