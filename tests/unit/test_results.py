@@ -24,7 +24,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture
 def fake(monkeypatch):
     """The fake side of test_runner_fake (a local PONG server per start), registered."""
-    side = sides.Side("fake", "container", "fake container", "tests.unit.test_runner_fake:assemble", roles=("shim",))
+    side = sides.Side(
+        "fake", "container", "fake container", "tests.unit.test_runner_fake:assemble", roles=("shim",), about="a double"
+    )
     monkeypatch.setitem(sides.SIDES, "fake", side)
     FakeEngine.calls, FakeEngine.behaviour = [], {}
     return FakeEngine
