@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # (what a terminal gives); tests/unit/test_reliability.py checks the nohup case on purpose.
 if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+# Likewise SIGINT: a shell starts a background job (`make test &`) with SIGINT ignored, and every
+# explorer the suite starts would inherit that, turning the Ctrl-C tests into tests of the shell.
+# A handler (unlike SIG_IGN) is reset to the default in every child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
