@@ -14,6 +14,7 @@ import click
 from tabulate import tabulate
 
 from explorer import claims, density, interrupts, lifecycle, readiness, sides
+from explorer import result as contract
 from explorer import scenario as scenarios
 from explorer.cleanup import clean_all
 from explorer.doctor import diagnose
@@ -476,6 +477,7 @@ def _show(
     saved is still shown), then the result saved where asked, kept with its page, the page and
     the plot where asked; the paths of what was kept come last."""
     result["claims"] = claims.judge(result)
+    unfit = contract.problems(result)  # said after the result is shown and kept, never instead
     click.echo(report.render(result, fmt, fit.terminal_width(), keep.detail), nl=False)
     if plot_file:
         plot.write(result, plot_file)
@@ -489,6 +491,11 @@ def _show(
         written.append(("page", _write_page([("", result)], keep.html)))
     for what, path in written:
         click.echo(f"{what}: {path}", err=fmt != "table")
+    if unfit:
+        raise ExplorerError(
+            f"the result does not fit its schema ({contract.RESULT}): {'; '.join(unfit)}",
+            hint="a bug in explorer: please report it with the kept result",
+        )
 
 
 def _write_page(runs: list[tuple[str, dict[str, Any]]], path: str) -> Path:

@@ -24,12 +24,12 @@ from explorer import sides as sides_registry
 from explorer.backends.base import Backend
 from explorer.errors import BackendError, ExplorerError, NotReady, UsageError
 from explorer.model import Artifact, Target
-from explorer.output.document import DENSITY_SCHEMA
 from explorer.probes import density as figures
+from explorer.result import DENSITY
 from explorer.scenario import Scenario
 from explorer.units import human_bytes
 
-SCHEMA = DENSITY_SCHEMA
+SCHEMA = DENSITY
 FLOOR_FRACTION = 0.25  # never let MemAvailable fall below this share of what it was at the start
 SAFETY = 1.25  # the next step is estimated to cost this much more than the marginal cost so far
 CONTAINER_PRIOR_BYTES = 64 * 1024 * 1024  # the first step's estimate, before anything is measured

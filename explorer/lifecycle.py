@@ -27,9 +27,9 @@ from explorer.hostinfo import host_facts
 from explorer.load import rounds
 from explorer.load.phase import LoadPhase
 from explorer.model import Artifact, Target
-from explorer.output.document import RESULT_SCHEMA
 from explorer.probes import ProbeContext, isolation, kernel, memory, size, visibility
 from explorer.probes.startup import relative, summarize, timeline
+from explorer.result import RESULT, SCHEMA_VERSION
 from explorer.scenario import Scenario
 from explorer.sides import SIDES, backend_for, of_kind
 
@@ -365,7 +365,7 @@ def run(
     """`explorer run`: the result document of the scenario on each chosen side (with `load`,
     the native reference and each side's probed start under the standard load)."""
     plan = RunPlan(repeats, LoadPhase(load) if load is not None else None)
-    return sequence(scenario, choice or Choice(), plan, RESULT_SCHEMA, progress, run_id)
+    return sequence(scenario, choice or Choice(), plan, RESULT, progress, run_id, {"schema_version": SCHEMA_VERSION})
 
 
 def measure(

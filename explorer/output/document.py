@@ -18,10 +18,11 @@ import jsonschema
 
 from explorer import __version__
 from explorer.errors import UsageError
+from explorer.result import DENSITY, RESULT, SCHEMA_VERSION, UPGRADABLE, problems
 
-CURRENT = RESULT_SCHEMA = "explorer.result/2"
-READABLE = ("explorer.result/1", CURRENT)
-DENSITY_SCHEMA = "explorer.density/1"
+CURRENT = RESULT_SCHEMA = RESULT
+READABLE = (*UPGRADABLE, CURRENT)
+DENSITY_SCHEMA = DENSITY
 SAVE_HINT = "explorer run NAME --output FILE saves a result"
 DENSITY_HINT = "explorer density NAME --output FILE saves one"
 # What rendering a result relies on; the rest is read with defaults.
@@ -53,13 +54,20 @@ def load_result(path: str | Path) -> dict[str, Any]:
             f"{path} is a {doc['schema']!r} document; explorer {__version__} reads {', '.join(READABLE)}",
             hint="render it with the explorer version that wrote it, or measure again",
         )
-    problems = [
+    missing = [
         f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
         for e in jsonschema.Draft202012Validator(SHAPE).iter_errors(doc)
     ]
-    if problems:
-        raise UsageError(f"{path} is an incomplete explorer result: " + "; ".join(problems), hint=SAVE_HINT)
-    return upgraded(doc)
+    if missing:
+        raise UsageError(f"{path} is an incomplete explorer result: " + "; ".join(missing), hint=SAVE_HINT)
+    doc = upgraded(doc)
+    wrong = problems(doc)
+    if wrong:
+        raise UsageError(
+            f"{path} does not fit the {CURRENT} schema: " + "; ".join(wrong),
+            hint="a document written by hand or by another tool; measure again, or correct the field named",
+        )
+    return doc
 
 
 def load_density(path: str | Path) -> dict[str, Any]:
@@ -118,17 +126,18 @@ def upgraded(result: dict[str, Any]) -> dict[str, Any]:
     v1 = result.get("schema") == "explorer.result/1"
     sides = result.get("sides") if isinstance(result.get("sides"), dict) else {}
     one_size = [s for s in sides.values() if isinstance(s.get("image"), dict) and "content_bytes" not in s["image"]]
-    if not v1 and not one_size:
+    if result.get("schema") == CURRENT and not one_size:
         return result
     result = copy.deepcopy(result)
+    if result.get("schema") in UPGRADABLE:
+        result["upgraded_from"] = result["schema"]
+        result["schema"], result["schema_version"] = CURRENT, SCHEMA_VERSION
     for name, side in result.get("sides", {}).items():
         if v1:
             for key, value in _V1_SIDES.get(name, {"name": name, "kind": None, "title": name, "roles": []}).items():
                 side.setdefault(key, value)
             _fill_v2_figures(side, _V1_ROLE.get(name, "runtime"))
         _name_one_size(side)
-    if v1:
-        result["upgraded_from"] = "explorer.result/1"
     return result
 
 

@@ -84,7 +84,7 @@ def test_report_json_recomputes_the_claims(tmp_path: Path):
     path = tmp_path / "stale.json"
     path.write_text(json.dumps(stale))
     doc = json.loads(ok("report", str(path), "--format", "json"))
-    assert doc["schema"] == "explorer.result/1" and doc["upgraded_from"] == "explorer.result/1"
+    assert doc["schema"] == "explorer.result/3" and doc["upgraded_from"] == "explorer.result/1"
     assert [c["verdict"] for c in doc["claims"]].count("reproduced") == 6
     assert doc["sides"].keys() == stale["sides"].keys()
     assert doc["sides"]["vm"]["kind"] == "vm" and doc["sides"]["container"]["title"] == "container"
