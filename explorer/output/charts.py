@@ -86,6 +86,12 @@ def log_seconds(axis: Any) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def whole_numbers() -> Any:
+    from matplotlib.ticker import MaxNLocator  # costly to load (matplotlib), as above
+
+    return MaxNLocator(integer=True)
+
+
 def patch(**style: Any) -> Any:
     from matplotlib.patches import Patch  # costly to load (matplotlib): only when a chart is drawn
 
@@ -135,7 +141,6 @@ def startup(ax: Any, result: dict[str, Any]) -> None:
     container starts in milliseconds and a VM in seconds."""
     _dots(ax, startup_rows(result))
     ax.set_xlabel("seconds since create (log scale); dots: every start, black tick: median")
-    ax.set_title("Start to ready, milestone by milestone")
 
 
 def _dots(ax: Any, rows: list[tuple[str, str, list[float], float]]) -> None:
@@ -207,7 +212,6 @@ def memory(ax: Any, result: dict[str, Any]) -> None:
     bars_like(ax, [side_title(result["sides"][n], n) for n in names])
     ax.set_xlim(left=0)
     ax.set_xlabel("MiB of host memory per instance (PSS: shared pages divided among their users)")
-    ax.set_title("Host memory per instance, by role")
     handles = [patch(facecolor=role_color(r, roles), hatch="xx" if r == TCG_CACHE else None, label=r) for r in roles]
     handles.append(patch(fill=False, edgecolor="black", linestyle="--", label="VM's configured memory"))
     legend_below(ax, handles)
@@ -244,7 +248,6 @@ def sizes(ax: Any, result: dict[str, Any]) -> None:
     bars_like(ax, [side_title(result["sides"][n], n) for n in names])
     ax.set_xlim(left=0)
     ax.set_xlabel("MiB: content (unpacked, solid) and stored (compressed or as written, hatched)")
-    ax.set_title("What each side starts from")
 
 
 # ---- density ------------------------------------------------------------------------------
@@ -279,9 +282,9 @@ def density_memory(ax: Any, sides: dict[str, Any]) -> None:
             xs = [0, max(ns)]
             label = f"{title}: {fit['slope'] / MIB:.1f} MiB/instance + {fit['intercept'] / MIB:.0f} MiB"
             ax.plot(xs, [(fit["slope"] * x + fit["intercept"]) / MIB for x in xs], color=color, label=label)
+    ax.xaxis.set_major_locator(whole_numbers())
     ax.set_xlabel("instances running (N)")
     ax.set_ylabel("MiB")
-    ax.set_title("Host memory against N: summed PSS (dots, fit), MemAvailable drop (hollow)")
     ax.grid(alpha=0.3)
     legend_below(ax, ax.get_legend_handles_labels()[0], columns=2)
 
@@ -295,7 +298,6 @@ def density_ready(ax: Any, sides: dict[str, Any]) -> None:
     ax.set_xlabel("instance number (N when it started)")
     ax.set_ylabel("seconds, create -> ready")
     log_seconds(ax.yaxis)
-    ax.set_title("Time to ready against N")
     ax.grid(alpha=0.3, which="both")
     legend_below(ax, ax.get_legend_handles_labels()[0], columns=3)
 
@@ -331,4 +333,3 @@ def compare_ready(ax: Any, runs: list[tuple[str, dict[str, Any]]]) -> None:
     """Every start's time to ready, per side, one row per run; log time."""
     _dots(ax, compare_rows(runs))
     ax.set_xlabel("seconds from create to ready (log scale); dots: every start, black tick: median")
-    ax.set_title("Start to ready, run by run")

@@ -86,7 +86,6 @@ def throughput(ax: Any, result: dict[str, Any]) -> None:
     ax.tick_params(axis="y", labelsize=charts.NOTE_SIZE)
     ax.set_xlim(left=0)
     ax.set_xlabel("throughput under the same load, against the native process (dashed line: 1.0); hatched: TCG")
-    ax.set_title("What isolation costs: throughput against native")
 
 
 # ---- host system calls per operation --------------------------------------------------------
@@ -134,5 +133,4 @@ def syscalls(ax: Any, result: dict[str, Any]) -> None:
     charts.bars_like(ax, [row[0] for row in rows])
     ax.set_xlim(left=0)
     ax.set_xlabel("host system calls per operation, by the host process's role (a VM guest's own calls are not seen)")
-    ax.set_title("How much of the host's kernel each side reaches")
     charts.legend_below(ax, [charts.patch(facecolor=charts.role_color(r, roles), label=r) for r in roles], columns=6)

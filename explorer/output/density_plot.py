@@ -17,6 +17,8 @@ def write(doc: dict[str, Any], path: str | Path) -> Path:
         memory_ax, ready_ax = fig.subplots(2, 1, height_ratios=[3, 2])
         charts.density_memory(memory_ax, doc["sides"])
         charts.density_ready(ready_ax, doc["sides"])
+        memory_ax.set_title("Host memory against N: summed PSS (dots, fit line), MemAvailable drop (hollow)")
+        ready_ax.set_title("Time to ready against N")
         fig.suptitle(f"explorer density: {doc['scenario']['name']} on {doc.get('host', {}).get('hostname', '?')}")
     figures.save_png(fig, path)
     return Path(path)

@@ -136,7 +136,7 @@ def _compare_method(runs: Any) -> str:
 CHARTS: list[Chart] = [
     Chart(
         "startup",
-        "Start to ready",
+        "Start to ready, milestone by milestone",
         charts.startup,
         charts.missing_startup,
         lambda r: len(charts.startup_rows(r)),
@@ -146,7 +146,7 @@ CHARTS: list[Chart] = [
     ),
     Chart(
         "memory",
-        "Host memory per instance",
+        "Host memory per instance, by role",
         charts.memory,
         charts.missing_memory,
         _sides,
@@ -157,7 +157,7 @@ CHARTS: list[Chart] = [
     Chart("sizes", "What each side starts from", charts.sizes, charts.missing_sizes, _sides, 0.5, 1.1, _sizes_method),
     Chart(
         "throughput",
-        "Throughput against native",
+        "What isolation costs: throughput against native",
         cost_charts.throughput,
         cost_charts.missing_throughput,
         lambda r: len(cost_charts.throughput_rows(r)),
@@ -167,7 +167,7 @@ CHARTS: list[Chart] = [
     ),
     Chart(
         "syscalls",
-        "Host system calls per operation",
+        "How much of the host's kernel each side reaches",
         cost_charts.syscalls,
         cost_charts.missing_syscalls,
         lambda r: len(cost_charts.syscall_rows(r)),
@@ -175,7 +175,16 @@ CHARTS: list[Chart] = [
         1.9,
         _syscalls_method,
     ),
-    Chart("density", "Density", charts.density, charts.missing_density, lambda r: 8, 0.3, 2.4, _density_method),
+    Chart(
+        "density",
+        "Host memory against N, many instances running",
+        charts.density,
+        charts.missing_density,
+        lambda r: 8,
+        0.3,
+        2.4,
+        _density_method,
+    ),
 ]
 COMPARE = Chart(
     "compare",
@@ -210,21 +219,29 @@ def new_figure(width: float, height: float) -> Any:
 def say_why(ax: Any, title: str, why: str) -> None:
     """The one line (wrapped if long) that replaces a panel with nothing to show."""
     ax.axis("off")
-    ax.text(0.0, 0.5, textwrap.fill(f"{title}: nothing to show: {why}.", WRAP), va="center", fontsize=10)
+    ax.text(0.0, 0.5, textwrap.fill(why_line(title, why), WRAP), va="center", fontsize=10)
 
 
-def draw(chart: Chart, subject: Any, width: float = WIDTH_IN) -> Any:
-    """`chart` alone in a figure of its own, in explorer's style."""
+def why_line(title: str, why: str) -> str:
+    return f"{title} – nothing to show: {why}."
+
+
+def draw(chart: Chart, subject: Any, width: float = WIDTH_IN, *, titled: bool = True) -> Any:
+    """`chart` alone in a figure of its own, in explorer's style (untitled: the page heads it)."""
     with matplotlib_rc():
         fig = new_figure(width, chart.height(subject))
-        chart.draw(fig.subplots(), subject)
+        ax = fig.subplots()
+        chart.draw(ax, subject)
+        if titled:
+            ax.set_title(chart.title)
     return fig
 
 
 def svg(chart: Chart, subject: Any) -> str:
-    """`chart` as an inline SVG element: no XML prolog, no doctype, no metadata."""
+    """`chart` as an inline SVG element, untitled (the page heads it): no XML prolog, no doctype,
+    no metadata."""
     with matplotlib_rc(**{"svg.hashsalt": f"{STYLE['svg.hashsalt']}-{chart.key}"}):
-        fig = draw(chart, subject)
+        fig = draw(chart, subject, titled=False)
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
     text = buffer.getvalue()
@@ -245,6 +262,7 @@ def stacked(charts_: list[Chart], result: dict[str, Any], title: str) -> Any:
                 say_why(ax, chart.title, why)
             else:
                 chart.draw(ax, result)
+                ax.set_title(chart.title)
         fig.suptitle(title, fontsize=13)
     return fig
 

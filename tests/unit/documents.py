@@ -1,4 +1,6 @@
-"""Result documents for the output tests: the saved fixtures, and a six-side document in the
+"""Result documents for the output tests, and readers of the pages made from them.
+
+The documents: the saved fixtures, and a six-side document in the
 current shape (load, traced rounds, runtime roles, TCG cache, density) built from the recorded
 two-side fixture by arithmetic. The six-side one is a *shape* for charts and pages to be drawn
 from, not a measurement: its figures are the fixture's, scaled, and nothing reads them as
@@ -9,10 +11,12 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from explorer import claims
+from explorer import claims, density
 from explorer.output.document import upgraded
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
@@ -98,7 +102,11 @@ def six_sides() -> dict[str, Any]:
         role: {"pss_bytes": int(each * k), "processes": 1} for role, k in (("shim", 1), ("sandbox", 1.7), ("gofer", 1))
     }
     gvisor["memory"]["runtime_roles"]["stub"] = {"pss_bytes": int(each * 0.8), "processes": 2}
-    gvisor["kernel"].update(guest_release="4.4.0", same_release=False, shared=False, same_boot_id=None)
+    gvisor["memory"]["runtime"]["pss_bytes"] = sum(r["pss_bytes"] for r in gvisor["memory"]["runtime_roles"].values())
+    gvisor["memory"]["host_total"]["pss_bytes"] = gvisor["memory"]["runtime"]["pss_bytes"]
+    gvisor["kernel"].update(
+        guest_release="4.4.0", guest_boot_id=None, same_release=False, shared=False, same_boot_id=None
+    )
     sides = {
         "runc": runc,
         "gvisor": gvisor,
@@ -127,13 +135,21 @@ def six_sides() -> dict[str, Any]:
             {
                 "n": n,
                 "pss_bytes": n * per * MIB + 30 * MIB,
-                "available_drop_bytes": n * per * 1.2 * MIB,
-                "ready_s": [0.3],
+                "available_drop_bytes": int(n * per * 1.2 * MIB),
+                "engine_growth_bytes": n * MIB,
+                "tcg_cache_pss_bytes": n * per * MIB // 4,
+                "ready_s": [0.3 * per / 9] * (count // 4),
             }
             for n in range(count // 4, count + 1, count // 4)
         ]
-        fit = {"slope": per * MIB, "intercept": 30 * MIB, "residual_rms": MIB}
-        sides[name]["density"] = {"count": count, "count_asked": count, "steps": steps, "fits": {"pss": fit}}
+        kind = sides[name]["kind"]
+        sides[name]["density"] = {
+            "count_asked": count,
+            "step": count // 4,
+            "stopped": {"by": "count", "reason": "all ran"},
+            "steps": steps,
+            **density.summarize(steps, kind),
+        }
     return result
 
 
@@ -165,3 +181,70 @@ def document(name: str) -> dict[str, Any]:
 
         pytest.skip(f"fixture {name} is not in tests/unit/fixtures yet")
     return fixture(name)
+
+
+# ---- reading a page back ------------------------------------------------------------------
+
+NETWORK_REFERENCE = [
+    re.compile(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", re.IGNORECASE),
+    re.compile(r"""url\(\s*["']?\s*(https?:|//)""", re.IGNORECASE),
+]
+EMBEDDED = re.compile(r'<script type="application/json" id="result">(.*?)</script>', re.DOTALL)
+
+
+def network_references(page: str) -> list[str]:
+    """Every src, href or CSS url() in `page` that names a network address."""
+    return [m.group(0) for pattern in NETWORK_REFERENCE for m in pattern.finditer(page)]
+
+
+def embedded(page: str) -> Any:
+    found = EMBEDDED.findall(page)
+    assert len(found) == 1, f"{len(found)} embedded documents"
+    return json.loads(found[0])
+
+
+class _Grid(HTMLParser):
+    """The verdict words of every row of a page's claims grid (table.grid), cell by cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.depth = 0  # inside table.grid's <tbody>: 1
+        self.badge = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        css = (dict(attrs).get("class") or "").split()
+        if tag == "table" and "grid" in css:
+            self.depth = -1
+        elif tag == "tbody" and self.depth == -1:
+            self.depth = 1
+        elif tag == "tr" and self.depth == 1:
+            self.rows.append([])
+        elif tag == "span" and "badge" in css and self.depth == 1:
+            self.badge = True
+            self.rows[-1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "span":
+            self.badge = False
+        elif tag == "table":
+            self.depth = 0
+
+    def handle_data(self, data: str) -> None:
+        if self.badge:
+            self.rows[-1][-1] += data
+
+
+def grid_verdicts(page: str) -> list[list[str]]:
+    """Each grid row's verdicts, without their marks ("✓ reproduced" -> "reproduced")."""
+    parser = _Grid()
+    parser.feed(page)
+    return [[text.strip().split(" ", 1)[1] for text in row] for row in parser.rows]
+
+
+def expected_grid(result: dict[str, Any]) -> list[list[str]]:
+    """What the grid must show: per claim, each side's verdict (not measured where it has none)."""
+    return [
+        [(claim["sides"].get(name) or {}).get("verdict", "not measured") for name in result["sides"]]
+        for claim in result["claims"]
+    ]

@@ -82,9 +82,10 @@ def test_every_chart_is_drawn_whole_or_says_why_not(chart: figures.Chart, name: 
     if why:
         assert why.strip() and "\n" not in why, "the reason is one line"
         return
-    fig = figures.draw(chart, result)
-    assert_laid_out(fig)
-    assert fig.axes[0].has_data()
+    for titled in (True, False):  # as the PNG draws it, and the page
+        fig = figures.draw(chart, result, titled=titled)
+        assert_laid_out(fig)
+        assert fig.axes[0].has_data()
 
 
 @pytest.mark.parametrize("name", DOCUMENTS)
@@ -96,7 +97,7 @@ def test_the_png_stacks_every_chart_with_one_line_for_each_empty_one(name: str, 
         why = chart.missing(result)
         if why:  # the line instead of an empty panel with a meaningless axis
             assert not ax.axison and [t.get_text() for t in ax.texts] == [
-                figures.textwrap.fill(f"{chart.title}: nothing to show: {why}.", figures.WRAP)
+                figures.textwrap.fill(figures.why_line(chart.title, why), figures.WRAP)
             ]
         else:
             assert ax.axison and ax.has_data()
