@@ -13,13 +13,15 @@ from explorer.output.document import upgraded
 
 
 def require() -> None:
-    """Fail before measuring, not after, when a plot was asked for and cannot be drawn."""
+    """Fail before measuring, not after, when a chart is asked for and matplotlib, one of
+    explorer's dependencies, is missing (an install that skipped dependencies)."""
     try:
-        import matplotlib  # noqa: F401 - optional dependency (explorer[plot]), imported when asked for
+        import matplotlib  # noqa: F401 - costly to load: only checked here, imported where a chart is drawn
     except ImportError:
         raise UsageError(
             "--plot needs matplotlib, which is not installed",
-            hint="pip install 'explorer[plot]' (in a checkout: .venv/bin/pip install matplotlib)",
+            hint="matplotlib is one of explorer's dependencies: pip install explorer "
+            "(in a checkout: .venv/bin/pip install -e .)",
         ) from None
 
 
