@@ -130,9 +130,9 @@ def _ratio_rows(results: list[dict[str, Any]], names: list[str]) -> list[list[An
     return rows
 
 
-def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[list[Any]]]:
-    """One column per run; rows for the host, the key figures of each side, and each verdict."""
-    results = [r for _, r in runs]
+def figure_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+    """One row per figure, one cell per run: the host, then each side's key figures, the native
+    reference and each side's ratio to it (the table and the results page both show them)."""
     rows = [[label, *(fn(r) for r in results)] for label, fn in HOST_ROWS]
     names = list(dict.fromkeys(name for r in results for name in r["sides"]))
     for name in names:
@@ -140,7 +140,13 @@ def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], li
         for label, fn in SIDE_ROWS:
             cells = [fn(r["sides"][name]) if name in r["sides"] else "not measured" for r in results]
             rows.append([f"{title}: {label}", *cells])
-    rows += _native_rows(results) + _ratio_rows(results, names)
+    return rows + _native_rows(results) + _ratio_rows(results, names)
+
+
+def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[list[Any]]]:
+    """One column per run; rows for the host, the key figures of each side, and each verdict."""
+    results = [r for _, r in runs]
+    rows = figure_rows(results)
     verdicts = [{v["id"]: v["verdict"] for v in claims.judge(r)} for r in results]
     for number, claim in enumerate(claims.load(), 1):
         rows.append([f"claim {number}: {claim['id']}", *(v.get(claim["id"], "-") for v in verdicts)])

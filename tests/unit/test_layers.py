@@ -12,9 +12,9 @@ import pytest
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "explorer"
-# third-party modules that may be imported inside a function: an optional extra (matplotlib,
-# explorer[plot]), or a module costly to load that one kind of workload needs (pymongo and its
-# bson, ~180 ms; psycopg's libpq binding)
+# third-party modules that may be imported inside a function: a module costly to load that only
+# some outputs or workloads need (matplotlib, ~0.8 s, for charts; pymongo and its bson, ~180 ms;
+# psycopg's libpq binding)
 LAZY = {"matplotlib", "pymongo", "bson", "psycopg"}
 # what runs a side: a module below these must not reach any of them
 UPPER = ("explorer.cli", "explorer.lifecycle", "explorer.density", "explorer.sides", "explorer.backends")
@@ -104,7 +104,7 @@ def test_no_import_loop():
 
 
 def test_function_local_imports_are_only_optional_or_costly_dependencies():
-    """A function-local import is for an optional extra or a costly module one workload needs,
+    """A function-local import is for a costly module only some outputs or workloads need,
     never to dodge a loop among explorer's modules."""
     bad = [
         f"{module}:{line} imports {name}"

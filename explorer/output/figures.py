@@ -1,0 +1,276 @@
+"""The charts as figures: which there are, in what order, how tall, with what method note; drawn
+one per figure for the results page (inline SVG) or stacked in one for the PNG (--plot). Both
+take the same drawing functions (explorer/output/charts.py, cost_charts.py), so a chart is
+written once. A chart with nothing to show is replaced by one line saying why, never drawn
+empty. Every figure is laid out by matplotlib's constrained layout, which keeps titles, tick
+labels, the figures written right of the axes and the legends below them inside it.
+
+matplotlib is costly to load (~0.8 s here), so it is imported in the functions that
+draw, never when explorer starts.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from explorer.errors import ExplorerError
+from explorer.output import charts, cost_charts
+
+WIDTH_IN = 10.0  # the page and the PNG draw at the same size
+WHY_HEIGHT_IN = 0.45  # a line saying why a panel has nothing to show
+WRAP = 110  # characters of that line per row, at 10 pt across WIDTH_IN
+STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 12,
+    "axes.titleweight": "bold",
+    "svg.fonttype": "path",  # text as outlines: the page needs no font, and looks as laid out
+    "svg.hashsalt": "explorer",  # ids repeatable from run to run (a chart's key is added per figure)
+}
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str
+    title: str
+    draw: Callable[[Any, dict[str, Any]], None]
+    missing: Callable[[dict[str, Any]], str | None]  # why it has nothing to show, or None
+    rows: Callable[[dict[str, Any]], int]  # bars or rows of dots, for its height
+    row_in: float  # inches per row
+    extra_in: float  # title, axis, legend
+    method: Callable[[dict[str, Any]], str]  # how to read it, for the page's <details>
+
+    def height(self, result: dict[str, Any]) -> float:
+        return self.extra_in + self.row_in * max(1, self.rows(result))
+
+
+def _sides(result: dict[str, Any]) -> int:
+    return len(result.get("sides", {}))
+
+
+def _tcg(result: dict[str, Any]) -> str:
+    tcg = [s.get("title", n) for n, s in result.get("sides", {}).items() if s.get("accel") == "tcg"]
+    if not tcg:
+        return ""
+    return f" Under TCG ({', '.join(tcg)}) a VM's figures are an emulator's, not what a KVM host shows."
+
+
+def _startup_method(result: dict[str, Any]) -> str:
+    scenario = result.get("scenario", {})
+    ready = scenario.get("ready_check") or scenario.get("ready") or "the scenario's"
+    return (
+        "Seconds from the engine's create call to each milestone the side's engine recorded, on the host's "
+        "monotonic clock: one dot per start of the run, the black tick their median (the table 'Startup' has "
+        "min, max and stdev). Log scale, since a container starts in milliseconds and a VM in seconds. The "
+        "milestones differ by side, as each engine can see them (its host process, the guest kernel's first "
+        "console line, the guest's init and network, a resumed snapshot, the guest agent, ssh); 'ready' is when "
+        f"the readiness check ({ready}) first answered from the host." + _tcg(result)
+    )
+
+
+def _memory_method(result: dict[str, Any]) -> str:
+    return (
+        "Proportional set size (PSS) of each side's host processes, read from the kernel (/proc/PID/smaps via "
+        "psutil) once the last start was ready, before any load: pages shared by several processes are divided "
+        "among them, so the parts add up. Stacked by the role explorer gave each process (the workload's own, "
+        "the shim, gVisor's sandbox, gofer and stubs, a VM's VMM). Under TCG the VMM's anonymous rwx mappings "
+        "of at least 1 MiB, QEMU's translation cache, are shown apart. A VM's configured memory is the dashed "
+        "outline: a guest touches only part of it." + _tcg(result)
+    )
+
+
+def _sizes_method(result: dict[str, Any]) -> str:
+    return (
+        "Content: what the side starts from, unpacked (an image's files; a VM's disk contents, kernel and "
+        "initramfs), compared like for like. Stored: what keeping it costs (a registry's compressed layers, a "
+        "qcow2 as written). A result saved before explorer measured both has one figure per side, shown as "
+        "stored. The table 'Side by side' names each part."
+    )
+
+
+def _throughput_method(result: dict[str, Any]) -> str:
+    load = result.get("load") or {}
+    settings = load.get("settings") or {}
+    return (
+        f"The same client ({load.get('client') or 'the scenario’s'}) from the host against every side's workload "
+        f"and against the native process (the same server from the same root filesystem, run as a plain process "
+        f"in a network namespace of its own): {settings.get('rounds', '?')} rounds of "
+        f"{settings.get('seconds_per_round', '?')} s per side, the bar the median ops/s divided by the native "
+        "median; the dashed line is 1.0, the native rate. Each row names the path the traffic took: a published "
+        "port relayed by Docker's userland proxy costs throughput of its own, apart from the container. The "
+        "client shares the host's CPUs with the side: read these as ratios within this run." + _tcg(result)
+    )
+
+
+def _syscalls_method(result: dict[str, Any]) -> str:
+    return (
+        "One more round of the same load, with the system calls of every host process of the side counted by the "
+        "host's kernel (perf stat on the raw_syscalls:sys_enter tracepoint); the calls of an idle window as long "
+        "are taken out at each role's own idle rate, and the rest divided by the operations the client made. "
+        "What it cannot see: a VM guest's own system calls (its kernel serves them; under KVM they are VM exits, "
+        "under TCG QEMU's user code), and gVisor's workload calls, which its Sentry serves." + _tcg(result)
+    )
+
+
+def _density_method(result: dict[str, Any]) -> str:
+    return (
+        "Instances of each side started step by step and kept running; after each step the host's summed PSS "
+        "of every instance's processes (dots) and the drop of MemAvailable since the start (hollow), with the "
+        "least-squares line of PSS against N: its slope is the marginal cost of one more instance, its intercept "
+        "the fixed cost. The table 'Density' has the fits and their residuals."
+    )
+
+
+def _compare_method(runs: Any) -> str:
+    return (
+        "Each run's starts, from the engine's create call to the readiness check's first answer, one dot per "
+        "start, the black tick their median, per side and run (log scale). Absolute times differ between hosts "
+        "(a TCG VM ~2x between machines of one kind): compare the ratios between sides within each run."
+    )
+
+
+CHARTS: list[Chart] = [
+    Chart(
+        "startup",
+        "Start to ready, milestone by milestone",
+        charts.startup,
+        charts.missing_startup,
+        lambda r: len(charts.startup_rows(r)),
+        0.24,
+        1.1,
+        _startup_method,
+    ),
+    Chart(
+        "memory",
+        "Host memory per instance, by role",
+        charts.memory,
+        charts.missing_memory,
+        _sides,
+        0.42,
+        1.9,
+        _memory_method,
+    ),
+    Chart("sizes", "What each side starts from", charts.sizes, charts.missing_sizes, _sides, 0.5, 1.1, _sizes_method),
+    Chart(
+        "throughput",
+        "What isolation costs: throughput against native",
+        cost_charts.throughput,
+        cost_charts.missing_throughput,
+        lambda r: len(cost_charts.throughput_rows(r)),
+        0.5,
+        1.1,
+        _throughput_method,
+    ),
+    Chart(
+        "syscalls",
+        "How much of the host's kernel each side reaches",
+        cost_charts.syscalls,
+        cost_charts.missing_syscalls,
+        lambda r: len(cost_charts.syscall_rows(r)),
+        0.4,
+        1.9,
+        _syscalls_method,
+    ),
+    Chart(
+        "density",
+        "Host memory against N, many instances running",
+        charts.density,
+        charts.missing_density,
+        lambda r: 8,
+        0.3,
+        2.4,
+        _density_method,
+    ),
+]
+COMPARE = Chart(
+    "compare",
+    "Start to ready, run by run",
+    charts.compare_ready,
+    charts.missing_compare,
+    lambda runs: len(charts.compare_rows(runs)),
+    0.26,
+    1.1,
+    _compare_method,
+)
+
+
+def matplotlib_rc(**changes: Any) -> Any:
+    """A context in which figures are made with explorer's style (fonts are fixed when a text is
+    made, the SVG's text mode when it is written: both run inside it)."""
+    import matplotlib  # costly to load: only when a chart is drawn
+
+    return matplotlib.rc_context({**STYLE, **changes})
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A figure of its own (no pyplot: nothing global to close), laid out by constrained layout."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # costly to load, as above
+    from matplotlib.figure import Figure  # as above
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def say_why(ax: Any, title: str, why: str) -> None:
+    """The one line (wrapped if long) that replaces a panel with nothing to show."""
+    ax.axis("off")
+    ax.text(0.0, 0.5, textwrap.fill(why_line(title, why), WRAP), va="center", fontsize=10)
+
+
+def why_line(title: str, why: str) -> str:
+    return f"{title} – nothing to show: {why}."
+
+
+def draw(chart: Chart, subject: Any, width: float = WIDTH_IN, *, titled: bool = True) -> Any:
+    """`chart` alone in a figure of its own, in explorer's style (untitled: the page heads it)."""
+    with matplotlib_rc():
+        fig = new_figure(width, chart.height(subject))
+        ax = fig.subplots()
+        chart.draw(ax, subject)
+        if titled:
+            ax.set_title(chart.title)
+    return fig
+
+
+def svg(chart: Chart, subject: Any) -> str:
+    """`chart` as an inline SVG element, untitled (the page heads it): no XML prolog, no doctype,
+    no metadata."""
+    with matplotlib_rc(**{"svg.hashsalt": f"{STYLE['svg.hashsalt']}-{chart.key}"}):
+        fig = draw(chart, subject, titled=False)
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.DOTALL)
+    return text.replace("<svg ", f'<svg role="img" aria-label="{chart.title}" ', 1)
+
+
+def stacked(charts_: list[Chart], result: dict[str, Any], title: str) -> Any:
+    """Every chart in one figure, one panel each; a panel with nothing to show is one line."""
+    whys = [chart.missing(result) for chart in charts_]
+    heights = [WHY_HEIGHT_IN if why else chart.height(result) for chart, why in zip(charts_, whys)]
+    with matplotlib_rc():
+        fig = new_figure(WIDTH_IN, sum(heights) + 0.5)
+        axes = fig.subplots(len(charts_), 1, height_ratios=heights, squeeze=False)[:, 0]
+        for chart, why, ax in zip(charts_, whys, axes):
+            if why:
+                say_why(ax, chart.title, why)
+            else:
+                chart.draw(ax, result)
+                ax.set_title(chart.title)
+        fig.suptitle(title, fontsize=13)
+    return fig
+
+
+def save_png(fig: Any, path: Any) -> Any:
+    """Write a figure; a path that cannot be written is a clear error."""
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise ExplorerError(f"cannot write the plot to {path}: {exc.strerror}") from None
+    return path
