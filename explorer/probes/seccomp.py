@@ -19,7 +19,7 @@ import errno
 import os
 import time
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -238,18 +238,30 @@ def figures(readings: list[Reading], maps: list[dict[str, str] | None]) -> dict[
     }
 
 
-def by_roles(pids: dict[int, str], reach: Collection[str]) -> dict[str, Any]:
+def evaluated(reading: Reading) -> tuple[Reading, dict[str, str] | None]:
+    """The reading with its classes; a filter that cannot be evaluated becomes one not read, with why."""
+    try:
+        return reading, classes(reading)
+    except seccomp_bpf.FilterError as exc:
+        return replace(reading, programs=None, reason=f"its filter could not be evaluated: {exc}"), None
+
+
+def by_roles(readings: dict[int, Reading], pids: dict[int, str], reach: Collection[str]) -> dict[str, Any]:
     """Each role's seccomp figures, and `reach`: their union over the roles whose system calls
     reach the host's kernel for the workload (the side's own word for them)."""
-    readings = {pid: read(pid) for pid in pids}
-    maps = {pid: classes(r) for pid, r in readings.items()}
-    roles: dict[str, list[int]] = {}
+    done = {pid: evaluated(reading) for pid, reading in readings.items()}
+    members: dict[str, list[int]] = {}
     for pid, role in pids.items():
-        roles.setdefault(role, []).append(pid)
-    out = {role: figures([readings[p] for p in members], [maps[p] for p in members]) for role, members in roles.items()}
-    reaching = [p for p, role in pids.items() if role in reach]
-    union_of = figures([readings[p] for p in reaching], [maps[p] for p in reaching])
-    return {"by_role": out, "reach": {"roles": [r for r in roles if r in reach], **union_of}}
+        members.setdefault(role, []).append(pid)
+
+    def over(group: list[int]) -> dict[str, Any]:
+        return figures([done[p][0] for p in group], [done[p][1] for p in group])
+
+    reaching = [pid for pid, role in pids.items() if role in reach]
+    return {
+        "by_role": {role: over(group) for role, group in members.items()},
+        "reach": {"roles": [role for role in members if role in reach], **over(reaching)},
+    }
 
 
 __all__ = ["ALLOWED", "CONDITIONAL", "DENIED", "METHOD", "NotRead", "Reading", "by_roles", "classes", "read"]

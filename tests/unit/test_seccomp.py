@@ -5,6 +5,7 @@ python3-seccomp, which only the system python can import: each filter is built i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from explorer.load import trace
 from explorer.probes import seccomp, seccomp_bpf
 from explorer.probes.seccomp_bpf import ALLOWED, CONDITIONAL, DENIED
 
@@ -176,7 +178,14 @@ def filtered_child(tmp_path) -> Iterator[tuple[subprocess.Popen[str], bytes]]:
 
 
 def _state(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    """The process's state, once it has settled: let go, it runs (R) for a moment back into its
+    sleep (S); one left stopped stays in t (a tracing stop) or T, and is never R."""
+    deadline = time.monotonic() + 5
+    while True:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state != "R" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.01)
 
 
 def test_a_live_filter_is_read_with_ptrace_and_the_process_is_let_go(filtered_child):
@@ -237,3 +246,32 @@ def test_a_reader_under_a_filter_of_its_own_is_refused_and_says_why(filtered_chi
     assert found["read"] is False and "under no seccomp filter itself" in found["reason"]
     assert "explorer's own seccomp: filter" in found["reason"]
     assert _state(child.pid) == "S"
+
+
+def test_the_load_phase_records_each_role_and_the_union_over_the_roles_that_reach_the_kernel(filtered_child):
+    """A filtered workload beside an unfiltered helper (a shim, say): each role's figures, and
+    the union over the workload's role only, each beside the calls it used."""
+    child, _ = filtered_child
+    shim = subprocess.Popen(["sleep", "60"])
+    try:
+        traced = {
+            "available": True,
+            "by_role": {
+                "workload": {"distinct": 2, "syscalls": {"read": 5, "write": 5}},
+                "shim": {"distinct": 1, "syscalls": {"wait4": 1}},
+            },
+        }
+        got = trace.filters({child.pid: "workload", shim.pid: "shim"}, {"workload"}, traced)
+    finally:
+        shim.kill()
+        shim.wait()
+    total = len(seccomp_bpf.native_calls()[1])
+    assert got["available"] and got["calls"] == total and got["arch"] == os.uname().machine
+    workload = got["by_role"]["workload"]
+    assert workload["mode"] == "filter" and workload["read"] and workload["used"] == 2
+    assert (workload["allowed"], workload["conditional"], workload["total"]) == (len(KNOWN + CHILD_NEEDS), 1, total)
+    assert got["by_role"]["shim"]["allowed"] == total and got["by_role"]["shim"]["mode"] == "disabled"
+    reach = got["reach"]
+    assert reach["roles"] == ["workload"] and reach["allowed"] == workload["allowed"] and reach["used"] == 2
+    assert _state(child.pid) == "S"
+
