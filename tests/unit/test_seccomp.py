@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from explorer.load import trace
+from explorer.output import costs
 from explorer.probes import seccomp, seccomp_bpf
 from explorer.probes.seccomp_bpf import ALLOWED, CONDITIONAL, DENIED
 
@@ -275,3 +276,65 @@ def test_the_load_phase_records_each_role_and_the_union_over_the_roles_that_reac
     assert reach["roles"] == ["workload"] and reach["allowed"] == workload["allowed"] and reach["used"] == 2
     assert _state(child.pid) == "S"
 
+
+def _role(mode: str, allowed: int | None, conditional: int = 0, read: bool = True, reason: str | None = None) -> dict:
+    total = None if allowed is None else 368
+    denied = None if allowed is None else total - allowed - conditional
+    return {
+        "mode": mode,
+        "filters": 1,
+        "processes": 1,
+        "read": read,
+        "reason": reason,
+        "allowed": allowed,
+        "conditional": None if allowed is None else conditional,
+        "denied": denied,
+        "total": total,
+        "used": 10,
+    }
+
+
+def _surface_load(by_role: dict, reach_roles: list[str], reach: dict) -> dict:
+    traced = {"available": True, "method": "perf", "ops": 100, "per_op": 2.0, "distinct": 10}
+    traced |= {"syscalls": {"read": 100}, "by_role": {r: {"calls": 100, "per_op": 1.0} for r in by_role}}
+    seccomp_doc = {"available": True, "method": "ptrace", "arch": "x86_64", "calls": 368, "by_role": by_role}
+    return {"status": "ok", "traced": traced, "seccomp": {**seccomp_doc, "reach": {"roles": reach_roles, **reach}}}
+
+
+def test_the_surface_table_shows_what_each_side_may_reach_against_what_it_used():
+    """The output reads the roles and their union from the document: no side's name decides."""
+    unread = "1 of 1 not read: already traced by PID 9 (runsc-sandbox): a process has one tracer at most"
+    sandbox = _role("filter", 68, 5)
+    stub = _role("filter", None, read=False, reason=unread)
+    result = {
+        "load": {"settings": {"seconds_per_round": 1, "rounds": 1, "traced_round": True}, "client": "c"},
+        "sides": {
+            "a": {
+                "title": "side A",
+                "load": _surface_load(
+                    {"shim": _role("disabled", 368), "workload": _role("filter", 301, 7)},
+                    ["workload"],
+                    _role("filter", 301, 7),
+                ),
+            },
+            "b": {
+                "title": "side B",
+                "load": _surface_load(
+                    {"sandbox": sandbox, "stub": stub},
+                    ["sandbox", "stub"],
+                    {**sandbox, "read": False, "reason": unread, "used": 23},
+                ),
+            },
+        },
+    }
+    headers, rows = costs.surface_table(result)
+    assert headers[-1] == "may reach\n/ used"
+    by_side = {row[0]: row for row in rows}
+    assert by_side["side A"][5] == "shim: no filter\nworkload: filter, 301 +7"
+    assert by_side["side A"][6] == "301 +7\nused 10"
+    assert by_side["side B"][5] == "sandbox: filter, 68 +5\nstub: filter, not read"
+    assert by_side["side B"][6] == ">=68 +5\nused 23"
+    notes = costs.surface_notes(result)
+    assert any("(side A: workload; side B: sandbox, stub)" in note for note in notes)
+    assert f"side B, stub: {unread}" in notes
+    assert any("Anjali et al., VEE 2020" in note for note in notes)
