@@ -5,6 +5,7 @@ The floor is the docker SDK alone: create + start with the same options and the 
 runtime (runc, or runsc for gVisor), then a bare PING loop on the published port. explorer's
 figure is its own `ready_s` (create -> PONG) from lifecycle.measure. Rounds alternate floor and
 explorer so machine noise hits both alike. Target: explorer within 1.05x of the floor, per side.
+Exits 1 when a side misses it.
 
     python benchmarks/container_startup.py [--rounds N] [--scenario redis] [--sides runc,gvisor]
 """
@@ -24,6 +25,13 @@ from explorer.errors import BackendUnavailable
 from explorer.images.container.source import docker_client
 
 TARGET = 1.05
+
+
+def verdict(ratio: float, target: float = TARGET) -> tuple[bool, str]:
+    """Whether explorer's start-to-ready is within `target` times the floor's, and the line that
+    says so: the exit status follows it, so `make bench` fails where a printed ratio misses."""
+    passed = ratio <= target
+    return passed, f"ratio explorer/floor: {ratio:.2f}x (target <= {target:.2f}x: {'ok' if passed else 'MISSED'})"
 
 
 def bare_start_to_ready(client: docker.DockerClient, image: str, port: int, runtime: str | None) -> float:
@@ -64,6 +72,7 @@ def main() -> int:
     scen = scenario.load(args.scenario)
     if scen.workload.ready.kind != "redis":
         parser.error("the bare floor speaks Redis PING only: use a redis scenario")
+    passed = True
     for name in sides.parse(args.sides) or ():
         backend = sides.backend_for(name)
         try:
@@ -71,11 +80,12 @@ def main() -> int:
         except BackendUnavailable as exc:
             print(f"{name}: not measured ({exc})")
             continue
-        bench_side(backend, scen, args.rounds)
-    return 0
+        passed = bench_side(backend, scen, args.rounds) and passed
+    return 0 if passed else 1
 
 
-def bench_side(backend, scen: scenario.Scenario, rounds: int) -> None:
+def bench_side(backend, scen: scenario.Scenario, rounds: int) -> bool:
+    """The side's floor and explorer's figure, alternating; whether explorer met its target."""
     artifact = backend.prepare(scen)
     runtime, client = backend.engine.runtime.name, docker_client()
     floor, explorer = [], []
@@ -94,7 +104,9 @@ def bench_side(backend, scen: scenario.Scenario, rounds: int) -> None:
         f"  explorer (ready_s):                  median {e * 1000:.0f} ms "
         f"(min {min(explorer) * 1000:.0f}, max {max(explorer) * 1000:.0f})"
     )
-    print(f"  ratio explorer/floor: {e / f:.2f}x (target <= {TARGET:.2f}x)")
+    passed, line = verdict(e / f)
+    print(f"  {line}")
+    return passed
 
 
 if __name__ == "__main__":

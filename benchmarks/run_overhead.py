@@ -31,6 +31,13 @@ TARGET = 0.05  # explorer's own part of the wall time
 OLD_TARGET = 0.10  # everything outside the windows, the engines' teardown included (reported)
 
 
+def verdict(own_share: float, target: float = TARGET) -> tuple[bool, str]:
+    """Whether explorer's own part of the wall time is within `target`, and how it reads; the
+    exit status follows it (the old target is reported beside it, no longer a target)."""
+    passed = own_share <= target
+    return passed, f"{own_share:.1%} of the wall time (target <= {target:.0%}: {'ok' if passed else 'MISSED'})"
+
+
 def outside_share(result: dict) -> tuple[float, float, float]:
     """(wall time, time inside the create -> ready windows, share outside them)."""
     phases = result["phases"]
@@ -89,17 +96,14 @@ def main() -> int:
         f"  what the engines need (their removal of each instance, later milestones) {engines:.2f} s "
         f"({engines / total:.1%})"
     )
-    verdict = "within" if own / total <= TARGET else "over"
-    print(
-        f"  explorer's own (check, prepare, probes, bookkeeping) {own:.2f} s ({own / total:.1%}): {verdict} the "
-        f"{TARGET:.0%} target"
-    )
-    old = "met" if share <= OLD_TARGET else "missed"
-    print(f"  the old target, everything outside <= {OLD_TARGET:.0%}: {old} ({share:.1%})")
+    passed, text = verdict(own / total)
+    print(f"  explorer's own (check, prepare, probes, bookkeeping) {own:.2f} s, {text}")
+    old = "would be met" if share <= OLD_TARGET else "would be missed"
+    print(f"  the old target (replaced by the one above; not applied), everything outside <= {OLD_TARGET:.0%}: {old}")
     vm_sides = [n for n, side in result["sides"].items() if side.get("kind") == "vm"]
     if vm_sides:  # a destroyed domain is gone once its killed QEMU is reaped: see LibvirtEngine.destroy
         print(reaper_note(total, inside))
-    return 0 if own / total <= TARGET else 1
+    return 0 if passed else 1
 
 
 def reaper_note(total: float, inside: float) -> str:

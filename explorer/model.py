@@ -29,8 +29,9 @@ class Side:
     """One point of the isolation spectrum, as the registry (explorer/sides.py) names it: a
     kind (`container` or `vm`: what the document's claims speak of), a title for tables, the
     roles of the host processes it creates, the scenario timeout that bounds its readiness,
-    a colour for plots, and the import string of the function that assembles its backend
-    from parts (loaded lazily, so that libvirt is only imported when a VM side is used)."""
+    a colour for plots, the roles whose system calls reach the host's kernel for the workload,
+    and the import string of the function that assembles its backend from parts (loaded
+    lazily, so that libvirt is only imported when a VM side is used)."""
 
     name: str
     kind: str
@@ -43,11 +44,15 @@ class Side:
     max_repeats: int | None = None  # a slow side may default to fewer starts than the scenario's
     package: str | None = None  # the distribution package it needs beyond the common set (optional)
     density_count: int = 10  # `explorer density`'s default instance count (the memory guard may stop sooner)
+    # the roles whose system calls the host's kernel serves for the workload: whose seccomp
+    # filters bound what of that kernel the side may reach (a shim or a proxy serves no workload call)
+    kernel_roles: tuple[str, ...] = ("workload",)
 
     def meta(self) -> dict[str, Any]:
         """What a result document records about the side."""
         out = asdict(self)
         out["roles"] = list(self.roles)
+        out["kernel_roles"] = list(self.kernel_roles)
         for key in ("backend", "max_repeats", "timeout", "package", "density_count"):
             out.pop(key)
         return out

@@ -96,6 +96,7 @@ class LoadPhase:
             lambda: backend.logs(target),
             rootfs=self.rootfs,
             kvm_roles=frozenset({"VMM"}) if target.facts.get("accel") == "kvm" else frozenset(),
+            kernel_roles=frozenset(backend.side.kernel_roles),
         )
         out = rounds.measure(scenario.load.client(), endpoint, self.settings)
         if target.facts.get("accel") == "tcg":

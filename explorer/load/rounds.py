@@ -56,10 +56,11 @@ class Endpoint:
     prefix: list[str] = field(default_factory=list)  # how a client reaches it (ip netns exec NAME)
     rootfs: Path | None = None  # the workload's own root filesystem, for a client that comes from it
     kvm_roles: frozenset[str] = frozenset()  # roles that run a KVM guest: their VM exits are counted too
+    kernel_roles: frozenset[str] = frozenset({"workload"})  # whose calls the host's kernel serves for the workload
 
 
 def measure(client: Client, endpoint: Endpoint, settings: Settings) -> dict[str, Any]:
-    """The load's figures: {status: ok | skipped | failed, rounds, summary, traced, ...}."""
+    """The load's figures: {status: ok | skipped | failed, rounds, summary, traced, seccomp, ...}."""
     out: dict[str, Any] = {
         "client": client.describe(),
         "kind": client.KIND,
@@ -76,6 +77,7 @@ def measure(client: Client, endpoint: Endpoint, settings: Settings) -> dict[str,
         out["rounds"] = [one_round(client, tool, endpoint, settings) for _ in range(settings.rounds)]
         out["summary"] = summarize(out["rounds"])
         out["traced"] = traced_round(client, tool, endpoint, settings)
+        out["seccomp"] = trace.filters(endpoint.pids(), endpoint.kernel_roles, out["traced"])
         out["status"] = "ok"
     except LoadToolMissing as exc:
         out.update(status="skipped", reason=f"{exc} ({exc.hint})")

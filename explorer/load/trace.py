@@ -23,13 +23,15 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 from explorer import interrupts
 from explorer.images.process import with_parent_death_signal
-from explorer.probes import hostproc
+from explorer.probes import seccomp as seccomp_probe
+from explorer.probes import seccomp_bpf
 
 TRACEFS = Path("/sys/kernel/tracing")
 TOTAL_EVENT = "raw_syscalls:sys_enter"
@@ -179,7 +181,12 @@ def figures(texts: dict[str, str]) -> dict[str, Any]:
             raise OSError(f"perf stat on the {role} processes printed no count: {text.strip()[-300:]}")
         calls += raw
         total.update(named)
-        by_role[role] = {"calls": raw, "distinct": len(named), "top": Counter(named).most_common(4)}
+        by_role[role] = {
+            "calls": raw,
+            "distinct": len(named),
+            "top": Counter(named).most_common(4),
+            "syscalls": dict(Counter(named).most_common()),
+        }
         if exits is not None:
             by_role[role]["kvm_exits"] = exits
     named_sum = sum(total.values())
@@ -195,7 +202,37 @@ def figures(texts: dict[str, str]) -> dict[str, Any]:
 
 def seccomp(pid: int) -> dict[str, Any]:
     """The process's seccomp mode and the number of filters attached to it."""
-    fields = hostproc.status_fields(pid)
-    mode = hostproc.SECCOMP_MODES.get(fields.get("Seccomp", ""), "unknown")
-    filters = fields.get("Seccomp_filters", "")
-    return {"seccomp": mode, "seccomp_filters": int(filters) if filters.isdigit() else None}
+    mode, filters = seccomp_probe.mode(pid)
+    return {"seccomp": mode, "seccomp_filters": filters}
+
+
+def filters(pids: dict[int, str], kernel_roles: Collection[str], traced: dict[str, Any]) -> dict[str, Any]:
+    """Each role's seccomp filters read and evaluated (explorer/probes/seccomp.py), beside the
+    distinct calls the role made in the traced round; and `reach`, their union over the roles
+    whose calls the host's kernel serves for the workload, beside the calls those made. Read
+    after the rounds, the workload idle: reading stops each process for a moment."""
+    try:
+        _, calls = seccomp_bpf.native_calls()
+    except OSError as exc:
+        return {"available": False, "reason": f"libseccomp, which names the host's calls, cannot be loaded: {exc}"}
+    with interrupts.deferred():  # a process stopped to be read is a process let go
+        readings = {pid: seccomp_probe.read(pid) for pid in pids}
+    found = seccomp_probe.by_roles(readings, pids, kernel_roles)
+    used = (traced.get("by_role") or {}) if traced.get("available") else None
+    for role, figures_of_role in found["by_role"].items():
+        figures_of_role["used"] = _used(used, [role])
+    found["reach"]["used"] = _used(used, found["reach"]["roles"])
+    return {
+        "available": True,
+        "method": seccomp_probe.METHOD,
+        "arch": seccomp_bpf.arch_name(),
+        "calls": len(calls),
+        **found,
+    }
+
+
+def _used(by_role: dict[str, Any] | None, roles: list[str]) -> int | None:
+    """Distinct calls these roles made in the traced round (None: no round was counted)."""
+    if by_role is None:
+        return None
+    return len(set().union(*((by_role.get(role) or {}).get("syscalls", {}) for role in roles)))

@@ -3,7 +3,8 @@ reference and on every side. Two tables, one row each: the cost (throughput and 
 the native process and to the first container side, the client's p99, the host CPU the side's
 host processes spent per 1000 operations, the client's own apart), and the host kernel's
 surface the side reached under it (system calls per operation and by whom, distinct calls,
-the most frequent, each host process's seccomp). A row that has no figures says why in a
+the most frequent, each role's seccomp filter as the calls it allows, and the calls the side
+may reach against those it used). A row that has no figures says why in a
 numbered note under the table, not in a cell."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ REFERENCE = "native process"
 COST_HEADING = "What isolation costs (the same load on every side, from the host)"
 SURFACE_HEADING = "How much of the host's kernel each side reaches (system calls the host served under the load)"
 COST_WIDTHS = [16, 15, 8, 10, 10, 10, 10]
-SURFACE_WIDTHS = [16, 8, 8, 18, 32, 24]
+SURFACE_WIDTHS = [16, 8, 8, 18, 28, 24, 10]
 TCG = " (TCG)"
 
 
@@ -155,14 +156,40 @@ def _roles(traced: dict[str, Any]) -> str:
     return "\n".join(parts) or "-"
 
 
-def _seccomp(traced: dict[str, Any]) -> str:
-    """Each role's seccomp: its mode, with the number of filters where there are any."""
+def _seccomp(load: dict[str, Any]) -> str:
+    """Each role's seccomp: the calls its filters allow (+ for some arguments only) where they
+    were read; a document without them (an older explorer's) gives the mode and filter count."""
+    roles = (load.get("seccomp") or {}).get("by_role")
+    if roles:
+        return "\n".join(f"{role}: {_allowed(figures)}" for role, figures in roles.items())
     seen: dict[str, str] = {}
-    for proc in traced.get("processes", []):
+    for proc in load["traced"].get("processes", []):
         mode = proc.get("seccomp", "unknown")
         filters = proc.get("seccomp_filters")
         seen.setdefault(proc.get("role", "?"), f"{mode} ({filters})" if mode == "filter" and filters else mode)
     return "\n".join(f"{role}: {mode}" for role, mode in seen.items()) or "-"
+
+
+def _allowed(figures: dict[str, Any]) -> str:
+    """`no filter`, `strict, 4`, `filter, 301 +7`; `>=` where some of the role's processes were not read."""
+    if figures.get("allowed") is None:
+        return f"{figures.get('mode') or 'unknown'}, not read"
+    if figures.get("mode") == "disabled":
+        return "no filter"
+    at_least = "" if figures.get("read") else ">="
+    extra = f" +{figures['conditional']}" if figures.get("conditional") else ""
+    return f"{figures['mode']}, {at_least}{figures['allowed']}{extra}"
+
+
+def _reach(load: dict[str, Any]) -> str:
+    """What the side may reach (its roles' union) against what it used."""
+    reach = (load.get("seccomp") or {}).get("reach")
+    if not reach or reach.get("allowed") is None:
+        return "-" if not reach else "not read"
+    at_least = "" if reach.get("read") else ">="
+    extra = f" +{reach['conditional']}" if reach.get("conditional") else ""
+    used = reach.get("used")
+    return f"{at_least}{reach['allowed']}{extra}" + ("" if used is None else f"\nused {used}")
 
 
 def surface_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -170,7 +197,7 @@ def surface_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for name, title, load in rows_of(result):
         if name in numbers:
-            rows.append([_title(title, load), f"- [{numbers[name]}]", "-", "-", "-", "-"])
+            rows.append([_title(title, load), f"- [{numbers[name]}]", "-", "-", "-", "-", "-"])
             continue
         traced = load["traced"]
         top = ", ".join(f"{call} {count / traced['ops']:.2f}" for call, count in list(traced["syscalls"].items())[:4])
@@ -182,7 +209,8 @@ def surface_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
                 str(traced["distinct"]),
                 _roles(traced),
                 top,
-                _seccomp(traced),
+                _seccomp(load),
+                _reach(load),
             ]
         )
     headers = [
@@ -191,7 +219,8 @@ def surface_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         "distinct\ncalls",
         "by whom (calls/op)",
         "most frequent (calls/op)",
-        "seccomp",
+        "seccomp by role\n(calls allowed\n+ for some args)",
+        "may reach\n/ used",
     ]
     return headers, rows
 
@@ -239,7 +268,43 @@ def surface_notes(result: dict[str, Any]) -> list[str]:
         "QEMU's user code, under KVM VM exits, which are no system calls); gVisor's workload calls are caught by the "
         "Sentry (ptrace platform) before the host's kernel serves them, so its stubs show next to none"
     )
-    return out + _why_rows(result, _surface_missing)[1]
+    return out + _filter_notes(result) + _why_rows(result, _surface_missing)[1]
+
+
+def _filter_notes(result: dict[str, Any]) -> list[str]:
+    """How to read the two seccomp columns, from what this result holds, then what was not read and why."""
+    read = [
+        (title, load["seccomp"]) for _, title, load in rows_of(result) if (load.get("seccomp") or {}).get("available")
+    ]
+    out = _filter_legend(read) if read else []
+    for _, title, load in rows_of(result):
+        found = load.get("seccomp") or {}
+        if found and not found.get("available"):
+            out.append(f"{title}: seccomp not read: {found.get('reason')}")
+        out += [
+            f"{title}, {role}: {f['reason']}" for role, f in (found.get("by_role") or {}).items() if f.get("reason")
+        ]
+    return out
+
+
+def _filter_legend(read: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    first = read[0][1]
+    whose = "; ".join(f"{title}: {', '.join(found['reach']['roles']) or 'none found'}" for title, found in read)
+    by_role = (
+        f"seccomp by role: the calls each role's filters allow outright, + those they allow for some arguments only, "
+        f"of the {first['calls']} {first['arch']} system calls libseccomp names; no filter allows all of them "
+        f"({first['method']})"
+    )
+    reach = (
+        "may reach / used: the union of what those filters allow over the roles whose calls the host's kernel serves "
+        f"for the workload ({whose}), against the distinct calls those roles made in the counted round; >= where a "
+        "process could not be read (the figure is over those read)"
+    )
+    caveat = (
+        "fewer calls allowed is not less of the kernel reached: one allowed call (an ioctl on a device, bpf) can "
+        "reach more kernel code than many others (Anjali et al., VEE 2020)"
+    )
+    return [by_role, reach, caveat]
 
 
 def _roles_of(side: dict[str, Any]) -> dict[str, Any]:

@@ -91,7 +91,7 @@ def merge_density(result: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]
         raise UsageError(
             f"not a density result ({doc.get('schema')!r}, expected {DENSITY_SCHEMA!r})", hint=DENSITY_HINT
         )
-    meta = {"name", "kind", "title", "roles", "color", "about", "engine", "backend"}
+    meta = {"name", "kind", "title", "roles", "kernel_roles", "color", "about", "engine", "backend"}
     for name, side in doc["sides"].items():
         if name in result["sides"]:
             result["sides"][name]["density"] = {k: v for k, v in side.items() if k not in meta}

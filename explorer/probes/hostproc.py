@@ -56,13 +56,14 @@ SECCOMP_MODES = {"0": "disabled", "1": "strict", "2": "filter"}
 
 
 def status_fields(pid: int) -> dict[str, str]:
-    """Fields of /proc/PID/status that psutil does not expose (NSpid, CapEff, Seccomp, its filters)."""
+    """Fields of /proc/PID/status that psutil does not expose (NSpid, CapEff, Seccomp, its filters,
+    TracerPid)."""
     fields: dict[str, str] = {}
     try:
         with open(f"/proc/{pid}/status") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
-                if key in {"NSpid", "CapEff", "Seccomp", "Seccomp_filters"}:
+                if key in {"NSpid", "CapEff", "Seccomp", "Seccomp_filters", "TracerPid"}:
                     fields[key] = value.strip()
     except OSError:
         pass

@@ -1,0 +1,66 @@
+"""Every benchmark can fail: each one's verdict function, given a target below the measured
+figure, says MISSED and fails; given one above it, passes. The benchmarks themselves need the
+engines for minutes and are not run here; their main() returns 1 when a verdict failed."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import ROOT
+
+BENCHMARKS = ROOT / "benchmarks"
+# each benchmark, a figure as it measures it, and a target below and above that figure
+CASES = {
+    "container_startup": (1.07, 1.05, 1.10),  # explorer / floor, at most the target
+    "vm_startup": (1.07, 1.05, 1.10),
+    "run_overhead": (0.062, 0.05, 0.10),  # explorer's own share of the wall time
+    "load_overhead": (0.93, 0.05, 0.10),  # explorer / by hand, within the target either way
+}
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_benchmark_is_covered():
+    assert {path.stem for path in BENCHMARKS.glob("*.py")} == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_missed_target_fails_and_a_met_one_passes(name):
+    verdict = _load(name).verdict
+    measured, below, above = CASES[name]
+    passed, text = verdict(measured, below)
+    assert passed is False and "MISSED" in text
+    passed, text = verdict(measured, above)
+    assert passed is True and "MISSED" not in text
+
+
+def test_load_overhead_misses_on_either_side():
+    """Reading faster than the hand-run client is as far off as reading slower."""
+    verdict = _load("load_overhead").verdict
+    assert verdict(1.07, 0.05)[0] is False and verdict(0.93, 0.05)[0] is False
+    assert verdict(1.03, 0.05)[0] is True
+
+
+def test_vm_startup_reports_without_a_target_and_judges_seconds():
+    verdict = _load("vm_startup").verdict
+    assert verdict(1.30, None) == (True, "1.30x")
+    assert verdict(13.2, 12.0, " s") == (False, "13.20 s (target <= 12.00 s: MISSED)")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_main_returns_a_status_that_depends_on_a_verdict(name):
+    """main() returns a status it computes, not a constant: its exit status can say a target was missed."""
+    tree = ast.parse((BENCHMARKS / f"{name}.py").read_text())
+    (main,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+    returns = [n.value for n in ast.walk(main) if isinstance(n, ast.Return) and n.value is not None]
+    assert any(not isinstance(value, ast.Constant) for value in returns)
