@@ -43,8 +43,10 @@ def _validator() -> jsonschema.protocols.Validator:
 
 
 def problems(doc: Any, limit: int = 5) -> list[str]:
-    """Where `doc` departs from the schema, each as 'field/path: what is wrong' (at most `limit`)."""
-    found = sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    """Where `doc` departs from the schema, each as 'field/path: what is wrong' (at most `limit`).
+    The document is checked as it is written (JSON: a tuple is an array)."""
+    written = json.loads(json.dumps(doc))
+    found = sorted(_validator().iter_errors(written), key=lambda e: list(map(str, e.absolute_path)))
     return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in found[:limit]]
 
 
