@@ -79,9 +79,13 @@ def read(pid: int) -> Reading:
 
 
 def tracer_of(pid: int) -> int | None:
-    """The PID tracing it (TracerPid), None where none does."""
+    """The process tracing it, None where none does. TracerPid names the tracing thread (one
+    of the Sentry's threads for a gVisor stub): its thread group is the process."""
     tracer = hostproc.status_fields(pid).get("TracerPid", "0")
-    return int(tracer) if tracer.isdigit() and tracer != "0" else None
+    if not tracer.isdigit() or tracer == "0":
+        return None
+    group = hostproc.status_fields(int(tracer)).get("Tgid", tracer)
+    return int(group) if group.isdigit() else int(tracer)
 
 
 def _libc() -> ctypes.CDLL:
