@@ -57,13 +57,13 @@ SECCOMP_MODES = {"0": "disabled", "1": "strict", "2": "filter"}
 
 def status_fields(pid: int) -> dict[str, str]:
     """Fields of /proc/PID/status that psutil does not expose (NSpid, CapEff, Seccomp, its filters,
-    TracerPid)."""
+    TracerPid, Tgid)."""
     fields: dict[str, str] = {}
     try:
         with open(f"/proc/{pid}/status") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
-                if key in {"NSpid", "CapEff", "Seccomp", "Seccomp_filters", "TracerPid"}:
+                if key in {"NSpid", "CapEff", "Seccomp", "Seccomp_filters", "TracerPid", "Tgid"}:
                     fields[key] = value.strip()
     except OSError:
         pass

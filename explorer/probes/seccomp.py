@@ -52,6 +52,7 @@ class Reading:
     filters: int | None
     programs: tuple[bytes, ...] | None = None
     reason: str | None = None
+    tracer: int | None = None  # the PID already tracing it, which kept it from being read
 
     @property
     def read(self) -> bool:
@@ -74,7 +75,17 @@ def read(pid: int) -> Reading:
     try:
         return Reading(pid, found, count, programs=filter_programs(pid))
     except NotRead as exc:
-        return Reading(pid, found, count, reason=str(exc))
+        return Reading(pid, found, count, reason=str(exc), tracer=tracer_of(pid))
+
+
+def tracer_of(pid: int) -> int | None:
+    """The process tracing it, None where none does. TracerPid names the tracing thread (one
+    of the Sentry's threads for a gVisor stub): its thread group is the process."""
+    tracer = hostproc.status_fields(pid).get("TracerPid", "0")
+    if not tracer.isdigit() or tracer == "0":
+        return None
+    group = hostproc.status_fields(int(tracer)).get("Tgid", tracer)
+    return int(group) if group.isdigit() else int(tracer)
 
 
 def _libc() -> ctypes.CDLL:
@@ -96,9 +107,9 @@ def _ptrace(libc: ctypes.CDLL, request: int, pid: int, addr: int = 0, data: Any 
 def filter_programs(pid: int) -> tuple[bytes, ...]:
     """The leader's filter programs, oldest first (ptrace's index 0), each as the BPF
     instructions it was loaded with. NotRead says why they could not be had."""
-    tracer = hostproc.status_fields(pid).get("TracerPid", "0")
-    if tracer not in ("", "0"):
-        raise NotRead(f"already traced by PID {tracer} ({_name(int(tracer))}): a process has one tracer at most")
+    tracer = tracer_of(pid)
+    if tracer:
+        raise NotRead(f"already traced by PID {tracer} ({_name(tracer)}): a process has one tracer at most")
     libc = _libc()
     try:
         _ptrace(libc, PTRACE_SEIZE, pid)
@@ -246,10 +257,17 @@ def evaluated(reading: Reading) -> tuple[Reading, dict[str, str] | None]:
         return replace(reading, programs=None, reason=f"its filter could not be evaluated: {exc}"), None
 
 
+def _tracer_named(reading: Reading, pids: dict[int, str]) -> Reading:
+    """A reading kept from being read by one of the side's own processes says which role that is."""
+    if reading.tracer not in pids or reading.reason is None:
+        return reading
+    return replace(reading, reason=f"{reading.reason} (PID {reading.tracer} is this side's {pids[reading.tracer]})")
+
+
 def by_roles(readings: dict[int, Reading], pids: dict[int, str], reach: Collection[str]) -> dict[str, Any]:
     """Each role's seccomp figures, and `reach`: their union over the roles whose system calls
     reach the host's kernel for the workload (the side's own word for them)."""
-    done = {pid: evaluated(reading) for pid, reading in readings.items()}
+    done = {pid: evaluated(_tracer_named(reading, pids)) for pid, reading in readings.items()}
     members: dict[str, list[int]] = {}
     for pid, role in pids.items():
         members.setdefault(role, []).append(pid)

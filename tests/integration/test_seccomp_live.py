@@ -14,6 +14,7 @@ import pytest
 from explorer import lifecycle, readiness
 from explorer.probes import seccomp, seccomp_bpf
 from explorer.probes.seccomp_bpf import ALLOWED, CONDITIONAL, DENIED
+from tests.conftest import backend_or_skip, ps_e
 
 pytestmark = pytest.mark.docker
 
@@ -87,3 +88,28 @@ def test_the_evaluation_agrees_with_the_kernel_inside_the_container(running_redi
     query, no_randomize = 0xFFFFFFFF, 0x0040000  # personality: a query is let through, ADDR_NO_RANDOMIZE is not
     assert _raw(inside, number["personality"], query)[0] != -1
     assert _raw(inside, number["personality"], no_randomize) == (-1, EPERM)
+
+
+def test_gvisors_sentry_is_allowed_far_fewer_calls_and_its_stubs_are_not_read(redis_scenario, redis_artifact):
+    """The Sentry (runsc-sandbox, found by `ps`, not by explorer's listing) runs under a filter of
+    its own far narrower than Docker's default; the stubs it traces cannot be read by anyone else."""
+    backend = backend_or_skip("gvisor")
+    run_id = lifecycle.new_run_id()
+    target = backend.create(redis_scenario, backend.prepare(redis_scenario), run_id, 0)
+    try:
+        readiness.wait_ready("redis", "127.0.0.1", target.host_port, time.monotonic() + 60)
+        ident = target.facts["container_id"]
+        sandboxes = [pid for pid, args in ps_e("args").items() if args.startswith("runsc-sandbox") and ident in args]
+        assert len(sandboxes) == 1, sandboxes
+        found = seccomp.classes(seccomp.read(sandboxes[0]))
+        assert found is not None
+        counts = Counter(found.values())
+        print(f"gVisor's Sentry: {counts[ALLOWED]} allowed, {counts[CONDITIONAL]} conditional, {counts[DENIED]} denied")
+        assert counts[ALLOWED] + counts[CONDITIONAL] < 150
+        stubs = [pid for pid, role in backend.runtime_pids(target).items() if role == "stub"]
+        for stub in stubs:
+            reading = seccomp.read(stub)
+            assert reading.read is False and reading.tracer == sandboxes[0], reading
+    finally:
+        backend.destroy(target)
+        backend.clean(run_id)

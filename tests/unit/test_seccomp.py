@@ -212,8 +212,12 @@ def test_a_process_someone_else_traces_is_not_read_and_says_by_whom(filtered_chi
             assert time.monotonic() < deadline, "strace did not attach"
             time.sleep(0.05)
         reading = seccomp.read(child.pid)
-        assert reading.programs is None and reading.read is False
+        assert reading.programs is None and reading.read is False and reading.tracer == tracer.pid
         assert f"already traced by PID {tracer.pid} (strace)" in (reading.reason or "")
+        # where the tracer is one of the side's own processes (gVisor's Sentry), its role is named
+        pids = {child.pid: "stub", tracer.pid: "sandbox"}
+        found = seccomp.by_roles({pid: seccomp.read(pid) for pid in pids}, pids, {"stub"})
+        assert f"(PID {tracer.pid} is this side's sandbox)" in found["by_role"]["stub"]["reason"]
     finally:
         tracer.terminate()
         tracer.wait()
