@@ -28,7 +28,7 @@ lint: venv
 
 # every benchmark runs and prints, whichever misses its target; then exit 1 if one did
 bench: venv
-	@rc=0; for b in container_startup vm_startup run_overhead load_overhead; do \
+	@rc=0; for b in container_startup vm_startup run_overhead load_overhead page_render; do \
 	  echo "$$ $(BIN)/python benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || rc=1; done; exit $$rc
 
 clean:
