@@ -11,6 +11,7 @@ draw, never when explorer starts.
 
 from __future__ import annotations
 
+import html
 import io
 import re
 import textwrap
@@ -180,9 +181,9 @@ CHARTS: list[Chart] = [
         "Host memory against N, many instances running",
         charts.density,
         charts.missing_density,
-        lambda r: 8,
-        0.3,
-        2.4,
+        lambda _result: 1,  # one plot of N, whatever the sides: its height is fixed
+        0.0,
+        4.8,
         _density_method,
     ),
 ]
@@ -247,7 +248,7 @@ def svg(chart: Chart, subject: Any) -> str:
     text = buffer.getvalue()
     text = text[text.index("<svg") :]
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.DOTALL)
-    return text.replace("<svg ", f'<svg role="img" aria-label="{chart.title}" ', 1)
+    return text.replace("<svg ", f'<svg role="img" aria-label="{html.escape(chart.title)}" ', 1)
 
 
 def stacked(charts_: list[Chart], result: dict[str, Any], title: str) -> Any:

@@ -43,15 +43,16 @@ dl.facts { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap
 dl.facts dt { font-weight: 600; color: var(--muted); }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; font-size: 0.8rem; background: #fff; }
-th, td { border: 1px solid var(--line); padding: 0.3em 0.45em; vertical-align: top; text-align: left; }
+th, td { border: 1px solid var(--line); padding: 0.3em 0.45em; vertical-align: top; text-align: left;
+  overflow-wrap: anywhere; }
 thead th { background: var(--head); }
 table.sortable thead th { cursor: pointer; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.grid { font-size: 0.8rem; table-layout: fixed; }
 table.grid th[scope=row] { width: 24%; font-weight: 600; }
 table.grid .badge { font-size: 0.95em; }
-.badge { display: inline-block; padding: 0.05em 0.45em; border-radius: 1em; border: 2px solid currentColor;
-  font-weight: 700; }
+.badge { display: inline-block; max-width: 100%; padding: 0.05em 0.4em; border-radius: 1em;
+  border: 2px solid currentColor; font-weight: 700; overflow-wrap: anywhere; }
 .v-ok { color: var(--ok); background: var(--ok-bg); }
 .v-no { color: var(--no); background: var(--no-bg); }
 .v-unsure { color: var(--unsure); background: var(--unsure-bg); }
@@ -68,6 +69,10 @@ figcaption { margin-top: 0.2em; }
 .why { font-style: italic; color: var(--muted); border-left: 4px solid var(--line); padding-left: 0.6em; }
 tr.differs > th:first-child::before { content: "≠ "; color: var(--no); font-weight: 700; }
 tr.differs > td { background: var(--differs); }
+@media (max-width: 1000px) {
+  table.grid { font-size: 0.62rem; }
+  table.grid th[scope=row] { width: 20%; }
+}
 @media print {
   @page { size: A4; margin: 12mm; }
   html { font-size: 10pt; }
@@ -78,6 +83,8 @@ tr.differs > td { background: var(--differs); }
   h2, h3 { break-after: avoid; }
   tr, figure, .card { break-inside: avoid; }
   table { font-size: 8pt; }
+  table.grid { font-size: 7.5pt; }
+  table.grid th[scope=row] { width: 20%; }
   details > summary { color: var(--ink); }
 }
 """

@@ -38,12 +38,21 @@ pytestmark = pytest.mark.skipif(
 # colours of the page's stylesheet (explorer/output/markup.py) that only the grid shows at the top
 BADGE_COLOURS = {"#dcf2e3", "#fbe0de", "#ffefc2", "#e6e6e6"}
 HEADER_COLOUR = "#e9ecf0"
+A4_CONTENT_PX = 703  # 210 mm less the print stylesheet's 12 mm margins, at 96 px per inch
+# Appended to a copy of a page: what runs off its right edge, written into the DOM it dumps.
+OVERFLOW_PROBE = """<script>
+var wide = [];
+document.querySelectorAll("body *").forEach(function (e) {
+  if (e.getBoundingClientRect().right > document.documentElement.clientWidth + 1) wide.push(e.tagName + "." + e.className);
+});
+document.body.insertAdjacentHTML("beforeend", '<pre id="overflow">' + wide.slice(0, 10).join(" ") + "</pre>");
+</script>"""
 
 
 class Visit:
     """One headless Chromium run on a page file: its screenshot, its DOM, its network log."""
 
-    def __init__(self, html: Path, work: Path) -> None:
+    def __init__(self, html: Path, work: Path, width: int = 1280) -> None:
         self.screenshot, self.netlog = work / "shot.png", work / "netlog.json"
         argv = [
             str(CHROMIUM),
@@ -57,7 +66,7 @@ class Visit:
             f"--user-data-dir={work / 'profile'}",
             "--host-resolver-rules=MAP * ~NOTFOUND",  # every name lookup fails: nothing can leave
             f"--log-net-log={self.netlog}",
-            "--window-size=1280,800",
+            f"--window-size={width},800",
             f"--screenshot={self.screenshot}",
             "--dump-dom",
             html.as_uri(),
@@ -136,3 +145,28 @@ def test_the_network_check_sees_a_page_that_asks_for_the_network(tmp_path: Path)
     requested = " ".join(Visit(html, tmp_path).page_requests())
     for address in ("fonts.example.org/a.css", "images.example.net/b.png", "example.com/x.png"):
         assert address in requested
+
+
+@pytest.mark.parametrize("name", ["six-sides (built)", "six-sides.json"])
+@pytest.mark.parametrize(("width", "medium"), [(1280, "screen"), (A4_CONTENT_PX, "print")])
+def test_nothing_runs_off_the_page_on_a_projector_or_a4(name: str, width: int, medium: str, tmp_path: Path):
+    """At 1280 px, and at A4's width with the print stylesheet applied to the screen (headless
+    Chromium's screenshot has no print mode), no element reaches past the right edge."""
+    html = page.render([(name, judged(document(name)))])
+    if medium == "print":
+        html = html.replace("@media print {", "@media all {")
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", OVERFLOW_PROBE + "</body>"))
+    dom = Visit(probe, tmp_path, width).dom
+    wide = dom.rsplit('<pre id="overflow">', 1)[1].split("</pre>", 1)[0]  # the element, not the script
+    assert wide == "", f"past the right edge at {width} px ({medium}): {wide}"
+
+
+def test_the_overflow_probe_sees_what_runs_off(tmp_path: Path):
+    """A control: a page with a table wider than the window is reported."""
+    probe = tmp_path / "wide.html"
+    probe.write_text(
+        f'<html><body><table class="wide" style="width: 2000px"><tr><td>x</td></tr></table>{OVERFLOW_PROBE}</body></html>'
+    )
+    dom = Visit(probe, tmp_path).dom
+    assert "TABLE.wide" in dom.rsplit('<pre id="overflow">', 1)[1]
