@@ -24,7 +24,7 @@ from explorer.output import charts, cost_charts
 
 WIDTH_IN = 10.0  # the page and the PNG draw at the same size
 WHY_HEIGHT_IN = 0.45  # a line saying why a panel has nothing to show
-WRAP = 110  # characters of that line per row, at 10 pt across WIDTH_IN
+WRAP = 70  # characters of that line per row: at 10 pt, centred in a panel narrowed by its neighbours' labels
 STYLE = {
     "font.size": 10,
     "axes.titlesize": 12,
@@ -220,7 +220,7 @@ def new_figure(width: float, height: float) -> Any:
 def say_why(ax: Any, title: str, why: str) -> None:
     """The one line (wrapped if long) that replaces a panel with nothing to show."""
     ax.axis("off")
-    ax.text(0.0, 0.5, textwrap.fill(why_line(title, why), WRAP), va="center", fontsize=10)
+    ax.text(0.5, 0.5, textwrap.fill(why_line(title, why), WRAP), ha="center", va="center", fontsize=10)
 
 
 def why_line(title: str, why: str) -> str:
