@@ -220,7 +220,7 @@ def host_storage(directory: Path) -> dict[str, Any]:
         "filesystem": fstype,
         "mount": at,
         "device": mount.device if mount else None,
-        "directory": f"{resolved}: in a temporary copy of the image's root, removed when the reference stops",
+        "directory": resolved,  # in the temporary copy of the image's root, removed when the reference stops
     }
 
 
