@@ -174,8 +174,9 @@ def io_notes(result: dict[str, Any]) -> list[str]:
             "jobs' are most of them), counted in one more, traced round (see the surface table)"
         ),
         (
-            "each round also pays fio's own start (its server waits for the client's go, about 1 s here, and sets each "
-            "job up): not in the figures, which are over the jobs' own run time"
+            "each round also pays fio's own start (while no job runs, its server looks at its socket once a second: "
+            "up to 1 s before the jobs start; then each job's setup): not in the figures, which are over the jobs' own "
+            "run time"
         ),
     ]
     for name, title, each in costs.rows_of(result):
