@@ -15,6 +15,7 @@ import pytest
 
 from explorer import scenario
 from explorer.engines import storage
+from explorer.engines.snapshot import restored_xml
 from explorer.errors import ScenarioError
 from explorer.load import LoadSpec, io, io_init
 from explorer.load.rounds import summarize
@@ -352,3 +353,12 @@ def test_the_report_and_compare_show_the_io_table():
     found = {row[0]: row[1:] for row in rows}
     assert found["native process: IOPS, 4 KiB random read"] == ["15,980", "15,980"]
     assert found["microVM: IOPS, 1 MiB sequential write"] == ["167 (0.10x native), buffered"] * 2
+
+
+def test_a_restored_vm_names_the_disk_of_the_xml_it_was_restored_with(tmp_path):
+    xml = restored_xml(
+        (FIXTURES / "saved-domain.xml").read_text(), 40000, tmp_path / "overlay.qcow2", tmp_path / "console.log", {}
+    )
+    got = storage.disk_storage(xml, "ext4")
+    assert got["path"] == "virtio-blk on a qcow2 file, libvirt cache mode default, ext4 in the guest"
+    assert got["file"] == str(tmp_path / "overlay.qcow2")
