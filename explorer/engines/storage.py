@@ -21,14 +21,15 @@ from collections.abc import Sequence
 from typing import Any
 
 # libvirt's cache modes (formatdomain.html#hard-drives-floppy-disks-cdroms): what the host does
+HOST_CACHE = "; a guest's O_DIRECT passes its own page cache only: its reads may come from the host's"
 CACHE_MODES = {
     "default": "none set in the domain XML: QEMU's own default, writeback (the host's page cache holds the "
-    "disk's data; the guest's flushes reach the disk)",
+    "disk's data; the guest's flushes reach the disk)" + HOST_CACHE,
     "none": "the host opens the disk file with O_DIRECT: no host page cache",
-    "writethrough": "the host's page cache for reads; every write synced to the disk (O_DSYNC)",
-    "writeback": "the host's page cache for reads and writes; the guest's flushes reach the disk",
+    "writethrough": "the host's page cache for reads; every write synced to the disk (O_DSYNC)" + HOST_CACHE,
+    "writeback": "the host's page cache for reads and writes; the guest's flushes reach the disk" + HOST_CACHE,
     "directsync": "O_DIRECT and O_DSYNC on the host: no page cache, every write synced",
-    "unsafe": "the host's page cache; the guest's flushes are ignored",
+    "unsafe": "the host's page cache; the guest's flushes are ignored" + HOST_CACHE,
 }
 BUS_DEVICES = {"virtio": "virtio-blk", "scsi": "SCSI", "sata": "SATA (AHCI)", "ide": "IDE"}
 
