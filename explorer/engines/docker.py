@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import psutil
 from docker.errors import APIError, DockerException, NotFound
 
+from explorer.engines.storage import overlay_storage
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.images.container.source import START_HINT, docker_client
 from explorer.model import (
@@ -242,7 +243,7 @@ class Runc:
     order = (("created", "started", "ready"), ("started", "process"))
 
     def check(self, info: dict[str, Any]) -> dict[str, Any]:
-        return {}
+        return {"storage": overlay_storage(info)}  # where the container's files live (the I/O table)
 
     def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]:
         return [DoctorCheck("Docker engine", engine.describe)]

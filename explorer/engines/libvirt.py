@@ -32,6 +32,7 @@ from explorer.engines.domain import (
     qemu_process,
     stage,
 )
+from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.guest import ConsoleWatcher
 from explorer.guest.viewport import ViewChannel
@@ -219,6 +220,8 @@ class LibvirtEngine(EngineDefaults):
             console=str(spec.console),
             staged_by_copy=spec.staged_by_copy,
             forwarded_ports={str(g): h for g, h in spec.extra_ports.items()},
+            # where the guest's files live, read from the domain XML made here (the I/O table)
+            storage=disk_storage(domain_xml(spec), artifact.facts.get("filesystem")),
         )
         vm.process = qemu_process(spec.name)
         if vm.process is not None:

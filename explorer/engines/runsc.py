@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from explorer.engines.docker import shim_of
+from explorer.engines.storage import gvisor_storage
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.model import Target
 from explorer.parts import DoctorCheck
@@ -49,6 +50,8 @@ class Runsc:
             "runsc_platform": platform,
             "runsc_version": version,
             "runtime_summary": f"runsc {version}, {platform} platform",
+            # where the container's files live (the I/O table): its overlay setting, else runsc's default
+            "storage": gvisor_storage(args, _runsc_flags(runtime.get("path") or "runsc")),
         }
 
     def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]:
@@ -141,3 +144,12 @@ def _runsc_version(path: str) -> str | None:
         raise BackendError(f"runsc --version failed: {exc}", hint=RUNSC_HINT) from exc
     first = out.splitlines()[0] if out else ""
     return first.removeprefix("runsc version ").strip() or None
+
+
+def _runsc_flags(path: str) -> str | None:
+    """What `runsc flags` prints (on stderr), its flags and their defaults; None if it cannot run."""
+    try:
+        done = subprocess.run([path, "flags"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (done.stdout + done.stderr) if done.returncode == 0 else None

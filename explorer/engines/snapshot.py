@@ -26,6 +26,7 @@ from xml.sax.saxutils import quoteattr
 from explorer import readiness
 from explorer.engines.domain import NS, channel_path, qemu_process
 from explorer.engines.libvirt import LibvirtEngine, Machine, RunningVM
+from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.guest.viewport import ViewChannel
 from explorer.images import make_overlay
@@ -141,6 +142,7 @@ class SnapshotEngine(EngineDefaults):
                 self.hypervisor.destroy_domain(target.name)
             shutil.rmtree(workdir, ignore_errors=True)
             raise
+        target.facts["storage"] = disk_storage(xml, artifact.facts.get("filesystem"))  # the I/O table's
         target.facts["snapshot"] = {
             **{k: v for k, v in snapshot.items() if k != "saved_at"},
             "saved_for_s": round(t0 - snapshot["saved_at"], 3),

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.engines.domain import Hypervisor, check_memory, qemu_process
+from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.guest import ConsoleWatcher
 from explorer.guest.forwards import Banner, Refusal
@@ -184,6 +185,7 @@ class VagrantEngine(EngineDefaults):
             host_port=host_port,
             forwarded_ports={"22": ssh_port, "9": probe_port},
             vagrant_cwd=str(workdir),
+            guest_filesystem=artifact.facts.get("filesystem"),
         )
         return target
 
@@ -197,6 +199,7 @@ class VagrantEngine(EngineDefaults):
             if machine.process is not None:
                 target.mark("process")
                 target.facts["qemu_pid"] = machine.process.pid
+                target.facts["storage"] = self._storage(target)
         for probe in self.PROBES:
             if probe.milestone not in target.marks and probe.reached(target, machine.probes):
                 target.mark(probe.milestone)
@@ -208,6 +211,16 @@ class VagrantEngine(EngineDefaults):
                     f"vagrant up exited {code} for {target.name}", hint="its last lines:\n" + self.logs(target)
                 )
             target.mark("up", machine.up_returned)
+
+    def _storage(self, target: Target) -> dict[str, Any]:
+        """Where the guest's files live, read from the domain XML vagrant-libvirt made (the I/O
+        table's storage path); its QEMU runs, so the domain is defined."""
+        try:
+            domain = self.hypervisor.domain(target.name)
+            xml = self.hypervisor.call(f"reading the domain XML of {target.name}", domain.XMLDesc, 0)
+        except BackendError as exc:  # said, not guessed: the table shows why
+            return {"path": f"not read: {exc}", "cache_mode": None}
+        return disk_storage(xml, target.facts.get("guest_filesystem"))
 
     def after_ready(self, target: Target) -> None:
         deadline = time.monotonic() + UP_TIMEOUT_S

@@ -68,12 +68,15 @@ def run_tool(argv: list[str], what: str, hint: str | None = None, **kwargs: Any)
         raise BuildError(f"{what} failed ({' '.join(argv)} exited {exc.returncode}):\n{tail}", hint=hint) from exc
 
 
+VM_FILESYSTEM = "ext4"  # what make_ext4 makes: the filesystem of every VM disk explorer builds
+
+
 def make_ext4(root: Path, raw: Path, size: int, entries: int, label: str, what: str, **kwargs: Any) -> None:
     """An ext4 filesystem of `size` bytes in the sparse file `raw`, holding `root` (mke2fs -d: no
     loop device; owners, modes and xattrs kept; the root directory root's), with inodes for
     twice `entries` and more."""
     inodes = max(size // 16384, entries * 2 + 16384)
-    argv = ["mke2fs", "-q", "-t", "ext4", "-b", "4096", "-N", str(inodes), "-L", label, "-E", "root_owner=0:0"]
+    argv = ["mke2fs", "-q", "-t", VM_FILESYSTEM, "-b", "4096", "-N", str(inodes), "-L", label, "-E", "root_owner=0:0"]
     run_tool([*argv, "-d", str(root), "-F", str(raw), f"{size // 1024}k"], what, **kwargs)
 
 

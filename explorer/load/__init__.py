@@ -1,7 +1,7 @@
 """The standard load of a scenario: which client, with which parameters (`load:` in a scenario,
 validated like `ready:`, its kinds and parameters read from the one registry of clients), and
 the default for each readiness kind (a workload explorer knows how to ask for readiness, it
-knows how to load: redis-benchmark, pgbench, wrk, a MongoDB or line-protocol loop).
+knows how to load: redis-benchmark, pgbench, wrk, a MongoDB or line-protocol loop, fio).
 """
 
 from __future__ import annotations
@@ -10,12 +10,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from explorer.load.clients import CLIENTS, Client, LoadToolMissing
+from explorer.load.clients import Client, LineLoop, LoadToolMissing, MongoLoop, PgBench, RedisBenchmark, Wrk
+from explorer.load.io import Fio
 
 __all__ = ["CLIENTS", "DEFAULT_BY_READY", "Client", "LoadSpec", "LoadToolMissing", "default_for", "schema"]
 
+CLIENTS: dict[str, type[Client]] = {cls.KIND: cls for cls in (RedisBenchmark, PgBench, Wrk, MongoLoop, LineLoop, Fio)}
 # readiness kind -> load kind; the parameters a readiness check has that a load needs too
-DEFAULT_BY_READY = {"redis": "redis", "postgres": "postgres", "http": "http", "mongodb": "mongodb", "banner": "line"}
+DEFAULT_BY_READY = {
+    "redis": "redis",
+    "postgres": "postgres",
+    "http": "http",
+    "mongodb": "mongodb",
+    "banner": "line",
+    "fio": "fio",
+}
 FROM_READY = {"http": {"path": "path"}, "banner": {"send": "send", "expect": "expect"}}
 
 

@@ -53,6 +53,11 @@ class Client:
         """What prepares the workload for the load, once per side (None: nothing)."""
         return None
 
+    def initialised(self, out: str) -> Client:
+        """The client for the rounds, given what its init printed (fio: buffered where the side
+        refused O_DIRECT); most clients stay as they are."""
+        return self
+
     def argv(self, tool: list[str], host: str, port: int, seconds: float) -> list[str]:
         raise NotImplementedError
 
@@ -62,6 +67,10 @@ class Client:
 
     def describe(self) -> str:
         return f"{self.TOOL} " + " ".join(f"{k}={v}" for k, v in self.params().items())
+
+    def as_run(self, seconds: float) -> dict[str, Any]:
+        """What the result records of the client as it ran beyond its argv (fio: the job file)."""
+        return {}
 
 
 @dataclass
@@ -292,6 +301,3 @@ class LineLoop(PythonLoop):
     }
     send: str = "PING\r\n"
     expect: str = ""
-
-
-CLIENTS: dict[str, type[Client]] = {cls.KIND: cls for cls in (RedisBenchmark, PgBench, Wrk, MongoLoop, LineLoop)}

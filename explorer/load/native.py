@@ -130,7 +130,14 @@ class NativeReference:
             )
         self.wait_ready()
         return Endpoint(
-            "127.0.0.1", self.scenario.workload.port, self.pids, self.alive, self.logs, self.prefix, self.root
+            "127.0.0.1",
+            self.scenario.workload.port,
+            self.pids,
+            self.alive,
+            self.logs,
+            self.prefix,
+            self.root,
+            storage=host_storage(self.copy / workdir.lstrip("/")),
         )
 
     @property
@@ -194,6 +201,27 @@ class NativeReference:
                 partials.remove(self.copy)
             if self.log is not None:
                 self.log.unlink(missing_ok=True)
+
+
+def host_storage(directory: Path) -> dict[str, Any]:
+    """Where the reference's files live: its working directory in the copy of the root, on the
+    host's own filesystem (the mount that holds it, read from the host's mount table)."""
+    resolved = str(directory.resolve())
+    mounts = [
+        m
+        for m in psutil.disk_partitions(all=True)
+        if resolved == m.mountpoint or resolved.startswith(m.mountpoint.rstrip("/") + "/")
+    ]
+    mount = max(mounts, key=lambda m: len(m.mountpoint), default=None)
+    fstype = mount.fstype if mount else "unknown"
+    at = mount.mountpoint if mount else "unknown"
+    return {
+        "path": f"the host's filesystem ({fstype} at {at}), no layer between",
+        "filesystem": fstype,
+        "mount": at,
+        "device": mount.device if mount else None,
+        "directory": resolved,  # in the temporary copy of the image's root, removed when the reference stops
+    }
 
 
 def session_members(sid: int) -> list[psutil.Process]:

@@ -57,6 +57,7 @@ class Endpoint:
     rootfs: Path | None = None  # the workload's own root filesystem, for a client that comes from it
     kvm_roles: frozenset[str] = frozenset()  # roles that run a KVM guest: their VM exits are counted too
     kernel_roles: frozenset[str] = frozenset({"workload"})  # whose calls the host's kernel serves for the workload
+    storage: dict[str, Any] | None = None  # where the workload's files live, recorded with its load (I/O)
 
 
 def measure(client: Client, endpoint: Endpoint, settings: Settings) -> dict[str, Any]:
@@ -67,13 +68,20 @@ def measure(client: Client, endpoint: Endpoint, settings: Settings) -> dict[str,
         "params": client.params(),
         "seconds_per_round": settings.seconds,
     }
+    if endpoint.storage is not None:
+        out["storage"] = endpoint.storage
     started = time.monotonic()
     try:
         tool = client.tool(endpoint.rootfs)
         prepare = client.init_argv(tool, endpoint.host, endpoint.port)
         if prepare is not None:
-            run_client(endpoint.prefix + prepare, 600.0, endpoint)
+            client = client.initialised(run_client(endpoint.prefix + prepare, 600.0, endpoint))
         client = calibrated(client, tool, endpoint, settings)
+        out["argv"] = {  # as run: anyone can run the client again by hand
+            "init": None if prepare is None else endpoint.prefix + prepare,
+            "round": endpoint.prefix + client.argv(tool, endpoint.host, endpoint.port, settings.seconds),
+        }
+        out.update(client.as_run(settings.seconds))
         out["rounds"] = [one_round(client, tool, endpoint, settings) for _ in range(settings.rounds)]
         out["summary"] = summarize(out["rounds"])
         out["traced"] = traced_round(client, tool, endpoint, settings)

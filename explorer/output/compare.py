@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer import claims
-from explorer.output import costs, report
+from explorer.output import costs, io_table, report
 from explorer.output.document import side_title
 from explorer.output.tables import table
 from explorer.units import human_bytes, seconds
@@ -140,7 +140,7 @@ def figure_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
         for label, fn in SIDE_ROWS:
             cells = [fn(r["sides"][name]) if name in r["sides"] else "not measured" for r in results]
             rows.append([f"{title}: {label}", *cells])
-    return rows + _native_rows(results) + _ratio_rows(results, names)
+    return rows + _native_rows(results) + _ratio_rows(results, names) + io_table.compare_rows(results, names)
 
 
 def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[list[Any]]]:

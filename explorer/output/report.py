@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from explorer.output import costs, fit, glance
+from explorer.output import costs, fit, glance, io_table
 from explorer.output.density import FITS_WIDTHS, fits_table
 from explorer.output.document import side_title, upgraded
 from explorer.output.tables import table
@@ -316,11 +316,17 @@ def sections(result: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[li
     if costs.rows_of(result):
         out.append((costs.COST_HEADING, costs.costs_table(result), costs.COST_WIDTHS))
         out.append((costs.SURFACE_HEADING, costs.surface_table(result), costs.SURFACE_WIDTHS))
+    if io_table.measured(result):
+        out.append((io_table.IO_HEADING, io_table.io_table(result), io_table.IO_WIDTHS))
     return out
 
 
 def section_notes(heading: str, result: dict[str, Any]) -> list[str]:
-    notes = {costs.COST_HEADING: costs.cost_notes, costs.SURFACE_HEADING: costs.surface_notes}
+    notes = {
+        costs.COST_HEADING: costs.cost_notes,
+        costs.SURFACE_HEADING: costs.surface_notes,
+        io_table.IO_HEADING: io_table.io_notes,
+    }
     return notes[heading](result) if heading in notes else []
 
 

@@ -21,6 +21,7 @@ import jsonschema
 
 from explorer.errors import NotReady
 from explorer.readiness.base import ATTEMPT_TIMEOUT_S, Strategy
+from explorer.readiness.fio import Fio
 from explorer.readiness.strategies import Banner, Http, MongoDB, Postgres, Redis, Tcp
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "INTERVAL_S",
     "STRATEGIES",
     "Banner",
+    "Fio",
     "Http",
     "MongoDB",
     "Postgres",
@@ -47,7 +49,7 @@ __all__ = [
 # a container or a booted guest next to nothing; a VM's attempts wait for its network anyway).
 INTERVAL_S = 0.01
 LAST_ATTEMPT_S = 0.05  # no attempt is started with less time than this before the deadline
-STRATEGIES: dict[str, type[Strategy]] = {cls.KIND: cls for cls in (Redis, Postgres, MongoDB, Http, Banner, Tcp)}
+STRATEGIES: dict[str, type[Strategy]] = {cls.KIND: cls for cls in (Redis, Postgres, MongoDB, Http, Banner, Fio, Tcp)}
 
 
 @dataclass(frozen=True)

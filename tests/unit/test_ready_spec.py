@@ -64,7 +64,7 @@ def test_to_dict_records_the_spec_and_keeps_ready_a_kind():
     [
         (
             "htp",
-            "x.yaml: workload.ready: 'htp' is not one of ['banner', 'http', 'mongodb', 'postgres', 'redis', 'tcp']",
+            "x.yaml: workload.ready: 'htp' is not one of ['banner', 'fio', 'http', 'mongodb', 'postgres', 'redis', 'tcp']",
         ),
         ({"htp": {}}, "workload.ready: 'htp' is not one of"),
         ({"http": {"status": "200"}}, "workload.ready.http.status: '200' is not of type 'integer'"),
@@ -134,7 +134,7 @@ def test_parse_the_command_line_form(text, kind, params):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("htp", "unknown readiness kind 'htp'; known: banner, http, mongodb, postgres, redis, tcp"),
+        ("htp", "unknown readiness kind 'htp'; known: banner, fio, http, mongodb, postgres, redis, tcp"),
         ("redis:6379", "'redis' takes no parameters"),
         ("http:/:ok", "status must be a whole number, not 'ok'"),
         ("http:/:700", "http status: 700 is greater than the maximum of 599"),

@@ -3,6 +3,7 @@ workload a service (build.py), booted with its own kernel and initramfs."""
 
 from __future__ import annotations
 
+from explorer.images import VM_FILESYSTEM
 from explorer.images.fullvm.build import FullOSImage, ensure_fullos_image
 from explorer.images.microvm.source import accel_facts, vm_tools
 from explorer.model import Artifact
@@ -26,6 +27,7 @@ class FullVMDisk(SourceDefaults):
             "kernel_version": image.kernel_version,
             "cmdline": image.cmdline,
             "initramfs_bytes": image.facts.get("initrd_bytes"),
+            "filesystem": VM_FILESYSTEM,
             **accel_facts(image.kernel),
         }
         paths = {"disk": str(image.disk), "kernel": str(image.kernel), "initramfs": str(image.initrd)}

@@ -5,6 +5,7 @@ here, so that a first boot test is never timed as a start."""
 
 from __future__ import annotations
 
+from explorer.images import VM_FILESYSTEM
 from explorer.images.container.source import ContainerImage, docker_client, tool
 from explorer.images.microvm.vm_image import ensure_vm_image
 from explorer.kvm import kvm_usable
@@ -36,7 +37,13 @@ class MicroVMDisk(SourceDefaults):
     def prepare(self, scenario: Scenario, progress: Progress | None = None) -> Artifact:
         """The container image first (the VM disk is made from it), then the VM image."""
         vm = ensure_vm_image(docker_client(), scenario, self.image.prepare(scenario, progress), progress)
-        facts = {**vm.facts, "kernel_version": vm.kernel_version, "cmdline": vm.cmdline, **accel_facts(vm.kernel)}
+        facts = {
+            **vm.facts,
+            "kernel_version": vm.kernel_version,
+            "cmdline": vm.cmdline,
+            "filesystem": VM_FILESYSTEM,
+            **accel_facts(vm.kernel),
+        }
         paths = {"disk": str(vm.disk), "kernel": str(vm.kernel), "initramfs": str(vm.initramfs)}
         return Artifact(ref=str(vm.disk), facts=facts, paths=paths)
 
