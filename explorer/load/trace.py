@@ -17,12 +17,16 @@ workload system calls are stopped by the Sentry before the host's kernel serves 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import os
 import shutil
 import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -38,6 +42,88 @@ NAMED_PREFIX = "syscalls:sys_enter_"
 KVM_EXIT = "kvm:kvm_exit"  # a KVM guest's exits to its VMM: counted apart (no system call)
 ATTACH_S = 0.5  # perf opens a counter per thread and call before the round starts
 METHOD = f"perf stat -e {TOTAL_EVENT} -e '{NAMED_EVENTS}' -p PIDS (every thread; forked children inherit)"
+NARROWED_METHOD = (
+    f"perf stat -e {TOTAL_EVENT} -e syscalls:sys_enter_NAME,... (the calls the side made in an idle window and a "
+    f"short loaded one, found by number there) -e {TOTAL_EVENT} --filter 'id != N && ...' (every other call, which "
+    "must be none, else the round is counted again with every call's event) -p PIDS (every thread; forked children "
+    "inherit)"
+)
+OTHERS = "(other calls)"  # a narrowed count's calls of no named event
+MAX_NUMBER = 1024  # system call numbers looked up (the x32 range, from 0x40000000, left out)
+
+
+@dataclass(frozen=True)
+class Events:
+    """What one `perf stat` counts besides the raw total (raw_syscalls:sys_enter).
+
+    Every call by its own tracepoint is exact, but the kernel tears each tracepoint down with
+    RCU grace periods when its last user closes it: ~40 ms each, ~15 s for the ~360 calls of
+    x86_64 (measured here), paid once per side even with a Keeper. So a side's load phase
+    counts that way only as a fallback: it finds the calls it makes by number first, with one
+    filter per call number on the raw event (one tracepoint, one teardown; but each call of a
+    counted process walks every filter, ~5x slower, so only in an idle window and a short
+    loaded discovery whose speed is no figure), then counts its traced rounds with the named
+    events of those calls only, plus one count of every other call, which says whether they
+    were all."""
+
+    named: tuple[str, ...] | None = None  # calls by their own tracepoint; None: every call's
+    filtered: tuple[tuple[str, str], ...] = ()  # (label, filter on the raw event), in this order
+
+    def argv(self) -> list[str]:
+        out = ["-e", TOTAL_EVENT]
+        if self.named is None:
+            out += ["-e", NAMED_EVENTS]
+        elif self.named:
+            out += ["-e", ",".join(NAMED_PREFIX + name for name in self.named)]
+        for _, expr in self.filtered:
+            out += ["-e", TOTAL_EVENT, "--filter", expr]
+        return out
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for label, _ in self.filtered]
+
+
+EVERY_CALL = Events()
+
+
+def by_number(table: dict[int, str]) -> Events:
+    """Each call number of the host's architecture counted by a filter of its own."""
+    return Events(named=(), filtered=tuple((name, f"id == {nr}") for nr, name in sorted(table.items())))
+
+
+def narrowed(names: Iterable[str], table: dict[int, str]) -> Events:
+    """`names` counted by their own tracepoints (by number where a call has none), and every
+    other call as one count."""
+    numbers = {name: nr for nr, name in table.items()}
+    wanted = sorted({name for name in names if name in numbers})
+    traced = tuple(name for name in wanted if (TRACEFS / "events" / "syscalls" / f"sys_enter_{name}").is_dir())
+    untraced = [(name, f"id == {numbers[name]}") for name in wanted if name not in traced]
+    others = " && ".join(f"id != {numbers[name]}" for name in wanted) or "id >= 0"
+    return Events(named=traced, filtered=(*untraced, (OTHERS, others)))
+
+
+@functools.cache
+def syscall_table() -> dict[int, str]:
+    """{number: name} of the host architecture's system calls, from the installed libseccomp
+    (Debian's libseccomp2, which apt itself needs); OSError where it cannot be loaded."""
+    path = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    lib = ctypes.CDLL(path)
+    lib.seccomp_arch_native.restype = ctypes.c_uint32
+    lib.seccomp_syscall_resolve_num_arch.argtypes = [ctypes.c_uint32, ctypes.c_int]
+    lib.seccomp_syscall_resolve_num_arch.restype = ctypes.c_void_p  # a malloc'd name, freed below
+    libc = ctypes.CDLL(None)
+    libc.free.argtypes = [ctypes.c_void_p]
+    arch = lib.seccomp_arch_native()
+    table = {}
+    for nr in range(MAX_NUMBER):
+        name = lib.seccomp_syscall_resolve_num_arch(arch, nr)
+        if name:
+            table[nr] = ctypes.string_at(name).decode()
+            libc.free(name)
+    if not table:
+        raise OSError(f"{path} names no system call of the host's architecture ({arch:#x})")
+    return table
 
 
 class Keeper:
@@ -50,12 +136,13 @@ class Keeper:
     process on the host a little on each call (~80 ns here), which the measured rounds and
     the starts must not pay."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: Events = EVERY_CALL) -> None:
+        self.events = Events(named=events.named)  # the tracepoints: filters share the raw event's
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
         idle = with_parent_death_signal(["sleep", "infinity"])  # ends with perf, even on kill -9
-        argv = with_parent_death_signal(["perf", "stat", "-x,", "-e", TOTAL_EVENT, "-e", NAMED_EVENTS, "--", *idle])
+        argv = with_parent_death_signal(["perf", "stat", "-x,", *self.events.argv(), "--", *idle])
         with interrupts.deferred():  # a keeper started is a keeper recorded, to be ended
             self.proc = subprocess.Popen(
                 argv,
@@ -87,20 +174,29 @@ def unavailable() -> str | None:
     return None
 
 
-def parse_stat(text: str) -> tuple[int | None, dict[str, int], int | None]:
+def parse_stat(text: str, filtered: Iterable[str] = ()) -> tuple[int | None, dict[str, int], int | None]:
     """perf stat -x, output: (raw_syscalls total or None, {syscall: count} of the nonzero ones,
     KVM exits or None where they were not counted). A line is `count,unit,event,...`;
     `<not counted>` / `<not supported>` are counts perf could not take (its thread exited
-    before the end): zero here."""
+    before the end): zero here. With `filtered` (the labels of the raw event's filtered
+    counts, in the order perf was given them), the raw event's first line is the total and
+    each later one the next label's count."""
     total: int | None = None
     exits: int | None = None
     named: dict[str, int] = {}
+    labels = iter(filtered)
     for line in text.splitlines():
         parts = line.split(",")
         if len(parts) < 3:
             continue
         count = int(parts[0]) if parts[0].isdigit() else 0
-        if parts[2] == TOTAL_EVENT:
+        if parts[2] == TOTAL_EVENT and total is not None and filtered:
+            label = next(labels, None)
+            if label is None:
+                raise ValueError(f"perf printed more counts of {TOTAL_EVENT} than it was given filters")
+            if count:
+                named[label] = named.get(label, 0) + count
+        elif parts[2] == TOTAL_EVENT:
             total = (total or 0) + count
         elif parts[2] == KVM_EXIT:
             exits = (exits or 0) + count
@@ -116,6 +212,7 @@ class Counting:
 
     pids: dict[int, str]  # host PID -> role
     kvm_roles: frozenset[str] = frozenset()  # roles whose VM exits to count too (a KVM guest's VMM)
+    events: Events = EVERY_CALL
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self) -> None:
@@ -124,7 +221,7 @@ class Counting:
             roles.setdefault(role, []).append(pid)
         try:
             for role, pids in roles.items():
-                events = ["-e", TOTAL_EVENT, "-e", NAMED_EVENTS, *(["-e", KVM_EXIT] if role in self.kvm_roles else [])]
+                events = [*self.events.argv(), *(["-e", KVM_EXIT] if role in self.kvm_roles else [])]
                 argv = with_parent_death_signal(["perf", "stat", "-x,", *events, "-p", ",".join(map(str, pids))])
                 with interrupts.deferred():  # a perf started is a perf recorded, to be stopped
                     self.procs[role] = subprocess.Popen(
@@ -157,7 +254,7 @@ class Counting:
                 proc.kill()
                 _, err = proc.communicate()
             texts[role] = err.decode(errors="replace")
-        return figures(texts)
+        return figures(texts, self.events.labels)
 
     def abort(self) -> None:
         for proc in self.procs.values():
@@ -168,15 +265,21 @@ class Counting:
                 proc.stderr.close()
 
 
-def figures(texts: dict[str, str]) -> dict[str, Any]:
+def figures(texts: dict[str, str], filtered: Iterable[str] = ()) -> dict[str, Any]:
     """Each role's perf stat output -> the totals, the calls by name, and each role's share."""
     total: Counter[str] = Counter()
     by_role: dict[str, dict[str, Any]] = {}
     calls = 0
+    others = 0
+    labels = list(filtered)
     for role, text in texts.items():
-        raw, named, exits = parse_stat(text)
+        try:
+            raw, named, exits = parse_stat(text, labels)
+        except ValueError as exc:
+            raise OSError(f"perf stat on the {role} processes: {exc}") from None
         if raw is None:
             raise OSError(f"perf stat on the {role} processes printed no count: {text.strip()[-300:]}")
+        others += named.pop(OTHERS, 0)
         calls += raw
         total.update(named)
         by_role[role] = {"calls": raw, "distinct": len(named), "top": Counter(named).most_common(4)}
@@ -188,8 +291,8 @@ def figures(texts: dict[str, str]) -> dict[str, Any]:
         "distinct": len(total),
         "syscalls": dict(total.most_common()),
         "by_role": by_role,
-        # calls with no tracepoint of their own (counted in the total only)
-        "unnamed_calls": max(0, calls - named_sum),
+        # calls with no tracepoint of their own, or outside a narrowed count's names (in the total only)
+        "unnamed_calls": others if OTHERS in labels else max(0, calls - named_sum),
     }
 
 
