@@ -350,6 +350,10 @@ def netns_missing(pid: int | None) -> str | None:
     """Why a client cannot join the network namespace of `pid` (None: it can)."""
     if shutil.which("nsenter") is None:
         return "nsenter is not installed (apt-get install util-linux)"
-    if not pid or not os.path.exists(f"/proc/{pid}/ns/net"):
+    if not pid or not os.path.isdir(f"/proc/{pid}"):
         return f"the container's network namespace is gone: its process {pid} has exited"
+    try:
+        os.stat(f"/proc/{pid}/ns/net")
+    except OSError as exc:
+        return f"the container's network namespace cannot be opened (/proc/{pid}/ns/net: {exc.strerror})"
     return None
