@@ -118,25 +118,25 @@ def _sizes(ax: Any, result: dict[str, Any]) -> None:
 
 
 def _costs(ax: Any, result: dict[str, Any]) -> None:
-    """The same load on every side: its throughput against the native process, and the host
-    system calls per operation, as the cost table has them (TCG sides marked)."""
-    rows = [(name, title, load) for name, title, load in costs.rows_of(result) if load.get("status") == "ok"]
-    native = next((load for name, _, load in rows if name == "native"), None)
-    base = ((native or {}).get("summary") or {}).get("ops_s", {}).get("median")
-    for y, (name, title, load) in enumerate(rows):
-        rate = ((load.get("summary") or {}).get("ops_s") or {}).get("median") or 0.0
-        side = result["sides"].get(name, {})
-        color = side_color(side) if name != "native" else "black"
-        value = rate / base if base else 0.0
-        ax.barh(y, value, color=color, alpha=0.8, hatch="//" if load.get("note") else None)
-        per_op = (load.get("traced") or {}).get("per_op")
+    """The same load on every path of every side: its throughput against the native process,
+    and the host system calls per operation, as the cost table has them (TCG sides hatched)."""
+    rows = [row for row in costs.paths_of(result) if row.ratio is not None]
+    for y, row in enumerate(rows):
+        side = result["sides"].get(row.side, {})
+        color = side_color(side) if row.side != "native" else "black"
+        tcg = row.title.endswith(costs.TCG)
+        ax.barh(y, row.ratio, color=color, alpha=0.8 if not row.relay else 0.5, hatch="//" if tcg else None)
+        per_op = (row.load.get("traced") or {}).get("per_op")
         calls = f", {per_op:.1f} host calls/op" if per_op is not None else ""
-        ax.annotate(f" {value:.2f}x ({rate:,.0f} ops/s{calls})", (value, y), va="center", fontsize=8)
-    ax.set_yticks(range(len(rows)), [title + (" (TCG)" if load.get("note") else "") for _, title, load in rows])
+        ax.annotate(f" {row.ratio:.2f}x ({row.ops_s:,.0f} ops/s{calls})", (row.ratio, y), va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), [f"{row.title}: {row.path}" for row in rows])
     ax.invert_yaxis()
     ax.margins(x=0.45)
-    ax.set_xlabel("throughput under the same load, against the native process (hatched: under TCG, an emulator)")
-    ax.set_title("What isolation costs")
+    ax.set_xlabel(
+        "throughput under the same load, against the native process, per path "
+        "(paler: a path that relays every byte; hatched: under TCG, an emulator)"
+    )
+    ax.set_title("What isolation costs, path by path")
     ax.grid(axis="x", alpha=0.3)
 
 
