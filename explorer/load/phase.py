@@ -37,6 +37,7 @@ class LoadPhase:
                 "seconds_per_round": self.settings.seconds,
                 "rounds": self.settings.rounds,
                 "traced_round": self.settings.trace,
+                "paths": "every path a side offers" if self.settings.every_path else "each side's first path only",
             },
             "client": None if scenario.load is None else scenario.load.client().describe(),
             "native": {"status": "not measured", "reason": "no side reached its probed start"},

@@ -350,3 +350,29 @@ def test_the_report_prints_the_paths_the_breakdown_and_the_phase_split():
     assert "own netns (nsenter)" in text and "QEMU user-mode networking (hostfwd)" in text
     assert "the isolation costs 0.05x" in text
     assert "runc container: 22.0 s, 1.22x the 18.0 s its rounds and idle window need" in text
+
+
+class SlowStart(clients.RedisBenchmark):
+    """redis-benchmark's CSV from a fake tool: each test pays 50 ms of connection setup, then
+    serves 100,000 requests a second, so that a small batch understates the rate."""
+
+    def tool(self, rootfs: Path | None = None) -> list[str]:
+        code = (
+            "import sys; n = int(sys.argv[sys.argv.index('-n') + 1]); rps = n / (0.05 + n / 100000)\n"
+            'print(\'"test","rps","p50_latency_ms","p99_latency_ms"\')\n'
+            'for t in (\'SET\', \'GET\'): print(f\'"{t}","{rps:.2f}","0.1","0.2"\')'
+        )
+        return [sys.executable, "-c", code]
+
+
+def test_a_calibration_batch_too_short_to_say_the_rate_is_followed_by_a_longer_one():
+    record: dict[str, Any] = {}
+    client = SlowStart()
+    sized = rounds.calibrated(client, client.tool(), _endpoint(1), rounds.Settings(seconds=2.0), record)
+    first, second = record["calibration"]
+    assert first["argv"][first["argv"].index("-n") + 1] == "2000" and first["seconds"] < 0.5
+    assert first["ops_s"] == pytest.approx(2000 / 0.07, rel=0.01)
+    assert second["ops_s"] == pytest.approx(100000 * 7142 / (5000 + 7142), rel=0.01)  # 7,142 requests a test
+    assert sized.requests == int(second["ops_s"] * 2.0 / 2)
+    long_enough = rounds.calibrated(SlowStart(), client.tool(), _endpoint(1), rounds.Settings(seconds=0.2), record)
+    assert len(record["calibration"]) == 1 and long_enough.requests >= clients.RedisBenchmark.CALIBRATION
