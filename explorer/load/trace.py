@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -40,7 +41,8 @@ TOTAL_EVENT = "raw_syscalls:sys_enter"
 NAMED_EVENTS = "syscalls:sys_enter_*"
 NAMED_PREFIX = "syscalls:sys_enter_"
 KVM_EXIT = "kvm:kvm_exit"  # a KVM guest's exits to its VMM: counted apart (no system call)
-ATTACH_S = 0.5  # perf opens a counter per thread and call before the round starts
+ATTACH_S = 0.5  # a perf without --control: how long it is given to open its counters before the round starts
+CONTROL_WAIT_S = 30.0  # how long perf may take to open every counter and acknowledge 'enable'
 METHOD = f"perf stat -e {TOTAL_EVENT} -e '{NAMED_EVENTS}' -p PIDS (every thread; forked children inherit)"
 NARROWED_METHOD = (
     f"perf stat -e {TOTAL_EVENT} -e syscalls:sys_enter_NAME,... (the calls the side made in an idle window and a "
@@ -206,28 +208,41 @@ def parse_stat(text: str, filtered: Iterable[str] = ()) -> tuple[int | None, dic
     return total, named, exits
 
 
+@functools.cache
+def has_control() -> bool:
+    """Whether this perf starts with its counters disabled and enables them on a command,
+    acknowledged once they count (`perf stat -D -1 --control`, perf 5.10 and later)."""
+    helped = subprocess.run(["perf", "stat", "-h"], capture_output=True, text=True, check=False, timeout=30)
+    return "--control" in helped.stdout + helped.stderr
+
+
 @dataclass
 class Counting:
-    """One `perf stat` per role on that role's PIDs, from start() to stop()."""
+    """One `perf stat` per role on that role's PIDs, from start() to stop(). Each perf opens
+    its counters disabled and enables them on a command it acknowledges (--control), so the
+    counting starts when start() returns, not some time before; a perf without --control is
+    given ATTACH_S to open them, and `lead_s` says so."""
 
     pids: dict[int, str]  # host PID -> role
     kvm_roles: frozenset[str] = frozenset()  # roles whose VM exits to count too (a KVM guest's VMM)
     events: Events = EVERY_CALL
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    controls: dict[str, tuple[int, int]] = field(default_factory=dict)  # role -> (command fd, acknowledgement fd)
+    lead_s: float = 0.0  # how long before start() returned the counting may have begun
 
     def start(self) -> None:
         roles: dict[str, list[int]] = {}
         for pid, role in self.pids.items():
             roles.setdefault(role, []).append(pid)
+        control = has_control()
         try:
             for role, pids in roles.items():
-                events = [*self.events.argv(), *(["-e", KVM_EXIT] if role in self.kvm_roles else [])]
-                argv = with_parent_death_signal(["perf", "stat", "-x,", *events, "-p", ",".join(map(str, pids))])
-                with interrupts.deferred():  # a perf started is a perf recorded, to be stopped
-                    self.procs[role] = subprocess.Popen(
-                        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-                    )
-            time.sleep(ATTACH_S)
+                self._spawn(role, pids, control)
+            if control:
+                self._enable()
+            else:
+                time.sleep(ATTACH_S)
+                self.lead_s = ATTACH_S
         except BaseException:  # an interrupt while attaching: no perf is left counting
             with interrupts.deferred():
                 self.abort()
@@ -238,6 +253,42 @@ class Counting:
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
             self.abort()
             raise OSError(f"perf stat on the {role} processes exited {proc.returncode}: {err.strip()[-300:]}")
+
+    def _spawn(self, role: str, pids: list[int], control: bool) -> None:
+        events = [*self.events.argv(), *(["-e", KVM_EXIT] if role in self.kvm_roles else [])]
+        passed: tuple[int, ...] = ()
+        if control:
+            (ctl_read, ctl_write), (ack_read, ack_write) = os.pipe(), os.pipe()
+            self.controls[role] = (ctl_write, ack_read)
+            passed = (ctl_read, ack_write)
+            events = ["-D", "-1", "--control", f"fd:{ctl_read},{ack_write}", *events]
+        argv = with_parent_death_signal(["perf", "stat", "-x,", *events, "-p", ",".join(map(str, pids))])
+        try:
+            with interrupts.deferred():  # a perf started is a perf recorded, to be stopped
+                self.procs[role] = subprocess.Popen(
+                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, pass_fds=passed
+                )
+        finally:
+            for fd in passed:  # perf's ends
+                os.close(fd)
+
+    def _enable(self) -> None:
+        """'enable' to every perf, then each one's acknowledgement: all of them count from here."""
+        for ctl, _ in self.controls.values():
+            os.write(ctl, b"enable\n")
+        deadline = time.monotonic() + CONTROL_WAIT_S
+        for role, (_, ack) in self.controls.items():
+            got = b""
+            while b"\n" not in got:  # perf writes "ack\n" and a NUL
+                ready, _, _ = select.select([ack], [], [], max(0.0, deadline - time.monotonic()))
+                chunk = os.read(ack, 64) if ready else b""
+                if not chunk:  # perf exited (its stderr says why), or never answered
+                    if self.procs[role].poll() is None:
+                        raise OSError(
+                            f"perf stat on the {role} processes did not start counting in {CONTROL_WAIT_S:.0f} s"
+                        )
+                    return
+                got += chunk
 
     def stop(self) -> dict[str, Any]:
         """The counts by syscall and by role."""
@@ -254,6 +305,7 @@ class Counting:
                 proc.kill()
                 _, err = proc.communicate()
             texts[role] = err.decode(errors="replace")
+        self._close_controls()
         return figures(texts, self.events.labels)
 
     def abort(self) -> None:
@@ -263,6 +315,14 @@ class Counting:
             proc.wait()
             if proc.stderr is not None:
                 proc.stderr.close()
+        self._close_controls()
+
+    def _close_controls(self) -> None:
+        for fds in self.controls.values():
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.controls.clear()
 
 
 def figures(texts: dict[str, str], filtered: Iterable[str] = ()) -> dict[str, Any]:

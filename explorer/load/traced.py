@@ -177,7 +177,7 @@ def counted_window(
         try:
             started = time.monotonic()
             during()
-            window = time.monotonic() - started + trace.ATTACH_S
+            window = time.monotonic() - started + counting.lead_s
             with split.part("perf_stop_s"):
                 return {**counting.stop(), "window_s": round(window, 3)}, pids
         except BaseException:
