@@ -44,7 +44,6 @@ SPLIT_PARTS = (
     "idle_window_s",
     "discovery_s",
     "traced_rounds_s",
-    "recount_s",
     "perf_start_s",
     "perf_stop_s",
     "keeper_s",
@@ -190,14 +189,16 @@ def _measured(
             )
     for name in live:
         found[name]["rounds"] = []
+
+    def measured_round(name: str) -> None:
+        figures = one_round(sized[name], tool, live[name], settings, split)
+        found[name]["rounds"].append(figures)
+        if isinstance(sized[name], RedisBenchmark):  # the next round sized from this one's rate
+            sized[name] = sized[name].sized(figures["ops_s"], settings.seconds)
+
     for _ in range(settings.rounds):
         for name in list(live):
-            guarded(
-                name,
-                lambda name=name: found[name]["rounds"].append(
-                    one_round(sized[name], tool, live[name], settings, split)
-                ),
-            )
+            guarded(name, lambda name=name: measured_round(name))
     for name in live:
         found[name]["summary"] = summarize(found[name]["rounds"])
     counted = {name: _counted(sized[name], client, tool, endpoint, settings) for name, endpoint in live.items()}

@@ -46,9 +46,27 @@ CONTROL_WAIT_S = 30.0  # how long perf may take to open every counter and acknow
 METHOD = f"perf stat -e {TOTAL_EVENT} -e '{NAMED_EVENTS}' -p PIDS (every thread; forked children inherit)"
 NARROWED_METHOD = (
     f"perf stat -e {TOTAL_EVENT} -e syscalls:sys_enter_NAME,... (the calls the side made in an idle window and a "
-    f"short loaded one, found by number there) -e {TOTAL_EVENT} --filter 'id != N && ...' (every other call, which "
-    "must be none, else the round is counted again with every call's event) -p PIDS (every thread; forked children "
+    f"short loaded one, found by number there, and a few runtimes' housekeeping calls) -e {TOTAL_EVENT} --filter "
+    "'id != N && ...' (every other call: counted in the total, not named) -p PIDS (every thread; forked children "
     "inherit)"
+)
+# calls a runtime makes now and then whatever the load (Go's preemption and scheduler, allocators
+# returning memory): counted by name always, as a discovery run may be too short to see them
+HOUSEKEEPING = (
+    "futex",
+    "madvise",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "brk",
+    "tgkill",
+    "rt_sigreturn",
+    "getpid",
+    "gettid",
+    "sched_yield",
+    "nanosleep",
+    "clock_nanosleep",
+    "epoll_pwait",
 )
 OTHERS = "(other calls)"  # a narrowed count's calls of no named event
 MAX_NUMBER = 1024  # system call numbers looked up (the x32 range, from 0x40000000, left out)
@@ -60,13 +78,13 @@ class Events:
 
     Every call by its own tracepoint is exact, but the kernel tears each tracepoint down with
     RCU grace periods when its last user closes it: ~40 ms each, ~15 s for the ~360 calls of
-    x86_64 (measured here), paid once per side even with a Keeper. So a side's load phase
-    counts that way only as a fallback: it finds the calls it makes by number first, with one
-    filter per call number on the raw event (one tracepoint, one teardown; but each call of a
-    counted process walks every filter, ~5x slower, so only in an idle window and a short
+    x86_64 (measured here), paid once per side even with a Keeper; and ~360 events on every
+    thread slow a counted round ~5x. So a side's load phase finds the calls it makes by number
+    first, with one filter per call number on the raw event (one tracepoint, one teardown; but
+    each call of a counted process walks every filter, so only in an idle window and a short
     loaded discovery whose speed is no figure), then counts its traced rounds with the named
-    events of those calls only, plus one count of every other call, which says whether they
-    were all."""
+    events of those calls only, plus one count of every other call: the total stays exact, and
+    calls of a name not found beforehand are counted, unnamed (`unnamed_calls`)."""
 
     named: tuple[str, ...] | None = None  # calls by their own tracepoint; None: every call's
     filtered: tuple[tuple[str, str], ...] = ()  # (label, filter on the raw event), in this order
@@ -98,7 +116,7 @@ def narrowed(names: Iterable[str], table: dict[int, str]) -> Events:
     """`names` counted by their own tracepoints (by number where a call has none), and every
     other call as one count."""
     numbers = {name: nr for nr, name in table.items()}
-    wanted = sorted({name for name in names if name in numbers})
+    wanted = sorted({name for name in (*names, *HOUSEKEEPING) if name in numbers})
     traced = tuple(name for name in wanted if (TRACEFS / "events" / "syscalls" / f"sys_enter_{name}").is_dir())
     untraced = [(name, f"id == {numbers[name]}") for name in wanted if name not in traced]
     others = " && ".join(f"id != {numbers[name]}" for name in wanted) or "id >= 0"
@@ -339,12 +357,15 @@ def figures(texts: dict[str, str], filtered: Iterable[str] = ()) -> dict[str, An
             raise OSError(f"perf stat on the {role} processes: {exc}") from None
         if raw is None:
             raise OSError(f"perf stat on the {role} processes printed no count: {text.strip()[-300:]}")
-        others += named.pop(OTHERS, 0)
+        unnamed = named.pop(OTHERS, None)
+        others += unnamed or 0
         calls += raw
         total.update(named)
         by_role[role] = {"calls": raw, "distinct": len(named), "top": Counter(named).most_common(4)}
         if exits is not None:
             by_role[role]["kvm_exits"] = exits
+        if OTHERS in labels:
+            by_role[role]["unnamed_calls"] = unnamed or 0
     named_sum = sum(total.values())
     return {
         "calls": calls,

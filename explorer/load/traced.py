@@ -11,11 +11,14 @@ which would be most of a side's load phase. So, once per side:
 2. per path, a short loaded discovery counts the calls by number again (one filter per call
    number on the raw event: one tracepoint, one teardown; it slows each counted call, so
    its speed is no figure);
-3. per path, the traced round counts the calls found in 1 and 2 by their own tracepoints, and
-   every other call as one count. A Keeper holds those few tracepoints over the traced rounds,
-   so their teardown (~40 ms each) is paid once. Other calls counted there mean the discovery
-   missed some: the round is counted again with every call's tracepoint, exact, at the slow
-   teardown's price, and the split says so.
+3. per path, the traced round counts the calls found in 1 and 2 (and a few runtimes'
+   housekeeping calls, trace.HOUSEKEEPING) by their own tracepoints, and every other call as one
+   count. A Keeper holds those few tracepoints over the traced rounds, so their teardown (~40 ms
+   each) is paid once. The totals and the calls per operation are exact either way; calls of
+   a name the discovery did not see are counted, unnamed (`unnamed_calls`, by role too), so a
+   role's distinct calls are at least those named. (Counting such a round again with every
+   call's tracepoint cost ~25 s here: the slow teardown, and the ~360 events slowing the round
+   ~5x; it is not done.)
 """
 
 from __future__ import annotations
@@ -105,28 +108,16 @@ def _idle_and_discovery(
 
 
 def _traced(path: Counted, events: trace.Events, idle: dict[str, Any], split: Split) -> dict[str, Any]:
-    """One traced round of the path; counted again with every call's tracepoint where the
-    narrowed count saw calls it had no name for."""
+    """One traced round of the path."""
     outputs: list[dict[str, Any]] = []
-
-    def run(part: str) -> Callable[[], None]:
-        return lambda: outputs.append(split.timed(part, path.traced_run))
-
-    counted, pids = counted_window(path.endpoint, run("traced_rounds_s"), events, split)
-    recounted = None
-    if events is not trace.EVERY_CALL and counted["unnamed_calls"]:
-        recounted = counted["unnamed_calls"]
-        outputs.clear()
-        counted, pids = counted_window(path.endpoint, run("recount_s"), trace.EVERY_CALL, split)
+    run = lambda: outputs.append(split.timed("traced_rounds_s", path.traced_run))
+    counted, pids = counted_window(path.endpoint, run, events, split)
     figures = outputs[0]
     out = per_op(counted, idle, figures)
     out["argv"] = figures["argv"]
-    out["method"] = trace.METHOD if events is trace.EVERY_CALL or recounted is not None else trace.NARROWED_METHOD
-    if recounted is not None:
-        out["recounted"] = (
-            f"the narrowed count saw {recounted:,} calls outside the names found beforehand: counted again with "
-            "every call's tracepoint"
-        )
+    out["method"] = trace.METHOD if events.named is None else trace.NARROWED_METHOD
+    if events.named is not None:
+        out["named"] = sorted({*events.named, *(label for label in events.labels if label != trace.OTHERS)})
     out["processes"] = [
         {"pid": pid, "role": role, "name": _name_of(pid), **trace.seccomp(pid)} for pid, role in pids.items()
     ]

@@ -222,7 +222,6 @@ SPLIT_WORDS = {
     "idle_window_s": "idle window",
     "discovery_s": "discovery runs",
     "traced_rounds_s": "traced rounds",
-    "recount_s": "traced rounds counted again",
     "perf_start_s": "perf's start",
     "perf_stop_s": "perf's stop",
     "keeper_s": "the tracepoints' teardown",
@@ -375,8 +374,25 @@ def surface_notes(result: dict[str, Any]) -> list[str]:
         "QEMU's user code, under KVM VM exits, which are no system calls); gVisor's workload calls are caught by the "
         "Sentry (ptrace platform) before the host's kernel serves them, so its stubs show next to none"
     )
-    return out + _why_rows(result, _surface_missing)[1]
+    return out + unnamed_notes(result) + _why_rows(result, _surface_missing)[1]
 
 
 def _roles_of(side: dict[str, Any]) -> dict[str, Any]:
     return ((side.get("load") or {}).get("traced") or {}).get("by_role") or {}
+
+
+def unnamed_notes(result: dict[str, Any]) -> list[str]:
+    """Calls a traced round counted without a name (of a name no earlier window of the side saw):
+    in every total, not among the distinct calls, which are at least those named."""
+    found = [
+        f"{row.title}, {row.path}: {traced['unnamed_calls']:,} of {traced['calls']:,}"
+        for row in paths_of(result)
+        if (traced := row.load.get("traced") or {}).get("available") and traced.get("unnamed_calls")
+    ]
+    if not found:
+        return []
+    return [
+        "calls counted without a name (a call the side's idle window and discovery run did not make): "
+        + "; ".join(found)
+        + "; they are in the totals and per operation, and the distinct calls are at least those named"
+    ]

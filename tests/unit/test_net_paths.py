@@ -6,6 +6,7 @@ the split of the phase's time; the cost rows per path and the breakdown in words
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -218,21 +219,34 @@ def test_narrowed_counting_names_a_few_calls_and_counts_every_other_one(monkeypa
     table = {0: "read", 1: "write", 15: "rt_sigreturn", 232: "epoll_wait"}
     monkeypatch.setattr(trace, "TRACEFS", Path("/nonexistent"))  # no tracepoint found: all by number
     events = trace.narrowed(["write", "read", "nosuchcall"], table)
-    assert events.named == () and events.labels == ["read", "write", trace.OTHERS]
-    assert events.argv()[-1] == "id != 0 && id != 1"
+    # the housekeeping calls are counted by name always (rt_sigreturn: Go's preemption)
+    assert events.named == () and events.labels == ["read", "rt_sigreturn", "write", trace.OTHERS]
+    assert events.argv()[-1] == "id != 0 && id != 15 && id != 1"
     text = (
         "100,,raw_syscalls:sys_enter,10,100.00,,\n"
         "60,,raw_syscalls:sys_enter,10,100.00,,\n"
+        "0,,raw_syscalls:sys_enter,10,100.00,,\n"
         "38,,raw_syscalls:sys_enter,10,100.00,,\n"
         "2,,raw_syscalls:sys_enter,10,100.00,,\n"
     )
     got = trace.figures({"workload": text}, events.labels)
     assert got["calls"] == 100 and got["syscalls"] == {"read": 60, "write": 38} and got["unnamed_calls"] == 2
+    assert got["by_role"]["workload"]["unnamed_calls"] == 2
     numbered = trace.by_number(table)
     assert numbered.labels == ["read", "write", "rt_sigreturn", "epoll_wait"]
     assert numbered.argv()[:6] == ["-e", trace.TOTAL_EVENT, "-e", trace.TOTAL_EVENT, "--filter", "id == 0"]
     with pytest.raises(OSError, match="more counts"):
         trace.figures({"workload": text}, ["read"])
+
+
+def test_calls_counted_without_a_name_are_said_under_the_surface_table():
+    result = copy.deepcopy(RESULT)
+    load = result["sides"]["runc"]["load"]
+    traced_figures = {"available": True, "calls": 500000, "unnamed_calls": 39}
+    load["paths"] = {**load["paths"], "published port (docker-proxy)": {**_path(20000.0), "traced": traced_figures}}
+    (note,) = costs.unnamed_notes(result)
+    assert "runc container, published port (docker-proxy): 39 of 500,000" in note
+    assert costs.unnamed_notes(RESULT) == []
 
 
 def test_a_paths_calls_per_op_take_out_the_idle_rate_of_its_own_roles_only():
