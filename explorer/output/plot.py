@@ -132,10 +132,7 @@ def _costs(ax: Any, result: dict[str, Any]) -> None:
     ax.set_yticks(range(len(rows)), [f"{row.title}: {row.path}" for row in rows])
     ax.invert_yaxis()
     ax.margins(x=0.45)
-    ax.set_xlabel(
-        "throughput under the same load, against the native process, per path "
-        "(paler: a path that relays every byte; hatched: under TCG, an emulator)"
-    )
+    ax.set_xlabel("throughput against the native process (paler: a relayed path; hatched: TCG, an emulator)")
     ax.set_title("What isolation costs, path by path")
     ax.grid(axis="x", alpha=0.3)
 
