@@ -34,7 +34,7 @@ from explorer.model import NetPath
 
 DEATH_SETTLE_S = 3.0  # how long the engine may take to see a workload dead that a client saw die
 CLIENT_GRACE_S = 30.0  # a client may take this much longer than its round before it is ended
-DISCOVERY_REQUESTS = 500  # redis-benchmark's requests per test in a path's discovery run (the traced part's)
+DISCOVERY_REQUESTS = 200  # redis-benchmark's requests per test in a path's discovery run (the traced part's)
 DISCOVERY_S = 1.0  # a timed client's seconds in a discovery run
 # the parts of a load phase, in the order they happen; `needed`: the rounds and the idle window
 SPLIT_PARTS = (
@@ -193,8 +193,10 @@ def _measured(
     def measured_round(name: str) -> None:
         figures = one_round(sized[name], tool, live[name], settings, split)
         found[name]["rounds"].append(figures)
-        if isinstance(sized[name], RedisBenchmark):  # the next round sized from this one's rate
-            sized[name] = sized[name].sized(figures["ops_s"], settings.seconds)
+        if isinstance(sized[name], RedisBenchmark):  # the next round sized from the median rate so far
+            rates = [r["ops_s"] for r in found[name]["rounds"]]
+            rates += [batch["ops_s"] for batch in found[name].get("calibration", [])[-1:]]
+            sized[name] = sized[name].sized(statistics.median(rates), settings.seconds)
 
     for _ in range(settings.rounds):
         for name in list(live):

@@ -8,9 +8,9 @@ which would be most of a side's load phase. So, once per side:
 
 1. an idle window (as long as a round; no client) counts each role's calls by number: the
    idle rate that is taken out of each traced round, and the calls the side makes idle;
-2. per path, a short loaded discovery counts the calls by number again (one filter per call
-   number on the raw event: one tracepoint, one teardown; it slows each counted call, so
-   its speed is no figure);
+2. a short loaded discovery run per path, in one window, counts the calls by number again
+   (one filter per call number on the raw event: one tracepoint, one teardown; it slows each
+   counted call, so its speed is no figure);
 3. per path, the traced round counts the calls found in 1 and 2 (and a few runtimes'
    housekeeping calls, trace.HOUSEKEEPING) by their own tracepoints, and every other call as one
    count. A Keeper holds those few tracepoints over the traced rounds, so their teardown (~40 ms
@@ -98,12 +98,16 @@ def _idle_and_discovery(
     union = replace(next(iter(paths.values())).endpoint, pids=every_pid)
     idle, _ = counted_window(union, lambda: split.timed("idle_window_s", lambda: time.sleep(seconds)), events, split)
     found = set(idle["syscalls"])
-    if table is not None:
-        for path in paths.values():
-            loaded, _ = counted_window(
-                path.endpoint, lambda p=path: split.timed("discovery_s", p.discovery_run), events, split
-            )
-            found |= set(loaded["syscalls"])
+    if (
+        table is not None
+    ):  # one window for every path's discovery run: each window's ~370 counters per thread take a while to open
+
+        def discover() -> None:
+            for path in paths.values():
+                split.timed("discovery_s", path.discovery_run)
+
+        loaded, _ = counted_window(union, discover, events, split)
+        found |= set(loaded["syscalls"])
     return idle, found
 
 
