@@ -145,7 +145,8 @@ def measure_paths(client: Client, paths: list[tuple[NetPath, Endpoint | None]], 
     found = {path.name: {**path.meta(), "status": "not measured", "reason": path.missing} for path, _ in paths}
     live = {path.name: endpoint for path, endpoint in paths if endpoint is not None and path.missing is None}
     try:
-        _measured(client, live, found, settings, split)
+        if live:
+            PathsRun(client, client.tool(next(iter(live.values())).rootfs), settings, split, live, found).run()
     except LoadToolMissing as exc:
         for name in live:
             found[name].update(status="skipped", reason=f"{exc} ({exc.hint})")
@@ -156,67 +157,88 @@ def measure_paths(client: Client, paths: list[tuple[NetPath, Endpoint | None]], 
     return out
 
 
-def _measured(
-    client: Client, live: dict[str, Endpoint], found: dict[str, dict[str, Any]], settings: Settings, split: Split
-) -> None:
-    """Calibration, measured rounds and the traced part of every live path, into `found`; a
-    path whose client fails leaves `live` with its reason, the others go on."""
-    if not live:
-        return
-    tool = client.tool(next(iter(live.values())).rootfs)
-    sized: dict[str, Client] = {}
+@dataclass
+class PathsRun:
+    """The live paths of one load phase, measured stage by stage into `found`; a path whose
+    client fails leaves `live` with its reason, the others go on."""
 
-    def guarded(name: str, step: Callable[[], Any]) -> None:
+    client: Client
+    tool: list[str]
+    settings: Settings
+    split: Split
+    live: dict[str, Endpoint]
+    found: dict[str, dict[str, Any]]
+    sized: dict[str, Client] = field(default_factory=dict)
+
+    def run(self) -> None:
+        self.prepare()
+        for name in list(self.live):
+            with self.split.part("calibration_s"):
+                self.guarded(name, lambda name=name: self.calibrate(name))
+        for name in self.live:
+            self.found[name]["rounds"] = []
+        for _ in range(self.settings.rounds):
+            for name in list(self.live):
+                self.guarded(name, lambda name=name: self.measured_round(name))
+        for name in self.live:
+            self.found[name]["summary"] = summarize(self.found[name]["rounds"])
+        self.traced_part()
+        for name in self.live:
+            self.found[name]["status"] = "ok"
+            self.found[name].pop("reason")
+
+    def guarded(self, name: str, step: Callable[[], Any]) -> None:
         try:
             step()
         except PathGone as exc:
-            found[name].update(status="not measured", reason=str(exc))
-            live.pop(name)
+            self.found[name].update(status="not measured", reason=str(exc))
+            self.live.pop(name)
         except LoadFailed as exc:
-            found[name].update(status="failed", reason=str(exc), logs=exc.hint)
-            live.pop(name)
+            self.fail([name], exc)
 
-    first = next(iter(live))
-    prepare = client.init_argv(tool, live[first].host, live[first].port)
-    if prepare is not None:  # once per side: the data lives in the server, whichever path reaches it
-        with split.part("prepare_s"):
-            guarded(first, lambda: run_client(live[first].prefix + prepare, 600.0, live[first]))
-    for name in list(live):
-        with split.part("calibration_s"):
-            guarded(
-                name,
-                lambda name=name: sized.__setitem__(name, calibrated(client, tool, live[name], settings, found[name])),
-            )
-    for name in live:
-        found[name]["rounds"] = []
+    def fail(self, names: list[str], exc: LoadFailed) -> None:
+        for name in names:
+            self.found[name].update(status="failed", reason=str(exc), logs=exc.hint)
+            self.live.pop(name)
 
-    def measured_round(name: str) -> None:
-        figures = one_round(sized[name], tool, live[name], settings, split)
-        found[name]["rounds"].append(figures)
-        if isinstance(sized[name], RedisBenchmark):  # the next round sized from the median rate so far
-            rates = [r["ops_s"] for r in found[name]["rounds"]]
-            rates += [batch["ops_s"] for batch in found[name].get("calibration", [])[-1:]]
-            sized[name] = sized[name].sized(statistics.median(rates), settings.seconds)
+    def prepare(self) -> None:
+        """The client's preparation (pgbench -i), once per side through its first path: the data
+        lives in the server, whichever path reaches it; its failure fails every path."""
+        first = next(iter(self.live.values()))
+        argv = self.client.init_argv(self.tool, first.host, first.port)
+        if argv is not None:
+            try:
+                with self.split.part("prepare_s"):
+                    run_client(first.prefix + argv, 600.0, first)
+            except LoadFailed as exc:
+                self.fail(list(self.live), exc)
 
-    for _ in range(settings.rounds):
-        for name in list(live):
-            guarded(name, lambda name=name: measured_round(name))
-    for name in live:
-        found[name]["summary"] = summarize(found[name]["rounds"])
-    counted = {name: _counted(sized[name], client, tool, endpoint, settings) for name, endpoint in live.items()}
-    why = trace.unavailable() if settings.trace else "counting was not asked for"
-    for name in list(live):
-        found[name]["traced"] = {"available": False, "reason": "the traced part did not run"}
-    try:
-        for name, traced_figures in traced.traced_rounds(counted, settings.seconds, why, split).items():
-            found[name]["traced"] = traced_figures
-    except LoadFailed as exc:  # the workload died under the traced part: every path with it
-        for name in list(live):
-            found[name].update(status="failed", reason=str(exc), logs=exc.hint)
-            live.pop(name)
-    for name in live:
-        found[name]["status"] = "ok"
-        found[name].pop("reason")
+    def calibrate(self, name: str) -> None:
+        self.sized[name] = calibrated(self.client, self.tool, self.live[name], self.settings, self.found[name])
+
+    def measured_round(self, name: str) -> None:
+        figures = one_round(self.sized[name], self.tool, self.live[name], self.settings, self.split)
+        self.found[name]["rounds"].append(figures)
+        if isinstance(self.sized[name], RedisBenchmark):  # the next round sized from the median rate so far
+            rates = [r["ops_s"] for r in self.found[name]["rounds"]]
+            rates += [batch["ops_s"] for batch in self.found[name].get("calibration", [])[-1:]]
+            self.sized[name] = self.sized[name].sized(statistics.median(rates), self.settings.seconds)
+
+    def traced_part(self) -> None:
+        """Each live path's traced round (explorer/load/traced.py); a workload that died under
+        it fails every path with its death."""
+        counted = {
+            name: _counted(self.sized[name], self.client, self.tool, endpoint, self.settings)
+            for name, endpoint in self.live.items()
+        }
+        why = trace.unavailable() if self.settings.trace else "counting was not asked for"
+        try:
+            figures = traced.traced_rounds(counted, self.settings.seconds, why, self.split)
+        except LoadFailed as exc:
+            self.fail(list(self.live), exc)
+            return
+        for name, traced_figures in figures.items():
+            self.found[name]["traced"] = traced_figures
 
 
 def _counted(sized: Client, client: Client, tool: list[str], endpoint: Endpoint, settings: Settings) -> traced.Counted:
