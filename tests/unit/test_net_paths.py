@@ -19,7 +19,7 @@ from explorer.engines import docker, runsc
 from explorer.errors import ExplorerError
 from explorer.load import clients, native, rounds, trace, traced
 from explorer.model import LOOPBACK, NetPath, Side, Target
-from explorer.output import costs, report
+from explorer.output import compare, costs, plot, report
 from explorer.parts import EngineDefaults
 from explorer.scenario import from_dict
 
@@ -390,3 +390,48 @@ def test_a_calibration_batch_too_short_to_say_the_rate_is_followed_by_a_longer_o
     assert sized.requests == int(second["ops_s"] * 2.0 / 2)
     long_enough = rounds.calibrated(SlowStart(), client.tool(), _endpoint(1), rounds.Settings(seconds=0.2), record)
     assert len(record["calibration"]) == 1 and long_enough.requests >= clients.RedisBenchmark.CALIBRATION
+
+
+def _full(result: dict[str, Any], host: str) -> dict[str, Any]:
+    """RESULT as a saved run has it: host, scenario, schema."""
+    out = copy.deepcopy(result)
+    out.update(schema="explorer.result/2", host={"hostname": host, "kernel_release": "k", "cpu_cores": 2})
+    out["scenario"] = {"name": "redis"}
+    return out
+
+
+def test_compare_shows_each_paths_ratio_in_each_run():
+    _, rows = compare.compare_table([("a", _full(RESULT, "a")), ("b", _full(RESULT, "b"))])
+    by_label = {row[0]: row[1:] for row in rows}
+    assert by_label["runc container, own netns (nsenter): ops/s against the native process"] == ["0.95x", "0.95x"]
+    assert by_label["runc container, published port (docker-proxy): ops/s against the native process"] == ["0.40x"] * 2
+    assert "gVisor container, own netns (nsenter): ops/s against the native process" not in by_label  # never measured
+    assert by_label["microVM (TCG), QEMU user-mode networking (hostfwd): ops/s against the native process"] == [
+        "0.06x",
+        "0.06x",
+    ]
+
+
+def test_the_plot_has_a_bar_per_measured_path(tmp_path: Path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    drawn: list[list[str]] = []
+    original = plot._costs
+
+    def costs_panel(ax: Any, result: dict[str, Any]) -> None:
+        original(ax, result)
+        drawn.append([label.get_text() for label in ax.get_yticklabels()])
+
+    monkeypatch.setattr(plot, "_costs", costs_panel)
+    result = _full(RESULT, "h")
+    for side in result["sides"].values():
+        side.update(startup={}, memory={}, image={})
+    plot.write(result, tmp_path / "p.png")
+    assert drawn == [
+        [
+            "native process: loopback (ip netns exec)",
+            "runc container: published port (docker-proxy)",
+            "runc container: own netns (nsenter)",
+            "gVisor container: published port (docker-proxy)",
+            "microVM (TCG): QEMU user-mode networking (hostfwd)",
+        ]
+    ]
