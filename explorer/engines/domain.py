@@ -187,6 +187,7 @@ def hostfwd_path(host_port: int) -> NetPath:
         f"QEMU user-mode networking: hostfwd on the host's 127.0.0.1:{host_port}, relayed by QEMU's slirp "
         "(in the VMM's own process) to the guest's virtio NIC",
         host_port,
+        relay="QEMU's slirp, in the VMM,",
     )
 
 

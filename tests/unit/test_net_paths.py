@@ -74,6 +74,7 @@ def test_every_path_of_every_engine_is_on_127_0_0_1(monkeypatch, exited_pid):
     paths = every_offered_path(monkeypatch, exited_pid)
     assert len(paths) == 11
     assert [p.name for p in paths[-4:-1]] == ["QEMU user-mode networking (hostfwd)"] * 3
+    assert {p.relay for p in paths[-4:-1]} == {"QEMU's slirp, in the VMM,"}
     assert {path.host for path in paths} == {"127.0.0.1"}
     assert all(path.endpoint.startswith("127.0.0.1:") for path in paths)
     # a client joins a namespace only through nsenter or ip netns exec; nothing names another address
