@@ -6,6 +6,7 @@ output wing) speaks in these terms; this module imports nothing of explorer's ab
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import time
@@ -56,6 +57,44 @@ class Side:
         for key in ("backend", "max_repeats", "timeout", "package", "density_count"):
             out.pop(key)
         return out
+
+
+LOOPBACK = "127.0.0.1"  # the only address a load client, a readiness check or a probe connects to
+
+
+@dataclass(frozen=True)
+class NetPath:
+    """One way the host's load client reaches a side's workload, on a loopback address always:
+    a port published or forwarded on the host's 127.0.0.1, or 127.0.0.1 inside the workload's
+    own network namespace, which the client joins with `prefix` (nsenter --net=/proc/PID/ns/net).
+    Never a bridge or any other address: a path that would need one is not offered. A path the
+    side offers but cannot serve here (nsenter missing, the namespace gone) says why in `missing`,
+    and is reported as not measured."""
+
+    name: str  # the path's name in tables and in the document: "published port (docker-proxy)"
+    description: str  # one sentence: what carries the traffic
+    port: int
+    prefix: tuple[str, ...] = ()  # the argv a client is started under to be on this path
+    relay: str | None = None  # the host program that relays every byte (docker-proxy); None: none
+    missing: str | None = None  # why it cannot be measured here (None: it can)
+    host: str = LOOPBACK
+
+    def __post_init__(self) -> None:
+        if not ipaddress.ip_address(self.host).is_loopback:
+            raise ValueError(f"a load path must stay on loopback, not {self.host} ({self.name})")
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def meta(self) -> dict[str, Any]:
+        """What a result document records about the path, beside its figures."""
+        return {
+            "description": self.description,
+            "endpoint": self.endpoint,
+            "prefix": list(self.prefix),
+            "relay": self.relay,
+        }
 
 
 def owner_alive(pid: str | int | None) -> bool:

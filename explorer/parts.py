@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from explorer.model import Artifact, GuestView, Target
+from explorer.model import Artifact, GuestView, NetPath, Target
 from explorer.scenario import Scenario
 
 Progress = Callable[[str], Any]
@@ -65,6 +65,10 @@ class Engine(Protocol):
     def host_pids(self, target: Target) -> list[int]: ...
     def runtime_pids(self, target: Target) -> dict[int, str]: ...
     def path_pids(self, target: Target) -> dict[int, str]: ...
+    def load_paths(self, target: Target) -> list[NetPath]:
+        """The ways a load client on the host reaches the workload, the default (the one
+        readiness used) first; each on a loopback address."""
+
     def logs(self, target: Target, lines: int = 20) -> str: ...
     def diagnosis(self, target: Target) -> str | None: ...
     def destroy(self, target: Target) -> None: ...
@@ -117,6 +121,14 @@ class EngineDefaults:
     def path_pids(self, target: Target) -> dict[int, str]:
         """Host processes that carry the workload's traffic besides its runtime (none)."""
         return {}
+
+    def load_paths(self, target: Target) -> list[NetPath]:
+        """One path: the port readiness used, on the host's 127.0.0.1."""
+        return [
+            NetPath(
+                "port on 127.0.0.1", f"the workload's port on the host's 127.0.0.1:{target.host_port}", target.host_port
+            )
+        ]
 
     def settle(self) -> None:
         return None

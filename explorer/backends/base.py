@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from explorer.model import Artifact, GuestView, Side, Target
+from explorer.model import Artifact, GuestView, NetPath, Side, Target
 from explorer.parts import Channel, DoctorCheck, Engine, Progress, Source
 from explorer.scenario import Scenario
 
@@ -74,6 +74,9 @@ class Backend:
 
     def runtime_pids(self, target: Target) -> dict[int, str]:
         return self.engine.runtime_pids(target)
+
+    def load_paths(self, target: Target) -> list[NetPath]:
+        return self.engine.load_paths(target)
 
     def guest_view(self, target: Target) -> GuestView:
         return self.channel.view(target)

@@ -7,6 +7,7 @@ host processes belong to a container, and which milestones the host can see, dif
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from typing import Any, Protocol
 
@@ -23,12 +24,16 @@ from explorer.model import (
     LABEL_RUN,
     LABEL_SCENARIO,
     Artifact,
+    NetPath,
     Side,
     Target,
     owner_alive,
 )
 from explorer.parts import DoctorCheck, EngineDefaults
 from explorer.scenario import Scenario
+
+PUBLISHED = "published port (docker-proxy)"
+OWN_NETNS = "own netns (nsenter)"
 
 
 class Runtime(Protocol):
@@ -43,6 +48,7 @@ class Runtime(Protocol):
     def poll(self, target: Target) -> None: ...
     def host_pids(self, target: Target) -> list[int]: ...
     def runtime_pids(self, target: Target) -> dict[int, str]: ...
+    def netns_path(self, target: Target, port: int, engine: DockerEngine) -> NetPath: ...
     def after_destroy(self, target: Target) -> None: ...
     def clean(self, known: set[str]) -> list[str]: ...
 
@@ -100,6 +106,7 @@ class DockerEngine(EngineDefaults):
         side = self.side.name
         target = Target(side=side, name=f"explorer-{scenario.name}-{side}-{run_id}-{index}", run_id=run_id, host_port=0)
         target.facts["process_names"] = list(scenario.workload.processes)
+        target.facts["workload_port"] = port
         try:
             container = self.client.containers.create(
                 artifact.ref,
@@ -183,6 +190,20 @@ class DockerEngine(EngineDefaults):
             if proc.info["name"] == "docker-proxy" and any(argv[i : i + 2] == wanted for i in range(len(argv))):
                 found[proc.pid] = "proxy"
         return found
+
+    def load_paths(self, target: Target) -> list[NetPath]:
+        """Two: the port Docker published on 127.0.0.1 (its userland proxy relays every byte),
+        as a user reaches the container; and the container's own loopback, the client joining
+        its network namespace, which shows the isolation without the port-publishing path."""
+        port = target.facts["workload_port"]
+        published = NetPath(
+            PUBLISHED,
+            f"Docker's port published on the host's 127.0.0.1:{target.host_port}: docker-proxy, Docker's "
+            f"userland proxy, relays every byte to the container's port {port}",
+            target.host_port,
+            relay="docker-proxy",
+        )
+        return [published, self.runtime.netns_path(target, port, self)]
 
     def logs(self, target: Target, lines: int = 20) -> str:
         if target.handle is None:
@@ -279,6 +300,15 @@ class Runc:
     def runtime_pids(self, target: Target) -> dict[int, str]:
         return shim_of(target)
 
+    def netns_path(self, target: Target, port: int, engine: DockerEngine) -> NetPath:
+        pid = target.facts.get("init_pid")
+        return own_netns_path(
+            pid,
+            port,
+            f"the workload's (PID {pid})",
+            "the container's own loopback, its namespaces, cgroups and seccomp filter, without docker-proxy",
+        )
+
     def after_destroy(self, target: Target) -> None:
         return None
 
@@ -293,3 +323,38 @@ def shim_of(target: Target) -> dict[int, str]:
     except psutil.Error:
         return {}
     return {shim.pid: "shim"} if shim is not None else {}
+
+
+def own_netns_path(pid: int | None, port: int, whose: str, how: str) -> NetPath:
+    """The client started in the network namespace of `pid` (nsenter --net=/proc/PID/ns/net),
+    against 127.0.0.1:port there. Not measured, with the reason, where nsenter is missing or
+    the namespace is gone (its process exited)."""
+    ns = f"/proc/{pid}/ns/net"
+    prefix = ("nsenter", f"--net={ns}")
+    missing = netns_missing(pid)
+    identity = ""
+    if missing is None:
+        try:
+            ours, theirs = os.readlink("/proc/self/ns/net"), os.readlink(ns)
+        except OSError as exc:
+            missing = f"the container's network namespace cannot be read ({ns}: {exc.strerror})"
+        else:
+            whose_ns = "the host's own" if theirs == ours else "not the host's"
+            identity = f" {theirs}, {whose_ns};"
+    description = (
+        f"the client in {whose} network namespace ({' '.join(prefix)};{identity} 127.0.0.1:{port} there): {how}"
+    )
+    return NetPath(OWN_NETNS, description, port, prefix, missing=missing)
+
+
+def netns_missing(pid: int | None) -> str | None:
+    """Why a client cannot join the network namespace of `pid` (None: it can)."""
+    if shutil.which("nsenter") is None:
+        return "nsenter is not installed (apt-get install util-linux)"
+    if not pid or not os.path.isdir(f"/proc/{pid}"):
+        return f"the container's network namespace is gone: its process {pid} has exited"
+    try:
+        os.stat(f"/proc/{pid}/ns/net")
+    except OSError as exc:
+        return f"the container's network namespace cannot be opened (/proc/{pid}/ns/net: {exc.strerror})"
+    return None

@@ -23,7 +23,7 @@ import psutil
 from explorer.errors import BackendError, BackendUnavailable, UsageError
 from explorer.images import make_overlay
 from explorer.kvm import device_usable_by
-from explorer.model import Artifact
+from explorer.model import Artifact, NetPath
 from explorer.scenario import Scenario
 
 URI = "qemu:///system"
@@ -174,6 +174,21 @@ class DomainSpec:
     @property
     def console(self) -> Path:
         return self.workdir / "console.log"
+
+
+HOSTFWD = "QEMU user-mode networking (hostfwd)"
+
+
+def hostfwd_path(host_port: int) -> NetPath:
+    """A VM's one path from the host: QEMU's user-mode network (slirp) forwards the host's
+    127.0.0.1:port into the guest, in QEMU's own process, the slowest path a VM has."""
+    return NetPath(
+        HOSTFWD,
+        f"QEMU user-mode networking: hostfwd on the host's 127.0.0.1:{host_port}, relayed by QEMU's slirp "
+        "(in the VMM's own process) to the guest's virtio NIC",
+        host_port,
+        relay="QEMU's slirp, in the VMM,",
+    )
 
 
 def domain_xml(spec: DomainSpec) -> str:

@@ -28,6 +28,7 @@ from explorer.engines.domain import (
     channel_path,
     check_memory,
     domain_xml,
+    hostfwd_path,
     killed,
     qemu_process,
     stage,
@@ -37,7 +38,7 @@ from explorer.errors import BackendError, BackendUnavailable
 from explorer.guest import ConsoleWatcher
 from explorer.guest.viewport import ViewChannel
 from explorer.kvm import kvm_usable
-from explorer.model import Artifact, Side, Target, free_port, owner_alive
+from explorer.model import Artifact, NetPath, Side, Target, free_port, owner_alive
 from explorer.parts import DoctorCheck, EngineDefaults, Progress
 from explorer.scenario import Scenario
 
@@ -275,6 +276,9 @@ class LibvirtEngine(EngineDefaults):
         while not set(self.machine.wait_after_ready) <= set(target.marks) and time.monotonic() < deadline:
             time.sleep(0.1)
             self.poll(target)
+
+    def load_paths(self, target: Target) -> list[NetPath]:
+        return [hostfwd_path(target.host_port)]
 
     def host_pids(self, target: Target) -> list[int]:
         return []  # the workload runs on the guest's kernel: the host has no PID for it

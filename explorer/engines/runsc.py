@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from explorer.engines.docker import shim_of
+from explorer.engines.docker import OWN_NETNS, own_netns_path, shim_of
 from explorer.engines.storage import gvisor_storage
 from explorer.errors import BackendError, BackendUnavailable
-from explorer.model import Target
+from explorer.model import NetPath, Target
 from explorer.parts import DoctorCheck
 
 if TYPE_CHECKING:
@@ -79,6 +79,29 @@ class Runsc:
                 for proc in psutil.Process(shim).children(recursive=True):
                     found[proc.pid] = _role(proc)
         return found
+
+    def netns_path(self, target: Target, port: int, engine: DockerEngine) -> NetPath:
+        """With --network=host the Sentry serves the workload's sockets with host sockets,
+        opened in runsc-sandbox's network namespace (the one Docker made for the container): a
+        client in that namespace reaches the workload on its 127.0.0.1. With gVisor's own network
+        stack (netstack, the default) the workload's loopback lives inside the Sentry, and no
+        host namespace holds it."""
+        args = engine.check().get("runsc_args") or []
+        network = next((a.split("=", 1)[1] for a in args if a.startswith("--network=")), "sandbox (default)")
+        if network != "host":
+            why = (
+                f"runsc runs with --network={network}: the workload's loopback is gVisor's own network stack "
+                "(netstack) inside the Sentry, which no host network namespace holds"
+            )
+            return NetPath(OWN_NETNS, "the client in the sandbox's network namespace", port, missing=why)
+        sandbox = next((pid for pid, role in self.runtime_pids(target).items() if role == "sandbox"), None)
+        return own_netns_path(
+            sandbox,
+            port,
+            f"runsc-sandbox's (PID {sandbox})",
+            "runsc's --network=host: the Sentry opens the workload's sockets as host sockets in this namespace, so "
+            "the client reaches the workload through the host kernel's loopback and the Sentry, without docker-proxy",
+        )
 
     def after_destroy(self, target: Target) -> None:
         """No runsc process outlives its container (a failed start has been seen to leave

@@ -24,13 +24,13 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from explorer import readiness
-from explorer.engines.domain import NS, channel_path, qemu_process
+from explorer.engines.domain import NS, channel_path, hostfwd_path, qemu_process
 from explorer.engines.libvirt import LibvirtEngine, Machine, RunningVM
 from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.guest.viewport import ViewChannel
 from explorer.images import make_overlay
-from explorer.model import Artifact, Side, Target, free_port
+from explorer.model import Artifact, NetPath, Side, Target, free_port
 from explorer.parts import DoctorCheck, EngineDefaults, Progress
 from explorer.scenario import Scenario
 
@@ -198,6 +198,9 @@ class SnapshotEngine(EngineDefaults):
 
     def poll(self, target: Target) -> None:
         self.vms.poll(target)
+
+    def load_paths(self, target: Target) -> list[NetPath]:
+        return [hostfwd_path(target.host_port)]
 
     def host_pids(self, target: Target) -> list[int]:
         return []  # the workload runs on the guest's kernel

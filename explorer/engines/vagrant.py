@@ -25,14 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from explorer.engines.domain import Hypervisor, check_memory, qemu_process
+from explorer.engines.domain import Hypervisor, check_memory, hostfwd_path, qemu_process
 from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.guest import ConsoleWatcher
 from explorer.guest.forwards import Banner, Refusal
 from explorer.images import box as boxes
 from explorer.images import cache_dir
-from explorer.model import Artifact, Side, Target, free_port, owner_alive
+from explorer.model import Artifact, NetPath, Side, Target, free_port, owner_alive
 from explorer.parts import DoctorCheck, EngineDefaults, Progress
 from explorer.scenario import Scenario
 from explorer.vagrant_cli import HINT, vagrant
@@ -227,6 +227,9 @@ class VagrantEngine(EngineDefaults):
         while "up" not in target.marks and time.monotonic() < deadline:
             self.poll(target)
             time.sleep(0.1)
+
+    def load_paths(self, target: Target) -> list[NetPath]:
+        return [hostfwd_path(target.host_port)]
 
     def host_pids(self, target: Target) -> list[int]:
         return []  # the workload runs on the guest's kernel

@@ -35,7 +35,7 @@ from explorer.images.container.source import docker_client
 from explorer.images.microvm.initramfs import static_busybox
 from explorer.images.microvm.vm_image import export_image, unpack_tar, workload_exec
 from explorer.load.rounds import Endpoint
-from explorer.model import Artifact, owner_alive
+from explorer.model import Artifact, NetPath, owner_alive
 from explorer.scenario import Scenario
 
 BUSYBOX = ".explorer/busybox"
@@ -61,6 +61,7 @@ $b mount -t tmpfs -o mode=1777 explorer-shm "$root/dev/shm"
 exec $b chroot "$root" /.explorer/busybox sh -c 'cd "$1" && shift && exec "$@"' sh "$dir" "$@"
 """
 NETNS_PREFIX = "explorer-native-"  # explorer-native-PID-xxxx
+LOOPBACK_PATH = "loopback (ip netns exec)"
 STOP_WAIT_S = 5.0
 
 
@@ -143,6 +144,17 @@ class NativeReference:
     @property
     def prefix(self) -> list[str]:
         return ["ip", "netns", "exec", self.netns]
+
+    @property
+    def net_path(self) -> NetPath:
+        port = self.scenario.workload.port
+        return NetPath(
+            LOOPBACK_PATH,
+            f"the client in explorer's network namespace of the reference (ip netns exec {self.netns}), against "
+            f"127.0.0.1:{port} there: the host kernel's loopback, no proxy",
+            port,
+            tuple(self.prefix),
+        )
 
     def wait_ready(self) -> None:
         """Explorer's readiness check for the scenario, from inside the namespace; the server

@@ -14,7 +14,7 @@ from explorer.backends.base import Backend
 from explorer.errors import BackendUnavailable, ExplorerError
 from explorer.images.container.source import ContainerImage
 from explorer.load import native, rounds
-from explorer.model import Artifact, Target
+from explorer.model import Artifact, NetPath, Target
 from explorer.scenario import Scenario
 
 TCG_NOTE = (
@@ -37,6 +37,7 @@ class LoadPhase:
                 "seconds_per_round": self.settings.seconds,
                 "rounds": self.settings.rounds,
                 "traced_round": self.settings.trace,
+                "paths": "every path a side offers" if self.settings.every_path else "each side's first path only",
             },
             "client": None if scenario.load is None else scenario.load.client().describe(),
             "native": {"status": "not measured", "reason": "no side reached its probed start"},
@@ -71,7 +72,7 @@ class LoadPhase:
         try:
             endpoint = server.start()
             say("the native reference: under load")
-            measured = rounds.measure(scenario.load.client(), endpoint, self.settings)
+            measured = rounds.measure(scenario.load.client(), endpoint, self.settings, server.net_path)
         except ExplorerError as exc:
             measured = {"status": "failed", "reason": str(exc), "logs": server.logs()}
         finally:
@@ -82,34 +83,51 @@ class LoadPhase:
         """The probed start of a side under the same load."""
         if scenario.load is None:
             return {"status": "skipped", "reason": "the scenario names no standard load"}
-        say(f"{backend.side.name}: under load")
         if self.rootfs is None and scenario.load.client().IN_ROOTFS:
             try:
                 self.root(scenario, say)
             except (BackendUnavailable, ExplorerError) as exc:
                 return {"status": "skipped", "reason": f"the client is in the image, which cannot be had: {exc}"}
-        endpoint = rounds.Endpoint(
-            "127.0.0.1",
-            target.host_port,
-            lambda: host_processes(backend, target),
-            lambda: backend.poll(target),
-            lambda: backend.logs(target),
-            rootfs=self.rootfs,
-            kvm_roles=frozenset({"VMM"}) if target.facts.get("accel") == "kvm" else frozenset(),
-            kernel_roles=frozenset(backend.side.kernel_roles),
-        )
-        out = rounds.measure(scenario.load.client(), endpoint, self.settings)
+        paths = backend.load_paths(target)
+        if not self.settings.every_path:
+            paths = paths[:1]
+        say(f"{backend.side.name}: under load, on {' and '.join(path.name for path in paths)}")
+        measured = [(path, None if path.missing else self.endpoint(backend, target, path)) for path in paths]
+        out = rounds.measure_paths(scenario.load.client(), measured, self.settings)
         if target.facts.get("accel") == "tcg":
             out["note"] = TCG_NOTE
         return out
 
+    def endpoint(self, backend: Backend, target: Target, path: NetPath) -> rounds.Endpoint:
+        """Where the load goes on `path`, and who serves it on the host."""
+        return rounds.Endpoint(
+            path.host,
+            path.port,
+            lambda: host_processes(backend, target, path),
+            lambda: backend.poll(target),
+            lambda: backend.logs(target),
+            prefix=list(path.prefix),
+            rootfs=self.rootfs,
+            kvm_roles=frozenset({"VMM"}) if target.facts.get("accel") == "kvm" else frozenset(),
+            kernel_roles=frozenset(backend.side.kernel_roles),
+            gone=lambda: still_missing(backend, target, path),
+        )
 
-def host_processes(backend: Backend, target: Target) -> dict[int, str]:
+
+def host_processes(backend: Backend, target: Target, path: NetPath | None = None) -> dict[int, str]:
     """Every host process that does the side's work, by role: its runtime (shim, sandbox, gofer,
     stubs, VMM), the workload's own processes where the host sees them, and what carries its
-    traffic on the host (Docker's userland proxy)."""
+    traffic on the host on this path (Docker's userland proxy for a published port)."""
     pids = dict(backend.runtime_pids(target))
     with contextlib.suppress(ExplorerError):
         pids |= dict.fromkeys(backend.host_pids(target), "workload")
-    pids |= backend.engine.path_pids(target)
+    if path is None or path.relay:
+        pids |= backend.engine.path_pids(target)
     return pids
+
+
+def still_missing(backend: Backend, target: Target, path: NetPath) -> str | None:
+    """Why `path` no longer reaches the workload, asked of the side again (its network
+    namespace gone, say) once a client on it has failed."""
+    again = next((p for p in backend.load_paths(target) if p.name == path.name), None)
+    return "the side no longer offers this path" if again is None else again.missing

@@ -1,23 +1,26 @@
 """The load phase: the same client, the same parameters, the same round length against a
-workload that is ready (a side's, or the native reference's), from the host.
+workload that is ready (a side's, or the native reference's), from the host, on every path
+the side offers (its published port; its own network namespace; a VM's hostfwd).
 
-A few measured rounds (operations per second, the client's latency percentiles, the host CPU
-the workload's host processes spent, the client's own CPU apart: on a 2-core host they compete),
-then one more round under the host's tracing (tracing perturbs throughput, so its ops/s is
-never a measured round's). Bounded in time: every client process has a deadline and runs in a
-process group of its own, ended whole by a timeout or an interrupt.
+A few measured rounds per path (operations per second, the client's latency percentiles, the
+host CPU the workload's host processes spent, the client's own CPU apart: on a 2-core host they
+compete), then one more round per path under the host's tracing (tracing perturbs throughput,
+so its ops/s is never a measured round's; explorer/load/traced.py). Bounded in time: every
+client process has a deadline and runs in a process group of its own, ended whole by a timeout
+or an interrupt. Where the phase's time goes is recorded with its figures (`phase_split`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +28,72 @@ import psutil
 
 from explorer import interrupts
 from explorer.errors import ExplorerError
-from explorer.load import trace
+from explorer.load import trace, traced
 from explorer.load.clients import Client, LoadToolMissing, RedisBenchmark
+from explorer.model import NetPath
 
 DEATH_SETTLE_S = 3.0  # how long the engine may take to see a workload dead that a client saw die
-ATTACH_TRIES = 3  # listings of a side's processes before perf's failure to attach is an error
 CLIENT_GRACE_S = 30.0  # a client may take this much longer than its round before it is ended
+DISCOVERY_REQUESTS = 200  # redis-benchmark's requests per test in a path's discovery run (the traced part's)
+DISCOVERY_S = 1.0  # a timed client's seconds in a discovery run
+# the parts of a load phase, in the order they happen; `needed`: the rounds and the idle window
+SPLIT_PARTS = (
+    "prepare_s",
+    "calibration_s",
+    "measured_rounds_s",
+    "idle_window_s",
+    "discovery_s",
+    "traced_rounds_s",
+    "perf_start_s",
+    "perf_stop_s",
+    "keeper_s",
+)
+NEEDED = ("measured_rounds_s", "traced_rounds_s", "idle_window_s")
 
 
 class LoadFailed(ExplorerError):
     """The load could not run to the end: the client failed, or the workload died under it."""
+
+
+class PathGone(LoadFailed):
+    """The path can no longer reach a workload that still runs (its network namespace is gone):
+    the path is not measured, with this reason."""
+
+
+class Split:
+    """Where a load phase's time goes: seconds by part (SPLIT_PARTS), from its start."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def part(self, key: str) -> Iterator[None]:
+        since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.monotonic() - since
+
+    def timed(self, key: str, step: Callable[[], Any]) -> Any:
+        with self.part(key):
+            return step()
+
+    def total(self) -> float:
+        return round(time.monotonic() - self.started, 3)
+
+    def document(self) -> dict[str, Any]:
+        """{part_s..., other_s, total_s, needed_s: the rounds and the idle window, ratio: total/needed}."""
+        total = self.total()
+        parts = {key: round(self.seconds[key], 3) for key in SPLIT_PARTS if key in self.seconds}
+        needed = round(sum(parts.get(key, 0.0) for key in NEEDED), 3)
+        return {
+            **parts,
+            "other_s": round(max(0.0, total - sum(parts.values())), 3),
+            "total_s": total,
+            "needed_s": needed,
+            "ratio": round(total / needed, 2) if needed else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -42,6 +101,7 @@ class Settings:
     seconds: float = 2.0  # per round
     rounds: int = 3  # measured rounds, then one traced round
     trace: bool = True
+    every_path: bool = True  # every path a side offers (False: its first, the published port, only)
 
 
 @dataclass
@@ -58,62 +118,191 @@ class Endpoint:
     kvm_roles: frozenset[str] = frozenset()  # roles that run a KVM guest: their VM exits are counted too
     kernel_roles: frozenset[str] = frozenset({"workload"})  # whose calls the host's kernel serves for the workload
     storage: dict[str, Any] | None = None  # where the workload's files live, recorded with its load (I/O)
+    gone: Callable[[], str | None] = lambda: None  # why this path no longer reaches a live workload (None: it does)
 
 
-def measure(client: Client, endpoint: Endpoint, settings: Settings) -> dict[str, Any]:
-    """The load's figures: {status: ok | skipped | failed, rounds, summary, traced, seccomp, ...}."""
+def measure(client: Client, endpoint: Endpoint, settings: Settings, path: NetPath | None = None) -> dict[str, Any]:
+    """One path's load (the native reference's; a test's): measure_paths with that path."""
+    path = path or NetPath("port", f"{endpoint.host}:{endpoint.port}", endpoint.port, tuple(endpoint.prefix))
+    return measure_paths(client, [(path, endpoint)], settings)
+
+
+def measure_paths(client: Client, paths: list[tuple[NetPath, Endpoint | None]], settings: Settings) -> dict[str, Any]:
+    """The load's figures on every path (an endpoint None: the path cannot be measured, its
+    `missing` says why): {client, params, path: the first path's name, the first path's figures
+    at the top (status: ok | skipped | failed | not measured, rounds, summary, traced), paths:
+    {name: the path's description, endpoint, prefix and figures}, phase_s, phase_split}.
+
+    Each path is calibrated on its own (a request count sized to its own rate, so that its
+    rounds last as long: the paths of one side differ up to ~3x); the measured rounds take the
+    paths in turn, round by round, so that the host's noise falls on each alike; then the
+    traced part (explorer/load/traced.py) counts each path once, sharing one idle window."""
+    split = Split()
     out: dict[str, Any] = {
         "client": client.describe(),
         "kind": client.KIND,
         "params": client.params(),
         "seconds_per_round": settings.seconds,
     }
-    if endpoint.storage is not None:
-        out["storage"] = endpoint.storage
-    started = time.monotonic()
+    if paths and paths[0][1] is not None and paths[0][1].storage is not None:
+        out["storage"] = paths[0][1].storage
+    found = {path.name: {**path.meta(), "status": "not measured", "reason": path.missing} for path, _ in paths}
+    live = {path.name: endpoint for path, endpoint in paths if endpoint is not None and path.missing is None}
     try:
-        tool = client.tool(endpoint.rootfs)
-        prepare = client.init_argv(tool, endpoint.host, endpoint.port)
-        if prepare is not None:
-            client = client.initialised(run_client(endpoint.prefix + prepare, 600.0, endpoint))
-        client = calibrated(client, tool, endpoint, settings)
-        out["argv"] = {  # as run: anyone can run the client again by hand
-            "init": None if prepare is None else endpoint.prefix + prepare,
-            "round": endpoint.prefix + client.argv(tool, endpoint.host, endpoint.port, settings.seconds),
-        }
-        out.update(client.as_run(settings.seconds))
-        out["rounds"] = [one_round(client, tool, endpoint, settings) for _ in range(settings.rounds)]
-        out["summary"] = summarize(out["rounds"])
-        out["traced"] = traced_round(client, tool, endpoint, settings)
-        out["seccomp"] = trace.filters(endpoint.pids(), endpoint.kernel_roles, out["traced"])
-        out["status"] = "ok"
+        if live:
+            run = PathsRun(client, client.tool(next(iter(live.values())).rootfs), settings, split, live, found)
+            run.run()
+            out.update(run.client.as_run(settings.seconds))
     except LoadToolMissing as exc:
-        out.update(status="skipped", reason=f"{exc} ({exc.hint})")
-    except LoadFailed as exc:
-        out.update(status="failed", reason=str(exc), logs=exc.hint)
-    out["phase_s"] = round(time.monotonic() - started, 3)
+        for name in live:
+            found[name].update(status="skipped", reason=f"{exc} ({exc.hint})")
+    first = paths[0][0].name
+    out.update(path=first, **found[first], paths=found)
+    out["phase_split"] = split.document()
+    out["phase_s"] = out["phase_split"]["total_s"]
     return out
 
 
-def calibrated(client: Client, tool: list[str], endpoint: Endpoint, settings: Settings) -> Client:
-    """redis-benchmark counts requests: a first batch says how many this side serves in a round."""
+@dataclass
+class PathsRun:
+    """The live paths of one load phase, measured stage by stage into `found`; a path whose
+    client fails leaves `live` with its reason, the others go on."""
+
+    client: Client
+    tool: list[str]
+    settings: Settings
+    split: Split
+    live: dict[str, Endpoint]
+    found: dict[str, dict[str, Any]]
+    sized: dict[str, Client] = field(default_factory=dict)
+    init: list[str] | None = None  # the client's preparation as run (pgbench -i, fio's layout)
+
+    def run(self) -> None:
+        self.prepare()
+        for name in list(self.live):
+            with self.split.part("calibration_s"):
+                self.guarded(name, lambda name=name: self.calibrate(name))
+        for name, endpoint in self.live.items():  # as run: anyone can run the client again by hand
+            round_argv = self.sized[name].argv(self.tool, endpoint.host, endpoint.port, self.settings.seconds)
+            self.found[name]["argv"] = {"init": self.init, "round": endpoint.prefix + round_argv}
+        for name in self.live:
+            self.found[name]["rounds"] = []
+        for _ in range(self.settings.rounds):
+            for name in list(self.live):
+                self.guarded(name, lambda name=name: self.measured_round(name))
+        for name in self.live:
+            self.found[name]["summary"] = summarize(self.found[name]["rounds"])
+        self.traced_part()
+        for name, endpoint in self.live.items():
+            self.found[name]["status"] = "ok"
+            self.found[name].pop("reason")
+            # each role's seccomp filters, read with the workload idle, beside the calls it made
+            traced_figures = self.found[name].get("traced") or {}
+            self.found[name]["seccomp"] = trace.filters(endpoint.pids(), endpoint.kernel_roles, traced_figures)
+
+    def guarded(self, name: str, step: Callable[[], Any]) -> None:
+        try:
+            step()
+        except PathGone as exc:
+            self.found[name].update(status="not measured", reason=str(exc))
+            self.live.pop(name)
+        except LoadFailed as exc:
+            self.fail([name], exc)
+
+    def fail(self, names: list[str], exc: LoadFailed) -> None:
+        for name in names:
+            self.found[name].update(status="failed", reason=str(exc), logs=exc.hint)
+            self.live.pop(name)
+
+    def prepare(self) -> None:
+        """The client's preparation (pgbench -i), once per side through its first path: the data
+        lives in the server, whichever path reaches it; its failure fails every path."""
+        first = next(iter(self.live.values()))
+        argv = self.client.init_argv(self.tool, first.host, first.port)
+        if argv is not None:
+            self.init = first.prefix + argv
+            try:
+                with self.split.part("prepare_s"):
+                    self.client = self.client.initialised(run_client(self.init, 600.0, first))
+            except LoadFailed as exc:
+                self.fail(list(self.live), exc)
+
+    def calibrate(self, name: str) -> None:
+        self.sized[name] = calibrated(self.client, self.tool, self.live[name], self.settings, self.found[name])
+
+    def measured_round(self, name: str) -> None:
+        figures = one_round(self.sized[name], self.tool, self.live[name], self.settings, self.split)
+        self.found[name]["rounds"].append(figures)
+        if isinstance(self.sized[name], RedisBenchmark):  # the next round sized from the median rate so far
+            rates = [r["ops_s"] for r in self.found[name]["rounds"]]
+            rates += [batch["ops_s"] for batch in self.found[name].get("calibration", [])[-1:]]
+            self.sized[name] = self.sized[name].sized(statistics.median(rates), self.settings.seconds)
+
+    def traced_part(self) -> None:
+        """Each live path's traced round (explorer/load/traced.py); a workload that died under
+        it fails every path with its death."""
+        counted = {
+            name: _counted(self.sized[name], self.client, self.tool, endpoint, self.settings)
+            for name, endpoint in self.live.items()
+        }
+        why = trace.unavailable() if self.settings.trace else "counting was not asked for"
+        try:
+            figures = traced.traced_rounds(counted, self.settings.seconds, why, self.split)
+        except LoadFailed as exc:
+            self.fail(list(self.live), exc)
+            return
+        for name, traced_figures in figures.items():
+            self.found[name]["traced"] = traced_figures
+
+
+def _counted(sized: Client, client: Client, tool: list[str], endpoint: Endpoint, settings: Settings) -> traced.Counted:
+    """A path for the traced part: its round, and its brief discovery run."""
+
+    def traced_run() -> dict[str, Any]:
+        argv = endpoint.prefix + sized.argv(tool, endpoint.host, endpoint.port, settings.seconds)
+        return {**parse(sized, run_client(argv, settings.seconds + CLIENT_GRACE_S, endpoint), endpoint), "argv": argv}
+
+    def discovery_run() -> None:
+        brief = replace(client, requests=DISCOVERY_REQUESTS) if isinstance(client, RedisBenchmark) else client
+        argv = endpoint.prefix + brief.argv(tool, endpoint.host, endpoint.port, DISCOVERY_S)
+        run_client(argv, DISCOVERY_S + CLIENT_GRACE_S, endpoint)
+
+    return traced.Counted(endpoint, traced_run, discovery_run, lambda: died_or_not(endpoint))
+
+
+def calibrated(
+    client: Client, tool: list[str], endpoint: Endpoint, settings: Settings, record: dict[str, Any] | None = None
+) -> Client:
+    """redis-benchmark counts requests: a first batch says how many this path serves in a round.
+    A batch that ends in under a quarter of a round is mostly connection setup, which made fast
+    paths' rounds a third of their length: a second batch, sized from the first to a quarter of
+    a round, says it then."""
     if not isinstance(client, RedisBenchmark):
         return client
-    first = client.parse(
-        run_client(endpoint.prefix + client.argv(tool, endpoint.host, endpoint.port, 0), 120, endpoint)
-    )
-    return client.sized(first["ops_s"], settings.seconds)
+    batches: list[dict[str, Any]] = []
+    batch = client
+    while True:
+        argv = endpoint.prefix + batch.argv(tool, endpoint.host, endpoint.port, 0)
+        figures = parse(batch, run_client(argv, 120, endpoint), endpoint)
+        batches.append({"argv": argv, "ops_s": round(figures["ops_s"], 1), "seconds": round(figures["seconds"], 3)})
+        if figures["seconds"] >= settings.seconds / 4 or len(batches) == 2:
+            break
+        batch = client.sized(figures["ops_s"], settings.seconds / 4)
+    if record is not None:
+        record["calibration"] = batches
+    return client.sized(figures["ops_s"], settings.seconds)
 
 
-def one_round(client: Client, tool: list[str], endpoint: Endpoint, settings: Settings) -> dict[str, Any]:
+def one_round(
+    client: Client, tool: list[str], endpoint: Endpoint, settings: Settings, split: Split | None = None
+) -> dict[str, Any]:
+    split = split or Split()
     pids = endpoint.pids()
     before = cpu_by_role(pids)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    text = run_client(
-        endpoint.prefix + client.argv(tool, endpoint.host, endpoint.port, settings.seconds),
-        settings.seconds + CLIENT_GRACE_S,
-        endpoint,
-    )
+    argv = endpoint.prefix + client.argv(tool, endpoint.host, endpoint.port, settings.seconds)
+    with split.part("measured_rounds_s"):
+        text = run_client(argv, settings.seconds + CLIENT_GRACE_S, endpoint)
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     used = {role: round(seconds - before.get(role, 0.0), 4) for role, seconds in cpu_by_role(pids).items()}
     figures = parse(client, text, endpoint)
@@ -125,82 +314,8 @@ def one_round(client: Client, tool: list[str], endpoint: Endpoint, settings: Set
         "host_cpu_by_role_s": used,
         "host_cpu_s_per_1k_ops": round(host_cpu / figures["ops"] * 1000, 5) if figures["ops"] else None,
         "client_cpu_s": round(client_cpu, 4),
+        "argv": argv,
     }
-
-
-def traced_round(client: Client, tool: list[str], endpoint: Endpoint, settings: Settings) -> dict[str, Any]:
-    """The same round once more, with the system calls of every host process of the side counted
-    by the host's kernel; the counting window is the client's run plus perf's attach before it
-    and its stop after, whose idle calls are measured apart (an idle window as long) and taken
-    out of the per-operation figure."""
-    why = trace.unavailable() if settings.trace else "counting was not asked for"
-    if why:
-        return {"available": False, "reason": why}
-    try:
-        with trace.Keeper():
-            idle, _ = counted_window(endpoint, lambda: time.sleep(settings.seconds))
-            outputs: list[str] = []
-            counted, pids = counted_window(
-                endpoint,
-                lambda: outputs.append(
-                    run_client(
-                        endpoint.prefix + client.argv(tool, endpoint.host, endpoint.port, settings.seconds),
-                        settings.seconds + CLIENT_GRACE_S,
-                        endpoint,
-                    )
-                ),
-            )
-    except OSError as exc:
-        died_or_not(endpoint)  # a process gone before perf could attach: the workload may have died
-        return {"available": False, "reason": f"host counting failed: {exc}"}
-    figures = parse(client, outputs[0], endpoint)
-    # the idle part of the loaded window (perf's attach and stop, around the client's run) is
-    # taken out at each role's own idle rate
-    idle_s = max(0.0, counted["window_s"] - figures["seconds"])
-    idle_rate = {role: r["calls"] / idle["window_s"] for role, r in idle["by_role"].items()}
-    for role, r in counted["by_role"].items():
-        busy = max(0.0, r["calls"] - idle_rate.get(role, 0.0) * idle_s)
-        r["per_op"] = round(busy / figures["ops"], 3) if figures["ops"] else None
-        r["idle_calls_s"] = round(idle_rate.get(role, 0.0), 1)
-    busy = max(0.0, counted["calls"] - sum(idle_rate.values()) * idle_s)
-    processes = [{"pid": pid, "role": role, "name": _name(pid), **trace.seccomp(pid)} for pid, role in pids.items()]
-    return {
-        "available": True,
-        "method": trace.METHOD,
-        "ops": figures["ops"],
-        "ops_s_while_counted": figures["ops_s"],
-        **counted,
-        "idle_window_s": idle["window_s"],
-        "idle_calls_s": round(sum(idle_rate.values()), 1),
-        "per_op": round(busy / figures["ops"], 3) if figures["ops"] else None,
-        "processes": processes,
-    }
-
-
-def counted_window(endpoint: Endpoint, during: Callable[[], Any]) -> tuple[dict[str, Any], dict[int, str]]:
-    """The host's counts of the endpoint's processes' system calls while `during` runs, with the
-    window's length; and the processes counted. A process that ends between being listed and
-    perf attaching (a PostgreSQL backend of the last round) makes perf fail: the processes are
-    listed again, a few times, before that is an error."""
-    for attempt in range(ATTACH_TRIES):
-        pids = endpoint.pids()
-        counting = trace.Counting(pids, endpoint.kvm_roles)
-        try:
-            counting.start()
-        except OSError:
-            if attempt == ATTACH_TRIES - 1:
-                raise
-            endpoint.alive()
-            continue
-        try:
-            started = time.monotonic()
-            during()
-            window = time.monotonic() - started + trace.ATTACH_S
-            return {**counting.stop(), "window_s": round(window, 3)}, pids
-        except BaseException:
-            counting.abort()
-            raise
-    raise AssertionError("unreachable")
 
 
 def parse(client: Client, text: str, endpoint: Endpoint) -> dict[str, Any]:
@@ -238,6 +353,9 @@ def run_client(argv: list[str], timeout: float, endpoint: Endpoint) -> str:
         raise
     if proc.returncode != 0:
         died_or_not(endpoint)
+        gone = endpoint.gone()
+        if gone:
+            raise PathGone(gone, hint=endpoint.logs())
         raise LoadFailed(
             f"{' '.join(argv[len(endpoint.prefix) :][:3])} exited {proc.returncode}: {(err or out).strip()[-300:]}",
             hint=endpoint.logs(),
@@ -292,10 +410,3 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
     keys = ("ops_s", "p50_ms", "p99_ms", "latency_avg_ms", "host_cpu_s_per_1k_ops", "client_cpu_s")
     return {key: value for key in keys if (value := spread(key)) is not None}
-
-
-def _name(pid: int) -> str | None:
-    try:
-        return psutil.Process(pid).name()
-    except psutil.Error:
-        return None

@@ -17,13 +17,15 @@ workload system calls are stopped by the Sentry before the host's kernel serves 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import select
 import shutil
 import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -38,8 +40,91 @@ TOTAL_EVENT = "raw_syscalls:sys_enter"
 NAMED_EVENTS = "syscalls:sys_enter_*"
 NAMED_PREFIX = "syscalls:sys_enter_"
 KVM_EXIT = "kvm:kvm_exit"  # a KVM guest's exits to its VMM: counted apart (no system call)
-ATTACH_S = 0.5  # perf opens a counter per thread and call before the round starts
+ATTACH_S = 0.5  # a perf without --control: how long it is given to open its counters before the round starts
+CONTROL_WAIT_S = 30.0  # how long perf may take to open every counter and acknowledge 'enable'
 METHOD = f"perf stat -e {TOTAL_EVENT} -e '{NAMED_EVENTS}' -p PIDS (every thread; forked children inherit)"
+NARROWED_METHOD = (
+    f"perf stat -e {TOTAL_EVENT} -e syscalls:sys_enter_NAME,... (the calls the side made in an idle window and a "
+    f"short loaded one, found by number there, and a few runtimes' housekeeping calls) -e {TOTAL_EVENT} --filter "
+    "'id != N && ...' (every other call: counted in the total, not named) -p PIDS (every thread; forked children "
+    "inherit)"
+)
+# calls a runtime makes now and then whatever the load (Go's preemption and scheduler, allocators
+# returning memory): counted by name always, as a discovery run may be too short to see them
+HOUSEKEEPING = (
+    "futex",
+    "madvise",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "brk",
+    "tgkill",
+    "rt_sigreturn",
+    "getpid",
+    "gettid",
+    "sched_yield",
+    "nanosleep",
+    "clock_nanosleep",
+    "epoll_pwait",
+)
+OTHERS = "(other calls)"  # a narrowed count's calls of no named event
+
+
+@dataclass(frozen=True)
+class Events:
+    """What one `perf stat` counts besides the raw total (raw_syscalls:sys_enter).
+
+    Every call by its own tracepoint is exact, but the kernel tears each tracepoint down with
+    RCU grace periods when its last user closes it: ~40 ms each, ~15 s for the ~360 calls of
+    x86_64 (measured here), paid once per side even with a Keeper; and ~360 events on every
+    thread slow a counted round ~5x. So a side's load phase finds the calls it makes by number
+    first, with one filter per call number on the raw event (one tracepoint, one teardown; but
+    each call of a counted process walks every filter, so only in an idle window and a short
+    loaded discovery whose speed is no figure), then counts its traced rounds with the named
+    events of those calls only, plus one count of every other call: the total stays exact, and
+    calls of a name not found beforehand are counted, unnamed (`unnamed_calls`)."""
+
+    named: tuple[str, ...] | None = None  # calls by their own tracepoint; None: every call's
+    filtered: tuple[tuple[str, str], ...] = ()  # (label, filter on the raw event), in this order
+
+    def argv(self) -> list[str]:
+        out = ["-e", TOTAL_EVENT]
+        if self.named is None:
+            out += ["-e", NAMED_EVENTS]
+        elif self.named:
+            out += ["-e", ",".join(NAMED_PREFIX + name for name in self.named)]
+        for _, expr in self.filtered:
+            out += ["-e", TOTAL_EVENT, "--filter", expr]
+        return out
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for label, _ in self.filtered]
+
+
+EVERY_CALL = Events()
+
+
+def by_number(table: dict[int, str]) -> Events:
+    """Each call number of the host's architecture counted by a filter of its own."""
+    return Events(named=(), filtered=tuple((name, f"id == {nr}") for nr, name in sorted(table.items())))
+
+
+def narrowed(names: Iterable[str], table: dict[int, str]) -> Events:
+    """`names` counted by their own tracepoints (by number where a call has none), and every
+    other call as one count."""
+    numbers = {name: nr for nr, name in table.items()}
+    wanted = sorted({name for name in (*names, *HOUSEKEEPING) if name in numbers})
+    traced = tuple(name for name in wanted if (TRACEFS / "events" / "syscalls" / f"sys_enter_{name}").is_dir())
+    untraced = [(name, f"id == {numbers[name]}") for name in wanted if name not in traced]
+    others = " && ".join(f"id != {numbers[name]}" for name in wanted) or "id >= 0"
+    return Events(named=traced, filtered=(*untraced, (OTHERS, others)))
+
+
+def syscall_table() -> dict[int, str]:
+    """{number: name} of the host architecture's system calls, as libseccomp names them (one
+    reader of them: explorer/probes/seccomp_bpf.py); OSError where it cannot be loaded."""
+    return seccomp_bpf.native_calls()[1]
 
 
 class Keeper:
@@ -52,12 +137,13 @@ class Keeper:
     process on the host a little on each call (~80 ns here), which the measured rounds and
     the starts must not pay."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: Events = EVERY_CALL) -> None:
+        self.events = Events(named=events.named)  # the tracepoints: filters share the raw event's
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
         idle = with_parent_death_signal(["sleep", "infinity"])  # ends with perf, even on kill -9
-        argv = with_parent_death_signal(["perf", "stat", "-x,", "-e", TOTAL_EVENT, "-e", NAMED_EVENTS, "--", *idle])
+        argv = with_parent_death_signal(["perf", "stat", "-x,", *self.events.argv(), "--", *idle])
         with interrupts.deferred():  # a keeper started is a keeper recorded, to be ended
             self.proc = subprocess.Popen(
                 argv,
@@ -89,20 +175,29 @@ def unavailable() -> str | None:
     return None
 
 
-def parse_stat(text: str) -> tuple[int | None, dict[str, int], int | None]:
+def parse_stat(text: str, filtered: Iterable[str] = ()) -> tuple[int | None, dict[str, int], int | None]:
     """perf stat -x, output: (raw_syscalls total or None, {syscall: count} of the nonzero ones,
     KVM exits or None where they were not counted). A line is `count,unit,event,...`;
     `<not counted>` / `<not supported>` are counts perf could not take (its thread exited
-    before the end): zero here."""
+    before the end): zero here. With `filtered` (the labels of the raw event's filtered
+    counts, in the order perf was given them), the raw event's first line is the total and
+    each later one the next label's count."""
     total: int | None = None
     exits: int | None = None
     named: dict[str, int] = {}
+    labels = iter(filtered)
     for line in text.splitlines():
         parts = line.split(",")
         if len(parts) < 3:
             continue
         count = int(parts[0]) if parts[0].isdigit() else 0
-        if parts[2] == TOTAL_EVENT:
+        if parts[2] == TOTAL_EVENT and total is not None and filtered:
+            label = next(labels, None)
+            if label is None:
+                raise ValueError(f"perf printed more counts of {TOTAL_EVENT} than it was given filters")
+            if count:
+                named[label] = named.get(label, 0) + count
+        elif parts[2] == TOTAL_EVENT:
             total = (total or 0) + count
         elif parts[2] == KVM_EXIT:
             exits = (exits or 0) + count
@@ -112,27 +207,41 @@ def parse_stat(text: str) -> tuple[int | None, dict[str, int], int | None]:
     return total, named, exits
 
 
+@functools.cache
+def has_control() -> bool:
+    """Whether this perf starts with its counters disabled and enables them on a command,
+    acknowledged once they count (`perf stat -D -1 --control`, perf 5.10 and later)."""
+    helped = subprocess.run(["perf", "stat", "-h"], capture_output=True, text=True, check=False, timeout=30)
+    return "--control" in helped.stdout + helped.stderr
+
+
 @dataclass
 class Counting:
-    """One `perf stat` per role on that role's PIDs, from start() to stop()."""
+    """One `perf stat` per role on that role's PIDs, from start() to stop(). Each perf opens
+    its counters disabled and enables them on a command it acknowledges (--control), so the
+    counting starts when start() returns, not some time before; a perf without --control is
+    given ATTACH_S to open them, and `lead_s` says so."""
 
     pids: dict[int, str]  # host PID -> role
     kvm_roles: frozenset[str] = frozenset()  # roles whose VM exits to count too (a KVM guest's VMM)
+    events: Events = EVERY_CALL
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    controls: dict[str, tuple[int, int]] = field(default_factory=dict)  # role -> (command fd, acknowledgement fd)
+    lead_s: float = 0.0  # how long before start() returned the counting may have begun
 
     def start(self) -> None:
         roles: dict[str, list[int]] = {}
         for pid, role in self.pids.items():
             roles.setdefault(role, []).append(pid)
+        control = has_control()
         try:
             for role, pids in roles.items():
-                events = ["-e", TOTAL_EVENT, "-e", NAMED_EVENTS, *(["-e", KVM_EXIT] if role in self.kvm_roles else [])]
-                argv = with_parent_death_signal(["perf", "stat", "-x,", *events, "-p", ",".join(map(str, pids))])
-                with interrupts.deferred():  # a perf started is a perf recorded, to be stopped
-                    self.procs[role] = subprocess.Popen(
-                        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-                    )
-            time.sleep(ATTACH_S)
+                self._spawn(role, pids, control)
+            if control:
+                self._enable()
+            else:
+                time.sleep(ATTACH_S)
+                self.lead_s = ATTACH_S
         except BaseException:  # an interrupt while attaching: no perf is left counting
             with interrupts.deferred():
                 self.abort()
@@ -143,6 +252,42 @@ class Counting:
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
             self.abort()
             raise OSError(f"perf stat on the {role} processes exited {proc.returncode}: {err.strip()[-300:]}")
+
+    def _spawn(self, role: str, pids: list[int], control: bool) -> None:
+        events = [*self.events.argv(), *(["-e", KVM_EXIT] if role in self.kvm_roles else [])]
+        passed: tuple[int, ...] = ()
+        if control:
+            (ctl_read, ctl_write), (ack_read, ack_write) = os.pipe(), os.pipe()
+            self.controls[role] = (ctl_write, ack_read)
+            passed = (ctl_read, ack_write)
+            events = ["-D", "-1", "--control", f"fd:{ctl_read},{ack_write}", *events]
+        argv = with_parent_death_signal(["perf", "stat", "-x,", *events, "-p", ",".join(map(str, pids))])
+        try:
+            with interrupts.deferred():  # a perf started is a perf recorded, to be stopped
+                self.procs[role] = subprocess.Popen(
+                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, pass_fds=passed
+                )
+        finally:
+            for fd in passed:  # perf's ends
+                os.close(fd)
+
+    def _enable(self) -> None:
+        """'enable' to every perf, then each one's acknowledgement: all of them count from here."""
+        for ctl, _ in self.controls.values():
+            os.write(ctl, b"enable\n")
+        deadline = time.monotonic() + CONTROL_WAIT_S
+        for role, (_, ack) in self.controls.items():
+            got = b""
+            while b"\n" not in got:  # perf writes "ack\n" and a NUL
+                ready, _, _ = select.select([ack], [], [], max(0.0, deadline - time.monotonic()))
+                chunk = os.read(ack, 64) if ready else b""
+                if not chunk:  # perf exited (its stderr says why), or never answered
+                    if self.procs[role].poll() is None:
+                        raise OSError(
+                            f"perf stat on the {role} processes did not start counting in {CONTROL_WAIT_S:.0f} s"
+                        )
+                    return
+                got += chunk
 
     def stop(self) -> dict[str, Any]:
         """The counts by syscall and by role."""
@@ -159,7 +304,8 @@ class Counting:
                 proc.kill()
                 _, err = proc.communicate()
             texts[role] = err.decode(errors="replace")
-        return figures(texts)
+        self._close_controls()
+        return figures(texts, self.events.labels)
 
     def abort(self) -> None:
         for proc in self.procs.values():
@@ -168,17 +314,32 @@ class Counting:
             proc.wait()
             if proc.stderr is not None:
                 proc.stderr.close()
+        self._close_controls()
+
+    def _close_controls(self) -> None:
+        for fds in self.controls.values():
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.controls.clear()
 
 
-def figures(texts: dict[str, str]) -> dict[str, Any]:
+def figures(texts: dict[str, str], filtered: Iterable[str] = ()) -> dict[str, Any]:
     """Each role's perf stat output -> the totals, the calls by name, and each role's share."""
     total: Counter[str] = Counter()
     by_role: dict[str, dict[str, Any]] = {}
     calls = 0
+    others = 0
+    labels = list(filtered)
     for role, text in texts.items():
-        raw, named, exits = parse_stat(text)
+        try:
+            raw, named, exits = parse_stat(text, labels)
+        except ValueError as exc:
+            raise OSError(f"perf stat on the {role} processes: {exc}") from None
         if raw is None:
             raise OSError(f"perf stat on the {role} processes printed no count: {text.strip()[-300:]}")
+        unnamed = named.pop(OTHERS, None)
+        others += unnamed or 0
         calls += raw
         total.update(named)
         by_role[role] = {
@@ -189,14 +350,16 @@ def figures(texts: dict[str, str]) -> dict[str, Any]:
         }
         if exits is not None:
             by_role[role]["kvm_exits"] = exits
+        if OTHERS in labels:
+            by_role[role]["unnamed_calls"] = unnamed or 0
     named_sum = sum(total.values())
     return {
         "calls": calls,
         "distinct": len(total),
         "syscalls": dict(total.most_common()),
         "by_role": by_role,
-        # calls with no tracepoint of their own (counted in the total only)
-        "unnamed_calls": max(0, calls - named_sum),
+        # calls with no tracepoint of their own, or outside a narrowed count's names (in the total only)
+        "unnamed_calls": others if OTHERS in labels else max(0, calls - named_sum),
     }
 
 

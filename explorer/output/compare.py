@@ -78,7 +78,7 @@ SIDE_ROWS: list[Row] = [
     ),
     ("marginal PSS per instance, many running", lambda s: _marginal(s.get("density"))),
     ("workload in host's ps -e", lambda s: _yes_no(s.get("visibility", {}).get("visible_on_host"))),
-    ("ops/s under the standard load", lambda s: _load(s, "rate")),
+    ("ops/s under the standard load (its first path)", lambda s: _load(s, "rate")),
     ("host system calls per op (traced round)", lambda s: _load(s, "per_op")),
     ("kernel", _kernel),
 ]
@@ -115,19 +115,20 @@ def _native_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
 
 
 def _ratio_rows(results: list[dict[str, Any]], names: list[str]) -> list[list[Any]]:
-    """Each side's throughput against its own run's native process: ratios travel across hosts."""
-    rows = []
-    for name in names:
+    """Each path of each side: its throughput against its own run's native process (ratios
+    travel across hosts), one row per path any run measured."""
+    by_run = [{(row.side, row.path): row for row in costs.paths_of(result)} for result in results]
+    keys = list(dict.fromkeys(key for rows in by_run for key in rows if key[0] in names))
+    out = []
+    for side, path in keys:
         cells = []
-        for result in results:
-            native = (((result.get("load") or {}).get("native") or {}).get("summary") or {}).get("ops_s") or {}
-            side = (result["sides"].get(name) or {}).get("load") or {}
-            rate = ((side.get("summary") or {}).get("ops_s") or {}).get("median")
-            cells.append(costs.ratio(rate, native.get("median")))
+        for rows in by_run:
+            row = rows.get((side, path))
+            cells.append(f"{row.ratio:.2f}x" if row and row.ratio is not None else "-")
         if any(cell != "-" for cell in cells):
-            title = next(side_title(r["sides"][name], name) for r in results if name in r["sides"])
-            rows.append([f"{title}: ops/s against the native process", *cells])
-    return rows
+            title = next(rows[(side, path)].title for rows in by_run if (side, path) in rows)
+            out.append([f"{title}, {path}: ops/s against the native process", *cells])
+    return out
 
 
 def figure_rows(results: list[dict[str, Any]]) -> list[list[Any]]:

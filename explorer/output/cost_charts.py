@@ -23,7 +23,11 @@ def _roles_under_load(load: dict[str, Any]) -> set[str]:
 
 
 def network_path(name: str, side: dict[str, Any], load: dict[str, Any]) -> str:
-    """How the load client on the host reached the workload, from what the document recorded."""
+    """How the load client on the host reached the workload, from what the document recorded:
+    the path's own name where the load names it, else what its host processes say."""
+    if load.get("path") and load.get("endpoint"):
+        relay = f", relayed by {load['relay']}" if load.get("relay") else ""
+        return f"{load['path']}: {load['endpoint']}{relay}"
     if name == "native":
         return "loopback in its own network namespace"
     if "proxy" in _roles_under_load(load):
@@ -52,8 +56,15 @@ def _why_not(load: dict[str, Any]) -> str:
 
 
 def throughput_rows(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], float | None]]:
-    """(name, title, load, ops/s or None) of the native reference and every side with a load."""
-    return [(n, t, load, _rate(load)) for n, t, load in costs.rows_of(result)]
+    """(name, title, load, ops/s or None) of every path of the native reference and of every side
+    with a load (costs.paths_of: a container's published port and own netns apart); the path's
+    figures carry its name, and the side's TCG note where it has one."""
+    loads = {name: load for name, _, load in costs.rows_of(result)}
+    rows = []
+    for row in costs.paths_of(result):
+        figures = {**row.load, "path": row.path, "note": loads[row.side].get("note")}
+        rows.append((row.side, row.title.removesuffix(costs.TCG), figures, _rate(figures)))
+    return rows
 
 
 def missing_throughput(result: dict[str, Any]) -> str | None:

@@ -1,22 +1,25 @@
 """What isolation costs, read from the result document: the same standard load on the native
-reference and on every side. Two tables, one row each: the cost (throughput and its ratio to
-the native process and to the first container side, the client's p99, the host CPU the side's
-host processes spent per 1000 operations, the client's own apart), and the host kernel's
-surface the side reached under it (system calls per operation and by whom, distinct calls,
-the most frequent, each role's seccomp filter as the calls it allows, and the calls the side
-may reach against those it used). A row that has no figures says why in a
-numbered note under the table, not in a cell."""
+reference and on every side. Two tables: the cost, one row per path a side was loaded on (its
+published port, its own network namespace, a VM's hostfwd: throughput and its ratio to the
+native process and to the first container side's same path, the client's p99, the host CPU the
+side's host processes spent per 1000 operations, the client's own apart), and the host kernel's
+surface the side reached under it, one row per side (system calls per operation and by whom,
+distinct calls, the most frequent, each role's seccomp filter as the calls it allows, and the
+calls the side may reach against those it used). A row that has no figures says why in a
+numbered note under the table, not in a cell. Under the cost table: each side's breakdown in
+words (the isolation apart from the path), and where each load phase's time went."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, NamedTuple
 
 from explorer.output.document import side_title
 
 REFERENCE = "native process"
 COST_HEADING = "What isolation costs (the same load on every side, from the host)"
 SURFACE_HEADING = "How much of the host's kernel each side reaches (system calls the host served under the load)"
-COST_WIDTHS = [16, 15, 8, 10, 10, 10, 10]
+COST_WIDTHS = [16, 16, 15, 8, 10, 10, 10, 10]
 SURFACE_WIDTHS = [16, 8, 8, 18, 28, 24, 10]
 TCG = " (TCG)"
 
@@ -45,13 +48,6 @@ def rows_of(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         if side.get("load"):
             found.append((name, side_title(side, name), side["load"]))
     return found
-
-
-def first_container(result: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    for name, side in result.get("sides", {}).items():
-        if side.get("kind") == "container" and _figure(side.get("load") or {}, "ops_s"):
-            return side_title(side, name), side["load"]
-    return None
 
 
 def ratio(value: float | None, base: float | None) -> str:
@@ -96,25 +92,80 @@ def _why_rows(result: dict[str, Any], why: Any) -> tuple[dict[str, int], list[st
     return numbers, texts
 
 
-def costs_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+class PathRow(NamedTuple):
+    """One path of one side (or of the native reference) under the load."""
+
+    side: str  # the side's name, or "native"
+    path: str  # the path's name ("own netns (nsenter)")
+    ratio: float | None  # its median ops/s against the native reference's (None: either is missing)
+    title: str  # the side's title, "(TCG)" added where its figures are an emulator's
+    ops_s: float | None
+    relay: str | None  # what relays every byte on this path (docker-proxy), None: nothing
+    load: dict[str, Any]  # the path's figures
+
+
+def _paths(load: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A load's paths by name; a result saved before loads had paths has one, its only figures."""
+    return load.get("paths") or {load.get("path") or "the side's port": load}
+
+
+def paths_of(result: dict[str, Any]) -> list[PathRow]:
+    """Every path of the native reference and of every side that has a load, in the document's
+    order, each with its throughput against the native reference's: what the cost table, the
+    plot and the results page show."""
     native = _figure((result.get("load") or {}).get("native") or {}, "ops_s")
-    first = first_container(result)
-    first_rate = _figure(first[1], "ops_s") if first else None
-    numbers, _ = _why_rows(result, _not_measured)
-    rows = []
+    out = []
     for name, title, load in rows_of(result):
-        if name in numbers:
-            rows.append([_title(title, load), f"{load.get('status', '-')} [{numbers[name]}]", *["-"] * 5])
+        for path, figures in _paths(load).items():
+            rate = _figure(figures, "ops_s") if figures.get("status") == "ok" else None
+            out.append(
+                PathRow(
+                    name,
+                    path,
+                    rate / native if rate and native else None,
+                    _title(title, load),
+                    rate,
+                    figures.get("relay"),
+                    figures,
+                )
+            )
+    return out
+
+
+def _why_paths(rows: list[PathRow]) -> tuple[dict[tuple[str, str], int], list[str]]:
+    """Numbered reasons for the paths that have no figures: {(side, path): number}, the notes."""
+    numbers: dict[tuple[str, str], int] = {}
+    texts: list[str] = []
+    for row in rows:
+        reason = _not_measured(row.load)
+        if reason:
+            texts.append(f"[{len(texts) + 1}] {row.title}, {row.path}: {reason}")
+            numbers[(row.side, row.path)] = len(texts)
+    return numbers, texts
+
+
+def costs_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    rows = paths_of(result)
+    first = next((r for r in rows if (result["sides"].get(r.side) or {}).get("kind") == "container" and r.ops_s), None)
+    first_rates = {r.path: r.ops_s for r in rows if first and r.side == first.side}
+    numbers, _ = _why_paths(rows)
+    out = []
+    for index, row in enumerate(rows):
+        side = row.title if index == 0 or rows[index - 1].side != row.side else ""  # once per side
+        if (row.side, row.path) in numbers:
+            status = row.load.get("status", "-")
+            out.append([side, row.path, f"{status} [{numbers[(row.side, row.path)]}]", *["-"] * 5])
             continue
-        rate = _figure(load, "ops_s")
+        load = row.load
         p99 = _figure(load, "p99_ms")
         latency = _ms(p99) if p99 is not None else f"avg {_ms(_figure(load, 'latency_avg_ms'))}"
-        rows.append(
+        out.append(
             [
-                _title(title, load),
+                side,
+                row.path,
                 _rate(load),
-                ratio(rate, native),
-                ratio(rate, first_rate) if name != "native" else "-",
+                f"{row.ratio:.2f}x" if row.ratio is not None else "-",
+                ratio(row.ops_s, first_rates.get(row.path)) if row.side != "native" else "-",
                 latency,
                 _cpu(_figure(load, "host_cpu_s_per_1k_ops")),
                 _cpu(_figure(load, "client_cpu_s")),
@@ -122,6 +173,7 @@ def costs_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         )
     headers = [
         "side",
+        "path",
         "ops/s\n(range)",
         "vs\nnative",
         "vs first\ncontainer",
@@ -129,7 +181,98 @@ def costs_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         "host CPU\n/1k ops",
         "client CPU\n/round",
     ]
-    return headers, rows
+    return headers, out
+
+
+def breakdown(rows: list[PathRow]) -> str | None:
+    """One side's cost in words: the isolation on a path nothing relays (its own network
+    namespace), and what a relayed path (the published port) adds; or its only path, named."""
+    measured = [r for r in rows if r.ratio is not None]
+    if not measured:
+        return None
+    title = measured[0].title
+    direct = next((r for r in measured if not r.relay), None)
+    relayed = next((r for r in measured if r.relay), None)
+    if direct and relayed:
+        isolation = (
+            f"the isolation costs {1 - direct.ratio:.2f}x"
+            if direct.ratio < 1
+            else "the isolation shows no cost here (at or above native)"
+        )
+        rest = direct.ratio - relayed.ratio
+        port = (
+            f"{relayed.path} costs the rest, {rest:.2f}x ({relayed.relay} relays every byte)"
+            if rest > 0
+            else (f"{relayed.path} costs nothing more here")
+        )
+        return (
+            f"{title}: {direct.ratio:.2f}x native on {direct.path}, {relayed.ratio:.2f}x on {relayed.path}: "
+            f"{isolation}; {port}"
+        )
+    only = measured[0]
+    if len(measured) == 1 and only.relay:
+        return (
+            f"{title}: {only.ratio:.2f}x native, on {only.path} only ({only.relay} relaying every byte): the isolation "
+            "and that path together, which no other path from the host separates"
+        )
+    return "; ".join(f"{title}: {r.ratio:.2f}x native on {r.path}" for r in measured)
+
+
+def breakdowns(result: dict[str, Any]) -> list[str]:
+    by_side: dict[str, list[PathRow]] = {}
+    for row in paths_of(result):
+        if row.side != "native":
+            by_side.setdefault(row.side, []).append(row)
+    return [text for rows in by_side.values() if (text := breakdown(rows))]
+
+
+SPLIT_WORDS = {
+    "prepare_s": "the client's preparation",
+    "calibration_s": "calibration",
+    "measured_rounds_s": "measured rounds",
+    "idle_window_s": "idle window",
+    "discovery_s": "discovery runs",
+    "traced_rounds_s": "traced rounds",
+    "perf_start_s": "perf's start",
+    "perf_stop_s": "perf's stop",
+    "keeper_s": "the tracepoints' teardown",
+    "other_s": "other",
+}
+
+
+def phase_note(title: str, split: dict[str, Any]) -> str:
+    """Where one load phase's time went, against what its rounds and idle window needed."""
+    parts = ", ".join(f"{words} {split[key]:.1f} s" for key, words in SPLIT_WORDS.items() if split.get(key))
+    ratio_text = (
+        f", {split['ratio']:.2f}x the {split['needed_s']:.1f} s its rounds and idle window need"
+        if split.get("ratio")
+        else ""
+    )
+    return f"{title}: {split['total_s']:.1f} s{ratio_text} ({parts})"
+
+
+def phase_notes(result: dict[str, Any]) -> list[str]:
+    out = []
+    for name, title, load in rows_of(result):
+        split = load.get("phase_split")
+        if split:
+            out.append(phase_note(title, split))
+    return ["the load phase's own time, per side: " + "; ".join(out)] if out else []
+
+
+def path_notes(result: dict[str, Any]) -> list[str]:
+    """What carries the load on each path, said once per kind of description (the ports and
+    PIDs of the first side that has it)."""
+    seen: dict[str, list[str]] = {}
+    texts: dict[str, str] = {}
+    for row in paths_of(result):
+        description = row.load.get("description")
+        if not description:
+            continue
+        key = f"{row.path}: " + re.sub(r"\d+", "N", description)
+        seen.setdefault(key, []).append(row.title)
+        texts.setdefault(key, f"{row.path} ({{sides}}): {description}")
+    return [texts[key].format(sides=", ".join(titles)) for key, titles in seen.items()]
 
 
 def _surface_missing(load: dict[str, Any]) -> str | None:
@@ -226,7 +369,8 @@ def surface_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 
 
 def cost_notes(result: dict[str, Any]) -> list[str]:
-    """How to read the cost table, from what this result holds, then why a row has no figures."""
+    """How to read the cost table, from what this result holds: the client, the paths, each
+    side's breakdown, where each load phase's time went; then why a row has no figures."""
     load = result.get("load") or {}
     if not load:
         return []
@@ -234,7 +378,7 @@ def cost_notes(result: dict[str, Any]) -> list[str]:
     out = [
         (
             f"client: {load.get('client')}; {settings['rounds']} rounds of {settings['seconds_per_round']:g} s per "
-            "side (median and range), from the host against the side's 127.0.0.1 port"
+            "path (median and range), from the host, on every path a side offers, all on a loopback address"
         ),
         "the client runs on the same host and competes for its CPU: its own CPU is shown apart",
     ]
@@ -245,7 +389,8 @@ def cost_notes(result: dict[str, Any]) -> list[str]:
         out.append(f"(TCG): {note}")
     if any(_roles_of(s).get("proxy") for s in result.get("sides", {}).values()):
         out.append("a container's published port goes through Docker's userland proxy (role proxy), counted with it")
-    return out + _why_rows(result, _not_measured)[1]
+    out += path_notes(result) + breakdowns(result) + phase_notes(result)
+    return out + _why_paths(paths_of(result))[1]
 
 
 def surface_notes(result: dict[str, Any]) -> list[str]:
@@ -268,7 +413,7 @@ def surface_notes(result: dict[str, Any]) -> list[str]:
         "QEMU's user code, under KVM VM exits, which are no system calls); gVisor's workload calls are caught by the "
         "Sentry (ptrace platform) before the host's kernel serves them, so its stubs show next to none"
     )
-    return out + _filter_notes(result) + _why_rows(result, _surface_missing)[1]
+    return out + unnamed_notes(result) + _filter_notes(result) + _why_rows(result, _surface_missing)[1]
 
 
 def _filter_notes(result: dict[str, Any]) -> list[str]:
@@ -309,3 +454,20 @@ def _filter_legend(read: list[tuple[str, dict[str, Any]]]) -> list[str]:
 
 def _roles_of(side: dict[str, Any]) -> dict[str, Any]:
     return ((side.get("load") or {}).get("traced") or {}).get("by_role") or {}
+
+
+def unnamed_notes(result: dict[str, Any]) -> list[str]:
+    """Calls a traced round counted without a name (of a name no earlier window of the side saw):
+    in every total, not among the distinct calls, which are at least those named."""
+    found = [
+        f"{row.title}, {row.path}: {traced['unnamed_calls']:,} of {traced['calls']:,}"
+        for row in paths_of(result)
+        if (traced := row.load.get("traced") or {}).get("available") and traced.get("unnamed_calls")
+    ]
+    if not found:
+        return []
+    return [
+        "calls counted without a name (a call the side's idle window and discovery run did not make): "
+        + "; ".join(found)
+        + "; they are in the totals and per operation, and the distinct calls are at least those named"
+    ]

@@ -1,11 +1,14 @@
 """The load phase against the real engines: the same redis-benchmark on the native reference, a
-runc container, a gVisor container and a microVM; whose system calls reach the host, checked
-against `ps -e` taken while the run ran and against `strace -f -c` on the same process over the
-same window; a workload killed under load, and Ctrl-C during the load, leave nothing behind."""
+runc container, a gVisor container and a microVM, each container on its published port and in
+its own network namespace; whose system calls reach the host, checked against `ps -e` taken
+while the run ran and against `strace -f -c` on the same process over the same window; every
+load connection on loopback, read from the clients' own /proc while they ran; a workload killed
+under load, and Ctrl-C during the load (on either path), leave nothing behind."""
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -42,15 +45,67 @@ def counting_possible():
         skip_or_fail_in_ci(f"the load phase cannot count here: {why}")
 
 
-def watch(*args: str, timeout: float = 1200) -> tuple[subprocess.CompletedProcess, dict[int, set[str]]]:
-    """Run the CLI, with `ps -e -o args` snapshots merged while it runs: PID -> every program it
-    was seen running (a container's process is `runc init` before it becomes the workload)."""
+class Seen:
+    """What `ps -e` and /proc showed while a run ran: PID -> every program it was seen running
+    (a container's process is `runc init` before it becomes the workload), each process's
+    network namespace, and each load client's TCP connections (its own sockets' local and
+    remote addresses), by client PID."""
+
+    def __init__(self) -> None:
+        self.programs: dict[int, set[str]] = {}
+        self.netns: dict[int, str] = {}
+        self.connections: dict[int, set[tuple[str, str]]] = {}
+
+    def sample(self) -> None:
+        for pid, line in ps_e("args").items():
+            program = Path(line.split(" ", 1)[0]).name
+            self.programs.setdefault(pid, set()).add(program)
+            with contextlib.suppress(OSError):
+                self.netns.setdefault(pid, os.readlink(f"/proc/{pid}/ns/net"))
+            if program == "redis-benchmark":
+                self.connections.setdefault(pid, set()).update(tcp_connections(pid))
+
+    def get(self, pid: int, default: set[str] | None = None) -> set[str] | None:
+        return self.programs.get(pid, default)
+
+    def __getitem__(self, pid: int) -> set[str]:
+        return self.programs[pid]
+
+
+def tcp_connections(pid: int) -> set[tuple[str, str]]:
+    """(local address, remote address) of the process's own TCP sockets, from its network
+    namespace's /proc tables (the kernel's view, not the client's)."""
+    try:
+        inodes = {
+            link[8:-1]
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if (link := os.readlink(f"/proc/{pid}/fd/{fd}")).startswith("socket:[")
+        }
+        rows = [
+            line.split()
+            for table in ("tcp", "tcp6")
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        ]
+    except OSError:  # it ended meanwhile
+        return set()
+    return {(_address(row[1]), _address(row[2])) for row in rows if row[9] in inodes}
+
+
+def _address(text: str) -> str:
+    """/proc/net/tcp's hex address (host byte order per 32-bit word) as an IP address."""
+    raw = bytes.fromhex(text.split(":")[0])
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(words)
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
+def watch(*args: str, timeout: float = 1200) -> tuple[subprocess.CompletedProcess, Seen]:
+    """Run the CLI, sampling `ps -e` and /proc while it runs."""
     proc = Explorer(*args)
-    seen: dict[int, set[str]] = {}
+    seen = Seen()
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
-        for pid, line in ps_e("args").items():
-            seen.setdefault(pid, set()).add(Path(line.split(" ", 1)[0]).name)
+        seen.sample()
         time.sleep(0.1)
     if proc.poll() is None:
         proc.kill()
@@ -62,29 +117,119 @@ def watch(*args: str, timeout: float = 1200) -> tuple[subprocess.CompletedProces
 def loaded(counting_possible, docker_backend, libvirt_backend, redis_artifact, tmp_path_factory):
     backend_or_skip("gvisor")
     out = tmp_path_factory.mktemp("load") / "result.json"
-    done, seen = watch(
-        "run", "redis", "--sides", "runc,gvisor,microvm", "--repeat", "1", "--load-seconds", "1", "--output", str(out)
-    )
+    # the default 2-s rounds: the load phase's own time (at most 1.5x its rounds) is a promise
+    # about them, and at 1 s its fixed parts (calibration, discovery, perf's start) weigh double
+    done, seen = watch("run", "redis", "--sides", "runc,gvisor,microvm", "--repeat", "1", "--output", str(out))
     assert done.returncode == 0, done.stderr
     return {"doc": json.loads(out.read_text()), "text": done.stdout, "seen": seen}
 
 
-def test_native_row_and_a_row_per_side_with_their_ratios(loaded):
+def test_native_row_and_a_row_per_path_with_their_ratios(loaded):
     doc = loaded["doc"]
     native_rate = doc["load"]["native"]["summary"]["ops_s"]["median"]
     assert doc["load"]["native"]["status"] == "ok" and native_rate > 0
     _, rows = costs.costs_table(doc)
-    by_name = {name: row for (name, _, _), row in zip(costs.rows_of(doc), rows, strict=True)}
-    assert [row[0] for row in rows] == ["native process", "runc container", "gVisor container", "microVM (TCG)"]
-    for name, side in doc["sides"].items():
-        load = side["load"]
-        assert load["status"] == "ok", (name, load)
+    assert [row[:2] for row in rows] == [
+        ["native process", "loopback (ip netns exec)"],
+        ["runc container", "published port (docker-proxy)"],
+        ["", "own netns (nsenter)"],
+        ["gVisor container", "published port (docker-proxy)"],
+        ["", "own netns (nsenter)"],
+        ["microVM (TCG)", "QEMU user-mode networking (hostfwd)"],
+    ]
+    for (side, path, _ratio, *_), row in zip(costs.paths_of(doc), rows, strict=True):
+        load = doc["load"]["native"] if side == "native" else doc["sides"][side]["load"]["paths"][path]
+        assert load["status"] == "ok", (side, path, load)
         assert len(load["rounds"]) == 3 and all(r["ops"] > 0 for r in load["rounds"])
-        assert by_name[name][2] == f"{load['summary']['ops_s']['median'] / native_rate:.2f}x"
+        assert row[3] == f"{load['summary']['ops_s']['median'] / native_rate:.2f}x"
     # the VM flagged wherever its figures show: the table, the notes, the document
     assert "microVM (TCG)" in loaded["text"] and "under TCG (software emulation)" in loaded["text"]
     assert doc["sides"]["microvm"]["load"]["note"].startswith("under TCG")
     assert doc["phases"]["reference_s"] > 0 and all(p["load_s"] > 0 for p in doc["phases"]["sides"].values())
+
+
+def test_each_container_is_loaded_on_its_published_port_and_in_its_own_network_namespace(loaded):
+    """The netns path's client ran in the namespace of the process its prefix names (the runc
+    workload, gVisor's sandbox), which is not the host's, as the kernel showed while it ran."""
+    seen = loaded["seen"]
+    host = os.readlink("/proc/self/ns/net")
+    for name, owner in (("runc", "redis-server"), ("gvisor", "runsc-sandbox")):
+        load = loaded["doc"]["sides"][name]["load"]
+        assert list(load["paths"]) == ["published port (docker-proxy)", "own netns (nsenter)"]
+        assert (
+            load["path"] == "published port (docker-proxy)"
+            and load["summary"] == load["paths"][load["path"]]["summary"]
+        )
+        own = load["paths"]["own netns (nsenter)"]
+        assert own["status"] == "ok" and own["endpoint"] == "127.0.0.1:6379" and own["relay"] is None
+        pid = int(re.fullmatch(r"--net=/proc/(\d+)/ns/net", own["prefix"][1])[1])
+        assert own["prefix"][0] == "nsenter" and owner in seen.get(pid, set()), (pid, seen.get(pid))
+        clients = {seen.netns.get(client) for client in seen.connections}
+        assert seen.netns[pid] != host and seen.netns[pid] in clients, (name, seen.netns[pid], clients)
+        assert all(r["argv"][:2] == own["prefix"] for r in own["rounds"])
+        # the published port's rounds: no prefix, the host's 127.0.0.1 and Docker's port
+        published = load["paths"]["published port (docker-proxy)"]
+        assert all(r["argv"][r["argv"].index("-h") + 1] == "127.0.0.1" for r in published["rounds"])
+
+
+def test_every_load_connection_stayed_on_loopback(loaded):
+    """Every TCP connection every load client held while the run ran (host namespace, a
+    container's, the native reference's), as the kernel listed them: both ends on 127.0.0.0/8."""
+    seen = loaded["seen"]
+    connections = {pair for pairs in seen.connections.values() for pair in pairs}
+    namespaces = {seen.netns.get(pid) for pid, pairs in seen.connections.items() if pairs}
+    assert len(namespaces) >= 3, namespaces  # the host's, runc's and gVisor's sandbox's at least
+    off = [pair for pair in connections if not all(ipaddress.ip_address(a).is_loopback for a in pair)]
+    assert connections and off == [], off
+
+
+def test_runc_in_its_own_namespace_costs_next_to_nothing_and_the_published_port_costs_the_rest(loaded):
+    """The issue's check, as far as a shared 2-core host holds it. What holds under other jobs'
+    CPU load is the work per operation: in its own namespace the runc workload makes the native
+    server's host calls per operation and its side spends native's host CPU per operation; the
+    published port adds docker-proxy's calls and several times that CPU. Throughput swings with
+    the other jobs (the container's cgroup competes with the root cgroup's processes): its own
+    netns served 1.30-2.02x its published port and 0.65-1.01x native in 1-2 s rounds here, so
+    only its order is asserted (MACHINE_NOTES, by hand on a quieter host: ~55-60k own netns,
+    ~21k published, ~46-57k native: the issue's 1.5x and 0.75x)."""
+    doc = loaded["doc"]
+    paths = doc["sides"]["runc"]["load"]["paths"]
+    loads = {
+        "own": paths["own netns (nsenter)"],
+        "published": paths["published port (docker-proxy)"],
+        "native": doc["load"]["native"],
+    }
+    rate = {name: load["summary"]["ops_s"]["median"] for name, load in loads.items()}
+    cpu = {name: load["summary"]["host_cpu_s_per_1k_ops"]["median"] for name, load in loads.items()}
+    calls = {name: load["traced"]["by_role"]["workload"]["per_op"] for name, load in loads.items()}
+    proxy = loads["published"]["traced"]["by_role"]["proxy"]["per_op"]
+    figures = f"ops/s {rate}, host CPU s per 1k ops {cpu}, workload calls per op {calls}, proxy calls per op {proxy}"
+    assert rate["own"] > rate["published"], figures
+    assert cpu["own"] <= 1.5 * cpu["native"] and abs(calls["own"] - calls["native"]) <= 0.25 * calls["native"], figures
+    assert proxy >= 5 and cpu["published"] >= 2 * cpu["own"], figures
+    print(
+        f"runc own netns {rate['own'] / rate['published']:.2f}x its published port, {rate['own'] / rate['native']:.2f}x native; {figures}"
+    )
+    # the breakdown says it in words
+    text = " ".join(loaded["text"].split())
+    assert re.search(r"runc container: [\d.]+x native on own netns \(nsenter\), [\d.]+x on published port", text)
+
+
+def test_a_vm_names_its_path(loaded):
+    load = loaded["doc"]["sides"]["microvm"]["load"]
+    assert list(load["paths"]) == ["QEMU user-mode networking (hostfwd)"] and load["status"] == "ok"
+    assert "QEMU user-mode networking (hostfwd)" in " ".join(loaded["text"].split())
+
+
+def test_no_load_phase_takes_more_than_one_and_a_half_times_its_rounds(loaded):
+    doc = loaded["doc"]
+    loads = {"native": doc["load"]["native"], **{name: side["load"] for name, side in doc["sides"].items()}}
+    splits = {name: load["phase_split"] for name, load in loads.items()}
+    assert all(split["ratio"] <= 1.5 for split in splits.values()), {
+        n: (s["total_s"], s["needed_s"], s["ratio"]) for n, s in splits.items()
+    }
+    assert all(abs(load["phase_s"] - load["phase_split"]["total_s"]) < 0.01 for load in loads.values())
+    assert "the load phase's own time, per side" in loaded["text"]
 
 
 def test_gvisor_calls_reach_the_host_from_its_sandbox_not_from_a_workload(loaded):
@@ -207,6 +352,21 @@ def side_load_clients() -> list[int]:
     return found
 
 
+def netns_load_clients() -> list[int]:
+    """Load clients in a container's network namespace: neither the host's nor a native
+    reference's (explorer-native-*, listed by `ip netns`)."""
+    skip = {os.readlink("/proc/self/ns/net")}
+    for name in native_namespaces():
+        with contextlib.suppress(OSError):  # a bind mount of the namespace: its inode names it
+            skip.add(f"net:[{os.stat(f'/run/netns/{name}').st_ino}]")
+    found = []
+    for pid in load_clients(("redis-benchmark",)):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/net") not in skip:
+                found.append(pid)
+    return found
+
+
 def start_loaded_run(*extra: str) -> subprocess.Popen:
     return Explorer("run", "redis", "--sides", "runc", "--repeat", "1", "--format", "json", *extra)
 
@@ -220,15 +380,18 @@ def wait_for(proc: subprocess.Popen, seen, timeout: float = 300) -> bool:
     return False
 
 
-@pytest.mark.parametrize("when", ["native", "side"])
+@pytest.mark.parametrize("when", ["native", "side", "netns"])
 def test_ctrl_c_during_the_load_leaves_nothing(counting_possible, docker_backend, redis_artifact, when):
-    """Ctrl-C while redis-benchmark runs, against the native reference or against the side: exit
-    130, and no container, load client, perf, native server, namespace or copy is left."""
+    """Ctrl-C while redis-benchmark runs, against the native reference, against the side's
+    published port or in the container's own network namespace: exit 130, and no container,
+    load client, perf, native server, namespace or copy is left."""
     proc = start_loaded_run("--load-seconds", "1")
     pid = proc.pid
     try:
         if when == "side":
             assert wait_for(proc, lambda: containers_owned_by(pid) and side_load_clients()), "the side was never loaded"
+        elif when == "netns":
+            assert wait_for(proc, lambda: containers_owned_by(pid) and netns_load_clients()), "no load in its netns"
         else:
             assert wait_for(proc, lambda: load_clients() and native_namespaces()), "no load on the native reference"
         proc.send_signal(signal.SIGINT)

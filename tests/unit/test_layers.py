@@ -20,7 +20,13 @@ LAZY = {"matplotlib", "pymongo", "bson", "psycopg"}
 UPPER = ("explorer.cli", "explorer.lifecycle", "explorer.density", "explorer.sides", "explorer.backends")
 # explorer.load itself and its clients are the scenario's `load:` vocabulary (which client,
 # its parameters, how to read its output); its phase, rounds, native reference and tracing run it
-LOAD_RUNNING = ("explorer.load.phase", "explorer.load.rounds", "explorer.load.native", "explorer.load.trace")
+LOAD_RUNNING = (
+    "explorer.load.phase",
+    "explorer.load.rounds",
+    "explorer.load.native",
+    "explorer.load.trace",
+    "explorer.load.traced",
+)
 RUNNING = (*UPPER, "explorer.engines", *LOAD_RUNNING, "explorer.cleanup", "explorer.doctor")
 
 
