@@ -25,9 +25,9 @@ def _roles_under_load(load: dict[str, Any]) -> set[str]:
 def network_path(name: str, side: dict[str, Any], load: dict[str, Any]) -> str:
     """How the load client on the host reached the workload, from what the document recorded:
     the path's own name where the load names it, else what its host processes say."""
-    if load.get("path") and load.get("endpoint"):
-        relay = f", relayed by {load['relay']}" if load.get("relay") else ""
-        return f"{load['path']}: {load['endpoint']}{relay}"
+    if load.get("path"):
+        where = f": {load['endpoint']}" if load.get("endpoint") else ""
+        return f"{load['path']}{where}"
     if name == "native":
         return "loopback in its own network namespace"
     if "proxy" in _roles_under_load(load):
@@ -62,7 +62,9 @@ def throughput_rows(result: dict[str, Any]) -> list[tuple[str, str, dict[str, An
     loads = {name: load for name, _, load in costs.rows_of(result)}
     rows = []
     for row in costs.paths_of(result):
-        figures = {**row.load, "path": row.path, "note": loads[row.side].get("note")}
+        figures = {**row.load, "note": loads[row.side].get("note")}
+        if loads[row.side].get("paths"):  # a result saved before loads had paths: described as it was
+            figures["path"] = row.path
         rows.append((row.side, row.title.removesuffix(costs.TCG), figures, _rate(figures)))
     return rows
 

@@ -19,7 +19,7 @@ from explorer.engines import docker, runsc
 from explorer.errors import ExplorerError
 from explorer.load import clients, native, rounds, trace, traced
 from explorer.model import LOOPBACK, NetPath, Side, Target
-from explorer.output import compare, costs, plot, report
+from explorer.output import compare, costs, figures, report
 from explorer.parts import EngineDefaults
 from explorer.scenario import from_dict
 
@@ -361,7 +361,7 @@ def test_the_breakdown_says_what_the_isolation_and_the_path_each_cost():
 def test_the_report_prints_the_paths_the_breakdown_and_the_phase_split():
     result = {**RESULT, "schema": "explorer.result/2", "host": {"hostname": "h", "kernel_release": "k", "cpu_cores": 2}}
     result["scenario"] = {"name": "redis"}
-    text = " ".join(report.render(result).split())  # the notes are wrapped to the terminal
+    text = " ".join(report.render(result, detail=True).split())  # the notes are wrapped to the terminal
     assert "own netns (nsenter)" in text and "QEMU user-mode networking (hostfwd)" in text
     assert "the isolation costs 0.05x" in text
     assert "runc container: 22.0 s, 1.22x the 18.0 s its rounds and idle window need" in text
@@ -413,26 +413,19 @@ def test_compare_shows_each_paths_ratio_in_each_run():
     ]
 
 
-def test_the_plot_has_a_bar_per_measured_path(tmp_path: Path, monkeypatch):
-    pytest.importorskip("matplotlib")
-    drawn: list[list[str]] = []
-    original = plot._costs
-
-    def costs_panel(ax: Any, result: dict[str, Any]) -> None:
-        original(ax, result)
-        drawn.append([label.get_text() for label in ax.get_yticklabels()])
-
-    monkeypatch.setattr(plot, "_costs", costs_panel)
+def test_the_plot_has_a_bar_per_measured_path():
+    """The throughput chart (the PNG's panel and the page's) has a row per path, each labelled
+    with its side and the path's own name; a path not measured keeps its row, with no bar."""
+    throughput = next(chart for chart in figures.CHARTS if chart.key == "throughput")
     result = _full(RESULT, "h")
-    for side in result["sides"].values():
-        side.update(startup={}, memory={}, image={})
-    plot.write(result, tmp_path / "p.png")
-    assert drawn == [
-        [
-            "native process: loopback (ip netns exec)",
-            "runc container: published port (docker-proxy)",
-            "runc container: own netns (nsenter)",
-            "gVisor container: published port (docker-proxy)",
-            "microVM (TCG): QEMU user-mode networking (hostfwd)",
-        ]
+    fig = figures.draw(throughput, result)
+    labels = [label.get_text().split("\n") for label in fig.axes[0].get_yticklabels()]
+    assert [(title, path.split(":")[0]) for title, path in labels] == [
+        ("native process", "loopback (ip netns exec)"),
+        ("runc container", "published port (docker-proxy)"),
+        ("runc container", "own netns (nsenter)"),
+        ("gVisor container", "published port (docker-proxy)"),
+        ("gVisor container", "own netns (nsenter)"),
+        ("microVM (TCG)", "QEMU user-mode networking (hostfwd)"),
     ]
+    assert len(fig.axes[0].patches) == 5  # no bar for gVisor's own netns, not measured here
