@@ -117,12 +117,19 @@ def _memory(side: dict[str, Any]) -> str:
     return human_bytes(total) if total is not None else "-"
 
 
-def _load_figures(result: dict[str, Any], side: dict[str, Any]) -> tuple[str, str]:
-    load = side.get("load") or {}
-    native = costs.native_rate(result)
-    rate = costs.median(load, "ops_s")
-    per_op = (load.get("traced") or {}).get("per_op")
-    return (costs.ratio(rate, native), "-" if per_op is None else f"{per_op:.2f}")
+def _per_op(figures: dict[str, Any]) -> str:
+    per_op = (figures.get("traced") or {}).get("per_op")
+    return "-" if per_op is None else f"{per_op:.2f}"
+
+
+def _load_figures(result: dict[str, Any], name: str) -> tuple[str, str]:
+    """Throughput against native and host calls per operation, one figure per path the side
+    was loaded on, in its order (a container: its published port, then its own netns)."""
+    rows = [row for row in costs.paths_of(result) if row.side == name]
+    if not rows:
+        return "-", "-"
+    ratios = " / ".join("-" if row.ratio is None else f"{row.ratio:.2f}x" for row in rows)
+    return ratios, " / ".join(_per_op(row.load) for row in rows)
 
 
 KEY_HEADERS = ["side", "image content / stored", "ready (median)", "host memory", "ops/s vs native", "host calls/op"]
@@ -133,7 +140,7 @@ def key_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     then the native reference's row where the result has one."""
     rows = []
     for name, side in result.get("sides", {}).items():
-        rows.append([name, _image(side), _ready(side), _memory(side), *_load_figures(result, side)])
+        rows.append([name, _image(side), _ready(side), _memory(side), *_load_figures(result, name)])
     native = (result.get("load") or {}).get("native") or {}
     rate = costs.median(native, "ops_s")
     if rate:
@@ -154,8 +161,19 @@ def key_figures(result: dict[str, Any], width: int) -> str:
     return "\n".join([text, *_key_notes(result, width)])
 
 
+def _paths_by_side(result: dict[str, Any]) -> dict[str, list[costs.PathRow]]:
+    found: dict[str, list[costs.PathRow]] = {}
+    for row in costs.paths_of(result):
+        if row.side != "native":
+            found.setdefault(row.side, []).append(row)
+    return found
+
+
 def _key_notes(result: dict[str, Any], width: int) -> list[str]:
     notes = ["host memory: PSS of one instance's host processes; (N) the marginal cost measured with many running"]
+    several = next((rows for rows in _paths_by_side(result).values() if len(rows) > 1), None)
+    if several:
+        notes.append(f"x / y: the load on each path a side offers: {' / '.join(row.path for row in several)}")
     if any(s.get("accel") == "tcg" for s in result.get("sides", {}).values()):
         notes.append("VMs ran under TCG (software emulation): their times, memory and load figures measure an emulator")
     if not costs.rows_of(result):
