@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -77,6 +79,17 @@ class Explorer(subprocess.Popen):
                 handle.close()
             self.printed = (out[0], out[1])
         return self.printed
+
+
+def wait_for(proc: subprocess.Popen, seen: Callable[[], object], timeout: float = 300, every: float = 0.02) -> bool:
+    """Poll `seen` while `proc` runs: True as soon as it holds, False if the run ended or the
+    time ran out first."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if seen():
+            return True
+        time.sleep(every)
+    return False
 
 
 def run_explorer(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ import pytest
 from explorer.images import cache_dir
 from explorer.load import io, native, rounds
 from explorer.model import free_port
-from tests.conftest import Explorer, containers_owned_by, partials_of, ps_e, skip_or_fail_in_ci
+from tests.conftest import Explorer, containers_owned_by, partials_of, ps_e, skip_or_fail_in_ci, wait_for
 
 pytestmark = [pytest.mark.slow]
 HAND_ROUNDS = 5
@@ -246,22 +246,15 @@ def fio_clients(in_native_namespace: bool, rounds_only: bool = False) -> list[in
     return found
 
 
-def wait_for(proc: subprocess.Popen, seen, timeout: float = 300) -> bool:
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        if seen():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.docker
 @pytest.mark.parametrize("when", ["native", "side"])
 def test_ctrl_c_during_an_io_round_leaves_no_fio_server_file_or_client(fio_installed, docker_backend, when):
     proc = Explorer("run", "fio", "--sides", "runc", "--repeat", "1", "--load-seconds", "2", "--format", "json")
     pid = proc.pid
     try:
-        assert wait_for(proc, lambda: fio_clients(when == "native", rounds_only=True)), f"no round on the {when} seen"
+        assert wait_for(proc, lambda: fio_clients(when == "native", rounds_only=True), every=0.05), (
+            f"no round on the {when} seen"
+        )
         time.sleep(0.5)  # into the round
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)

@@ -32,6 +32,7 @@ from tests.conftest import (
     ps_e,
     run_explorer,
     skip_or_fail_in_ci,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -369,15 +370,6 @@ def netns_load_clients() -> list[int]:
 
 def start_loaded_run(*extra: str) -> subprocess.Popen:
     return Explorer("run", "redis", "--sides", "runc", "--repeat", "1", "--format", "json", *extra)
-
-
-def wait_for(proc: subprocess.Popen, seen, timeout: float = 300) -> bool:
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        if seen():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.mark.parametrize("when", ["native", "side", "netns"])
