@@ -72,7 +72,17 @@ def by_hand(job_file: str, directory: Path) -> dict[str, list[float]]:
 def measured(fio_installed, docker_backend, libvirt_backend, tmp_path_factory):
     out = tmp_path_factory.mktemp("io") / "result.json"
     done, seen = watch(
-        "run", "fio", "--sides", "runc,microvm", "--repeat", "1", "--load-seconds", "1", "--output", str(out)
+        "run",
+        "fio",
+        "--sides",
+        "runc,microvm",
+        "--repeat",
+        "1",
+        "--load-seconds",
+        "1",
+        "--detail",
+        "--output",
+        str(out),
     )
     assert done.returncode == 0, done.stderr
     doc = json.loads(out.read_text())

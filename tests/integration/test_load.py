@@ -120,7 +120,9 @@ def loaded(counting_possible, docker_backend, libvirt_backend, redis_artifact, t
     out = tmp_path_factory.mktemp("load") / "result.json"
     # the default 2-s rounds: the load phase's own time (at most 1.5x its rounds) is a promise
     # about them, and at 1 s its fixed parts (calibration, discovery, perf's start) weigh double
-    done, seen = watch("run", "redis", "--sides", "runc,gvisor,microvm", "--repeat", "1", "--output", str(out))
+    done, seen = watch(
+        "run", "redis", "--sides", "runc,gvisor,microvm", "--repeat", "1", "--detail", "--output", str(out)
+    )
     assert done.returncode == 0, done.stderr
     return {"doc": json.loads(out.read_text()), "text": done.stdout, "seen": seen}
 
