@@ -80,7 +80,8 @@ def measured(fio_installed, docker_backend, libvirt_backend, tmp_path_factory):
         "1",
         "--load-seconds",
         "1",
-        "--detail",
+        "--format",
+        "markdown",  # every table, each cell whole (a terminal's wraps the storage paths)
         "--output",
         str(out),
     )
