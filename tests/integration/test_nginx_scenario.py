@@ -59,9 +59,14 @@ def test_container_master_and_workers_show_in_host_ps(docker_backend, nginx_ref)
     counted = side["load"]["traced"]
     assert counted["by_role"]["workload"]["calls"] > 0  # nginx's own calls reach the host's kernel
     reported = {p["host_pid"]: p for p in side["visibility"]["workload_processes"] if p["name"] == "nginx"}
-    seen = {pid: line.split(None, 2)[2] for snap in snapshots for pid, line in snap.items() if pid in reported}
-    masters = [pid for pid, args in seen.items() if args.startswith("nginx: master process")]
-    workers = [pid for pid, args in seen.items() if args.startswith("nginx: worker process")]
+    # every command line each PID showed: one that is exiting (the container stopped) shows as [nginx]
+    seen: dict[int, set[str]] = {}
+    for snap in snapshots:
+        for pid, line in snap.items():
+            if pid in reported:
+                seen.setdefault(pid, set()).add(line.split(None, 2)[2])
+    masters = [pid for pid, lines in seen.items() if any(a.startswith("nginx: master process") for a in lines)]
+    workers = [pid for pid, lines in seen.items() if any(a.startswith("nginx: worker process") for a in lines)]
     assert len(masters) == 1 and len(workers) == 2, seen  # worker_processes 2, pinned
     assert reported[masters[0]]["uid"] == 0 and {reported[w]["user"] for w in workers} == {"www-data"}
     assert all(reported[w]["parents"][0]["pid"] == masters[0] for w in workers)
