@@ -21,8 +21,8 @@ import time
 import docker
 
 from explorer import lifecycle, readiness, scenario, sides
+from explorer.dockerd import docker_client
 from explorer.errors import BackendUnavailable
-from explorer.images.container.source import docker_client
 
 TARGET = 1.05
 

@@ -30,7 +30,7 @@ import sys
 import time
 
 from explorer import lifecycle, readiness, scenario
-from explorer.images.container.source import docker_client
+from explorer.dockerd import docker_client
 from explorer.load import rounds
 from explorer.load.clients import RedisBenchmark
 from explorer.load.phase import LoadPhase

@@ -37,15 +37,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import bare_qemu  # benchmarks/bare_qemu.py, beside this file
+
 from explorer import lifecycle, readiness, scenario, sides
 from explorer.backends.base import Backend
 from explorer.engines.domain import domain_xml
 from explorer.engines.snapshot import STATE, restored_xml
 from explorer.errors import BackendUnavailable
 from explorer.guest import ConsoleWatcher
-from explorer.images import make_overlay
-from explorer.images.microvm import qemu_floor
 from explorer.images.microvm.vm_image import VMImage
+from explorer.images.vmdisk import make_overlay
 from explorer.model import Artifact, Target, free_port
 from explorer.scenario import Scenario
 
@@ -77,7 +78,7 @@ def floor_start_to_ready(image: VMImage, scen: Scenario, accel: str, backend: Ba
     The domain's extras (memory, SSH forward, guest-agent port) are the side's machine's own."""
     vm_spec, machine = scen.vm, backend.engine.machine
     t0 = time.monotonic()
-    with qemu_floor.floor_vm(
+    with bare_qemu.floor_vm(
         image,
         scen.workload.port,
         memory_mib=machine.memory_mib(scen),

@@ -8,8 +8,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from explorer.cache import cache_root, check_cache
 from explorer.errors import BackendError, BackendUnavailable
-from explorer.images import cache_root, check_cache, partials
+from explorer.images import partials
 from explorer.load import native
 from explorer.output import results
 from explorer.sides import SIDES, backend_for

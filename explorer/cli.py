@@ -16,10 +16,10 @@ from tabulate import tabulate
 from explorer import claims, density, interrupts, lifecycle, readiness, sides
 from explorer import result as contract
 from explorer import scenario as scenarios
+from explorer.cache import check_cache
 from explorer.cleanup import clean_all
 from explorer.doctor import diagnose
 from explorer.errors import EXIT_UNAVAILABLE, ExplorerError, UsageError
-from explorer.images import check_cache
 from explorer.images.box import add_box_argv, ensure_box
 from explorer.images.container.source import workload_argv
 from explorer.images.fullvm.build import ensure_fullos_image

@@ -10,8 +10,8 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 
+from explorer.cache import cache_root, check_cache
 from explorer.errors import ExplorerError
-from explorer.images import cache_root, check_cache
 from explorer.readiness.strategies import libpq
 from explorer.sides import SIDES, backend_for
 

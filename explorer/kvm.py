@@ -30,8 +30,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from explorer.images import cache_dir
-from explorer.images.microvm.initramfs import Cpio
+from explorer.cache import cache_dir
+from explorer.cpio import Cpio
 
 QEMU = "qemu-system-x86_64"
 MARKER = b"EXPLORER-KVM-PROBE-OK"

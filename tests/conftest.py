@@ -141,7 +141,8 @@ def clean_is_safe(client, timeout_s: float = 120) -> None:
 def partials_of(pid: int, cache: Path | None = None) -> list[Path]:
     """The build partials and VM work dirs explorer process `pid` made and left (other
     checkouts on this machine build meanwhile: only the PID in a name says whose it is)."""
-    from explorer.images import cache_root, partials
+    from explorer.cache import cache_root
+    from explorer.images import partials
 
     found = [p for p in Path(tempfile.gettempdir()).glob("explorer-vm-*") if p.name.split("-")[4] == str(pid)]
     for directory, prefix in partials.locations(cache or cache_root()):

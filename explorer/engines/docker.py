@@ -14,9 +14,9 @@ from typing import Any, Protocol
 import psutil
 from docker.errors import APIError, DockerException, NotFound
 
+from explorer.dockerd import START_HINT, docker_client
 from explorer.engines.storage import overlay_storage
 from explorer.errors import BackendError, BackendUnavailable
-from explorer.images.container.source import START_HINT, docker_client
 from explorer.model import (
     LABEL_MANAGED,
     LABEL_OWNER,

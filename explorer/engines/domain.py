@@ -21,7 +21,7 @@ import libvirt  # optional dependency (libvirt-python): only VM sides load this 
 import psutil
 
 from explorer.errors import BackendError, BackendUnavailable, UsageError
-from explorer.images import make_overlay
+from explorer.images.vmdisk import make_overlay
 from explorer.kvm import device_usable_by
 from explorer.model import Artifact, NetPath
 from explorer.scenario import Scenario

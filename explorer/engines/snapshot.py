@@ -29,7 +29,7 @@ from explorer.engines.libvirt import LibvirtEngine, Machine, RunningVM
 from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.guest.viewport import ViewChannel
-from explorer.images import make_overlay
+from explorer.images.vmdisk import make_overlay
 from explorer.model import Artifact, NetPath, Side, Target, free_port
 from explorer.parts import DoctorCheck, EngineDefaults, Progress
 from explorer.scenario import Scenario

@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from explorer.cache import cache_dir
 from explorer.errors import BuildError
-from explorer.images import cache_dir, run_tool
 from explorer.images.fullvm.build import CMDLINE, FullOSImage, insecure_private_key_path
 from explorer.images.fullvm.source import FullVMDisk
 from explorer.kvm import cached_verdict
 from explorer.model import Artifact
 from explorer.parts import DoctorCheck, SourceDefaults
 from explorer.scenario import Scenario
+from explorer.tools import run_tool
 
 BOX_FORMAT = 1  # bump when the box layout changes
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "vagrant" / "box"

@@ -26,8 +26,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from explorer.cache import cache_dir
 from explorer.errors import BuildError
-from explorer.images import cache_dir, run_tool
+from explorer.tools import run_tool
 
 GZIP_LEVEL = 6  # gzip's and Go's compress/gzip default: what `docker push` and `gzip -c` use
 

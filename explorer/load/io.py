@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from explorer.images import cache_dir
+from explorer.cache import cache_dir
 from explorer.load.clients import Client
 
 DATA_FILE = "explorer-fio.data"  # in the server's working directory, inside the side

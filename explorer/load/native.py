@@ -29,14 +29,17 @@ from typing import Any
 import psutil
 
 from explorer import interrupts
+from explorer.cache import cache_dir
+from explorer.dockerd import docker_client
 from explorer.errors import ExplorerError, NotReady
-from explorer.images import cache_dir, partials, run_tool
-from explorer.images.container.source import docker_client
-from explorer.images.microvm.initramfs import static_busybox
-from explorer.images.microvm.vm_image import export_image, unpack_tar, workload_exec
+from explorer.images import partials
+from explorer.images.rootfs.busybox import static_busybox
+from explorer.images.rootfs.export import export_image, unpack_tar
+from explorer.images.rootfs.guest_config import workload_exec
 from explorer.load.rounds import Endpoint
 from explorer.model import Artifact, NetPath, owner_alive
 from explorer.scenario import Scenario
+from explorer.tools import run_tool
 
 BUSYBOX = ".explorer/busybox"
 # In the mount namespace `ip netns exec` gives it (mounts end with it, nothing reaches the

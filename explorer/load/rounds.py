@@ -12,16 +12,14 @@ or an interrupt. Where the phase's time goes is recorded with its figures (`phas
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
 import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -30,25 +28,13 @@ from explorer import interrupts
 from explorer.errors import ExplorerError
 from explorer.load import trace, traced
 from explorer.load.clients import Client, LoadToolMissing, RedisBenchmark
+from explorer.load.endpoint import Endpoint, Settings, Split
 from explorer.model import NetPath
 
 DEATH_SETTLE_S = 3.0  # how long the engine may take to see a workload dead that a client saw die
 CLIENT_GRACE_S = 30.0  # a client may take this much longer than its round before it is ended
 DISCOVERY_REQUESTS = 200  # redis-benchmark's requests per test in a path's discovery run (the traced part's)
 DISCOVERY_S = 1.0  # a timed client's seconds in a discovery run
-# the parts of a load phase, in the order they happen; `needed`: the rounds and the idle window
-SPLIT_PARTS = (
-    "prepare_s",
-    "calibration_s",
-    "measured_rounds_s",
-    "idle_window_s",
-    "discovery_s",
-    "traced_rounds_s",
-    "perf_start_s",
-    "perf_stop_s",
-    "keeper_s",
-)
-NEEDED = ("measured_rounds_s", "traced_rounds_s", "idle_window_s")
 
 
 class LoadFailed(ExplorerError):
@@ -58,67 +44,6 @@ class LoadFailed(ExplorerError):
 class PathGone(LoadFailed):
     """The path can no longer reach a workload that still runs (its network namespace is gone):
     the path is not measured, with this reason."""
-
-
-class Split:
-    """Where a load phase's time goes: seconds by part (SPLIT_PARTS), from its start."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def part(self, key: str) -> Iterator[None]:
-        since = time.monotonic()
-        try:
-            yield
-        finally:
-            self.seconds[key] = self.seconds.get(key, 0.0) + time.monotonic() - since
-
-    def timed(self, key: str, step: Callable[[], Any]) -> Any:
-        with self.part(key):
-            return step()
-
-    def total(self) -> float:
-        return round(time.monotonic() - self.started, 3)
-
-    def document(self) -> dict[str, Any]:
-        """{part_s..., other_s, total_s, needed_s: the rounds and the idle window, ratio: total/needed}."""
-        total = self.total()
-        parts = {key: round(self.seconds[key], 3) for key in SPLIT_PARTS if key in self.seconds}
-        needed = round(sum(parts.get(key, 0.0) for key in NEEDED), 3)
-        return {
-            **parts,
-            "other_s": round(max(0.0, total - sum(parts.values())), 3),
-            "total_s": total,
-            "needed_s": needed,
-            "ratio": round(total / needed, 2) if needed else None,
-        }
-
-
-@dataclass(frozen=True)
-class Settings:
-    seconds: float = 2.0  # per round
-    rounds: int = 3  # measured rounds, then one traced round
-    trace: bool = True
-    every_path: bool = True  # every path a side offers (False: its first, the published port, only)
-
-
-@dataclass
-class Endpoint:
-    """Where the load goes and who serves it on the host."""
-
-    host: str
-    port: int
-    pids: Callable[[], dict[int, str]]  # host PID -> role: the workload's processes, shim, VMM, proxy...
-    alive: Callable[[], None]  # raises if the workload has died (a side's poll)
-    logs: Callable[[], str]
-    prefix: list[str] = field(default_factory=list)  # how a client reaches it (ip netns exec NAME)
-    rootfs: Path | None = None  # the workload's own root filesystem, for a client that comes from it
-    kvm_roles: frozenset[str] = frozenset()  # roles that run a KVM guest: their VM exits are counted too
-    kernel_roles: frozenset[str] = frozenset({"workload"})  # whose calls the host's kernel serves for the workload
-    storage: dict[str, Any] | None = None  # where the workload's files live, recorded with its load (I/O)
-    gone: Callable[[], str | None] = lambda: None  # why this path no longer reaches a live workload (None: it does)
 
 
 def measure(client: Client, endpoint: Endpoint, settings: Settings, path: NetPath | None = None) -> dict[str, Any]:

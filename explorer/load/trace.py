@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Self
 
 from explorer import interrupts
-from explorer.images.process import with_parent_death_signal
 from explorer.probes import seccomp as seccomp_probe
 from explorer.probes import seccomp_bpf
+from explorer.tools import with_parent_death_signal
 
 TRACEFS = Path("/sys/kernel/tracing")
 TOTAL_EVENT = "raw_syscalls:sys_enter"

@@ -26,14 +26,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 
 from explorer.load import trace
-
-if TYPE_CHECKING:
-    from explorer.load.rounds import Endpoint, Split
+from explorer.load.endpoint import Endpoint, Split
 
 ATTACH_TRIES = 3  # listings of a side's processes before perf's failure to attach is an error
 

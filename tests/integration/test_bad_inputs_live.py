@@ -10,8 +10,8 @@ import psutil
 import pytest
 import yaml
 
+from explorer.dockerd import docker_client
 from explorer.errors import EXIT_NOT_READY, EXIT_UNAVAILABLE, EXIT_USAGE
-from explorer.images.container.source import docker_client
 from tests.conftest import containers_owned_by, partials_of, run_explorer_traced
 from tests.unit.test_bad_inputs import Case, redis
 

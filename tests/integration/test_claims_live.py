@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from explorer.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
-from explorer.images.container.source import docker_client
+from explorer.dockerd import docker_client
 from explorer.model import LABEL_RUN
 from explorer.output import report
 from tests.conftest import docker_image_inspect, explorer_containers, run_explorer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from explorer.images.container.source import docker_client
+from explorer.dockerd import docker_client
 from explorer.model import LABEL_MANAGED, LABEL_RUN
 from tests.conftest import clean_is_safe, run_explorer
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from explorer.dockerd import docker_client
 from explorer.errors import (
     EXIT_NOT_READY,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
-from explorer.images.container.source import docker_client
 from tests.conftest import ROOT, Explorer, explorer_containers, run_explorer
 
 pytestmark = pytest.mark.docker

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from explorer import lifecycle, readiness
-from explorer.images.container.source import docker_client
+from explorer.dockerd import docker_client
 from explorer.model import LABEL_RUN
 from tests.conftest import (
     Explorer,

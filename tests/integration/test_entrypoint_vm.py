@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from explorer.images.container.source import docker_client
+from explorer.dockerd import docker_client
 from explorer.model import LABEL_IMAGE
 from tests.conftest import docker_image_inspect, run_explorer
 
@@ -66,7 +66,7 @@ def entrypoint_image(docker_backend, redis_artifact):
 
 def remove_vm_disks_of(image_id: str) -> None:
     """The VM disk cached for the test image would outlive it: remove it too."""
-    from explorer.images import cache_dir
+    from explorer.cache import cache_dir
 
     for meta in cache_dir("vm").glob("*.json"):
         try:

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from explorer.dockerd import docker_client
 from explorer.errors import EXIT_INTERRUPTED
-from explorer.images.container.source import docker_client
 from tests.conftest import (
     ROOT,
     Explorer,

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from explorer.images.container.source import docker_client
+from explorer.dockerd import docker_client
 from explorer.model import LABEL_RUN
 from tests.conftest import (
     Explorer,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer.images import cache_dir
+from explorer.cache import cache_dir
 from explorer.load import io, native, rounds
 from explorer.model import free_port
 from tests.conftest import Explorer, containers_owned_by, partials_of, ps_e, skip_or_fail_in_ci, wait_for

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from explorer import lifecycle, readiness
-from explorer.images.container.source import docker_client
+from explorer.dockerd import docker_client
 from explorer.load import native, rounds, trace
 from explorer.model import LABEL_OWNER
 from explorer.output import costs

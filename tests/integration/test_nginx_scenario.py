@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from explorer.images.container.source import docker_client
+from explorer.dockerd import docker_client
 from tests.conftest import ROOT, Explorer, explorer_containers, ps_e, run_explorer
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks import bare_qemu
 from explorer import readiness
-from explorer.images.container.source import docker_client
-from explorer.images.microvm import qemu_floor
+from explorer.dockerd import docker_client
 from explorer.images.microvm.vm_image import VMImage
 from tests.conftest import backend_or_skip, run_explorer
 
@@ -56,7 +56,7 @@ def test_qemus_hostfwd_with_nothing_listening_is_not_ready(libvirt_backend, redi
         artifact.facts["kernel_version"],
         {},
     )
-    with qemu_floor.floor_vm(image, 6379, extra_ports={9: 0}, view=True) as vm:
+    with bare_qemu.floor_vm(image, 6379, extra_ports={9: 0}, view=True) as vm:
         readiness.wait_ready("redis", "127.0.0.1", vm.host_port, vm.started + 120, between=vm.poll)
         check = readiness.STRATEGIES["tcp"]()
         assert not check.attempt("127.0.0.1", vm.extra_ports[9])

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import bare_qemu
 from explorer import readiness
+from explorer.dockerd import docker_client
 from explorer.guest import parse_marks
 from explorer.guest.viewport import PORT as VIEW_PORT
 from explorer.guest.viewport import ViewChannel
-from explorer.images.container.source import docker_client
-from explorer.images.microvm import guest_config, qemu_floor, vm_image
-from explorer.images.microvm.initramfs import static_busybox
+from explorer.images.microvm import vm_image
+from explorer.images.rootfs import guest_config
+from explorer.images.rootfs.busybox import static_busybox
 from tests.conftest import qemu_processes
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -84,7 +86,7 @@ def test_plain_qemu_boots_it_to_a_pong_on_localhost(redis_vm, redis_scenario):
     """The command a person would type: an overlay on the cached disk, TCG, hostfwd on 127.0.0.1."""
     workdir = Path(tempfile.mkdtemp(prefix="explorer-test-vm-"))
     overlay, console = workdir / "overlay.qcow2", workdir / "console.log"
-    port = qemu_floor.free_port()
+    port = bare_qemu.free_port()
     subprocess.run(
         ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(redis_vm.disk), str(overlay)], check=True
     )
@@ -196,7 +198,7 @@ def test_user_env_workdir_and_argv_match_docker(docker_backend, redis_scenario, 
     image = vm_image.ensure_vm_image(docker_client(), scenario, redis_artifact)
     try:
         expected = checked_lines(in_docker(redis_artifact.ref, OVERRIDE))
-        result = qemu_floor.boot_to_ready(image, "redis", 6379, timeout_s=120)
+        result = bare_qemu.boot_to_ready(image, "redis", 6379, timeout_s=120)
         assert not qemu_processes(str(image.disk)) and not qemu_processes("explorer-floor-")
         assert "CHK id uid=100(redis) gid=101(redis) groups=101(redis)" in expected
         assert "CHK arg [two words]" in expected and "CHK pwd /var/lib/redis" in expected

@@ -19,9 +19,9 @@ from explorer import scenario as scenarios
 from explorer.errors import BuildError
 from explorer.images import box as vagrant_box
 from explorer.images.fullvm import build as fullos
-from explorer.images.fullvm import dpkg_db
 from explorer.images.fullvm import guest_files as fullos_guest
 from explorer.images.fullvm import systemd_unit as units
+from explorer.images.rootfs import dpkg_db
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NASTY = [

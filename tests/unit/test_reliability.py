@@ -20,9 +20,9 @@ from explorer import claims, reference
 from explorer.errors import BuildError
 from explorer.images import partials
 from explorer.images.container.rootfs_files import add_files
-from explorer.images.process import run_session
 from explorer.model import Artifact, GuestProcess, GuestView, owner_alive
 from explorer.probes.visibility import unmatched_names
+from explorer.tools import run_session
 
 
 def image_tar(path: Path) -> Path:

@@ -17,11 +17,12 @@ import pytest
 from explorer import kvm
 from explorer.errors import BuildError
 from explorer.guest import parse_marks
-from explorer.images import run_tool
-from explorer.images.microvm import guest_config as gc
-from explorer.images.microvm.initramfs import INIT, has_interpreter, initramfs_archive
+from explorer.images.microvm.initramfs import INIT, initramfs_archive
 from explorer.images.microvm.kernel import has_pvh_entry, load_order, module_name
 from explorer.images.microvm.vm_image import cache_key, disk_size, guest_files
+from explorer.images.rootfs import guest_config as gc
+from explorer.images.rootfs.busybox import has_interpreter
+from explorer.tools import run_tool
 from tests.conftest import cpio_members
 
 MODULES_DEP = """\
@@ -285,7 +286,7 @@ BUILD_TOOLS = all(shutil.which(tool) for tool in ("mke2fs", "qemu-img", "tar")) 
 def test_a_disk_is_built_from_a_rootfs_tarball_and_temp_files_go(tmp_path, monkeypatch):
     from explorer import scenario as scenario_module
     from explorer.images.microvm import vm_image
-    from explorer.images.microvm.initramfs import static_busybox
+    from explorer.images.rootfs.busybox import static_busybox
     from explorer.model import Artifact
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path / "cache"))

@@ -14,11 +14,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from explorer.cache import cache_dir
 from explorer.errors import BackendUnavailable, BuildError
-from explorer.images import cache_dir, partials
+from explorer.images import partials
 from explorer.images.container.rootfs_files import add_files
-from explorer.images.process import run_session
 from explorer.scenario import Recipe
+from explorer.tools import run_session
 
 # Documentation, manual pages and translations are not needed to run a server.
 EXCLUDES = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*", "/usr/share/info/*")

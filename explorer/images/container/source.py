@@ -1,39 +1,19 @@
 """The container sides start from an image: built offline from the scenario's recipe
-(mmdebstrap, then `docker import`), or an existing reference. The Docker client is shared by
-every part that needs one in this process (the image, the engine, the microVM's disk build)."""
+(mmdebstrap, then `docker import`), or an existing reference."""
 
 from __future__ import annotations
 
-import functools
 import shutil
-from typing import Any
 
-import docker
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import APIError, ImageNotFound
 
-from explorer.errors import BackendUnavailable, ExplorerError
+from explorer.dockerd import docker_client
+from explorer.errors import ExplorerError
 from explorer.images import sizes
 from explorer.images.container.docker_image import ensure_image, image_argv
 from explorer.model import LABEL_IMAGE, Artifact
 from explorer.parts import DoctorCheck, Progress, SourceDefaults
 from explorer.scenario import Scenario
-
-START_HINT = "run scripts/setup-host (it installs and starts containerd and dockerd)"
-
-
-@functools.cache
-def _connected() -> docker.DockerClient:
-    client = docker.from_env(timeout=120)
-    client.ping()
-    return client
-
-
-def docker_client() -> docker.DockerClient:
-    """The process's Docker client; BackendUnavailable (with how to start it) if none answers."""
-    try:
-        return _connected()
-    except DockerException as exc:
-        raise BackendUnavailable(f"unable to contact the Docker daemon: {exc}", hint=START_HINT) from exc
 
 
 def workload_argv(ref: str, progress: Progress | None = None) -> tuple[str, ...]:
@@ -71,8 +51,3 @@ def tool(name: str, package: str) -> str:
     if path:
         return path
     raise ExplorerError(f"{name} not found", hint=f"apt-get install {package} (or scripts/setup-host)")
-
-
-def inspected(ref: str) -> dict[str, Any]:
-    """`docker image inspect` of `ref` (the engine's own record), for facts derived later."""
-    return docker_client().images.get(ref).attrs

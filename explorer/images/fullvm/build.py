@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from explorer.cache import cache_dir
 from explorer.errors import BuildError
-from explorer.images import cache_dir, make_ext4, run_tool, sizes
+from explorer.images import sizes
 from explorer.images.container.rootfs import EXCLUDES
-from explorer.images.fullvm import dpkg_db as dpkg
 from explorer.images.fullvm import guest_files as fullos_guest
 from explorer.images.fullvm import systemd_unit as units
-from explorer.images.microvm.guest_config import (
+from explorer.images.rootfs import dpkg_db as dpkg
+from explorer.images.rootfs.guest_config import (
     DEFAULT_PATH,
     compose_argv,
     find_executable,
@@ -45,7 +46,9 @@ from explorer.images.microvm.guest_config import (
     resolve_in_root,
     resolve_user,
 )
+from explorer.images.vmdisk import make_ext4
 from explorer.scenario import Scenario
+from explorer.tools import run_tool
 
 FORMAT = 1  # bump when the build logic changes: older images are not reused
 OS_PACKAGES = (
@@ -61,7 +64,6 @@ CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
 WORKLOAD_UNIT = units.WORKLOAD_UNIT
 GUEST_AGENT_CHANNEL = units.GUEST_AGENT_CHANNEL
 SSH_USER = "vagrant"
-GUEST_SSH_PORT = 22
 GUEST_NICS = units.GUEST_NICS  # DHCP on each: (eth0, eth1)
 IMAGE_ROOT = "/srv/explorer-rootfs"  # an image scenario's own filesystem, inside the guest
 # explorer's own fixed hook (no scenario value in it): the user Vagrant logs in as.

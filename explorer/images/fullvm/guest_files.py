@@ -14,8 +14,8 @@ from pathlib import Path
 
 from explorer.errors import BuildError
 from explorer.images.fullvm import systemd_unit as units
-from explorer.images.fullvm.dpkg_db import package_files
-from explorer.images.microvm.guest_config import resolve_in_root
+from explorer.images.rootfs.dpkg_db import package_files
+from explorer.images.rootfs.guest_config import resolve_in_root
 
 # Vagrant's well-known insecure public key (public by design; Debian's vagrant package ships
 # it as keys/vagrant.pub in the vagrant gem). Boxes carry it so `vagrant ssh` works at once.

@@ -3,9 +3,8 @@ workload a service (build.py), booted with its own kernel and initramfs."""
 
 from __future__ import annotations
 
-from explorer.images import VM_FILESYSTEM
 from explorer.images.fullvm.build import FullOSImage, ensure_fullos_image
-from explorer.images.microvm.source import accel_facts, vm_tools
+from explorer.images.vmdisk import VM_FILESYSTEM, accel_facts, vm_tools
 from explorer.model import Artifact
 from explorer.parts import DoctorCheck, Progress, SourceDefaults
 from explorer.scenario import Scenario

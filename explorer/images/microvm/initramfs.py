@@ -12,15 +12,14 @@ import hashlib
 import lzma
 import os
 import stat
-import struct
 from pathlib import Path
 
+from explorer.cache import cache_dir
+from explorer.cpio import Cpio
 from explorer.errors import BuildError
-from explorer.images import cache_dir
 from explorer.images.microvm.kernel import Kernel, module_name
+from explorer.images.rootfs.busybox import static_busybox
 
-BUSYBOX = Path("/bin/busybox")
-GUEST_INIT = "/.explorer/init"
 # Runs as PID 1 from the initramfs. Module names come from /modules/order, the root device
 # from the kernel command line (root=, default /dev/vda).
 INIT = r"""#!/bin/busybox sh
@@ -56,38 +55,6 @@ exec busybox switch_root /root /.explorer/init
 """
 
 
-def static_busybox(path: Path = BUSYBOX) -> Path:
-    """The host's busybox, if it is a static binary (it runs in the initramfs and in any image)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BuildError(f"{path} is missing", hint="apt-get install busybox-static (scripts/setup-host)") from exc
-    if has_interpreter(data):
-        raise BuildError(
-            f"{path} is dynamically linked: it cannot run in an initramfs or an arbitrary image",
-            hint="apt-get install busybox-static (it replaces Debian's dynamic busybox)",
-        )
-    return path
-
-
-def has_interpreter(elf: bytes) -> bool:
-    """Whether an ELF file asks for a dynamic loader (a PT_INTERP program header)."""
-    if elf[:4] != b"\x7fELF":
-        raise BuildError("busybox is not an ELF executable")
-    wide, endian = elf[4] == 2, "<" if elf[5] == 1 else ">"
-    if wide:
-        (phoff,) = struct.unpack_from(endian + "Q", elf, 0x20)
-        phentsize, phnum = struct.unpack_from(endian + "HH", elf, 0x36)
-    else:
-        (phoff,) = struct.unpack_from(endian + "I", elf, 0x1C)
-        phentsize, phnum = struct.unpack_from(endian + "HH", elf, 0x2A)
-    for index in range(phnum):
-        (p_type,) = struct.unpack_from(endian + "I", elf, phoff + index * phentsize)
-        if p_type == 3:  # PT_INTERP
-            return True
-    return False
-
-
 def module_bytes(path: Path) -> bytes:
     """A module as busybox insmod can load it: decompressed (.ko.xz, .ko.gz) in Python."""
     data = path.read_bytes()
@@ -98,35 +65,6 @@ def module_bytes(path: Path) -> bytes:
     if path.name.endswith(".ko"):
         return data
     raise BuildError(f"cannot decompress kernel module {path.name} (only .ko, .ko.xz, .ko.gz)")
-
-
-class Cpio:
-    """A newc ("070701") archive written in memory: the format the kernel unpacks."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.inode = 1
-
-    def add(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
-        encoded = name.encode() + b"\0"
-        fields = (self.inode, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0)
-        header = b"070701" + b"".join(b"%08X" % value for value in fields)
-        self.parts += [header, encoded, _pad(len(header) + len(encoded)), data, _pad(len(data))]
-        self.inode += 1
-
-    def directory(self, name: str) -> None:
-        self.add(name, stat.S_IFDIR | 0o755)
-
-    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
-        self.add(name, stat.S_IFREG | mode, data)
-
-    def finish(self) -> bytes:
-        self.add("TRAILER!!!", 0)
-        return b"".join(self.parts)
-
-
-def _pad(size: int) -> bytes:
-    return b"\0" * (-size % 4)
 
 
 def initramfs_archive(busybox: bytes, modules: list[tuple[str, bytes]], init: str = INIT) -> bytes:

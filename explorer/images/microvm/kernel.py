@@ -24,9 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from explorer.cache import cache_dir
 from explorer.errors import BuildError
-from explorer.images import cache_dir, partials
-from explorer.images import run_tool as _run
+from explorer.images import partials
+from explorer.tools import run_tool as _run
 
 DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 # What a guest with a virtio disk and NIC and an ext4 root must load; their dependencies

@@ -5,29 +5,13 @@ here, so that a first boot test is never timed as a start."""
 
 from __future__ import annotations
 
-from explorer.images import VM_FILESYSTEM
-from explorer.images.container.source import ContainerImage, docker_client, tool
+from explorer.dockerd import docker_client
+from explorer.images.container.source import ContainerImage
 from explorer.images.microvm.vm_image import ensure_vm_image
-from explorer.kvm import kvm_usable
+from explorer.images.vmdisk import VM_FILESYSTEM, accel_facts, vm_tools
 from explorer.model import Artifact
 from explorer.parts import DoctorCheck, Progress, SourceDefaults
 from explorer.scenario import Scenario
-
-
-def accel_facts(kernel: object) -> dict[str, str]:
-    verdict = kvm_usable(kernel=kernel)  # type: ignore[arg-type]
-    return {"accel": "kvm" if verdict.usable else "tcg", "accel_reason": verdict.reason}
-
-
-def vm_tools() -> list[DoctorCheck]:
-    return [
-        DoctorCheck(name, lambda name=name, package=package: tool(name, package))
-        for name, package in (
-            ("qemu-img", "qemu-utils"),
-            ("mke2fs", "e2fsprogs"),
-            ("qemu-system-x86_64", "qemu-system-x86"),
-        )
-    ]
 
 
 class MicroVMDisk(SourceDefaults):

@@ -11,10 +11,7 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,17 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import DockerException
 
-from explorer.errors import BuildError
-from explorer.images import cache_dir, make_ext4, partials, sizes
-from explorer.images import run_tool as _run
-from explorer.images.fullvm.dpkg_db import tree_bytes
-from explorer.images.microvm import guest_config
-from explorer.images.microvm.initramfs import ensure_initramfs, static_busybox
+from explorer.cache import cache_dir
+from explorer.images import partials, sizes
+from explorer.images.microvm.initramfs import ensure_initramfs
 from explorer.images.microvm.kernel import ensure_kernel
-from explorer.model import LABEL_MANAGED, LABEL_OWNER, Artifact
+from explorer.images.rootfs import guest_config
+from explorer.images.rootfs.busybox import static_busybox
+from explorer.images.rootfs.dpkg_db import tree_bytes
+from explorer.images.rootfs.export import export_image, unpack_tar
+from explorer.images.vmdisk import make_ext4
+from explorer.model import Artifact
 from explorer.scenario import Scenario
+from explorer.tools import run_tool as _run
 
 FORMAT = 1  # bump when the disk layout or the build logic changes: old disks are not reused
 MIB = 1024 * 1024
@@ -172,85 +171,10 @@ def _build_disk(
         os.replace(partial, disk)
 
 
-TAR_EXTRACT = ["tar", "--numeric-owner", "--same-permissions", "--same-owner", "--xattrs", "--xattrs-include=*", "-x"]
-
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise BuildError(
-            "building a VM disk needs root (to keep the image's file owners)",
-            hint="run explorer as root (or through sudo)",
-        )
-
-
-def unpack_tar(root: Path, tar: Path) -> None:
-    """Unpack as root, keeping numeric owners, modes, device nodes and capabilities."""
-    _require_root()
-    _run(TAR_EXTRACT + ["-f", str(tar), "-C", str(root)], f"unpacking {tar.name}")
-
-
-def export_image(client: docker.DockerClient, ref: str, root: Path) -> None:
-    """Any image Docker can run, pulled ones included: stream the filesystem of a created
-    (never started) container straight into tar."""
-    _require_root()
-    container = None
-    with tempfile.TemporaryFile() as errors:
-        tar = subprocess.Popen(TAR_EXTRACT + ["-f", "-", "-C", str(root)], stdin=subprocess.PIPE, stderr=errors)
-        try:
-            container = client.containers.create(
-                ref,
-                entrypoint=["/explorer-export-only"],
-                network_disabled=True,
-                name=f"explorer-export-{uuid.uuid4().hex[:12]}",
-                labels={LABEL_MANAGED: "true", LABEL_OWNER: str(os.getpid())},
-            )
-            _feed(tar, container.export(chunk_size=MIB))
-        except DockerException as exc:
-            raise BuildError(f"Docker could not export the filesystem of {ref}: {exc}") from exc
-        finally:
-            _stop(tar)
-            if container is not None:
-                _remove(container)
-        if tar.returncode != 0:
-            errors.seek(0)
-            tail = errors.read().decode(errors="replace").strip().splitlines()[-10:]
-            raise BuildError(f"unpacking the export of {ref} failed (tar exited {tar.returncode}):\n" + "\n".join(tail))
-
-
-def _feed(tar: subprocess.Popen[bytes], chunks: Any) -> None:
-    """Write the export into tar's stdin; if tar stops early, its exit code tells why."""
-    assert tar.stdin is not None
-    try:
-        for chunk in chunks:
-            tar.stdin.write(chunk)
-        tar.stdin.close()
-    except BrokenPipeError:
-        pass
-    tar.wait()
-
-
-def _stop(tar: subprocess.Popen[bytes]) -> None:
-    if tar.poll() is None:
-        tar.kill()
-    try:
-        if tar.stdin is not None:
-            tar.stdin.close()
-    except OSError:
-        pass
-    tar.wait()
-
-
-def _remove(container: Any) -> None:
-    try:
-        container.remove(force=True)
-    except DockerException:
-        pass  # labelled: `explorer clean` finds it
-
-
 def _install_explorer(root: Path, scenario: Scenario, artifact: Artifact, hostname: str, busybox: Path) -> str:
     """Add /.explorer (busybox, init, view.sh, workload.conf) and what Docker would provide
     at run time (/etc/hosts, /etc/hostname); return the workload config."""
-    exec_argv, workdir = workload_exec(root, scenario, artifact, hostname)
+    exec_argv, workdir = guest_config.workload_exec(root, scenario, artifact, hostname)
     config = guest_config.workload_config(exec_argv, workdir, scenario.workload.port, hostname)
     home = root / ".explorer"
     home.mkdir(mode=0o755)
@@ -266,29 +190,6 @@ def _install_explorer(root: Path, scenario: Scenario, artifact: Artifact, hostna
         root, "etc/hosts", f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.0.2.15\t{hostname}\n"
     )
     return config
-
-
-def workload_exec(root: Path, scenario: Scenario, artifact: Artifact, hostname: str) -> tuple[list[str], str]:
-    """The argv that runs the image's ENTRYPOINT + CMD (or the scenario's command) as Docker
-    would, with busybox at /.explorer/busybox: a clean environment, the image's user; and the
-    working directory to run it in."""
-    facts = artifact.facts
-    user = guest_config.resolve_user(
-        str(facts.get("user") or "root"), _read(root, "etc/passwd"), _read(root, "etc/group")
-    )
-    env = guest_config.guest_env(list(facts.get("env") or []), user.home, hostname)
-    workdir = str(facts.get("workdir") or "/")
-    argv = guest_config.compose_argv(
-        list(facts.get("entrypoint") or []), list(facts.get("command") or []), scenario.workload.command
-    )
-    path_env = next((e[5:] for e in env if e.startswith("PATH=")), guest_config.DEFAULT_PATH)
-    executable = guest_config.find_executable(root, argv[0], path_env, workdir)
-    return guest_config.exec_argv(argv, executable, env, user), workdir
-
-
-def _read(root: Path, relative: str) -> str:
-    found = guest_config.resolve_in_root(root, "/" + relative)
-    return found.read_text(errors="replace") if found is not None and found.is_file() else ""
 
 
 def _replace_file(root: Path, relative: str, text: str) -> None:

@@ -1,4 +1,4 @@
-"""Build tools (mmdebstrap, apt-get, mke2fs, qemu-img) run in a session of their own, so that
+"""The host's tools (mmdebstrap, apt-get, mke2fs, qemu-img) run in a session of their own, so that
 whatever ends a build (a timeout, SIGINT, SIGTERM, SIGHUP) ends all of it: mmdebstrap's
 apt and dpkg children too, not only the process explorer started.
 
@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 
 from explorer import interrupts
+from explorer.errors import BuildError
 
 GRACE_S = 15.0  # mmdebstrap unmounts its chroot's /dev, /proc and /sys on SIGTERM: let it
 
@@ -86,3 +87,23 @@ def end_session(proc: subprocess.Popen[str], grace_s: float = GRACE_S) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.communicate()  # every writer is gone: drain and close the pipes
+
+
+SETUP_HINT = "run scripts/setup-host"
+
+
+def run_tool(argv: list[str], what: str, hint: str | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """A build tool, in a session of its own (ended whole on a timeout or an interrupt); a
+    missing tool, a failure or a timeout becomes a BuildError carrying the tail of its output."""
+    try:
+        done = run_session(argv, **kwargs)
+        if done.returncode != 0:
+            raise subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
+        return done
+    except FileNotFoundError as exc:
+        raise BuildError(f"{what}: {argv[0]} is not installed", hint=hint or SETUP_HINT) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise BuildError(f"{what}: {argv[0]} did not finish in {exc.timeout:.0f}s", hint=hint) from exc
+    except subprocess.CalledProcessError as exc:
+        tail = "\n".join((exc.stderr or exc.stdout or "").strip().splitlines()[-10:])
+        raise BuildError(f"{what} failed ({' '.join(argv)} exited {exc.returncode}):\n{tail}", hint=hint) from exc

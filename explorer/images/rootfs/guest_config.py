@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explorer.errors import BuildError
+from explorer.model import Artifact
+from explorer.scenario import Scenario
 
 BUSYBOX = "/.explorer/busybox"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Docker's
@@ -168,3 +170,24 @@ def parse_config(text: str) -> dict[str, list[str]]:
         if not key.startswith("#"):
             out.setdefault(key, []).append(decode(value))
     return out
+
+
+def workload_exec(root: Path, scenario: Scenario, artifact: Artifact, hostname: str) -> tuple[list[str], str]:
+    """The argv that runs the image's ENTRYPOINT + CMD (or the scenario's command) as Docker
+    would, with busybox at /.explorer/busybox: a clean environment, the image's user; and the
+    working directory to run it in."""
+    facts = artifact.facts
+    user = resolve_user(str(facts.get("user") or "root"), _read(root, "etc/passwd"), _read(root, "etc/group"))
+    env = guest_env(list(facts.get("env") or []), user.home, hostname)
+    workdir = str(facts.get("workdir") or "/")
+    argv = compose_argv(
+        list(facts.get("entrypoint") or []), list(facts.get("command") or []), scenario.workload.command
+    )
+    path_env = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+    executable = find_executable(root, argv[0], path_env, workdir)
+    return exec_argv(argv, executable, env, user), workdir
+
+
+def _read(root: Path, relative: str) -> str:
+    found = resolve_in_root(root, "/" + relative)
+    return found.read_text(errors="replace") if found is not None and found.is_file() else ""

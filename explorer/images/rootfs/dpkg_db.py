@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from explorer.images.microvm.guest_config import resolve_in_root
+from explorer.images.rootfs.guest_config import resolve_in_root
 
 BASE_PRIORITIES = ("required", "important")
 

@@ -23,8 +23,9 @@ from explorer.errors import BackendError
 from explorer.guest import ConsoleWatcher, parse_marks
 from explorer.guest.viewport import PORT as VIEW_PORT
 from explorer.guest.viewport import ViewChannel
-from explorer.images import make_overlay, partials
+from explorer.images import partials
 from explorer.images.microvm.vm_image import VMImage
+from explorer.images.vmdisk import make_overlay
 from explorer.kvm import QEMU
 from explorer.model import free_port
 from explorer.readiness import wait_ready
