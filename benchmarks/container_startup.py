@@ -21,6 +21,7 @@ import time
 import docker
 
 from explorer import lifecycle, readiness, scenario, sides
+from explorer.backends import backend_for
 from explorer.dockerd import docker_client
 from explorer.errors import BackendUnavailable
 
@@ -74,7 +75,7 @@ def main() -> int:
         parser.error("the bare floor speaks Redis PING only: use a redis scenario")
     passed = True
     for name in sides.parse(args.sides) or ():
-        backend = sides.backend_for(name)
+        backend = backend_for(name)
         try:
             backend.check()
         except BackendUnavailable as exc:
@@ -87,7 +88,7 @@ def main() -> int:
 def bench_side(backend, scen: scenario.Scenario, rounds: int) -> bool:
     """The side's floor and explorer's figure, alternating; whether explorer met its target."""
     artifact = backend.prepare(scen)
-    runtime, client = backend.engine.runtime.name, docker_client()
+    runtime, client = backend.check()["runtime"], docker_client()
     floor, explorer = [], []
     bare_start_to_ready(client, artifact.ref, scen.workload.port, runtime)  # warm-up, not counted
     for _ in range(rounds):

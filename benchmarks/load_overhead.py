@@ -30,11 +30,11 @@ import sys
 import time
 
 from explorer import lifecycle, readiness, scenario
+from explorer.backends import backend_for
 from explorer.dockerd import docker_client
 from explorer.load import rounds
 from explorer.load.clients import RedisBenchmark
 from explorer.load.phase import LoadPhase
-from explorer.sides import backend_for
 
 TARGET = 0.05
 

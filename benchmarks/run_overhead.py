@@ -25,6 +25,7 @@ import time
 import psutil
 
 from explorer import lifecycle, scenario, sides
+from explorer.backends import backend_for
 from explorer.output import report
 
 TARGET = 0.05  # explorer's own part of the wall time
@@ -78,7 +79,7 @@ def main() -> int:
     names = sides.parse(args.sides) or ()
     importing = time.monotonic()
     for name in names:  # the CLI imports every side's parts when it starts, before a run's clock
-        sides.backend_for(name)
+        backend_for(name)
     imported = time.monotonic() - importing
     result = lifecycle.run(scenario.load(args.scenario), lifecycle.Choice(names=names), args.repeat)
     print(report.table(*report.time_table(result), "table"))

@@ -40,8 +40,12 @@ from typing import Any
 import bare_qemu  # benchmarks/bare_qemu.py, beside this file
 
 from explorer import lifecycle, readiness, scenario, sides
+from explorer.backends import backend_for
 from explorer.backends.base import Backend
-from explorer.engines.domain import domain_xml
+from explorer.backends.fullvm import FULL_OS
+from explorer.backends.microvm import MICROVM
+from explorer.engines.domain import Hypervisor, domain_xml
+from explorer.engines.libvirt import LibvirtEngine
 from explorer.engines.snapshot import STATE, restored_xml
 from explorer.errors import BackendUnavailable
 from explorer.guest import ConsoleWatcher
@@ -49,6 +53,8 @@ from explorer.images.microvm.vm_image import VMImage
 from explorer.images.vmdisk import make_overlay
 from explorer.model import Artifact, Target, free_port
 from explorer.scenario import Scenario
+
+MACHINES = {"microvm": MICROVM, "fullvm": FULL_OS}  # each libvirt side's machine, as its backend file assembles it
 
 
 def gate(
@@ -76,7 +82,7 @@ def gate(
 def floor_start_to_ready(image: VMImage, scen: Scenario, accel: str, backend: Backend) -> dict[str, float]:
     """Overlay + hand-started QEMU + the readiness loop: what a VM start costs without libvirt.
     The domain's extras (memory, SSH forward, guest-agent port) are the side's machine's own."""
-    vm_spec, machine = scen.vm, backend.engine.machine
+    vm_spec, machine = scen.vm, MACHINES[backend.side.name]
     t0 = time.monotonic()
     with bare_qemu.floor_vm(
         image,
@@ -91,8 +97,8 @@ def floor_start_to_ready(image: VMImage, scen: Scenario, accel: str, backend: Ba
     ) as vm:
         # The same gate as explorer's (the engine's ready_after): no readiness attempt before the
         # guest's network is up, seen the same way (the console, or the machine's own probe).
-        gated = gate(vm.marks, vm.poll, vm.extra_ports, machine, backend.engine.ready_after)
-        readiness.wait_for_mark(vm.marks, backend.engine.ready_after, gated, t0 + scen.timeouts.vm_ready_s)
+        gated = gate(vm.marks, vm.poll, vm.extra_ports, machine, backend.ready_after)
+        readiness.wait_for_mark(vm.marks, backend.ready_after, gated, t0 + scen.timeouts.vm_ready_s)
         ready = readiness.wait_ready(
             scen.workload.ready,
             "127.0.0.1",
@@ -138,8 +144,9 @@ def milestones(runs: list[dict[str, float]], keys: tuple[str, ...]) -> None:
 def libvirt_start_to_ready(backend: Backend, scen: Scenario, artifact: Artifact) -> dict[str, float]:
     """The same domain (explorer's XML and staged files) created with libvirt-python's createXML
     and waited on with the same readiness loop: what a start costs with libvirt and without
-    explorer's own bookkeeping (milestones, the view port, labels, background removal)."""
-    engine = backend.engine
+    explorer's own bookkeeping (milestones, the view port, labels, background removal). The
+    engine is a fresh one of the side's kind and machine, its public operations used by hand."""
+    engine = LibvirtEngine(backend.side, MACHINES[backend.side.name])
     t0 = time.monotonic()
     target, workdir = engine.new_target(scen, lifecycle.new_run_id(), 0)
     domain, watcher = None, None
@@ -170,7 +177,7 @@ def restore_start_to_ready(backend: Backend, scen: Scenario, artifact: Artifact)
     changed for the instance (explorer's restored_xml), libvirt-python's restoreFlags, and the
     same readiness loop (a stricter floor than `virsh restore`, which adds virsh's own start)."""
     folder = Path(artifact.paths["snapshot"])
-    hypervisor = backend.engine.hypervisor
+    hypervisor = Hypervisor()  # a connection of the benchmark's own
     t0 = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix=f"explorer-vm-bench-0-{os.getpid()}-"))
     name = artifact.facts["snapshot"]["domain"]
@@ -219,7 +226,7 @@ def header(backend: Backend, scen: Scenario, artifact: Artifact, engine: dict, r
 
 
 def prepared(name: str, scen: Scenario) -> tuple[Backend, Artifact, dict] | None:
-    backend = sides.backend_for(name)
+    backend = backend_for(name)
     try:
         engine = backend.check()
     except BackendUnavailable as exc:

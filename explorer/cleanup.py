@@ -8,12 +8,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from explorer.backends import backend_for
 from explorer.cache import cache_root, check_cache
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.images import partials
 from explorer.load import native
 from explorer.output import results
-from explorer.sides import SIDES, backend_for
+from explorer.sides import SIDES
 
 
 @dataclass
@@ -31,7 +32,7 @@ def clean_all(cache: bool = False) -> Cleaned:
     for side in SIDES:
         try:
             backend = backend_for(side)
-        except (BackendUnavailable, ImportError) as exc:  # a side not installed has nothing to clean
+        except BackendUnavailable as exc:  # a side not installed has nothing to clean
             done.notes.append(f"nothing to clean on the {side} side: it is not installed ({exc})")
             continue
         try:

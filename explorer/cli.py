@@ -13,9 +13,10 @@ from typing import Any, NoReturn
 import click
 from tabulate import tabulate
 
-from explorer import claims, density, interrupts, lifecycle, readiness, sides
+from explorer import claims, density_run, interrupts, lifecycle, readiness, sides
 from explorer import result as contract
 from explorer import scenario as scenarios
+from explorer.backends import backend_for
 from explorer.cache import check_cache
 from explorer.cleanup import clean_all
 from explorer.doctor import diagnose
@@ -26,8 +27,8 @@ from explorer.images.fullvm.build import ensure_fullos_image
 from explorer.interrupts import Interrupted
 from explorer.load import rounds
 from explorer.output import compare as comparison
-from explorer.output import density as density_report
 from explorer.output import density_plot, document, files, fit, page, plot, report, results
+from explorer.output import density_table as density_report
 from explorer.progress import Steps
 from explorer.units import human_bytes
 
@@ -71,10 +72,8 @@ def sides_cmd() -> None:
     rows = []
     for name, side in sides.SIDES.items():
         try:
-            sides.backend_for(name).check()
+            backend_for(name).check()
             status = "ready"
-        except ImportError as exc:
-            status = f"cannot run here: cannot load its backend: {exc}"
         except ExplorerError as exc:
             status = f"cannot run here: {exc}"
         rows.append([name, side.kind, side.title, ", ".join(side.roles), side.about, status])
@@ -290,7 +289,7 @@ def run(
         result = lifecycle.run(scenario, choice, repeat, steps, load=load)
         if density_count:
             measured = lifecycle.Choice(names=tuple(result["sides"]))
-            document.merge_density(result, density.run(scenario, measured, density_count, None, steps))
+            document.merge_density(result, density_run.run(scenario, measured, density_count, None, steps))
     _show(result, fmt, plot_file, output, Keep(keep_in, html_file, detail))
     untrusted = report.untrusted(result)
     if strict and untrusted:
@@ -435,7 +434,7 @@ def density_cmd(
 ) -> None:
     """Start many instances per side, all running, and fit their host memory against N."""
     choice = _choice(side_names, only)
-    count, counts = density.parse_counts(count_text, choice.names)
+    count, counts = density_run.parse_counts(count_text, choice.names)
     if plot_file:
         plot.require()
     if output:
@@ -446,7 +445,7 @@ def density_cmd(
     run_id = lifecycle.new_run_id()
     click.echo(f"explorer density: run {run_id} (its containers and domains are labelled with it)", err=True)
     with Steps() as steps:
-        doc = density.run(scenario, choice, count, step, steps, run_id, counts=counts)
+        doc = density_run.run(scenario, choice, count, step, steps, run_id, counts=counts)
     click.echo(density_report.render(doc, fmt), nl=False)
     if output:
         files.write_text(output, json.dumps(doc, indent=2) + "\n", "the density result")
@@ -511,6 +510,8 @@ def compare(paths: tuple[str, ...], fmt: str) -> None:
     """Put saved results side by side (other hosts, CI runners): one column per run."""
     labels = comparison.labels_for(list(paths))
     runs = [(label, document.load_result(path)) for label, path in zip(labels, paths)]
+    for _label, result in runs:
+        result["claims"] = claims.judge(result)
     click.echo(comparison.render_compare(runs, fmt), nl=False)
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 
+from explorer.backends import backend_for
 from explorer.cache import cache_root, check_cache
-from explorer.errors import ExplorerError
+from explorer.errors import BackendUnavailable, ExplorerError
 from explorer.readiness.strategies import libpq
-from explorer.sides import SIDES, backend_for
+from explorer.sides import SIDES
 
 MIN_FREE_BYTES = 4 * 1024**3
 
@@ -52,9 +53,9 @@ def checks() -> list[tuple[str, bool, Callable[[], str]]]:
     for name, side in SIDES.items():
         try:
             rows = backend_for(name).doctor_checks()
-        except ImportError as exc:
+        except BackendUnavailable as exc:
             rows = []
-            found[f"the {name} side"] = (side.package is None, _failing(f"{exc}", "make venv (pip install -e .)"))
+            found[f"the {name} side"] = (side.package is None, _failing(str(exc), exc.hint or "make venv"))
         for row in rows:
             required = not row.optional and side.package is None
             known = found.get(row.name)

@@ -21,17 +21,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from explorer import interrupts, readiness
-from explorer.backends.base import Backend
+from explorer.backends import Backend, backend_for
 from explorer.errors import BackendUnavailable, ExplorerError, NotReady
 from explorer.hostinfo import host_facts
-from explorer.load import rounds
+from explorer.load import client_for, rounds
 from explorer.load.phase import LoadPhase
 from explorer.model import Artifact, Target
 from explorer.probes import ProbeContext, isolation, kernel, memory, size, visibility
 from explorer.probes.startup import relative, summarize, timeline
 from explorer.result import RESULT, SCHEMA_VERSION
 from explorer.scenario import Scenario
-from explorer.sides import SIDES, backend_for, of_kind
+from explorer.sides import SIDES, of_kind
 
 Progress = Callable[[str], Any]
 PROBES = {
@@ -99,7 +99,10 @@ def sequence(
         "run_id": run_id,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": host_facts(),
-        "scenario": scenario.to_dict(),
+        "scenario": {
+            **scenario.to_dict(),
+            "load_client": None if scenario.load is None else client_for(scenario.load).describe(),
+        },
         **(extra or {}),
         "sides": {},
         "skipped": {},
@@ -159,10 +162,7 @@ def check_sides(
 def checked_side(name: str, scenario: Scenario) -> tuple[Backend, dict[str, Any]]:
     """The side's backend and engine facts; BackendUnavailable when it cannot serve the
     scenario, cannot run here, or an optional dependency of its parts is missing."""
-    try:
-        backend = backend_for(name)
-    except ImportError as exc:  # e.g. libvirt-python not installed
-        raise BackendUnavailable(f"cannot load its backend: {exc}", hint="make venv (pip install -e .)") from None
+    backend = backend_for(name)  # BackendUnavailable where libvirt-python, say, is not installed
     reason = backend.supports(scenario)
     if reason:
         raise BackendUnavailable(reason)
@@ -193,19 +193,13 @@ def wait_until_ready(backend: Backend, scenario: Scenario, target: Target, t0: f
     """Wait for the target's protocol-level readiness (bounded by the side's timeout from t0,
     the create call) and mark it 'ready'; raises NotReady or the backend's error."""
     timeout = getattr(scenario.timeouts, backend.side.timeout)
-    gate = backend.engine.ready_after
-    readiness.wait_for_mark(target.marks, gate, lambda: backend.poll(target), t0 + timeout)
-    if gate and gate not in target.marks:
-        raise NotReady(
-            f"the {backend.side.title} {target.name} did not answer a {scenario.workload.ready.kind} readiness "
-            f"check in {timeout:g} s: its {gate} milestone, before which no check can pass, never came"
-        )
-    ready = readiness.wait_ready(
+    ready = readiness.until_ready(
         scenario.workload.ready,
-        "127.0.0.1",
         target.host_port,
+        target.marks,
+        backend.ready_after,
+        lambda: backend.poll(target),
         t0 + timeout,
-        between=lambda: backend.poll(target),
         what=f"the {backend.side.title} {target.name}",
     )
     target.mark("ready", ready)
@@ -307,7 +301,7 @@ class RunPlan:
                 "milestones": list(backend.milestones),
                 "repeats": timings,
                 "summary": summarize(timings),
-                "timeline": timeline(timings, backend.engine.order),
+                "timeline": timeline(timings, backend.order),
             },
         }
 

@@ -16,10 +16,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from explorer import load as loads
+from explorer import loadspec as loads
 from explorer import readiness
 from explorer.errors import ScenarioError, UsageError
-from explorer.reference import reference_problem, scenario_name_problem
+from explorer.image_ref import reference_problem, scenario_name_problem
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -74,7 +74,7 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "repeats": {"type": "integer", "minimum": 1, "maximum": 100},
-        "load": {"$ref": "#/$defs/load"},  # from explorer.load.CLIENTS; false: no standard load
+        "load": {"$ref": "#/$defs/load"},  # from explorer.loadspec.PARAMS; false: no standard load
         "vm": {
             "type": "object",
             "additionalProperties": False,
@@ -161,7 +161,6 @@ class Scenario:
             "ready_warning": readiness.STRATEGIES[w.ready.kind].WARNING,
             "repeats": self.repeats,
             "load": None if self.load is None else self.load.as_data(),
-            "load_client": None if self.load is None else self.load.client().describe(),
             "timeouts": self.timeouts.__dict__,
             "vm": self.vm.__dict__,
         }

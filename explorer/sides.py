@@ -2,7 +2,8 @@
 
 An entry is a Side (explorer/model.py): its name, kind, title, host-process roles, timeout,
 colour, and the function that assembles its backend from parts (what it starts from, the
-engine that runs it, the channel into it), named by an import string and loaded lazily.
+engine that runs it, the channel into it), named by an import string and loaded lazily
+(explorer/backends/__init__.py: backend_for).
 Adding a side is its backend file(s) and one entry here. Every result document records each
 side's name, kind, title, roles and colour, so that claims and the output wing read only the
 document, never this registry; nothing else asks a side's name what to do.
@@ -10,16 +11,10 @@ document, never this registry; nothing else asks a side's name what to do.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
-
 from explorer.errors import UsageError
 from explorer.model import KINDS, Side
 
-if TYPE_CHECKING:
-    from explorer.model import Backend
-
-__all__ = ["KINDS", "SIDES", "Side", "backend_for", "get", "of_kind", "parse"]
+__all__ = ["KINDS", "SIDES", "Side", "get", "of_kind", "parse"]
 
 SIDES: dict[str, Side] = {
     side.name: side
@@ -110,14 +105,6 @@ def get(name: str) -> Side:
 
 def of_kind(kind: str) -> tuple[str, ...]:
     return tuple(name for name, side in SIDES.items() if side.kind == kind)
-
-
-def backend_for(name: str) -> Backend:
-    """The side's backend, assembled from its parts (ImportError where an optional dependency
-    of one of them, libvirt-python say, is not installed)."""
-    side = get(name)
-    module_name, function = side.backend.split(":")
-    return getattr(importlib.import_module(module_name), function)(side)
 
 
 def parse(text: str | None) -> tuple[str, ...] | None:

@@ -240,8 +240,8 @@ def cpio_members(archive: bytes) -> dict[str, tuple[int, bytes, int, int]]:
 
 def backend_or_skip(side: str):
     """A checked backend; a missing daemon skips with its reason, except in CI, where it fails."""
+    from explorer.backends import backend_for
     from explorer.errors import BackendUnavailable
-    from explorer.sides import backend_for
 
     backend = backend_for(side)
     try:

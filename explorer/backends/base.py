@@ -5,9 +5,10 @@
   create, the milestones it can see, the host processes, destroy and clean;
 - the channel into the guest (docker exec, the microVM's view port, the guest agent, ssh).
 
-The lifecycle (explorer/lifecycle.py) talks to a Backend only; a Backend forwards to its
-parts, and every fact that differs between sides (engine daemons, doctor checks, what `clean`
-and `clean --cache` remove) is asked of them, never looked up by a side's name. The parts
+The lifecycle, density, the load phase and the benchmarks talk to a Backend only (nothing
+outside backends/ and engines/ reaches for its engine); a Backend forwards to its parts,
+and every fact that differs between sides (engine daemons, doctor checks, what `clean` and
+`clean --cache` remove) is asked of them, never looked up by a side's name. The parts
 are plain objects: a side shares parts with another by holding the same kind of part (the
 Vagrant side has the full-OS image and an ssh channel; it is not a kind of libvirt backend).
 """
@@ -17,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from explorer.contracts import Channel, DoctorCheck, Engine, Progress, Source
 from explorer.model import Artifact, GuestView, NetPath, Side, Target
-from explorer.parts import Channel, DoctorCheck, Engine, Progress, Source
 from explorer.scenario import Scenario
 
 __all__ = ["Backend", "Channel", "Engine", "Source"]
@@ -40,6 +41,26 @@ class Backend:
     @property
     def milestones(self) -> tuple[str, ...]:
         return self.engine.milestones
+
+    @property
+    def order(self) -> tuple[tuple[str, ...], ...]:
+        """Chains of milestones that cannot go backwards (the timeline check)."""
+        return self.engine.order
+
+    @property
+    def ready_after(self) -> str | None:
+        """The milestone before which no readiness attempt can succeed (None: none)."""
+        return self.engine.ready_after
+
+    @property
+    def daemons(self) -> tuple[str, ...]:
+        """The host daemons serving the side, whose growth density counts per instance."""
+        return self.engine.daemons
+
+    @property
+    def at_once(self) -> tuple[int, str] | None:
+        """At most this many instances at once, and why (None: no limit)."""
+        return self.engine.at_once
 
     def supports(self, scenario: Scenario) -> str | None:
         return self.source.supports(scenario)
@@ -74,6 +95,10 @@ class Backend:
 
     def runtime_pids(self, target: Target) -> dict[int, str]:
         return self.engine.runtime_pids(target)
+
+    def path_pids(self, target: Target) -> dict[int, str]:
+        """Host processes that carry the workload's traffic besides its runtime (docker-proxy)."""
+        return self.engine.path_pids(target)
 
     def load_paths(self, target: Target) -> list[NetPath]:
         return self.engine.load_paths(target)

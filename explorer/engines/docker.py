@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import psutil
 from docker.errors import APIError, DockerException, NotFound
 
+from explorer.contracts import DoctorCheck, EngineDefaults
 from explorer.dockerd import START_HINT, docker_client
 from explorer.engines.storage import overlay_storage
 from explorer.errors import BackendError, BackendUnavailable
@@ -29,7 +30,6 @@ from explorer.model import (
     Target,
     owner_alive,
 )
-from explorer.parts import DoctorCheck, EngineDefaults
 from explorer.scenario import Scenario
 
 PUBLISHED = "published port (docker-proxy)"

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import psutil
 
+from explorer.contracts import DoctorCheck, EngineDefaults, Progress
 from explorer.engines.domain import (
     DomainSpec,
     Hypervisor,
@@ -39,7 +40,6 @@ from explorer.guest import ConsoleWatcher
 from explorer.guest.viewport import ViewChannel
 from explorer.kvm import kvm_usable
 from explorer.model import Artifact, NetPath, Side, Target, free_port, owner_alive
-from explorer.parts import DoctorCheck, EngineDefaults, Progress
 from explorer.scenario import Scenario
 
 WORKDIR_PREFIX = "explorer-vm-"  # explorer-vm-RUN-INDEX-PID-xxxx
@@ -205,10 +205,7 @@ class LibvirtEngine(EngineDefaults):
 
     def attach(self, target: Target, domain: Any, spec: DomainSpec, artifact: Artifact) -> None:
         """Watch a domain that now runs: its console, its QEMU, its view port."""
-        target.handle = vm = RunningVM(spec.workdir, spec.console)
-        vm.domain = domain
-        vm.start()
-        target.host_port = spec.host_port
+        self.watch(target, domain, spec.workdir, spec.console, spec.host_port, spec.view_port)
         target.facts.update(
             domain=spec.name,
             uuid=domain.UUIDString(),
@@ -224,14 +221,25 @@ class LibvirtEngine(EngineDefaults):
             # where the guest's files live, read from the domain XML made here (the I/O table)
             storage=disk_storage(domain_xml(spec), artifact.facts.get("filesystem")),
         )
-        vm.process = qemu_process(spec.name)
+        self.poll(target)
+
+    def watch(
+        self, target: Target, domain: Any, workdir: Path, console: Path, host_port: int, view_port: str | None
+    ) -> RunningVM:
+        """Begin watching a running domain (booted here, or restored by another engine): its
+        console, its QEMU process (the `process` milestone) and its view port, connected."""
+        target.handle = vm = RunningVM(workdir, console)
+        vm.domain = domain
+        vm.start()
+        target.host_port = host_port
+        vm.process = qemu_process(domain.name())
         if vm.process is not None:
             target.mark("process")
             target.facts["qemu_pid"] = vm.process.pid
-        if spec.view_port:
-            vm.view = ViewChannel(channel_path(domain, spec.view_port))
+        if view_port:
+            vm.view = ViewChannel(channel_path(domain, view_port))
             vm.view.connect()
-        self.poll(target)
+        return vm
 
     def poll(self, target: Target) -> None:
         """Copy the console watcher's milestones and ask the machine's probes; raise if the

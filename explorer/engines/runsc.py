@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from explorer.contracts import DoctorCheck
 from explorer.engines.docker import OWN_NETNS, own_netns_path, shim_of
 from explorer.engines.storage import gvisor_storage
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.model import NetPath, Target
-from explorer.parts import DoctorCheck
 
 if TYPE_CHECKING:
     from explorer.engines.docker import DockerEngine

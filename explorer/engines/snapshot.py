@@ -24,14 +24,13 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from explorer import readiness
-from explorer.engines.domain import NS, channel_path, hostfwd_path, qemu_process
+from explorer.contracts import DoctorCheck, EngineDefaults, Progress
+from explorer.engines.domain import NS, Hypervisor, hostfwd_path, qemu_process
 from explorer.engines.libvirt import LibvirtEngine, Machine, RunningVM
 from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
-from explorer.guest.viewport import ViewChannel
 from explorer.images.vmdisk import make_overlay
 from explorer.model import Artifact, NetPath, Side, Target, free_port
-from explorer.parts import DoctorCheck, EngineDefaults, Progress
 from explorer.scenario import Scenario
 
 STATE = "state.save"  # the saved memory and device state, in the boot's work dir
@@ -46,9 +45,10 @@ class SnapshotEngine(EngineDefaults):
     at_once = (1, "libvirt restores a saved state only under the saved domain's name and UUID")
 
     def __init__(self, side: Side, machine: Machine) -> None:
-        self.side = side
-        self.vms = LibvirtEngine(side, machine)  # boots the VM once, and watches and removes every instance
-        self.hypervisor = self.vms.hypervisor
+        self.side, self.machine = side, machine
+        self.hypervisor = Hypervisor()  # the connection it restores with, shared with the engine below
+        # boots the VM once, and watches and removes every instance, through its public operations
+        self.vms = LibvirtEngine(side, machine, self.hypervisor)
 
     def check(self) -> dict[str, Any]:
         return self.vms.check()
@@ -83,14 +83,13 @@ class SnapshotEngine(EngineDefaults):
 
     def _save(self, scenario: Scenario, target: Target, t0: float) -> dict[str, Any]:
         vm: RunningVM = target.handle
-        deadline = t0 + scenario.timeouts.vm_ready_s
-        readiness.wait_for_mark(target.marks, self.vms.ready_after, lambda: self.vms.poll(target), deadline)
-        ready = readiness.wait_ready(
+        ready = readiness.until_ready(  # the lifecycle's one wait: its gate timeout is NotReady (exit 4)
             scenario.workload.ready,
-            "127.0.0.1",
             target.host_port,
-            deadline,
-            between=lambda: self.vms.poll(target),
+            target.marks,
+            self.vms.ready_after,
+            lambda: self.vms.poll(target),
+            t0 + scenario.timeouts.vm_ready_s,
             what="the microVM to snapshot",
         )
         view = vm.view.request(VIEW_WAIT_S) if vm.view is not None else None
@@ -173,12 +172,9 @@ class SnapshotEngine(EngineDefaults):
         return appeared or time.monotonic()
 
     def _attach(self, target: Target, workdir: Path, console: Path, port: int, artifact: Artifact) -> None:
+        """Watch the restored domain as the libvirt engine watches a booted one, and record it."""
         domain = self.hypervisor.domain(target.name)
-        target.handle = vm = RunningVM(workdir, console)
-        vm.domain = domain
-        vm.start()
-        vm.process = qemu_process(target.name)
-        target.host_port = port
+        vm = self.vms.watch(target, domain, workdir, console, port, self.machine.view_port)
         target.facts.update(
             domain=target.name,
             uuid=domain.UUIDString(),
@@ -192,9 +188,6 @@ class SnapshotEngine(EngineDefaults):
             forwarded_ports={},
             qemu_pid=vm.process.pid if vm.process is not None else None,
         )
-        if self.vms.machine.view_port:  # connected at once: the guest's init waits for a request on it
-            vm.view = ViewChannel(channel_path(domain, self.vms.machine.view_port))
-            vm.view.connect()
 
     def poll(self, target: Target) -> None:
         self.vms.poll(target)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.cache import cache_dir
+from explorer.contracts import DoctorCheck, EngineDefaults, Progress
 from explorer.engines.domain import Hypervisor, check_memory, hostfwd_path, qemu_process
 from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
@@ -33,7 +34,6 @@ from explorer.guest import ConsoleWatcher
 from explorer.guest.forwards import Banner, Refusal
 from explorer.images import box as boxes
 from explorer.model import Artifact, NetPath, Side, Target, free_port, owner_alive
-from explorer.parts import DoctorCheck, EngineDefaults, Progress
 from explorer.scenario import Scenario
 from explorer.vagrant_cli import HINT, vagrant
 

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from explorer.cache import cache_dir
+from explorer.contracts import DoctorCheck, SourceDefaults
 from explorer.errors import BuildError
 from explorer.images.fullvm.build import CMDLINE, FullOSImage, insecure_private_key_path
 from explorer.images.fullvm.source import FullVMDisk
 from explorer.kvm import cached_verdict
 from explorer.model import Artifact
-from explorer.parts import DoctorCheck, SourceDefaults
 from explorer.scenario import Scenario
 from explorer.tools import run_tool
 

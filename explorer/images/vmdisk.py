@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from explorer.contracts import DoctorCheck
 from explorer.images.container.source import tool
 from explorer.kvm import kvm_usable
-from explorer.parts import DoctorCheck
 from explorer.tools import run_tool
 
 VM_FILESYSTEM = "ext4"  # what make_ext4 makes: the filesystem of every VM disk explorer builds

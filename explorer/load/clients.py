@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from explorer.errors import ExplorerError
+from explorer.loadspec import PARAMS as LOAD_PARAMS
+from explorer.loadspec import default
 
 
 class LoadToolMissing(ExplorerError):
@@ -82,15 +84,11 @@ class RedisBenchmark(Client):
     KIND: ClassVar[str] = "redis"
     TOOL: ClassVar[str] = "redis-benchmark"
     PACKAGE: ClassVar[str] = "redis-tools"
-    PARAMS: ClassVar[dict[str, dict[str, Any]]] = {
-        "clients": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "pipeline": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "data_bytes": {"type": "integer", "minimum": 1, "maximum": 1048576},
-    }
+    PARAMS: ClassVar[dict[str, dict[str, Any]]] = LOAD_PARAMS["redis"]
     CALIBRATION: ClassVar[int] = 2000  # requests per test of the batch that sizes a side's rounds
-    clients: int = 10
-    pipeline: int = 1
-    data_bytes: int = 3
+    clients: int = default("redis", "clients")
+    pipeline: int = default("redis", "pipeline")
+    data_bytes: int = default("redis", "data_bytes")
     requests: int = field(default=CALIBRATION, repr=False, compare=False)
 
     def params(self) -> dict[str, Any]:
@@ -148,14 +146,10 @@ class PgBench(Client):
     TOOL: ClassVar[str] = "pgbench"
     PACKAGE: ClassVar[str] = "postgresql (in the workload's image)"
     IN_ROOTFS: ClassVar[bool] = True
-    PARAMS: ClassVar[dict[str, dict[str, Any]]] = {
-        "scale": {"type": "integer", "minimum": 1, "maximum": 100},
-        "clients": {"type": "integer", "minimum": 1, "maximum": 100},
-        "user": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
-    }
-    scale: int = 1
-    clients: int = 4
-    user: str = "postgres"
+    PARAMS: ClassVar[dict[str, dict[str, Any]]] = LOAD_PARAMS["postgres"]
+    scale: int = default("postgres", "scale")
+    clients: int = default("postgres", "clients")
+    user: str = default("postgres", "user")
 
     def tool(self, rootfs: Path | None = None) -> list[str]:
         found = sorted(rootfs.glob("usr/lib/postgresql/*/bin/pgbench")) if rootfs else []
@@ -220,12 +214,9 @@ class Wrk(Client):
     KIND: ClassVar[str] = "http"
     TOOL: ClassVar[str] = "wrk"
     PACKAGE: ClassVar[str] = "wrk"
-    PARAMS: ClassVar[dict[str, dict[str, Any]]] = {
-        "connections": {"type": "integer", "minimum": 1, "maximum": 10000},
-        "path": {"type": "string", "pattern": r"^/\S*$"},
-    }
-    connections: int = 10
-    path: str = "/"
+    PARAMS: ClassVar[dict[str, dict[str, Any]]] = LOAD_PARAMS["http"]
+    connections: int = default("http", "connections")
+    path: str = default("http", "path")
 
     def argv(self, tool: list[str], host: str, port: int, seconds: float) -> list[str]:
         return [
@@ -295,9 +286,6 @@ class LineLoop(PythonLoop):
     """A line protocol: send a request line, read the answer line (memcached's `version`)."""
 
     KIND: ClassVar[str] = "line"
-    PARAMS: ClassVar[dict[str, dict[str, Any]]] = {
-        "send": {"type": "string", "minLength": 1},
-        "expect": {"type": "string"},
-    }
-    send: str = "PING\r\n"
-    expect: str = ""
+    PARAMS: ClassVar[dict[str, dict[str, Any]]] = LOAD_PARAMS["line"]
+    send: str = default("line", "send")
+    expect: str = default("line", "expect")

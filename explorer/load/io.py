@@ -30,6 +30,8 @@ from typing import Any, ClassVar
 
 from explorer.cache import cache_dir
 from explorer.load.clients import Client
+from explorer.loadspec import PARAMS as LOAD_PARAMS
+from explorer.loadspec import default
 
 DATA_FILE = "explorer-fio.data"  # in the server's working directory, inside the side
 # name, fio's rw, block size: run in this order
@@ -153,12 +155,9 @@ class Fio(Client):
     KIND: ClassVar[str] = "fio"
     TOOL: ClassVar[str] = "fio"
     PACKAGE: ClassVar[str] = "fio"
-    PARAMS: ClassVar[dict[str, dict[str, Any]]] = {
-        "size_mib": {"type": "integer", "minimum": 16, "maximum": 4096},
-        "direct": {"type": "boolean"},
-    }
-    size_mib: int = 256
-    direct: bool = True
+    PARAMS: ClassVar[dict[str, dict[str, Any]]] = LOAD_PARAMS["fio"]
+    size_mib: int = default("fio", "size_mib")
+    direct: bool = default("fio", "direct")
     refused: str | None = field(default=None, repr=False, compare=False)  # why the side refused O_DIRECT
 
     def params(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 from explorer.backends.base import Backend
 from explorer.errors import BackendUnavailable, ExplorerError
 from explorer.images.container.source import ContainerImage
-from explorer.load import native, rounds
+from explorer.load import client_for, native, rounds
 from explorer.model import Artifact, NetPath, Target
 from explorer.scenario import Scenario
 
@@ -39,7 +39,7 @@ class LoadPhase:
                 "traced_round": self.settings.trace,
                 "paths": "every path a side offers" if self.settings.every_path else "each side's first path only",
             },
-            "client": None if scenario.load is None else scenario.load.client().describe(),
+            "client": None if scenario.load is None else client_for(scenario.load).describe(),
             "native": {"status": "not measured", "reason": "no side reached its probed start"},
         }
         if scenario.load is None:
@@ -72,7 +72,7 @@ class LoadPhase:
         try:
             endpoint = server.start()
             say("the native reference: under load")
-            measured = rounds.measure(scenario.load.client(), endpoint, self.settings, server.net_path)
+            measured = rounds.measure(client_for(scenario.load), endpoint, self.settings, server.net_path)
         except ExplorerError as exc:
             measured = {"status": "failed", "reason": str(exc), "logs": server.logs()}
         finally:
@@ -83,7 +83,7 @@ class LoadPhase:
         """The probed start of a side under the same load."""
         if scenario.load is None:
             return {"status": "skipped", "reason": "the scenario names no standard load"}
-        if self.rootfs is None and scenario.load.client().IN_ROOTFS:
+        if self.rootfs is None and client_for(scenario.load).IN_ROOTFS:
             try:
                 self.root(scenario, say)
             except (BackendUnavailable, ExplorerError) as exc:
@@ -93,7 +93,7 @@ class LoadPhase:
             paths = paths[:1]
         say(f"{backend.side.name}: under load, on {' and '.join(path.name for path in paths)}")
         measured = [(path, None if path.missing else self.endpoint(backend, target, path)) for path in paths]
-        out = rounds.measure_paths(scenario.load.client(), measured, self.settings)
+        out = rounds.measure_paths(client_for(scenario.load), measured, self.settings)
         if target.facts.get("accel") == "tcg":
             out["note"] = TCG_NOTE
         return out
@@ -122,7 +122,7 @@ def host_processes(backend: Backend, target: Target, path: NetPath | None = None
     with contextlib.suppress(ExplorerError):
         pids |= dict.fromkeys(backend.host_pids(target), "workload")
     if path is None or path.relay:
-        pids |= backend.engine.path_pids(target)
+        pids |= backend.path_pids(target)
     return pids
 
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from explorer import claims
 from explorer.output import costs, io_table, report
 from explorer.output.document import side_title
 from explorer.output.tables import table
@@ -145,12 +144,14 @@ def figure_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
 
 
 def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[list[Any]]]:
-    """One column per run; rows for the host, the key figures of each side, and each verdict."""
+    """One column per run; rows for the host, the key figures of each side, and each verdict
+    (the claims judged before, into each result's `claims`, as for the report and the page)."""
     results = [r for _, r in runs]
     rows = figure_rows(results)
-    verdicts = [{v["id"]: v["verdict"] for v in claims.judge(r)} for r in results]
-    for number, claim in enumerate(claims.load(), 1):
-        rows.append([f"claim {number}: {claim['id']}", *(v.get(claim["id"], "-") for v in verdicts)])
+    verdicts = [{v["id"]: v["verdict"] for v in r.get("claims", [])} for r in results]
+    ids = list(dict.fromkeys(v["id"] for r in results for v in r.get("claims", [])))
+    for number, claim_id in enumerate(ids, 1):
+        rows.append([f"claim {number}: {claim_id}", *(v.get(claim_id, "-") for v in verdicts)])
     return ["", *(label for label, _ in runs)], rows
 
 

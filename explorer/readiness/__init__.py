@@ -199,3 +199,26 @@ def wait_for_mark(marks: Mapping[str, object], name: str | None, poll: Callable[
     while name and name not in marks and time.monotonic() < deadline:
         poll()
         time.sleep(0.02)
+
+
+def until_ready(
+    ready: str | ReadySpec | Strategy,
+    port: int,
+    marks: Mapping[str, object],
+    gate: str | None,
+    poll: Callable[[], None],
+    deadline: float,
+    what: str,
+) -> float:
+    """The one wait of a start: the engine's gate milestone (before which no check can pass),
+    then protocol-level readiness on 127.0.0.1:`port`, `poll` run between attempts (it may
+    raise if the workload died); the monotonic time it answered. NotReady (exit 4) when the
+    gate never came or the check never passed by `deadline`."""
+    wait_for_mark(marks, gate, poll, deadline)
+    if gate and gate not in marks:
+        kind = as_strategy(ready).KIND
+        raise NotReady(
+            f"{what} did not answer a {kind} readiness check in time: its {gate} milestone, "
+            "before which no check can pass, never came"
+        )
+    return wait_ready(ready, "127.0.0.1", port, deadline, between=poll, what=what)

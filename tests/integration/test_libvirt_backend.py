@@ -220,7 +220,7 @@ def test_libvirtd_not_answering_is_exit_3_with_a_hint(monkeypatch):
 CHILD = """
 import sys, time
 from explorer import scenario
-from explorer.sides import backend_for
+from explorer.backends import backend_for
 backend = backend_for("microvm")
 scen = scenario.load("redis")
 target = backend.create(scen, backend.prepare(scen), sys.argv[1], 0)

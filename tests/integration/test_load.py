@@ -22,7 +22,7 @@ import pytest
 
 from explorer import lifecycle, readiness
 from explorer.dockerd import docker_client
-from explorer.load import native, rounds, trace
+from explorer.load import client_for, native, rounds, trace
 from explorer.model import LABEL_OWNER
 from explorer.output import costs
 from tests.conftest import (
@@ -308,7 +308,7 @@ def test_distinct_calls_match_strace_on_the_runc_workload(
         readiness.wait_ready("redis", "127.0.0.1", target.host_port, time.monotonic() + 60)
         (pid,) = [p for p in docker_backend.host_pids(target)]
         endpoint = rounds.Endpoint("127.0.0.1", target.host_port, dict, lambda: None, lambda: "")
-        client = redis_scenario.load.client()  # 2000 requests of each test: a fixed small workload
+        client = client_for(redis_scenario.load)  # 2000 requests of each test: a fixed small workload
         ours, theirs = counted_with_strace(pid, endpoint, client, client.tool())
     finally:
         docker_backend.destroy(target)
@@ -324,7 +324,7 @@ def test_distinct_calls_match_strace_on_the_native_reference(
     try:
         endpoint = reference.start()
         (pid,) = list(endpoint.pids())
-        client = redis_scenario.load.client()
+        client = client_for(redis_scenario.load)
         ours, theirs = counted_with_strace(pid, endpoint, client, client.tool())
     finally:
         reference.stop()

@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from explorer import claims, density
+from explorer import claims, density_run
 from explorer.output.document import upgraded
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
@@ -148,7 +148,7 @@ def six_sides() -> dict[str, Any]:
             "step": count // 4,
             "stopped": {"by": "count", "reason": "all ran"},
             "steps": steps,
-            **density.summarize(steps, kind),
+            **density_run.summarize(steps, kind),
         }
     return result
 

@@ -16,14 +16,14 @@ from typing import Any, ClassVar
 import pytest
 from click.testing import CliRunner
 
-from explorer import claims, density, sides
+from explorer import claims, density_run, sides
 from explorer.backends.base import Backend
 from explorer.cli import main
 from explorer.errors import BackendUnavailable, UsageError
-from explorer.output import density as density_report
 from explorer.output import density_plot, document, report
+from explorer.output import density_table as density_report
 from explorer.probes import ProbeContext, memory
-from explorer.probes import density as figures
+from explorer.probes import host_memory as figures
 from explorer.scenario import from_dict
 from tests.unit.test_runner_fake import (
     FAKE,
@@ -42,7 +42,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_fit_of_a_straight_line_is_exact():
-    assert density.fit([1, 2, 3, 4], [12, 22, 32, 42]) == {
+    assert density_run.fit([1, 2, 3, 4], [12, 22, 32, 42]) == {
         "slope": 10.0,
         "intercept": 2.0,
         "residual_rms": 0.0,
@@ -51,15 +51,15 @@ def test_fit_of_a_straight_line_is_exact():
 
 
 def test_fit_with_scatter_gives_the_least_squares_line_and_its_rms():
-    got = density.fit([1, 2, 3, 4], [1, 3, 2, 4])
+    got = density_run.fit([1, 2, 3, 4], [1, 3, 2, 4])
     assert got["slope"] == pytest.approx(0.8) and got["intercept"] == pytest.approx(0.5)
     assert got["residual_rms"] == pytest.approx(math.sqrt(0.45))  # residuals -0.3, 0.9, -0.9, 0.3
 
 
 def test_fit_of_one_point_goes_through_the_origin():
-    assert density.fit([2, 2], [10, 10]) == {"slope": 5.0, "intercept": 0.0, "residual_rms": 0.0, "points": 2}
+    assert density_run.fit([2, 2], [10, 10]) == {"slope": 5.0, "intercept": 0.0, "residual_rms": 0.0, "points": 2}
     with pytest.raises(ValueError):
-        density.fit([], [])
+        density_run.fit([], [])
 
 
 def test_summary_fits_memory_ready_time_and_the_tcg_cache():
@@ -67,7 +67,7 @@ def test_summary_fits_memory_ready_time_and_the_tcg_cache():
         _step(n, pss=n * 10 * MIB + 30 * MIB, drop=n * 12 * MIB, ready=[1.0 + 0.5 * (n - 1)], tcg=n * 4 * MIB)
         for n in (1, 2, 3)
     ]
-    out = density.summarize(steps, "vm")
+    out = density_run.summarize(steps, "vm")
     assert (out["marginal_pss_bytes"], out["fixed_pss_bytes"], out["residual_pss_bytes"]) == (10 * MIB, 30 * MIB, 0)
     assert out["marginal_available_bytes"] == 12 * MIB and out["fixed_available_bytes"] == 0
     assert out["marginal_tcg_cache_bytes"] == 4 * MIB and out["marginal_pss_without_tcg_cache_bytes"] == 6 * MIB
@@ -92,7 +92,7 @@ def _step(n: int, pss: int, drop: int, ready: list[float], tcg: int | None = Non
 
 
 def test_guard_refuses_a_step_that_would_cross_the_floor():
-    guard = density.Guard(1000 * MIB)  # floor: 250 MiB
+    guard = density_run.Guard(1000 * MIB)  # floor: 250 MiB
     assert guard.floor == 250 * MIB
     assert guard.refuses(400 * MIB, 100 * MIB, 1) is None  # 400 - 1.25 x 100 = 275 >= 250
     why = guard.refuses(400 * MIB, 100 * MIB, 2)  # 400 - 250 = 150 < 250
@@ -100,11 +100,11 @@ def test_guard_refuses_a_step_that_would_cross_the_floor():
 
 
 def test_the_next_instance_is_estimated_from_the_largest_marginal_cost_so_far():
-    assert density.per_instance_estimate([], 64.0) == 64.0
+    assert density_run.per_instance_estimate([], 64.0) == 64.0
     first = _step(2, pss=20, drop=30, ready=[1, 1])
-    assert density.per_instance_estimate([first], 64.0) == 15.0  # drop 30 / 2
+    assert density_run.per_instance_estimate([first], 64.0) == 15.0  # drop 30 / 2
     second = _step(4, pss=40, drop=80, ready=[1, 1])
-    assert density.per_instance_estimate([first, second], 64.0) == 25.0  # (80 - 30) / 2 in the last step
+    assert density_run.per_instance_estimate([first, second], 64.0) == 25.0  # (80 - 30) / 2 in the last step
 
 
 # ---- KSM ----------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def assemble_counting(side) -> Backend:
 
 
 def test_steps_until_the_count_then_everything_is_removed(counting):
-    doc = density.run(SCENARIO, FAKE, count=5, step=2, ksm_settle_s=0)
+    doc = density_run.run(SCENARIO, FAKE, count=5, step=2, ksm_settle_s=0)
     side = doc["sides"]["fake"]
     assert [s["n"] for s in side["steps"]] == [2, 4, 5] and [len(s["ready_s"]) for s in side["steps"]] == [2, 2, 1]
     assert [c for c in counting.calls if c.startswith("create")] == [f"create {i}" for i in range(5)]
@@ -246,11 +246,11 @@ def test_steps_until_the_count_then_everything_is_removed(counting):
 
 
 def test_the_sides_own_count_is_the_default(counting):
-    assert density.run(SCENARIO, FAKE, ksm_settle_s=0)["sides"]["fake"]["count"] == 5
+    assert density_run.run(SCENARIO, FAKE, ksm_settle_s=0)["sides"]["fake"]["count"] == 5
 
 
 def test_the_memory_guard_stops_before_memavailable_crosses_the_floor(counting):
-    doc = density.run(SCENARIO, FAKE, count=50, step=1, ksm_settle_s=0)
+    doc = density_run.run(SCENARIO, FAKE, count=50, step=1, ksm_settle_s=0)
     side = doc["sides"]["fake"]
     # 100 MiB each, estimated at 125: the 8th would leave 300 - 125 < the 250 MiB floor
     assert side["count"] == 7 and side["stopped"]["by"] == "memory guard"
@@ -260,7 +260,7 @@ def test_the_memory_guard_stops_before_memavailable_crosses_the_floor(counting):
 
 def test_an_instance_that_is_not_ready_stops_the_side_and_everything_is_removed(counting):
     counting.behaviour["silent"] = True  # never answers PING: NotReady after the 2 s timeout
-    side = density.run(SCENARIO, FAKE, count=3, step=1, ksm_settle_s=0)["sides"]["fake"]
+    side = density_run.run(SCENARIO, FAKE, count=3, step=1, ksm_settle_s=0)["sides"]["fake"]
     assert side["stopped"]["by"] == "error" and "did not answer" in side["stopped"]["reason"]
     assert side["count"] == 0 and counting.live == [] and counting.calls[-1] == "clean"
 
@@ -268,7 +268,7 @@ def test_an_instance_that_is_not_ready_stops_the_side_and_everything_is_removed(
 def test_an_interrupt_mid_step_removes_every_instance(counting):
     counting.behaviour["interrupt_at"] = 3
     with pytest.raises(KeyboardInterrupt):
-        density.run(SCENARIO, FAKE, count=6, step=2, ksm_settle_s=0)
+        density_run.run(SCENARIO, FAKE, count=6, step=2, ksm_settle_s=0)
     assert len([c for c in counting.calls if c.startswith("destroy")]) == 4  # the 4th was created, then removed
     assert counting.live == [] and counting.calls[-1] == "clean"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -277,13 +277,13 @@ def test_an_interrupt_mid_step_removes_every_instance(counting):
 def test_an_engine_that_goes_away_mid_run_still_gets_everything_removed(counting):
     counting.behaviour["unavailable_at"] = 2
     with pytest.raises(BackendUnavailable):
-        density.run(SCENARIO, FAKE, count=4, step=1, ksm_settle_s=0)
+        density_run.run(SCENARIO, FAKE, count=4, step=1, ksm_settle_s=0)
     assert counting.live == [] and counting.calls[-1] == "clean"
 
 
 def test_count_and_step_must_be_positive():
     with pytest.raises(Exception, match="at least 1"):
-        density.run(SCENARIO, FAKE, count=0)
+        density_run.run(SCENARIO, FAKE, count=0)
 
 
 def test_a_vm_is_first_estimated_at_its_configured_memory_and_half_again():
@@ -295,7 +295,7 @@ def test_a_vm_is_first_estimated_at_its_configured_memory_and_half_again():
         }
     )
     backend = assemble(sides.Side("v", "vm", "v", "x:y", roles=("VMM",), about="-"))
-    assert density.prior_bytes(backend, vm) == 768 * MIB
+    assert density_run.prior_bytes(backend, vm) == 768 * MIB
 
 
 # ---- claim 7, with and without measured figures, and the outputs -------------------------
@@ -307,7 +307,7 @@ def density_doc() -> dict[str, Any]:
     ]
     vm = [_step(n, pss=n * 200 * MIB, drop=n * 220 * MIB, ready=[5.0], tcg=n * 60 * MIB) for n in (1, 2)]
     out = {
-        "schema": density.SCHEMA,
+        "schema": density_run.SCHEMA,
         "run_id": "d1",
         "scenario": {"name": "redis"},
         "host": {"hostname": "h", "cpu_cores": 2, "memory_bytes": 24 * 1024 * MIB},
@@ -324,7 +324,7 @@ def density_doc() -> dict[str, Any]:
             "step": 10,
             "stopped": {"by": "count", "reason": "all ran"},
             "steps": steps,
-            **density.summarize(steps, kind),
+            **density_run.summarize(steps, kind),
         }
     return out
 
@@ -521,7 +521,7 @@ def test_a_scenario_can_size_the_tcg_cache_on_the_domain(tmp_path):
     ],
 )
 def test_count_is_one_number_or_one_per_side(text, chosen, expected):
-    assert density.parse_counts(text, chosen) == expected
+    assert density_run.parse_counts(text, chosen) == expected
 
 
 @pytest.mark.parametrize(
@@ -538,7 +538,7 @@ def test_count_is_one_number_or_one_per_side(text, chosen, expected):
 )
 def test_a_bad_count_is_a_usage_error_naming_it(text, chosen, says):
     with pytest.raises(UsageError, match=re.escape(says)):
-        density.parse_counts(text, chosen)
+        density_run.parse_counts(text, chosen)
 
 
 def test_the_density_command_takes_a_count_per_side(counting, tmp_path):

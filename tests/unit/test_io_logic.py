@@ -17,8 +17,9 @@ from explorer import scenario
 from explorer.engines import storage
 from explorer.engines.snapshot import restored_xml
 from explorer.errors import ScenarioError
-from explorer.load import LoadSpec, io, io_init
+from explorer.load import client_for, io, io_init
 from explorer.load.rounds import summarize
+from explorer.loadspec import LoadSpec
 from explorer.output import compare, io_table, report
 from explorer.readiness import ReadySpec
 from explorer.readiness import fio as fio_ready
@@ -232,7 +233,7 @@ def test_the_io_load_parameters_are_validated():
     data: dict[str, Any] = {"name": "f", "workload": {"image": "x", "port": 8765, "processes": ["fio"], "ready": "fio"}}
     with pytest.raises(ScenarioError, match=r"load: \{.fio.: \{.size_mib.: 8\}\} is not valid"):
         scenario.from_dict({**data, "load": {"fio": {"size_mib": 8}}})
-    assert scenario.from_dict({**data, "load": {"fio": {"direct": False}}}).load.client().direct is False
+    assert client_for(scenario.from_dict({**data, "load": {"fio": {"direct": False}}}).load).direct is False
 
 
 # ---- storage paths, from each engine's own settings -------------------------------------------------

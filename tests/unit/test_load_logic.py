@@ -14,7 +14,8 @@ import yaml
 
 from explorer import scenario
 from explorer.errors import ExplorerError, ScenarioError
-from explorer.load import LoadSpec, clients, rounds, trace
+from explorer.load import client_for, clients, rounds, trace
+from explorer.loadspec import LoadSpec
 from explorer.output import costs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "load"
@@ -109,7 +110,7 @@ def test_load_defaults_from_readiness_and_can_be_turned_off(tmp_path: Path):
     assert _scenario(tmp_path).load == LoadSpec.from_data("redis")
     assert _scenario(tmp_path, load=False).load is None
     given = _scenario(tmp_path, load={"redis": {"clients": 4}}).load
-    assert given is not None and given.client() == clients.RedisBenchmark(clients=4)
+    assert given is not None and client_for(given) == clients.RedisBenchmark(clients=4)
 
 
 def test_bad_load_entries_are_reported_with_their_path(tmp_path: Path):

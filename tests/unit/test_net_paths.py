@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from explorer.contracts import EngineDefaults
 from explorer.engines import docker, runsc
 from explorer.errors import ExplorerError
 from explorer.load import clients, native, rounds, trace, traced
 from explorer.model import LOOPBACK, NetPath, Side, Target
 from explorer.output import compare, costs, figures, report
-from explorer.parts import EngineDefaults
 from explorer.scenario import from_dict
 
 SIDE = Side("runc", "container", "runc container", "x:y", roles=("shim",), about="a test side")

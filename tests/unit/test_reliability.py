@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from explorer import claims, reference
+from explorer import claims, image_ref
 from explorer.errors import BuildError
 from explorer.images import partials
 from explorer.images.container.rootfs_files import add_files
@@ -97,7 +97,7 @@ def test_a_file_under_a_symlink_or_over_a_directory_is_refused(tmp_path, path, c
     ],
 )
 def test_references_docker_accepts(ref):
-    assert reference.reference_problem(ref) is None
+    assert image_ref.reference_problem(ref) is None
 
 
 @pytest.mark.parametrize(
@@ -117,13 +117,13 @@ def test_references_docker_accepts(ref):
     ],
 )
 def test_references_docker_refuses(ref):
-    assert reference.reference_problem(ref) is not None
+    assert image_ref.reference_problem(ref) is not None
 
 
 def test_scenario_names_follow_the_repository_grammar():
-    assert reference.scenario_name_problem("redis_7-a__b--c") is None
+    assert image_ref.scenario_name_problem("redis_7-a__b--c") is None
     for bad in ("redis-", "_redis", "a___b", "a._b", "a.b", "A", "a" * 247):
-        assert reference.scenario_name_problem(bad), bad
+        assert image_ref.scenario_name_problem(bad), bad
 
 
 SPAWNER = """

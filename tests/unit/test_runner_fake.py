@@ -12,9 +12,9 @@ import pytest
 
 from explorer import lifecycle, sides
 from explorer.backends.base import Backend
+from explorer.contracts import EngineDefaults, SourceDefaults
 from explorer.errors import BackendError, BackendUnavailable, NotReady
 from explorer.model import Artifact, GuestProcess, GuestView, Target
-from explorer.parts import EngineDefaults, SourceDefaults
 from explorer.scenario import from_dict
 from tests.servers import server
 

@@ -7,12 +7,12 @@ import shutil
 
 from docker.errors import APIError, ImageNotFound
 
+from explorer.contracts import DoctorCheck, Progress, SourceDefaults
 from explorer.dockerd import docker_client
 from explorer.errors import ExplorerError
 from explorer.images import sizes
 from explorer.images.container.docker_image import ensure_image, image_argv
 from explorer.model import LABEL_IMAGE, Artifact
-from explorer.parts import DoctorCheck, Progress, SourceDefaults
 from explorer.scenario import Scenario
 
 

@@ -3,10 +3,10 @@ workload a service (build.py), booted with its own kernel and initramfs."""
 
 from __future__ import annotations
 
+from explorer.contracts import DoctorCheck, Progress, SourceDefaults
 from explorer.images.fullvm.build import FullOSImage, ensure_fullos_image
 from explorer.images.vmdisk import VM_FILESYSTEM, accel_facts, vm_tools
 from explorer.model import Artifact
-from explorer.parts import DoctorCheck, Progress, SourceDefaults
 from explorer.scenario import Scenario
 
 

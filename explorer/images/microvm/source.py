@@ -5,12 +5,12 @@ here, so that a first boot test is never timed as a start."""
 
 from __future__ import annotations
 
+from explorer.contracts import DoctorCheck, Progress, SourceDefaults
 from explorer.dockerd import docker_client
 from explorer.images.container.source import ContainerImage
 from explorer.images.microvm.vm_image import ensure_vm_image
 from explorer.images.vmdisk import VM_FILESYSTEM, accel_facts, vm_tools
 from explorer.model import Artifact
-from explorer.parts import DoctorCheck, Progress, SourceDefaults
 from explorer.scenario import Scenario
 
 

@@ -15,10 +15,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from explorer.errors import ExplorerError
-from explorer.model import KINDS
-from explorer.output.document import side_title, upgraded
-from explorer.rules import (
+from explorer.claims.rules import (
     COMPARISONS,
     FORMATS,
     PLACEHOLDER,
@@ -27,6 +24,9 @@ from explorer.rules import (
     fill,
     passes,
 )
+from explorer.errors import ExplorerError
+from explorer.model import KINDS
+from explorer.output.document import side_title, upgraded
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 MIXED = "mixed"  # an overall verdict only: the sides disagree
@@ -154,7 +154,7 @@ class ClaimsError(ExplorerError):
     def __init__(self, problems: list[str], source: str) -> None:
         self.problems = problems
         text = f"invalid claims file {source}:\n" + "\n".join(f"  - {p}" for p in problems)
-        super().__init__(text, hint="see the format described at the top of explorer/claims.yaml")
+        super().__init__(text, hint="see the format described at the top of explorer/claims/claims.yaml")
 
 
 # ---- loading and validation --------------------------------------------------------------
@@ -173,8 +173,8 @@ def load(path: str | Path | None = None) -> list[dict[str, Any]]:
 
 @functools.lru_cache(maxsize=1)
 def _bundled() -> list[dict[str, Any]]:
-    text = resources.files("explorer").joinpath("claims.yaml").read_text()
-    return _parse(text, "explorer/claims.yaml")
+    text = resources.files("explorer.claims").joinpath("claims.yaml").read_text()
+    return _parse(text, "explorer/claims/claims.yaml")
 
 
 def _parse(text: str, source: str) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The small rule language claims are written in (explorer/claims.yaml): figures computed
+"""The small rule language claims are written in (explorer/claims/claims.yaml): figures computed
 from dotted paths into a result, tests on them, and evidence templates. Nothing in a claims
 file is executed as Python: this module evaluates the language, claims.py judges with it."""
 

@@ -24,7 +24,7 @@ from explorer import sides as sides_registry
 from explorer.backends.base import Backend
 from explorer.errors import BackendError, ExplorerError, NotReady, UsageError
 from explorer.model import Artifact, Target
-from explorer.probes import density as figures
+from explorer.probes import host_memory as figures
 from explorer.result import DENSITY
 from explorer.scenario import Scenario
 from explorer.units import human_bytes
@@ -207,13 +207,13 @@ def measure_side(
     """Steps until `count` run or the guard refuses the next; everything removed at the end."""
     targets: list[Target] = []
     steps: list[dict[str, Any]] = []
-    base = {"available": figures.mem_available(), "daemons": figures.engine_daemons(backend.engine.daemons)}
+    base = {"available": figures.mem_available(), "daemons": figures.engine_daemons(backend.daemons)}
     prior = prior_bytes(backend, scenario)
     stopped = {"by": "count", "reason": f"all {count} instances ran"}
     asked = count
-    if backend.engine.at_once and count > backend.engine.at_once[0]:
-        count = backend.engine.at_once[0]
-        stopped = {"by": "engine", "reason": f"at most {count} at once: {backend.engine.at_once[1]}"}
+    if backend.at_once and count > backend.at_once[0]:
+        count = backend.at_once[0]
+        stopped = {"by": "engine", "reason": f"at most {count} at once: {backend.at_once[1]}"}
     try:
         while len(targets) < count:
             k = min(step, count - len(targets))
@@ -288,7 +288,7 @@ def host_figures(backend: Backend, targets: list[Target], base: dict[str, Any]) 
         pids += [*backend.host_pids(target), *runtime]
         vmms += [pid for pid, role in runtime.items() if role == "VMM"]
     available = figures.mem_available()
-    daemons = figures.growth(base["daemons"], figures.engine_daemons(backend.engine.daemons))
+    daemons = figures.growth(base["daemons"], figures.engine_daemons(backend.daemons))
     out = {
         **figures.summed_memory(pids),
         "mem_available_bytes": available,
