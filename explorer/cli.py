@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import click
 from tabulate import tabulate
 
-from explorer import claims, density_run, interrupts, lifecycle, readiness, sides
+from explorer import claims, density_run, document, interrupts, lifecycle, readiness, sides
 from explorer import result as contract
 from explorer import scenario as scenarios
 from explorer.backends import backend_for
@@ -27,7 +27,7 @@ from explorer.images.fullvm.build import ensure_fullos_image
 from explorer.interrupts import Interrupted
 from explorer.load import rounds
 from explorer.output import compare as comparison
-from explorer.output import density_plot, document, files, fit, page, plot, report, results
+from explorer.output import density_plot, files, fit, page, plot, report, results
 from explorer.output import density_table as density_report
 from explorer.progress import Steps
 from explorer.units import human_bytes

@@ -24,9 +24,9 @@ from explorer.claims.rules import (
     fill,
     passes,
 )
+from explorer.document import side_title, upgraded
 from explorer.errors import ExplorerError
 from explorer.model import KINDS
-from explorer.output.document import side_title, upgraded
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 MIXED = "mixed"  # an overall verdict only: the sides disagree

@@ -13,8 +13,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from explorer.document import side_color, side_title
 from explorer.output import report
-from explorer.output.document import side_color, side_title
 from explorer.units import human_bytes, seconds
 
 MIB = 1024 * 1024

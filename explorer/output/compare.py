@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from explorer.document import side_title
 from explorer.output import costs, io_table, report
-from explorer.output.document import side_title
 from explorer.output.tables import table
 from explorer.units import human_bytes, seconds
 

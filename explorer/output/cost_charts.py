@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from explorer.document import side_color
 from explorer.output import charts, costs
-from explorer.output.document import side_color
 
 
 def _rate(load: dict[str, Any]) -> float | None:

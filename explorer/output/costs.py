@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-from explorer.output.document import side_title
+from explorer.document import side_title
 
 REFERENCE = "native process"
 COST_HEADING = "What isolation costs (the same load on every side, from the host)"

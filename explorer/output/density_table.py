@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from explorer.output.document import side_title
+from explorer.document import side_title
 from explorer.output.tables import table
 from explorer.units import human_bytes, seconds
 

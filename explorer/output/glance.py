@@ -10,8 +10,8 @@ from typing import Any
 
 from rich.cells import cell_len
 
+from explorer.document import side_title
 from explorer.output import costs, fit
-from explorer.output.document import side_title
 from explorer.units import human_bytes, seconds
 
 NOT_MEASURED = "not measured"

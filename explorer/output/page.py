@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from explorer.document import side_title, upgraded
 from explorer.output import compare, figures, report
-from explorer.output.document import side_title, upgraded
 from explorer.output.files import write_text
 from explorer.output.markup import Raw, badge, cell, details, esc, page, table
 from explorer.units import human_bytes

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from explorer.document import upgraded
 from explorer.errors import UsageError
 from explorer.output import figures, report
-from explorer.output.document import upgraded
 
 
 def require() -> None:

@@ -7,9 +7,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from explorer.document import side_title, upgraded
 from explorer.output import costs, fit, glance, io_table
 from explorer.output.density_table import FITS_WIDTHS, fits_table
-from explorer.output.document import side_title, upgraded
 from explorer.output.tables import table
 from explorer.units import human_bytes, plural, seconds
 

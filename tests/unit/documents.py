@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer import claims, density_run
-from explorer.output.document import upgraded
+from explorer.document import upgraded
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
 FIXTURES = ["both.json", "vm.json", "container.json", "six-sides.json"]

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from explorer.document import upgraded
 from explorer.output import charts, figures, plot
-from explorer.output.document import upgraded
 from tests.unit.documents import DOCUMENTS, document, six_sides
 
 matplotlib = pytest.importorskip("matplotlib")

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from explorer import claims
+from explorer import claims, document
 from explorer.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
-from explorer.output import document, report
+from explorer.output import report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

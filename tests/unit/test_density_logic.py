@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 import pytest
 from click.testing import CliRunner
 
-from explorer import claims, density_run, sides
+from explorer import claims, density_run, document, sides
 from explorer.backends.base import Backend
 from explorer.cli import main
 from explorer.errors import BackendUnavailable, UsageError
-from explorer.output import density_plot, document, report
+from explorer.output import density_plot, report
 from explorer.output import density_table as density_report
 from explorer.probes import ProbeContext, memory
 from explorer.probes import host_memory as figures

@@ -17,17 +17,9 @@ PACKAGE = ROOT / "explorer"
 # psycopg's libpq binding)
 LAZY = {"matplotlib", "pymongo", "bson", "psycopg"}
 # what runs a side: a module below these must not reach any of them
-UPPER = ("explorer.cli", "explorer.lifecycle", "explorer.density", "explorer.sides", "explorer.backends")
-# explorer.load itself and its clients are the scenario's `load:` vocabulary (which client,
-# its parameters, how to read its output); its phase, rounds, native reference and tracing run it
-LOAD_RUNNING = (
-    "explorer.load.phase",
-    "explorer.load.rounds",
-    "explorer.load.native",
-    "explorer.load.trace",
-    "explorer.load.traced",
-)
-RUNNING = (*UPPER, "explorer.engines", *LOAD_RUNNING, "explorer.cleanup", "explorer.doctor")
+UPPER = ("explorer.cli", "explorer.lifecycle", "explorer.density_run", "explorer.backends")
+# the scenario's `load:` words are explorer.loadspec; explorer.load runs them
+RUNNING = (*UPPER, "explorer.engines", "explorer.load", "explorer.cleanup", "explorer.doctor")
 
 
 def _module_name(path: Path) -> str:
@@ -98,8 +90,8 @@ def _under(module: str, prefixes: tuple[str, ...]) -> bool:
 
 def test_the_graph_is_read():
     """A guard for the tests below: the parser finds the edges that are known to exist."""
-    assert "explorer.backends.base" in GRAPH["explorer.lifecycle"]
-    assert "explorer.output.document" in GRAPH["explorer.output.report"]
+    assert "explorer.backends" in GRAPH["explorer.lifecycle"]
+    assert "explorer.document" in GRAPH["explorer.output.report"]
     assert len(MODULES) > 50
 
 
@@ -153,8 +145,14 @@ def test_the_output_wing_reads_documents_only(module):
                 "explorer.errors",
                 "explorer.interrupts",
                 "explorer.units",
-                "explorer.parts",
+                "explorer.contracts",
                 "explorer.images",
+                "explorer.scenario",
+                "explorer.loadspec",
+                "explorer.sides",
+                "explorer.kvm",
+                "explorer.cache",
+                "explorer.tools",
                 "explorer.guest",
                 "explorer.probes",
                 "explorer.readiness",
@@ -166,6 +164,8 @@ def test_lower_layers_never_import_upward(module):
     """The vocabulary, images, guest channels, probes and readiness know nothing of what runs a side."""
     reached = _reach(module)
     bad = {m: via for m, via in reached.items() if _under(m, RUNNING + ("explorer.output", "explorer.claims"))}
+    if _under(module, ("explorer.kvm", "explorer.cache", "explorer.tools")):
+        bad.update({m: via for m, via in reached.items() if _under(m, ("explorer.images",))})
     assert bad == {}, f"{module} reaches {bad} (module: imported by)"
 
 
@@ -173,3 +173,94 @@ def test_the_vocabulary_imports_nothing_above_it():
     """model and errors are the bottom: they import nothing of explorer's."""
     for module in ("explorer.model", "explorer.errors", "explorer.interrupts", "explorer.units"):
         assert GRAPH[module] == set(), f"{module} imports {GRAPH[module]}"
+
+
+def _layer(module: str) -> int:
+    """The floor of a module in the data flow, bottom 0 (what the Layout section of the README says)."""
+    if module == "explorer":
+        return 0  # the package's face: its version
+    for floor, prefixes in enumerate(FLOORS):
+        if _under(module, prefixes):
+            return floor
+    raise AssertionError(f"{module} is on no floor: add it to FLOORS and to the README's Layout")
+
+
+# the data flow, bottom to top: scenario -> side (backend) -> probes -> claims -> report
+FLOORS: tuple[tuple[str, ...], ...] = (
+    ("explorer.model", "explorer.errors", "explorer.interrupts", "explorer.units", "explorer.progress"),
+    ("explorer.result", "explorer.document"),
+    ("explorer.cache", "explorer.tools", "explorer.cpio", "explorer.image_ref", "explorer.dockerd"),
+    ("explorer.kvm", "explorer.readiness", "explorer.loadspec", "explorer.vagrant_cli", "explorer.sides"),
+    ("explorer.scenario",),
+    ("explorer.contracts", "explorer.guest", "explorer.probes", "explorer.claims"),
+    ("explorer.images", "explorer.hostinfo"),
+    ("explorer.engines", "explorer.output"),
+    ("explorer.backends", "explorer.doctor"),
+    ("explorer.load",),
+    ("explorer.lifecycle", "explorer.cleanup"),
+    ("explorer.density_run",),
+    ("explorer.cli",),
+)
+
+
+def test_no_arrow_runs_back_up():
+    """Every import (annotations included) goes to a module on the same floor or below."""
+    up = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for there in _targets(node):
+                    if there != module and _layer(there) > _layer(module):
+                        up.append(f"{module} (floor {_layer(module)}) -> {there} (floor {_layer(there)})")
+    assert up == []
+
+
+def _source_imports(module: str) -> set[str]:
+    tree = ast.parse(MODULES[module].read_text())
+    return {t for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)) for t in _targets(node)}
+
+
+def test_microvm_and_fullvm_images_do_not_import_each_other():
+    for here, there in (
+        ("explorer.images.microvm", "explorer.images.fullvm"),
+        ("explorer.images.fullvm", "explorer.images.microvm"),
+    ):
+        bad = {m: sorted(i for i in _source_imports(m) if _under(i, (there,))) for m in MODULES if _under(m, (here,))}
+        assert {m: i for m, i in bad.items() if i} == {}
+
+
+def test_the_scenario_imports_nothing_that_runs_the_load():
+    assert not any(_under(m, ("explorer.load",)) for m in _source_imports("explorer.scenario"))
+    assert not any(_under(m, ("explorer.load",)) for m in _reach("explorer.scenario"))
+
+
+def test_nothing_outside_backends_and_engines_reaches_for_a_backends_engine():
+    """The Backend is the only way in: `.engine.` of a backend is read in backends/ and engines/ only."""
+    found = []
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(("explorer/backends/", "explorer/engines/")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "engine"
+                and isinstance(node.value, ast.Name)
+                and "backend" in node.value.id
+            ):
+                found.append(f"{rel}:{node.lineno}")
+    assert found == []
+
+
+def test_the_snapshot_engine_reaches_no_private_attribute_of_another_engine():
+    tree = ast.parse((PACKAGE / "engines" / "snapshot.py").read_text())
+    private = [
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    ]
+    assert private == []

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from explorer.document import upgraded
 from explorer.errors import ExplorerError
 from explorer.output import figures, page
-from explorer.output.document import upgraded
 from tests.unit.documents import (
     DOCUMENTS,
     document,

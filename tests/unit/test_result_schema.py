@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from explorer import claims, result
-from explorer.output import compare, document, glance, report
+from explorer import claims, document, result
+from explorer.output import compare, glance, report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAVED = sorted(FIXTURES.glob("*.json"))

@@ -11,8 +11,9 @@ import os
 import subprocess
 import tarfile
 
+from explorer import document
 from explorer.images import sizes
-from explorer.output import document, report
+from explorer.output import report
 from tests.unit.test_claims import recorded
 
 
