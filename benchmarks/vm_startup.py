@@ -129,6 +129,10 @@ def image_of(artifact: Artifact) -> VMImage:
     )
 
 
+def _accel(artifact: Artifact) -> str:
+    return artifact.accel.mode if artifact.accel else "tcg"
+
+
 def summary(label: str, values: list[float]) -> str:
     return f"  {label:<44} median {statistics.median(values):6.2f} s  (min {min(values):.2f}, max {max(values):.2f})"
 
@@ -219,7 +223,7 @@ def ratio_line(label: str, explorer: list[float], floor: list[float], target: fl
 def header(backend: Backend, scen: Scenario, artifact: Artifact, engine: dict, rounds: int) -> None:
     print(
         f"{backend.side.title} start-to-ready, {rounds} rounds, scenario {scen.name}, "
-        f"{artifact.facts['accel'].upper()} ({artifact.facts.get('accel_reason')}), libvirt "
+        f"{_accel(artifact).upper()} ({artifact.accel.reason if artifact.accel else '?'}), libvirt "
         f"{engine['libvirt_version']}, QEMU {engine['qemu_version']}, {artifact.facts['memory_mib']} MiB, "
         f"{scen.vm.vcpus} vCPU"
     )
@@ -253,7 +257,7 @@ def bench_booted(name: str, scen: Scenario, rounds: int) -> tuple[bool, float | 
         return True, None
     backend, artifact, engine = found
     target, old_target = BOOTED_TARGETS[name]
-    image, accel = image_of(artifact), artifact.facts["accel"]
+    image, accel = image_of(artifact), _accel(artifact)
     floor_start_to_ready(image, scen, accel, backend)  # warm-up (page cache, libvirt caches), not counted
     if name == "microvm":  # a few seconds: explorer's own first start warmed too (the full-OS VM's takes 30 s)
         explorer_start_to_ready(backend, scen, artifact)

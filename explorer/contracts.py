@@ -8,12 +8,13 @@ Images, engines and guest channels implement these; nothing here imports them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from explorer.model import Artifact, GuestView, NetPath, Target
 from explorer.scenario import Scenario
 
 Progress = Callable[[str], Any]
+H = TypeVar("H")  # the handle an engine's targets hold, and its channel takes (explorer/guest/handles.py)
 
 
 class DoctorCheck(NamedTuple):
@@ -42,8 +43,9 @@ class Source(Protocol):
         """What `explorer clean --cache` removes beyond the cache directory (e.g. Docker images)."""
 
 
-class Engine(Protocol):
-    """What runs a side: creates a Target from an Artifact and sees it from the host."""
+class Engine(Protocol[H]):
+    """What runs a side: creates a Target from an Artifact and sees it from the host; its
+    targets hold a handle of type H (a Docker container, a RunningVM, a VagrantMachine)."""
 
     name: str  # recorded in results as the side's `backend`
     milestones: tuple[str, ...]  # what create() and poll() record, in the order they usually happen
@@ -59,31 +61,32 @@ class Engine(Protocol):
     def preflight(self, scenario: Scenario) -> None: ...
     def adopt(self, scenario: Scenario, artifact: Artifact, progress: Progress | None) -> None: ...
     def release(self, artifact: Artifact) -> None: ...
-    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target: ...
-    def poll(self, target: Target) -> None: ...
-    def after_ready(self, target: Target) -> None: ...
-    def host_pids(self, target: Target) -> list[int]: ...
-    def runtime_pids(self, target: Target) -> dict[int, str]: ...
-    def path_pids(self, target: Target) -> dict[int, str]: ...
-    def load_paths(self, target: Target) -> list[NetPath]:
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target[H]: ...
+    def poll(self, target: Target[H]) -> None: ...
+    def after_ready(self, target: Target[H]) -> None: ...
+    def host_pids(self, target: Target[H]) -> list[int]: ...
+    def runtime_pids(self, target: Target[H]) -> dict[int, str]: ...
+    def path_pids(self, target: Target[H]) -> dict[int, str]: ...
+    def load_paths(self, target: Target[H]) -> list[NetPath]:
         """The ways a load client on the host reaches the workload, the default (the one
         readiness used) first; each on a loopback address."""
 
-    def logs(self, target: Target, lines: int = 20) -> str: ...
-    def diagnosis(self, target: Target) -> str | None: ...
-    def destroy(self, target: Target) -> None: ...
+    def logs(self, target: Target[H], lines: int = 20) -> str: ...
+    def diagnosis(self, target: Target[H]) -> str | None: ...
+    def destroy(self, target: Target[H]) -> None: ...
     def settle(self) -> None: ...
     def clean(self, run_id: str | None = None) -> list[str]: ...
     def remove_cached(self) -> list[str]: ...
 
 
-class Channel(Protocol):
-    """How explorer asks the guest about itself, after readiness."""
+class Channel(Protocol[H]):
+    """How explorer asks the guest about itself, after readiness, through the handle of type H
+    its engine's targets hold (the signature says which engines it goes with)."""
 
-    def view(self, target: Target) -> GuestView: ...
+    def view(self, target: Target[H]) -> GuestView: ...
 
 
-class EngineDefaults:
+class EngineDefaults(Generic[H]):
     """What most engines do for the optional steps: nothing. Their milestones happen in the
     order they are listed, always."""
 
@@ -109,20 +112,20 @@ class EngineDefaults:
     def release(self, artifact: Artifact) -> None:
         return None
 
-    def poll(self, target: Target) -> None:
+    def poll(self, target: Target[H]) -> None:
         return None
 
-    def after_ready(self, target: Target) -> None:
+    def after_ready(self, target: Target[H]) -> None:
         self.poll(target)
 
-    def diagnosis(self, target: Target) -> str | None:
+    def diagnosis(self, target: Target[H]) -> str | None:
         return None
 
-    def path_pids(self, target: Target) -> dict[int, str]:
+    def path_pids(self, target: Target[H]) -> dict[int, str]:
         """Host processes that carry the workload's traffic besides its runtime (none)."""
         return {}
 
-    def load_paths(self, target: Target) -> list[NetPath]:
+    def load_paths(self, target: Target[H]) -> list[NetPath]:
         """One path: the port readiness used, on the host's 127.0.0.1."""
         return [
             NetPath(

@@ -236,7 +236,7 @@ def measure_side(
         )
     return {
         "backend": backend.name,
-        "accel": artifact.facts.get("accel", "native"),
+        "accel": artifact.accel.mode if artifact.accel else "native",
         "count_asked": asked,
         "step": step,
         "stopped": stopped,

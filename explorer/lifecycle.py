@@ -7,7 +7,7 @@
              instance, then what prepare made for this run alone (release)
 
 `explorer run` (RunPlan, here: starts one after another, probes on the last) and `explorer
-density` (explorer/density.py: many running at once) are two plans over this sequence, so
+density` (explorer/density_run.py: many running at once) are two plans over this sequence, so
 that the checks, the document header and the start and destroy steps cannot drift apart.
 """
 

@@ -11,11 +11,12 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psutil
 
 KINDS = ("container", "vm")
+H = TypeVar("H")  # a Target's handle: what its engine holds of it, and hands its guest channel
 
 LABEL_MANAGED = "io.explorer.managed"  # on what a run creates: containers, domains
 LABEL_IMAGE = "io.explorer.image"  # on cached images; containers inherit it, so it must differ
@@ -112,26 +113,51 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Accel:
+    """How a VM side's guest runs: `kvm` where a real boot test proved KVM works here, else
+    `tcg` (QEMU's software emulation), and the boot test's reason (explorer/kvm.py)."""
+
+    mode: str  # "kvm" or "tcg"
+    reason: str
+
+    @property
+    def kvm(self) -> bool:
+        return self.mode == "kvm"
+
+
 @dataclass
 class Artifact:
-    """What a side starts from, built or found: an image, or a VM disk + kernel."""
+    """What a side starts from, built or found: an image, or a VM disk + kernel. `facts` are
+    recorded in the result (sizes, the image's config); what an engine acts on is a typed
+    field (`accel`: settled by a VM source's prepare, None for a container)."""
 
     ref: str
     facts: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    accel: Accel | None = None
 
 
 @dataclass
-class Target:
-    """A running workload. `marks` are monotonic timestamps of startup milestones."""
+class Target(Generic[H]):
+    """A running workload. `marks` are monotonic timestamps of startup milestones. `handle` is
+    what its engine holds of it and hands the channel into the guest: a Docker container, a
+    RunningVM, a VagrantMachine (explorer/guest/handles.py); None until the engine has made it."""
 
     side: str
     name: str
     run_id: str
     host_port: int
-    handle: Any = None
+    handle: H | None = None
     marks: dict[str, float] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def held(self) -> H:
+        """The handle of a target its engine has made (LookupError before)."""
+        if self.handle is None:
+            raise LookupError(f"{self.name} has no handle yet: its engine has not made it")
+        return self.handle
 
     def mark(self, milestone: str, when: float | None = None) -> None:
         self.marks.setdefault(milestone, time.monotonic() if when is None else when)

@@ -23,7 +23,7 @@ import jsonschema
 RESULT = "explorer.result/3"
 SCHEMA_VERSION = 3
 DENSITY = "explorer.density/1"
-# older results a reader upgrades (explorer/output/document.py says how)
+# older results a reader upgrades (explorer/document.py says how)
 UPGRADABLE = ("explorer.result/1", "explorer.result/2")
 
 

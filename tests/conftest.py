@@ -20,7 +20,7 @@ from typing import NoReturn
 
 import pytest
 
-from explorer.model import LABEL_MANAGED, LABEL_OWNER, LABEL_SCENARIO
+from explorer.model import LABEL_MANAGED, LABEL_OWNER, LABEL_RUN, LABEL_SCENARIO
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -187,6 +187,38 @@ def containers_labelled(label: str, value: str) -> list[str]:
 def containers_owned_by(pid: int) -> list[str]:
     """The containers explorer process `pid` labelled as its own."""
     return containers_labelled(LABEL_OWNER, str(pid))
+
+
+def containers_of_run(run_id: str) -> list[str]:
+    """The containers of explorer's run `run_id`, by its run label."""
+    return containers_labelled(LABEL_RUN, run_id)
+
+
+def virsh_names(run_id: str | None = None) -> list[str]:
+    """`virsh list --all --name` (the CLI, not explorer's connection): every domain, or those of
+    explorer's run `run_id` (its name carries the run id)."""
+    out = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return [name for name in out.split() if run_id is None or f"-{run_id}-" in name]
+
+
+def running_container(backend, scenario, artifact):
+    """A generator for a fixture: one ready container of `backend`, destroyed and its run cleaned after."""
+    from explorer import lifecycle, readiness
+
+    run_id = lifecycle.new_run_id()
+    target = backend.create(scenario, artifact, run_id, 0)
+    try:
+        readiness.wait_ready("redis", "127.0.0.1", target.host_port, time.monotonic() + 60)
+        yield target
+    finally:
+        backend.destroy(target)
+        backend.clean(run_id)
 
 
 def containers_of(scenario: str) -> list[str]:

@@ -16,9 +16,9 @@ Vagrant side has the full-OS image and an ssh channel; it is not a kind of libvi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
-from explorer.contracts import Channel, DoctorCheck, Engine, Progress, Source
+from explorer.contracts import Channel, DoctorCheck, Engine, H, Progress, Source
 from explorer.model import Artifact, GuestView, NetPath, Side, Target
 from explorer.scenario import Scenario
 
@@ -26,13 +26,14 @@ __all__ = ["Backend", "Channel", "Engine", "Source"]
 
 
 @dataclass
-class Backend:
-    """One side of the registry, made of its parts."""
+class Backend(Generic[H]):
+    """One side of the registry, made of its parts: the engine's targets hold handles of type
+    H, and the channel takes that type (a type checker sees a mismatched assembly)."""
 
     side: Side
     source: Source
-    engine: Engine
-    channel: Channel
+    engine: Engine[H]
+    channel: Channel[H]
 
     @property
     def name(self) -> str:
@@ -81,38 +82,38 @@ class Backend:
         """What prepare made for this run only (not the cache), removed once the side is done."""
         self.engine.release(artifact)
 
-    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target[H]:
         return self.engine.create(scenario, artifact, run_id, index)
 
-    def poll(self, target: Target) -> None:
+    def poll(self, target: Target[H]) -> None:
         self.engine.poll(target)
 
-    def after_ready(self, target: Target) -> None:
+    def after_ready(self, target: Target[H]) -> None:
         self.engine.after_ready(target)
 
-    def host_pids(self, target: Target) -> list[int]:
+    def host_pids(self, target: Target[H]) -> list[int]:
         return self.engine.host_pids(target)
 
-    def runtime_pids(self, target: Target) -> dict[int, str]:
+    def runtime_pids(self, target: Target[H]) -> dict[int, str]:
         return self.engine.runtime_pids(target)
 
-    def path_pids(self, target: Target) -> dict[int, str]:
+    def path_pids(self, target: Target[H]) -> dict[int, str]:
         """Host processes that carry the workload's traffic besides its runtime (docker-proxy)."""
         return self.engine.path_pids(target)
 
-    def load_paths(self, target: Target) -> list[NetPath]:
+    def load_paths(self, target: Target[H]) -> list[NetPath]:
         return self.engine.load_paths(target)
 
-    def guest_view(self, target: Target) -> GuestView:
+    def guest_view(self, target: Target[H]) -> GuestView:
         return self.channel.view(target)
 
-    def logs(self, target: Target, lines: int = 20) -> str:
+    def logs(self, target: Target[H], lines: int = 20) -> str:
         return self.engine.logs(target, lines)
 
-    def diagnosis(self, target: Target) -> str | None:
+    def diagnosis(self, target: Target[H]) -> str | None:
         return self.engine.diagnosis(target)
 
-    def destroy(self, target: Target) -> None:
+    def destroy(self, target: Target[H]) -> None:
         self.engine.destroy(target)
 
     def settle(self) -> None:

@@ -31,7 +31,7 @@ class AgentAnswers:
     every_s: float = 0.5  # a guest-ping blocks up to a second while the agent is not up
 
     def reached(self, target: Target, state: dict[str, Any]) -> bool:
-        return agent.ping(target.handle.domain)
+        return agent.ping(target.held.domain)
 
     def close(self, state: dict[str, Any]) -> None:
         return None

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import psutil
 from docker.errors import APIError, DockerException, NotFound
+from docker.models.containers import Container
 
 from explorer.contracts import DoctorCheck, EngineDefaults
 from explorer.dockerd import START_HINT, docker_client
@@ -45,15 +46,15 @@ class Runtime(Protocol):
 
     def check(self, info: dict[str, Any]) -> dict[str, Any]: ...
     def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]: ...
-    def poll(self, target: Target) -> None: ...
-    def host_pids(self, target: Target) -> list[int]: ...
-    def runtime_pids(self, target: Target) -> dict[int, str]: ...
-    def netns_path(self, target: Target, port: int, engine: DockerEngine) -> NetPath: ...
-    def after_destroy(self, target: Target) -> None: ...
+    def poll(self, target: Target[Container]) -> None: ...
+    def host_pids(self, target: Target[Container]) -> list[int]: ...
+    def runtime_pids(self, target: Target[Container]) -> dict[int, str]: ...
+    def netns_path(self, target: Target[Container], port: int, engine: DockerEngine) -> NetPath: ...
+    def after_destroy(self, target: Target[Container]) -> None: ...
     def clean(self, known: set[str]) -> list[str]: ...
 
 
-class DockerEngine(EngineDefaults):
+class DockerEngine(EngineDefaults[Container]):
     """A container started by dockerd with one OCI runtime."""
 
     name = "docker"
@@ -93,7 +94,7 @@ class DockerEngine(EngineDefaults):
         facts = self.check()
         return f"Docker {facts['engine_version']} (API {facts['api_version']}, {facts['storage_driver']})"
 
-    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target[Container]:
         port = scenario.workload.port
         labels = {
             LABEL_MANAGED: "true",
@@ -104,7 +105,9 @@ class DockerEngine(EngineDefaults):
         if LABEL_RECIPE in artifact.facts.get("labels", {}):
             labels[LABEL_RECIPE] = artifact.facts["labels"][LABEL_RECIPE]
         side = self.side.name
-        target = Target(side=side, name=f"explorer-{scenario.name}-{side}-{run_id}-{index}", run_id=run_id, host_port=0)
+        target: Target[Container] = Target(
+            side=side, name=f"explorer-{scenario.name}-{side}-{run_id}-{index}", run_id=run_id, host_port=0
+        )
         target.facts["process_names"] = list(scenario.workload.processes)
         target.facts["workload_port"] = port
         try:
@@ -138,7 +141,7 @@ class DockerEngine(EngineDefaults):
         self.poll(target)
         return target
 
-    def poll(self, target: Target) -> None:
+    def poll(self, target: Target[Container]) -> None:
         """The runtime's milestones; raise (with the logs) as soon as the container has exited."""
         init_pid = target.facts["init_pid"]
         if not init_pid or not psutil.pid_exists(init_pid):
@@ -146,14 +149,14 @@ class DockerEngine(EngineDefaults):
             return
         self.runtime.poll(target)
 
-    def raise_if_exited(self, target: Target, reload: bool = True, wait_s: float = 0.0) -> None:
+    def raise_if_exited(self, target: Target[Container], reload: bool = True, wait_s: float = 0.0) -> None:
         """Raise with the exit code and the last log lines if the container has stopped; with
         `wait_s`, wait that long for a stop Docker has not recorded yet (its PID is gone)."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
                 if reload:
-                    target.handle.reload()
+                    target.held.reload()
             except NotFound:
                 raise BackendError(
                     f"the container {target.name} was removed while it ran (docker rm, or a "
@@ -161,7 +164,7 @@ class DockerEngine(EngineDefaults):
                 ) from None
             except DockerException as exc:
                 raise BackendError(f"Docker could not inspect {target.name}: {exc}") from exc
-            state = target.handle.attrs["State"]
+            state = target.held.attrs["State"]
             if state.get("Status") in {"exited", "dead"}:
                 logs = self.logs(target)
                 raise BackendError(
@@ -174,13 +177,13 @@ class DockerEngine(EngineDefaults):
             reload = True
             time.sleep(0.1)
 
-    def host_pids(self, target: Target) -> list[int]:
+    def host_pids(self, target: Target[Container]) -> list[int]:
         return self.runtime.host_pids(target)
 
-    def runtime_pids(self, target: Target) -> dict[int, str]:
+    def runtime_pids(self, target: Target[Container]) -> dict[int, str]:
         return self.runtime.runtime_pids(target)
 
-    def path_pids(self, target: Target) -> dict[int, str]:
+    def path_pids(self, target: Target[Container]) -> dict[int, str]:
         """Docker's userland proxy of the published port: every byte from 127.0.0.1 goes through
         it (one docker-proxy per published port and address)."""
         wanted = ["-host-port", str(target.host_port)]
@@ -191,7 +194,7 @@ class DockerEngine(EngineDefaults):
                 found[proc.pid] = "proxy"
         return found
 
-    def load_paths(self, target: Target) -> list[NetPath]:
+    def load_paths(self, target: Target[Container]) -> list[NetPath]:
         """Two: the port Docker published on 127.0.0.1 (its userland proxy relays every byte),
         as a user reaches the container; and the container's own loopback, the client joining
         its network namespace, which shows the isolation without the port-publishing path."""
@@ -205,7 +208,7 @@ class DockerEngine(EngineDefaults):
         )
         return [published, self.runtime.netns_path(target, port, self)]
 
-    def logs(self, target: Target, lines: int = 20) -> str:
+    def logs(self, target: Target[Container], lines: int = 20) -> str:
         if target.handle is None:
             return ""
         try:
@@ -213,7 +216,7 @@ class DockerEngine(EngineDefaults):
         except DockerException:
             return ""
 
-    def destroy(self, target: Target) -> None:
+    def destroy(self, target: Target[Container]) -> None:
         if target.handle is None:
             return
         try:
@@ -269,7 +272,7 @@ class Runc:
     def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]:
         return [DoctorCheck("Docker engine", engine.describe)]
 
-    def poll(self, target: Target) -> None:
+    def poll(self, target: Target[Container]) -> None:
         """Mark 'process' once a workload-named process runs in the container's tree."""
         if "process" in target.marks:
             return
@@ -282,7 +285,7 @@ class Runc:
             target.mark("process")
             target.facts["process_named"] = True  # the name is confirmed, for the probes
 
-    def host_pids(self, target: Target) -> list[int]:
+    def host_pids(self, target: Target[Container]) -> list[int]:
         """Every host process in the container's PID namespace, docker exec'd ones included."""
         try:
             wanted = os.readlink(f"/proc/{target.facts['init_pid']}/ns/pid")
@@ -297,10 +300,10 @@ class Runc:
                 continue
         return sorted(pids)
 
-    def runtime_pids(self, target: Target) -> dict[int, str]:
+    def runtime_pids(self, target: Target[Container]) -> dict[int, str]:
         return shim_of(target)
 
-    def netns_path(self, target: Target, port: int, engine: DockerEngine) -> NetPath:
+    def netns_path(self, target: Target[Container], port: int, engine: DockerEngine) -> NetPath:
         pid = target.facts.get("init_pid")
         return own_netns_path(
             pid,
@@ -309,14 +312,14 @@ class Runc:
             "the container's own loopback, its namespaces, cgroups and seccomp filter, without docker-proxy",
         )
 
-    def after_destroy(self, target: Target) -> None:
+    def after_destroy(self, target: Target[Container]) -> None:
         return None
 
     def clean(self, known: set[str]) -> list[str]:
         return []
 
 
-def shim_of(target: Target) -> dict[int, str]:
+def shim_of(target: Target[Container]) -> dict[int, str]:
     """containerd's shim of the container: the parent of its init process."""
     try:
         shim = psutil.Process(target.facts["init_pid"]).parent()

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import psutil
-
 from explorer.contracts import DoctorCheck, EngineDefaults, Progress
 from explorer.engines.domain import (
     DomainSpec,
@@ -36,7 +34,7 @@ from explorer.engines.domain import (
 )
 from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
-from explorer.guest import ConsoleWatcher
+from explorer.guest.handles import RunningVM
 from explorer.guest.viewport import ViewChannel
 from explorer.kvm import kvm_usable
 from explorer.model import Artifact, NetPath, Side, Target, free_port, owner_alive
@@ -64,7 +62,7 @@ class MilestoneProbe(Protocol):
     milestone: str
     every_s: float  # at most this often (a blocking check); 0: at every poll (a non-blocking one)
 
-    def reached(self, target: Target, state: dict[str, Any]) -> bool: ...
+    def reached(self, target: Target[RunningVM], state: dict[str, Any]) -> bool: ...
     def close(self, state: dict[str, Any]) -> None: ...
 
 
@@ -89,28 +87,7 @@ class Machine:
         return max(scenario.vm.memory_mib, self.min_memory_mib)
 
 
-class RunningVM(ConsoleWatcher):
-    """A Target's handle: the console watcher, the domain, its QEMU, the view port where the
-    machine has one, and the work dir to remove."""
-
-    def __init__(self, workdir: Path, console: Path) -> None:
-        super().__init__(console)
-        self.workdir = workdir
-        self.domain: Any = None
-        self.process: psutil.Process | None = None
-        self.view: ViewChannel | None = None
-        self.probes: dict[str, Any] = {}  # the machine's milestone probes' state, and when each last ran
-        self.closers: list[Any] = []
-
-    def stop(self) -> None:
-        if self.view is not None:
-            self.view.close()
-        for close in self.closers:
-            close(self.probes)
-        super().stop()
-
-
-class LibvirtEngine(EngineDefaults):
+class LibvirtEngine(EngineDefaults[RunningVM]):
     name = "libvirt"
     daemons = ("libvirtd", "virtlogd")
 
@@ -150,7 +127,7 @@ class LibvirtEngine(EngineDefaults):
             memory_mib=self.machine.memory_mib(scenario), vcpus=scenario.vm.vcpus, cpu=scenario.vm.cpu
         )
 
-    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target[RunningVM]:
         target, workdir = self.new_target(scenario, run_id, index)
         try:
             spec = self.spec(target, scenario, artifact, workdir, index)
@@ -163,16 +140,18 @@ class LibvirtEngine(EngineDefaults):
             raise
         return target
 
-    def new_target(self, scenario: Scenario, run_id: str, index: int) -> tuple[Target, Path]:
+    def new_target(self, scenario: Scenario, run_id: str, index: int) -> tuple[Target[RunningVM], Path]:
         name = f"explorer-{scenario.name}-{self.side.name}-{run_id}-{index}"
         workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{run_id}-{index}-{os.getpid()}-"))
         return Target(side=self.side.name, name=name, run_id=run_id, host_port=0), workdir
 
-    def spec(self, target: Target, scenario: Scenario, artifact: Artifact, workdir: Path, index: int) -> DomainSpec:
+    def spec(
+        self, target: Target[RunningVM], scenario: Scenario, artifact: Artifact, workdir: Path, index: int
+    ) -> DomainSpec:
         """The domain of `target`: its files staged in `workdir` (an overlay on the artifact's
         disk), the machine's memory, ports and channels."""
         self.hypervisor.conn  # noqa: B018 - connect (or fail as unavailable) before staging files
-        accel = "kvm" if artifact.facts.get("accel") == "kvm" else "tcg"  # proven by prepare(), else TCG
+        accel = "kvm" if artifact.accel and artifact.accel.kvm else "tcg"  # proven by prepare(), else TCG
         machine = self.machine
         return DomainSpec(
             target.name,
@@ -203,14 +182,14 @@ class LibvirtEngine(EngineDefaults):
                     raise
         raise AssertionError("unreachable")
 
-    def attach(self, target: Target, domain: Any, spec: DomainSpec, artifact: Artifact) -> None:
+    def attach(self, target: Target[RunningVM], domain: Any, spec: DomainSpec, artifact: Artifact) -> None:
         """Watch a domain that now runs: its console, its QEMU, its view port."""
         self.watch(target, domain, spec.workdir, spec.console, spec.host_port, spec.view_port)
         target.facts.update(
             domain=spec.name,
             uuid=domain.UUIDString(),
             accel=spec.accel,
-            accel_reason=artifact.facts.get("accel_reason"),
+            accel_reason=artifact.accel.reason if artifact.accel else None,
             memory_mib=spec.memory_mib,
             vcpus=spec.scenario.vm.vcpus,
             cpu=spec.scenario.vm.cpu,
@@ -224,7 +203,13 @@ class LibvirtEngine(EngineDefaults):
         self.poll(target)
 
     def watch(
-        self, target: Target, domain: Any, workdir: Path, console: Path, host_port: int, view_port: str | None
+        self,
+        target: Target[RunningVM],
+        domain: Any,
+        workdir: Path,
+        console: Path,
+        host_port: int,
+        view_port: str | None,
     ) -> RunningVM:
         """Begin watching a running domain (booted here, or restored by another engine): its
         console, its QEMU process (the `process` milestone) and its view port, connected."""
@@ -241,10 +226,10 @@ class LibvirtEngine(EngineDefaults):
             vm.view.connect()
         return vm
 
-    def poll(self, target: Target) -> None:
+    def poll(self, target: Target[RunningVM]) -> None:
         """Copy the console watcher's milestones and ask the machine's probes; raise if the
         guest failed or the VM died."""
-        vm: RunningVM = target.handle
+        vm = target.held
         vm.read_new()
         for milestone, seen in self.machine.console_milestones.items():
             if seen in vm.seen:
@@ -263,7 +248,7 @@ class LibvirtEngine(EngineDefaults):
         cause = self.diagnosis(target)
         raise BackendError(f"{problem}: {cause}" if cause else problem, hint="its console's last lines:\n" + vm.tail())
 
-    def _probe(self, target: Target, vm: RunningVM) -> None:
+    def _probe(self, target: Target[RunningVM], vm: RunningVM) -> None:
         for probe in self.machine.probes:
             if probe.milestone in target.marks:
                 continue
@@ -277,7 +262,7 @@ class LibvirtEngine(EngineDefaults):
                 target.mark(probe.milestone)
                 probe.close(vm.probes)
 
-    def after_ready(self, target: Target) -> None:
+    def after_ready(self, target: Target[RunningVM]) -> None:
         """Milestones that may come after the service answers (sshd, the agent): waited for, bounded."""
         deadline = time.monotonic() + self.machine.after_ready_s
         self.poll(target)
@@ -285,20 +270,20 @@ class LibvirtEngine(EngineDefaults):
             time.sleep(0.1)
             self.poll(target)
 
-    def load_paths(self, target: Target) -> list[NetPath]:
+    def load_paths(self, target: Target[RunningVM]) -> list[NetPath]:
         return [hostfwd_path(target.host_port)]
 
-    def host_pids(self, target: Target) -> list[int]:
+    def host_pids(self, target: Target[RunningVM]) -> list[int]:
         return []  # the workload runs on the guest's kernel: the host has no PID for it
 
-    def runtime_pids(self, target: Target) -> dict[int, str]:
+    def runtime_pids(self, target: Target[RunningVM]) -> dict[int, str]:
         process = target.handle.process if target.handle is not None else None
         return {process.pid: "VMM"} if process is not None and process.is_running() else {}
 
-    def logs(self, target: Target, lines: int = 20) -> str:
+    def logs(self, target: Target[RunningVM], lines: int = 20) -> str:
         return target.handle.tail(lines) if target.handle is not None else ""
 
-    def diagnosis(self, target: Target) -> str | None:
+    def diagnosis(self, target: Target[RunningVM]) -> str | None:
         """Out of memory, from the console (the kernel's own words) or from a silent console
         with little memory: a 64 MiB guest does not get as far as its console under TCG."""
         if target.handle is None:
@@ -321,7 +306,7 @@ class LibvirtEngine(EngineDefaults):
             )
         return f"the domain was {state}" if state != "running" else None
 
-    def destroy(self, target: Target) -> None:
+    def destroy(self, target: Target[RunningVM]) -> None:
         """Idempotent: a second call finds no domain and no work dir, and does nothing.
 
         The VMM is killed first and is dead (its memory freed) when this returns. libvirt's own
@@ -335,7 +320,7 @@ class LibvirtEngine(EngineDefaults):
         if target.name in self._removing:
             self._wait_for_removals(target.name)
             return
-        vm: RunningVM = target.handle
+        vm = target.held
         if not killed(vm.process):
             self._remove(target.name, vm.workdir, vm)
             return

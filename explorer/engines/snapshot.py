@@ -26,9 +26,10 @@ from xml.sax.saxutils import quoteattr
 from explorer import readiness
 from explorer.contracts import DoctorCheck, EngineDefaults, Progress
 from explorer.engines.domain import NS, Hypervisor, hostfwd_path, qemu_process
-from explorer.engines.libvirt import LibvirtEngine, Machine, RunningVM
+from explorer.engines.libvirt import LibvirtEngine, Machine
 from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
+from explorer.guest.handles import RunningVM
 from explorer.images.vmdisk import make_overlay
 from explorer.model import Artifact, NetPath, Side, Target, free_port
 from explorer.scenario import Scenario
@@ -38,7 +39,7 @@ VIEW_WAIT_S = 15.0
 PROCESS_POLL_S = 0.005
 
 
-class SnapshotEngine(EngineDefaults):
+class SnapshotEngine(EngineDefaults[RunningVM]):
     name = "libvirt"
     milestones = ("process", "resumed", "ready")  # t0 is the restore call: no kernel boots
     daemons = ("libvirtd", "virtlogd")
@@ -68,7 +69,7 @@ class SnapshotEngine(EngineDefaults):
         if progress:
             progress(f"{self.side.name}: booting the microVM once, then saving its state")
         t0 = time.monotonic()
-        kept: list[Target] = []
+        kept: list[Target[RunningVM]] = []
         try:
             target = self.vms.create(scenario, artifact, secrets.token_hex(4), 0)
             kept.append(target)
@@ -78,11 +79,11 @@ class SnapshotEngine(EngineDefaults):
                 self.vms.destroy(target)
                 self.vms.settle()
             raise
-        artifact.paths["snapshot"] = str(target.handle.workdir)
+        artifact.paths["snapshot"] = str(target.held.workdir)
         with_state(artifact.facts, artifact.facts["snapshot"]["state_bytes"])
 
-    def _save(self, scenario: Scenario, target: Target, t0: float) -> dict[str, Any]:
-        vm: RunningVM = target.handle
+    def _save(self, scenario: Scenario, target: Target[RunningVM], t0: float) -> dict[str, Any]:
+        vm = target.held
         ready = readiness.until_ready(  # the lifecycle's one wait: its gate timeout is NotReady (exit 4)
             scenario.workload.ready,
             target.host_port,
@@ -117,7 +118,7 @@ class SnapshotEngine(EngineDefaults):
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target[RunningVM]:
         """A restore of the saved state, its XML changed for this instance."""
         folder = Path(artifact.paths["snapshot"])
         snapshot = artifact.facts["snapshot"]
@@ -171,15 +172,15 @@ class SnapshotEngine(EngineDefaults):
             raise failure[0]
         return appeared or time.monotonic()
 
-    def _attach(self, target: Target, workdir: Path, console: Path, port: int, artifact: Artifact) -> None:
+    def _attach(self, target: Target[RunningVM], workdir: Path, console: Path, port: int, artifact: Artifact) -> None:
         """Watch the restored domain as the libvirt engine watches a booted one, and record it."""
         domain = self.hypervisor.domain(target.name)
         vm = self.vms.watch(target, domain, workdir, console, port, self.machine.view_port)
         target.facts.update(
             domain=target.name,
             uuid=domain.UUIDString(),
-            accel=artifact.facts.get("accel", "tcg"),
-            accel_reason=artifact.facts.get("accel_reason"),
+            accel=artifact.accel.mode if artifact.accel else "tcg",
+            accel_reason=artifact.accel.reason if artifact.accel else None,
             memory_mib=artifact.facts["memory_mib"],
             vcpus=artifact.facts.get("vcpus"),
             cpu=artifact.facts.get("cpu"),
@@ -189,25 +190,25 @@ class SnapshotEngine(EngineDefaults):
             qemu_pid=vm.process.pid if vm.process is not None else None,
         )
 
-    def poll(self, target: Target) -> None:
+    def poll(self, target: Target[RunningVM]) -> None:
         self.vms.poll(target)
 
-    def load_paths(self, target: Target) -> list[NetPath]:
+    def load_paths(self, target: Target[RunningVM]) -> list[NetPath]:
         return [hostfwd_path(target.host_port)]
 
-    def host_pids(self, target: Target) -> list[int]:
+    def host_pids(self, target: Target[RunningVM]) -> list[int]:
         return []  # the workload runs on the guest's kernel
 
-    def runtime_pids(self, target: Target) -> dict[int, str]:
+    def runtime_pids(self, target: Target[RunningVM]) -> dict[int, str]:
         return self.vms.runtime_pids(target)
 
-    def logs(self, target: Target, lines: int = 20) -> str:
+    def logs(self, target: Target[RunningVM], lines: int = 20) -> str:
         return self.vms.logs(target, lines)
 
-    def diagnosis(self, target: Target) -> str | None:
+    def diagnosis(self, target: Target[RunningVM]) -> str | None:
         return self.vms.diagnosis(target)
 
-    def destroy(self, target: Target) -> None:
+    def destroy(self, target: Target[RunningVM]) -> None:
         self.vms.destroy(target)
 
     def settle(self) -> None:

@@ -20,7 +20,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.guest import ConsoleWatcher
 from explorer.guest.forwards import Banner, Refusal
+from explorer.guest.handles import VagrantMachine
 from explorer.images import box as boxes
 from explorer.model import Artifact, NetPath, Side, Target, free_port, owner_alive
 from explorer.scenario import Scenario
@@ -43,29 +43,7 @@ DESTROY_TIMEOUT_S = 180
 UP_TIMEOUT_S = 180  # how long after readiness `vagrant up` may take to return
 
 
-class VagrantMachine:
-    """A Target's handle: the run's VAGRANT_CWD, its environment, `vagrant up`, the console."""
-
-    def __init__(
-        self, workdir: Path, env: dict[str, str], up: subprocess.Popen[bytes], watcher: ConsoleWatcher
-    ) -> None:
-        self.workdir, self.env, self.up, self.watcher = workdir, env, up, watcher
-        self.process: Any = None
-        self.probes: dict[str, Any] = {}  # the milestone probes' state
-        self.up_returned: float | None = None  # when `vagrant up` exited, stamped as it did
-        self.up_waiter = threading.Thread(target=self._wait_for_up, name=f"vagrant-up:{workdir.name}", daemon=True)
-        self.up_waiter.start()
-
-    def _wait_for_up(self) -> None:
-        self.up.wait()
-        self.up_returned = time.monotonic()
-
-    def wait_for_up(self, timeout_s: float) -> None:
-        """Until `vagrant up` has returned (vagrant ssh before that may meet its lock)."""
-        self.up_waiter.join(timeout_s)
-
-
-class VagrantEngine(EngineDefaults):
+class VagrantEngine(EngineDefaults[VagrantMachine]):
     name = "vagrant"
     milestones = ("created", "process", "kernel", "network", "ssh", "up", "ready")
     # sshd and `vagrant up` returning may come after readiness; sshd's banner is probed twice a
@@ -143,7 +121,7 @@ class VagrantEngine(EngineDefaults):
         if not pool.isActive():
             call(f"starting the storage pool {name}", pool.create, 0)
 
-    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target:
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target[VagrantMachine]:
         prefix = f"explorer-{scenario.name}-{self.side.name}-{run_id}-{index}-{os.getpid()}-"
         workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{run_id}-{index}-{os.getpid()}-"))
         shutil.copyfile(VAGRANTFILE, workdir / "Vagrantfile")
@@ -162,7 +140,9 @@ class VagrantEngine(EngineDefaults):
             "EXPLORER_MEMORY_MIB": str(self.memory_mib(scenario)),
             "EXPLORER_CONSOLE": str(console),
         }
-        target = Target(side=self.side.name, name=prefix + "default", run_id=run_id, host_port=host_port)
+        target: Target[VagrantMachine] = Target(
+            side=self.side.name, name=prefix + "default", run_id=run_id, host_port=host_port
+        )
         with (workdir / "vagrant-up.log").open("wb") as log:
             up = subprocess.Popen(
                 ["vagrant", "up", "--provider=libvirt"],
@@ -174,11 +154,12 @@ class VagrantEngine(EngineDefaults):
                 start_new_session=True,
             )
         target.mark("created")
-        target.handle = VagrantMachine(workdir, env, up, ConsoleWatcher(console))
-        target.handle.watcher.start()
+        target.handle = machine = VagrantMachine(workdir, env, up, ConsoleWatcher(console))
+        machine.watcher.start()
         target.facts.update(
             domain=target.name,
-            accel=artifact.facts.get("accel"),
+            accel=artifact.accel.mode if artifact.accel else None,
+            accel_reason=artifact.accel.reason if artifact.accel else None,
             box=artifact.facts.get("box"),
             memory_mib=self.memory_mib(scenario),
             vcpus=scenario.vm.vcpus,
@@ -189,8 +170,8 @@ class VagrantEngine(EngineDefaults):
         )
         return target
 
-    def poll(self, target: Target) -> None:
-        machine: VagrantMachine = target.handle
+    def poll(self, target: Target[VagrantMachine]) -> None:
+        machine = target.held
         machine.watcher.read_new()
         if "kernel" in machine.watcher.seen:
             target.mark("kernel", machine.watcher.seen["kernel"])
@@ -212,7 +193,7 @@ class VagrantEngine(EngineDefaults):
                 )
             target.mark("up", machine.up_returned)
 
-    def _storage(self, target: Target) -> dict[str, Any]:
+    def _storage(self, target: Target[VagrantMachine]) -> dict[str, Any]:
         """Where the guest's files live, read from the domain XML vagrant-libvirt made (the I/O
         table's storage path); its QEMU runs, so the domain is defined."""
         try:
@@ -222,23 +203,23 @@ class VagrantEngine(EngineDefaults):
             return {"path": f"not read: {exc}", "cache_mode": None}
         return disk_storage(xml, target.facts.get("guest_filesystem"))
 
-    def after_ready(self, target: Target) -> None:
+    def after_ready(self, target: Target[VagrantMachine]) -> None:
         deadline = time.monotonic() + UP_TIMEOUT_S
         while "up" not in target.marks and time.monotonic() < deadline:
             self.poll(target)
             time.sleep(0.1)
 
-    def load_paths(self, target: Target) -> list[NetPath]:
+    def load_paths(self, target: Target[VagrantMachine]) -> list[NetPath]:
         return [hostfwd_path(target.host_port)]
 
-    def host_pids(self, target: Target) -> list[int]:
+    def host_pids(self, target: Target[VagrantMachine]) -> list[int]:
         return []  # the workload runs on the guest's kernel
 
-    def runtime_pids(self, target: Target) -> dict[int, str]:
+    def runtime_pids(self, target: Target[VagrantMachine]) -> dict[int, str]:
         process = target.handle.process if target.handle is not None else None
         return {process.pid: "VMM"} if process is not None and process.is_running() else {}
 
-    def logs(self, target: Target, lines: int = 20) -> str:
+    def logs(self, target: Target[VagrantMachine], lines: int = 20) -> str:
         if target.handle is None:
             return ""
         with contextlib.suppress(OSError):
@@ -248,14 +229,14 @@ class VagrantEngine(EngineDefaults):
             return "\n".join(kept[-lines:])
         return ""
 
-    def diagnosis(self, target: Target) -> str | None:
+    def diagnosis(self, target: Target[VagrantMachine]) -> str | None:
         """What the console says of memory, or the domain's state once it stopped."""
         if target.handle is None:
             return None
         state = self.hypervisor.state(target.name)
         return f"the domain was {state}" if state not in ("running", "gone") else None
 
-    def destroy(self, target: Target) -> None:
+    def destroy(self, target: Target[VagrantMachine]) -> None:
         if target.handle is not None:
             target.handle.watcher.stop()
             for probe in self.PROBES:
@@ -357,4 +338,4 @@ def explorer_boxes() -> list[str]:
 
 
 def _driver(artifact: Artifact) -> str:
-    return "kvm" if artifact.facts.get("accel") == "kvm" else "qemu"
+    return "kvm" if artifact.accel and artifact.accel.kvm else "qemu"

@@ -16,6 +16,7 @@ import libvirt_qemu
 
 from explorer.errors import BackendError
 from explorer.guest import parse_view, view_script
+from explorer.guest.handles import RunningVM
 from explorer.model import GuestView, Target
 
 EXEC_TIMEOUT_S = 30.0
@@ -72,12 +73,12 @@ def _decode(data: str | None) -> str:
 class AgentChannel:
     """The full-OS VM's channel: the view script run by the guest agent (after readiness, as
     docker exec's is), with systemd's own boot figures and the guest's memory use recorded in
-    the target's facts. The engine keeps the libvirt domain in the target's handle."""
+    the target's facts. It takes a RunningVM: the libvirt domain the engine keeps in the handle."""
 
     WAIT_S = 60.0  # the agent may come up after the service answers
 
-    def view(self, target: Target) -> GuestView:
-        domain = target.handle.domain
+    def view(self, target: Target[RunningVM]) -> GuestView:
+        domain = target.held.domain
         deadline = time.monotonic() + self.WAIT_S
         while "agent" not in target.marks:
             if ping(domain):

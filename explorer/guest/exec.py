@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from docker.errors import APIError
+from docker.models.containers import Container
 
 from explorer.errors import BackendError
 from explorer.guest import parse_view, view_script
@@ -10,9 +11,11 @@ from explorer.model import GuestView, Target
 
 
 class DockerExec:
-    def view(self, target: Target) -> GuestView:
+    """Takes the Docker SDK's Container, which the Docker engine's targets hold."""
+
+    def view(self, target: Target[Container]) -> GuestView:
         try:
-            result = target.handle.exec_run(["/bin/sh", "-c", view_script()], demux=False)
+            result = target.held.exec_run(["/bin/sh", "-c", view_script()], demux=False)
         except APIError as exc:
             raise BackendError(f"docker exec into {target.name} failed: {exc.explanation}") from exc
         text = result.output.decode(errors="replace")

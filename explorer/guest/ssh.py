@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from explorer.errors import BackendError
 from explorer.guest import parse_view, set_apart, view_script
+from explorer.guest.handles import VagrantMachine
 from explorer.model import GuestView, Target
 from explorer.vagrant_cli import vagrant
 
@@ -45,8 +46,8 @@ class VagrantSsh:
 
     TIMEOUT_S = 120
 
-    def view(self, target: Target) -> GuestView:
-        machine = target.handle
+    def view(self, target: Target[VagrantMachine]) -> GuestView:
+        machine = target.held
         machine.wait_for_up(self.TIMEOUT_S)  # vagrant ssh while `vagrant up` still runs may meet its lock
         out = vagrant(
             ["ssh", "--no-tty", "-c", view_script()], machine.workdir, env=machine.env, timeout=self.TIMEOUT_S

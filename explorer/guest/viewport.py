@@ -14,7 +14,7 @@ from pathlib import Path
 
 from explorer.errors import BackendError
 from explorer.guest import BEGIN, END, parse_view
-from explorer.model import GuestView, Target
+from explorer.model import GuestView
 
 PORT = "explorer.view"  # the virtio-serial port the microVM's init serves views on
 
@@ -92,20 +92,3 @@ def _answer(text: str, number: int) -> str | None:
             return block
         start = text.find(BEGIN, stop)
     return None
-
-
-class ViewPort:
-    """The channel part: the view the connected port's guest sends back when asked."""
-
-    WAIT_S = 15.0
-
-    def view(self, target: Target) -> GuestView:
-        port: ViewChannel | None = getattr(target.handle, "view", None)  # connected by the engine at create
-        if port is None:
-            raise BackendError(f"{target.name} has no guest view port")
-        try:
-            return port.request(self.WAIT_S)
-        except BackendError as exc:
-            raise BackendError(
-                f"{target.name}: {exc}", hint="its console's last lines:\n" + target.handle.tail(20)
-            ) from exc

@@ -225,7 +225,7 @@ class VagrantBox(SourceDefaults):
     def prepare(self, scenario: Scenario, progress: Progress | None = None) -> Artifact:
         artifact = self.disk.prepare(scenario, progress)  # the full-OS image, the KVM verdict
         image = self.disk.image(scenario)  # cached: the image just prepared
-        box = ensure_box(scenario, image, progress, driver="kvm" if artifact.facts["accel"] == "kvm" else "qemu")
+        box = ensure_box(scenario, image, progress, driver="kvm" if artifact.accel and artifact.accel.kvm else "qemu")
         artifact.facts.update(
             box=box.name,
             box_bytes=box.facts["box_bytes"],

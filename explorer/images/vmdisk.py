@@ -10,6 +10,7 @@ from typing import Any
 from explorer.contracts import DoctorCheck
 from explorer.images.container.source import tool
 from explorer.kvm import kvm_usable
+from explorer.model import Accel
 from explorer.tools import run_tool
 
 VM_FILESYSTEM = "ext4"  # what make_ext4 makes: the filesystem of every VM disk explorer builds
@@ -33,9 +34,10 @@ def make_overlay(disk: Path, overlay: Path) -> None:
     )
 
 
-def accel_facts(kernel: object) -> dict[str, str]:
-    verdict = kvm_usable(kernel=kernel)  # type: ignore[arg-type]
-    return {"accel": "kvm" if verdict.usable else "tcg", "accel_reason": verdict.reason}
+def accel_for(kernel: Path) -> Accel:
+    """KVM where a real boot test of `kernel` proved it works on this host, else TCG."""
+    verdict = kvm_usable(kernel=kernel)
+    return Accel("kvm" if verdict.usable else "tcg", verdict.reason)
 
 
 def vm_tools() -> list[DoctorCheck]:

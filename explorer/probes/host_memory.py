@@ -2,7 +2,7 @@
 run. MemAvailable (the kernel's own estimate of what could still be allocated), the summed PSS
 of every instance's host processes, the engine daemons' own memory, and KSM's state.
 
-A probe never starts anything; `explorer/density.py` runs the lifecycle and calls these.
+A probe never starts anything; `explorer/density_run.py` runs the lifecycle and calls these.
 """
 
 from __future__ import annotations

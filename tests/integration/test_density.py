@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from explorer.errors import EXIT_INTERRUPTED
-from explorer.model import LABEL_MANAGED, LABEL_RUN
-from tests.conftest import ROOT, explorer_argv, qemu_processes, run_explorer
+from explorer.model import LABEL_MANAGED
+from tests.conftest import ROOT, containers_of_run, explorer_argv, qemu_processes, run_explorer, virsh_names
 
 pytestmark = pytest.mark.slow
 MIB = 1024 * 1024
@@ -29,29 +29,6 @@ MIB = 1024 * 1024
 # fixed 18.4 MiB, one container's file-backed 19.0 MiB.
 MARGINAL_TOLERANCE = (0.8, 1.3)  # marginal PSS / one container's anonymous memory
 FIXED_TOLERANCE = (0.3, 1.5)  # fixed PSS / one container's file-backed memory (others may share it too)
-
-
-def docker_ps(run_id: str) -> list[str]:
-    """`docker ps -a` (the CLI) filtered by explorer's run label."""
-    out = subprocess.run(
-        ["docker", "ps", "-a", "--filter", f"label={LABEL_RUN}={run_id}", "--format", "{{.Names}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return out.split()
-
-
-def virsh_names(run_id: str) -> list[str]:
-    out = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return [name for name in out.split() if f"-{run_id}-" in name]
 
 
 def density(tmp_path: Path, *args: str) -> dict:
@@ -101,7 +78,7 @@ def test_runc_density_fits_and_the_marginal_cost_is_one_container_s(docker_backe
     assert [s["n"] for s in side["steps"]] == [2, 4, 6] and all(len(s["ready_s"]) == 2 for s in side["steps"])
     assert side["fit_basis"] == "least squares" and side["fits"]["pss"]["points"] == 3
     assert all(s["processes"] >= 2 * s["n"] for s in side["steps"])  # a shim and redis-server each
-    assert docker_ps(doc["run_id"]) == [] and side["removal"]["errors"] == []
+    assert containers_of_run(doc["run_id"]) == [] and side["removal"]["errors"] == []
     alone = one_container_alone(redis_artifact.ref)
     marginal, fixed = side["marginal_pss_bytes"], side["fixed_pss_bytes"]
     low, high = MARGINAL_TOLERANCE
@@ -123,16 +100,16 @@ def test_sigint_mid_density_run_leaves_nothing(docker_backend, redis_artifact):
     try:
         run_id = next(m[1] for line in proc.stderr if (m := re.search(r"density: run ([0-9a-f]{8})", line)))
         deadline = time.monotonic() + 120
-        while len(docker_ps(run_id)) < 3 and time.monotonic() < deadline:
+        while len(containers_of_run(run_id)) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert len(docker_ps(run_id)) >= 3, "the density run did not get to 3 containers"
+        assert len(containers_of_run(run_id)) >= 3, "the density run did not get to 3 containers"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == EXIT_INTERRUPTED, err
-    assert docker_ps(run_id) == []
+    assert containers_of_run(run_id) == []
 
 
 @pytest.mark.libvirt

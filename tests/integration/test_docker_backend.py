@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer import lifecycle, readiness
+from explorer import lifecycle
 from explorer.dockerd import docker_client
 from explorer.model import LABEL_RUN
 from tests.conftest import (
@@ -17,6 +17,7 @@ from tests.conftest import (
     explorer_containers,
     ps_e,
     run_explorer,
+    running_container,
 )
 
 pytestmark = pytest.mark.docker
@@ -26,15 +27,11 @@ pytestmark = pytest.mark.docker
 def running_redis(docker_backend, redis_scenario, redis_artifact):
     """One redis container for the read-only tests of TestOneRunningRedis, removed at the class's
     end (before the tests below, which check that no explorer container is left)."""
-    run_id = lifecycle.new_run_id()
-    target = docker_backend.create(redis_scenario, redis_artifact, run_id, 0)
-    try:
-        readiness.wait_ready("redis", "127.0.0.1", target.host_port, time.monotonic() + 60)
-        yield target
-    finally:
-        docker_backend.destroy(target)
-        docker_backend.clean(run_id)
-    assert explorer_containers(docker_client(), f"{LABEL_RUN}={run_id}") == []
+    container = running_container(docker_backend, redis_scenario, redis_artifact)
+    target = next(container)
+    yield target
+    next(container, None)  # destroyed, its run cleaned
+    assert explorer_containers(docker_client(), f"{LABEL_RUN}={target.run_id}") == []
 
 
 @pytest.fixture(scope="class")

@@ -14,7 +14,7 @@ import pytest
 from explorer import lifecycle, readiness
 from explorer.probes import seccomp, seccomp_bpf
 from explorer.probes.seccomp_bpf import ALLOWED, CONDITIONAL, DENIED
-from tests.conftest import backend_or_skip, ps_e
+from tests.conftest import backend_or_skip, ps_e, running_container
 
 pytestmark = pytest.mark.docker
 
@@ -28,14 +28,7 @@ KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING = 0, -3
 
 @pytest.fixture
 def running_redis(docker_backend, redis_scenario, redis_artifact):
-    run_id = lifecycle.new_run_id()
-    target = docker_backend.create(redis_scenario, redis_artifact, run_id, 0)
-    try:
-        readiness.wait_ready("redis", "127.0.0.1", target.host_port, time.monotonic() + 60)
-        yield target
-    finally:
-        docker_backend.destroy(target)
-        docker_backend.clean(run_id)
+    yield from running_container(docker_backend, redis_scenario, redis_artifact)
 
 
 def _init_pid(name: str) -> int:

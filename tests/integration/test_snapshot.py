@@ -7,27 +7,15 @@ its starts (claim 4)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Explorer, backend_or_skip, ps_e, run_explorer
+from tests.conftest import Explorer, backend_or_skip, ps_e, run_explorer, virsh_names
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 HOST_BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-
-
-def virsh_names() -> list[str]:
-    out = subprocess.run(
-        ["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return out.split()
 
 
 @pytest.fixture(scope="module")

@@ -264,3 +264,17 @@ def test_the_snapshot_engine_reaches_no_private_attribute_of_another_engine():
         and not (isinstance(node.value, ast.Name) and node.value.id == "self")
     ]
     assert private == []
+
+
+def test_the_readme_layout_names_every_top_level_module_and_folder():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout\n") : readme.index("\n## ", readme.index("## Layout\n") + 1)]
+    entries = [
+        f"explorer/{p.name}/" if p.is_dir() else f"explorer/{p.name}"
+        for p in sorted(PACKAGE.iterdir())
+        if (p.is_dir() and (p / "__init__.py").exists()) or p.suffix == ".py"
+    ]
+    assert [e for e in entries if e not in layout] == []
+    floors = [m for floor in FLOORS for m in floor]
+    named = {m for m in MODULES if m.count(".") == 1}
+    assert sorted(m for m in named if not any(_under(m, (f,)) for f in floors)) == []

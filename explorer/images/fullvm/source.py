@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from explorer.contracts import DoctorCheck, Progress, SourceDefaults
 from explorer.images.fullvm.build import FullOSImage, ensure_fullos_image
-from explorer.images.vmdisk import VM_FILESYSTEM, accel_facts, vm_tools
+from explorer.images.vmdisk import VM_FILESYSTEM, accel_for, vm_tools
 from explorer.model import Artifact
 from explorer.scenario import Scenario
 
@@ -27,10 +27,9 @@ class FullVMDisk(SourceDefaults):
             "cmdline": image.cmdline,
             "initramfs_bytes": image.facts.get("initrd_bytes"),
             "filesystem": VM_FILESYSTEM,
-            **accel_facts(image.kernel),
         }
         paths = {"disk": str(image.disk), "kernel": str(image.kernel), "initramfs": str(image.initrd)}
-        return Artifact(ref=str(image.disk), facts=facts, paths=paths)
+        return Artifact(ref=str(image.disk), facts=facts, paths=paths, accel=accel_for(image.kernel))
 
     def doctor_checks(self) -> list[DoctorCheck]:
         return vm_tools()

@@ -9,7 +9,7 @@ from explorer.contracts import DoctorCheck, Progress, SourceDefaults
 from explorer.dockerd import docker_client
 from explorer.images.container.source import ContainerImage
 from explorer.images.microvm.vm_image import ensure_vm_image
-from explorer.images.vmdisk import VM_FILESYSTEM, accel_facts, vm_tools
+from explorer.images.vmdisk import VM_FILESYSTEM, accel_for, vm_tools
 from explorer.model import Artifact
 from explorer.scenario import Scenario
 
@@ -26,10 +26,9 @@ class MicroVMDisk(SourceDefaults):
             "kernel_version": vm.kernel_version,
             "cmdline": vm.cmdline,
             "filesystem": VM_FILESYSTEM,
-            **accel_facts(vm.kernel),
         }
         paths = {"disk": str(vm.disk), "kernel": str(vm.kernel), "initramfs": str(vm.initramfs)}
-        return Artifact(ref=str(vm.disk), facts=facts, paths=paths)
+        return Artifact(ref=str(vm.disk), facts=facts, paths=paths, accel=accel_for(vm.kernel))
 
     def doctor_checks(self) -> list[DoctorCheck]:
         return [*self.image.doctor_checks(), *vm_tools()]

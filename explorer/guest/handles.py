@@ -1,0 +1,61 @@
+"""What an engine hands the channel into its guest, as typed objects (a Target's handle):
+a libvirt domain with its console, its QEMU and its view port (RunningVM), or a Vagrant
+machine with its VAGRANT_CWD and environment, which `vagrant ssh` needs (VagrantMachine).
+A Docker container's handle is the Docker SDK's own Container. Each channel says in its
+signature which one it takes, and so which engines it goes with."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from explorer.guest import ConsoleWatcher
+from explorer.guest.viewport import ViewChannel
+
+
+class RunningVM(ConsoleWatcher):
+    """A Target's handle: the console watcher, the domain, its QEMU, the view port where the
+    machine has one, and the work dir to remove."""
+
+    def __init__(self, workdir: Path, console: Path) -> None:
+        super().__init__(console)
+        self.workdir = workdir
+        self.domain: Any = None
+        self.process: psutil.Process | None = None
+        self.view: ViewChannel | None = None
+        self.probes: dict[str, Any] = {}  # the machine's milestone probes' state, and when each last ran
+        self.closers: list[Any] = []
+
+    def stop(self) -> None:
+        if self.view is not None:
+            self.view.close()
+        for close in self.closers:
+            close(self.probes)
+        super().stop()
+
+
+class VagrantMachine:
+    """A Target's handle: the run's VAGRANT_CWD, its environment, `vagrant up`, the console."""
+
+    def __init__(
+        self, workdir: Path, env: dict[str, str], up: subprocess.Popen[bytes], watcher: ConsoleWatcher
+    ) -> None:
+        self.workdir, self.env, self.up, self.watcher = workdir, env, up, watcher
+        self.process: Any = None
+        self.probes: dict[str, Any] = {}  # the milestone probes' state
+        self.up_returned: float | None = None  # when `vagrant up` exited, stamped as it did
+        self.up_waiter = threading.Thread(target=self._wait_for_up, name=f"vagrant-up:{workdir.name}", daemon=True)
+        self.up_waiter.start()
+
+    def _wait_for_up(self) -> None:
+        self.up.wait()
+        self.up_returned = time.monotonic()
+
+    def wait_for_up(self, timeout_s: float) -> None:
+        """Until `vagrant up` has returned (vagrant ssh before that may meet its lock)."""
+        self.up_waiter.join(timeout_s)
