@@ -25,6 +25,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check explorer tests benchmarks
 	$(BIN)/ruff format --check explorer tests benchmarks
+	$(BIN)/mypy explorer
 
 # every benchmark runs and prints, whichever misses its target; then exit 1 if one did
 bench: venv

@@ -61,7 +61,12 @@ def list_cmd() -> None:
     rows = []
     for name, path in scenarios.available().items():
         s = scenarios.load_file(path)
-        source = s.workload.image or f"offline: {s.workload.recipe.suite} + {', '.join(s.workload.recipe.packages)}"
+        recipe = s.workload.recipe
+        if s.workload.image:
+            source = s.workload.image
+        else:
+            assert recipe is not None  # a workload has an image or a recipe (the schema's oneOf)
+            source = f"offline: {recipe.suite} + {', '.join(recipe.packages)}"
         rows.append([name, source, s.workload.port, s.workload.ready, s.description])
     click.echo(tabulate(rows, headers=["scenario", "image", "port", "ready", "description"]))
 

@@ -47,12 +47,31 @@ class Engine(Protocol[H]):
     """What runs a side: creates a Target from an Artifact and sees it from the host; its
     targets hold a handle of type H (a Docker container, a RunningVM, a VagrantMachine)."""
 
-    name: str  # recorded in results as the side's `backend`
-    milestones: tuple[str, ...]  # what create() and poll() record, in the order they usually happen
-    order: tuple[tuple[str, ...], ...]  # chains of milestones that cannot go backwards (the timeline check)
-    ready_after: str | None  # a milestone before which no readiness attempt can succeed
-    daemons: tuple[str, ...]  # the host daemons serving it, whose growth density counts per instance
-    at_once: tuple[int, str] | None  # at most this many instances can run at once, and why (None: no limit)
+    # read-only members: an engine may declare each as a class attribute (of a narrower tuple
+    # type), an instance attribute or a property
+    @property
+    def name(self) -> str:
+        """Recorded in results as the side's `backend`."""
+
+    @property
+    def milestones(self) -> tuple[str, ...]:
+        """What create() and poll() record, in the order they usually happen."""
+
+    @property
+    def order(self) -> tuple[tuple[str, ...], ...]:
+        """Chains of milestones that cannot go backwards (the timeline check)."""
+
+    @property
+    def ready_after(self) -> str | None:
+        """A milestone before which no readiness attempt can succeed."""
+
+    @property
+    def daemons(self) -> tuple[str, ...]:
+        """The host daemons serving it, whose growth density counts per instance."""
+
+    @property
+    def at_once(self) -> tuple[int, str] | None:
+        """At most this many instances can run at once, and why (None: no limit)."""
 
     def check(self) -> dict[str, Any]:
         """Facts about the engine (versions, and `summary`: one line); BackendUnavailable with a hint."""

@@ -124,7 +124,7 @@ _V1_ROLE = {"container": "shim", "vm": "VMM"}
 def upgraded(result: dict[str, Any]) -> dict[str, Any]:
     """`result` as the current version writes it (a copy where anything had to change)."""
     v1 = result.get("schema") == "explorer.result/1"
-    sides = result.get("sides") if isinstance(result.get("sides"), dict) else {}
+    sides = got if isinstance(got := result.get("sides"), dict) else {}
     one_size = [s for s in sides.values() if isinstance(s.get("image"), dict) and "content_bytes" not in s["image"]]
     if result.get("schema") == CURRENT and not one_size:
         return result
@@ -166,6 +166,7 @@ def _fill_v2_figures(side: dict[str, Any], role: str) -> None:
         vis.setdefault("runtime_by_role", [{"role": role, "count": len(pids), "pids": " ".join(pids)}] if pids else [])
     inside = vis.get("inside") if isinstance(vis, dict) else None
     if isinstance(inside, dict) and inside.get("available") and "os_process_count" not in inside:
+        assert isinstance(vis, dict)  # inside was read from it
         names = set(vis.get("process_names", []))
         others = Counter(
             p["name"] for p in inside.get("processes", []) if not p["kernel_thread"] and p["name"] not in names

@@ -278,7 +278,8 @@ class RunPlan:
         probed: dict[str, Any] = {}
         # where the time outside the starts goes; after_ready_s: waiting, on the probed start only,
         # for the milestones that come after readiness (the full-OS VM's sshd, `vagrant up`)
-        spent: dict[str, float] = {"probes_s": 0.0, "after_ready_s": 0.0, "destroy_s": 0.0}
+        # seconds per phase, and at the end each start's seconds (start_s: a list)
+        spent: dict[str, Any] = {"probes_s": 0.0, "after_ready_s": 0.0, "destroy_s": 0.0}
         try:
             for index in range(repeats):
                 say(f"{backend.side.name}: start {index + 1}/{repeats}")

@@ -55,9 +55,10 @@ def declares(path: str) -> bool:
     of the schema: a named property, an entry of a map (any key), or "[]" for a list's items."""
     node = schema()
     for segment in path.split("."):
-        node = _step(node, segment)
-        if node is None:
+        step = _step(node, segment)
+        if step is None:
             return False
+        node = step
     return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,9 +183,12 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "oneOf" and list(error.absolute_path) == ["workload"]:
         return "give exactly one of 'image' (a reference) or 'build' (an offline recipe)"
     if error.validator == "additionalProperties":
+        # raised on an object (a dict, from YAML) by a schema object
+        assert isinstance(error.instance, dict) and isinstance(error.schema, Mapping)
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         return f"unknown key(s) {', '.join(map(repr, extra))}"
     if error.validator == "pattern":
+        assert isinstance(error.schema, Mapping)  # the schema object that holds the pattern
         return f"{error.instance!r} is not a valid value here (expected {error.schema['pattern']})"
     return error.message
 
@@ -213,12 +217,12 @@ def _grammar_problems(data: Any) -> list[tuple[str, str]]:
     found = []
     if isinstance(data.get("name"), str) and (problem := scenario_name_problem(data["name"])):
         found.append(("name", problem))
-    workload = data.get("workload") if isinstance(data.get("workload"), dict) else {}
+    workload = got if isinstance(got := data.get("workload"), dict) else {}
     image = workload.get("image")
     if isinstance(image, str) and image and (problem := reference_problem(image)):
         found.append(("workload.image", problem))
-    build = workload.get("build") if isinstance(workload.get("build"), dict) else {}
-    files = build.get("files") if isinstance(build.get("files"), dict) else {}
+    build = got if isinstance(got := workload.get("build"), dict) else {}
+    files = got if isinstance(got := build.get("files"), dict) else {}
     for path in files:
         if isinstance(path, str) and (problem := file_path_problem(path)):
             found.append((f"workload.build.files[{path!r}]", problem))

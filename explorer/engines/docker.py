@@ -40,9 +40,16 @@ OWN_NETNS = "own netns (nsenter)"
 class Runtime(Protocol):
     """The OCI runtime's part: its name for dockerd, what the host sees of a container."""
 
-    name: str | None  # None: the engine's default (runc)
-    milestones: tuple[str, ...]
-    order: tuple[tuple[str, ...], ...]  # the timeline check's chains
+    @property
+    def name(self) -> str | None:
+        """Its name for dockerd; None: the engine's default (runc)."""
+
+    @property
+    def milestones(self) -> tuple[str, ...]: ...
+
+    @property
+    def order(self) -> tuple[tuple[str, ...], ...]:
+        """The timeline check's chains."""
 
     def check(self, info: dict[str, Any]) -> dict[str, Any]: ...
     def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]: ...

@@ -135,7 +135,7 @@ class Hypervisor:
 
     def delete_volumes(self, pool_name: str, prefix: str) -> list[str]:
         """The volumes of a storage pool whose name starts with `prefix`."""
-        deleted = []
+        deleted: list[str] = []
         pool = self.pool(pool_name)
         if pool is None:
             return deleted

@@ -59,8 +59,13 @@ class MilestoneProbe(Protocol):
     the agent answers, sshd's banner), keeping what it needs between polls in `state` (the
     target's own, closed with it)."""
 
-    milestone: str
-    every_s: float  # at most this often (a blocking check); 0: at every poll (a non-blocking one)
+    # read-only: a probe is a frozen dataclass
+    @property
+    def milestone(self) -> str: ...
+
+    @property
+    def every_s(self) -> float:
+        """At most this often (a blocking check); 0: at every poll (a non-blocking one)."""
 
     def reached(self, target: Target[RunningVM], state: dict[str, Any]) -> bool: ...
     def close(self, state: dict[str, Any]) -> None: ...

@@ -4,6 +4,7 @@ the accelerator a boot test proved (explorer/kvm.py), and the tools a VM disk ne
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def accel_for(kernel: Path) -> Accel:
 
 def vm_tools() -> list[DoctorCheck]:
     return [
-        DoctorCheck(name, lambda name=name, package=package: tool(name, package))
+        DoctorCheck(name, functools.partial(tool, name, package))
         for name, package in (
             ("qemu-img", "qemu-utils"),
             ("mke2fs", "e2fsprogs"),

@@ -158,6 +158,7 @@ class PgBench(Client):
                 f"the {self.KIND} load needs pgbench in the workload's image, which has none",
                 hint="an image with PostgreSQL's server package has it",
             )
+        assert rootfs is not None  # found is empty without a rootfs
         return ["chroot", str(rootfs), "/" + str(found[-1].relative_to(rootfs))]
 
     def init_argv(self, tool: list[str], host: str, port: int) -> list[str]:
@@ -195,14 +196,15 @@ class PgBench(Client):
         }
         if not all(found.values()):
             raise ValueError(f"pgbench printed no results: {out.strip()[-200:]!r}")
-        tps = float(found["tps"][1])
+        matched = {key: match for key, match in found.items() if match is not None}  # all of them
+        tps = float(matched["tps"][1])
         return {
-            "ops": int(found["done"][1]),
-            "seconds": int(found["done"][1]) / tps,
+            "ops": int(matched["done"][1]),
+            "seconds": int(matched["done"][1]) / tps,
             "ops_s": tps,
             "p50_ms": None,
             "p99_ms": None,
-            "latency_avg_ms": float(found["latency"][1]),
+            "latency_avg_ms": float(matched["latency"][1]),
             "detail": {},
         }
 

@@ -35,7 +35,9 @@ def line_loop(params: dict[str, Any], host: str, port: int) -> Callable[[], None
 def mongo_loop(params: dict[str, Any], host: str, port: int) -> Callable[[], None]:
     import pymongo  # ~180 ms to import: only this loop needs it
 
-    client = pymongo.MongoClient(host, port, directConnection=True, serverSelectionTimeoutMS=5000)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        host, port, directConnection=True, serverSelectionTimeoutMS=5000
+    )
     collection = client["explorer"]["load"]
     counter = iter(range(1 << 62))
 

@@ -12,6 +12,7 @@ or an interrupt. Where the phase's time goes is recorded with its figures (`phas
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import signal
@@ -106,7 +107,7 @@ class PathsRun:
         self.prepare()
         for name in list(self.live):
             with self.split.part("calibration_s"):
-                self.guarded(name, lambda name=name: self.calibrate(name))
+                self.guarded(name, functools.partial(self.calibrate, name))
         for name, endpoint in self.live.items():  # as run: anyone can run the client again by hand
             round_argv = self.sized[name].argv(self.tool, endpoint.host, endpoint.port, self.settings.seconds)
             self.found[name]["argv"] = {"init": self.init, "round": endpoint.prefix + round_argv}
@@ -114,7 +115,7 @@ class PathsRun:
             self.found[name]["rounds"] = []
         for _ in range(self.settings.rounds):
             for name in list(self.live):
-                self.guarded(name, lambda name=name: self.measured_round(name))
+                self.guarded(name, functools.partial(self.measured_round, name))
         for name in self.live:
             self.found[name]["summary"] = summarize(self.found[name]["rounds"])
         self.traced_part()
@@ -158,10 +159,11 @@ class PathsRun:
     def measured_round(self, name: str) -> None:
         figures = one_round(self.sized[name], self.tool, self.live[name], self.settings, self.split)
         self.found[name]["rounds"].append(figures)
-        if isinstance(self.sized[name], RedisBenchmark):  # the next round sized from the median rate so far
+        sized = self.sized[name]
+        if isinstance(sized, RedisBenchmark):  # the next round sized from the median rate so far
             rates = [r["ops_s"] for r in self.found[name]["rounds"]]
             rates += [batch["ops_s"] for batch in self.found[name].get("calibration", [])[-1:]]
-            self.sized[name] = self.sized[name].sized(statistics.median(rates), self.settings.seconds)
+            self.sized[name] = sized.sized(statistics.median(rates), self.settings.seconds)
 
     def traced_part(self) -> None:
         """Each live path's traced round (explorer/load/traced.py); a workload that died under

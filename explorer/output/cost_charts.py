@@ -85,6 +85,7 @@ def throughput(ax: Any, result: dict[str, Any]) -> None:
     figures has its row, with the reason."""
     rows = throughput_rows(result)
     base = next(rate for name, _, _, rate in rows if name == "native")
+    assert base is not None  # drawn only when the native process has a rate (missing_throughput says why not)
     labels = []
     for y, (name, title, load, rate) in enumerate(rows):
         side = result.get("sides", {}).get(name, {})
@@ -107,7 +108,7 @@ def throughput(ax: Any, result: dict[str, Any]) -> None:
 def syscall_rows(result: dict[str, Any]) -> list[tuple[str, list[tuple[str, float]], float | None, str]]:
     """(row label, [(role, calls per operation)], total per operation, why there are none) for
     the native reference and every side with a load."""
-    rows = []
+    rows: list[tuple[str, list[tuple[str, float]], float | None, str]] = []
     for _name, title, load in costs.rows_of(result):
         traced = load.get("traced") or {}
         label = title + (costs.TCG if load.get("note") else "")

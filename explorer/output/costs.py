@@ -194,6 +194,7 @@ def breakdown(rows: list[PathRow]) -> str | None:
     direct = next((r for r in measured if not r.relay), None)
     relayed = next((r for r in measured if r.relay), None)
     if direct and relayed:
+        assert direct.ratio is not None and relayed.ratio is not None  # both measured
         isolation = (
             f"the isolation costs {1 - direct.ratio:.2f}x"
             if direct.ratio < 1

@@ -17,7 +17,7 @@ import re
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from explorer.errors import ExplorerError
 from explorer.output import charts, cost_charts
@@ -34,18 +34,21 @@ STYLE = {
 }
 
 
+Subject = TypeVar("Subject")  # what a chart draws: a result, or the runs compare draws
+
+
 @dataclass(frozen=True)
-class Chart:
+class Chart(Generic[Subject]):
     key: str
     title: str
-    draw: Callable[[Any, dict[str, Any]], None]
-    missing: Callable[[dict[str, Any]], str | None]  # why it has nothing to show, or None
-    rows: Callable[[dict[str, Any]], int]  # bars or rows of dots, for its height
+    draw: Callable[[Any, Subject], None]
+    missing: Callable[[Subject], str | None]  # why it has nothing to show, or None
+    rows: Callable[[Subject], int]  # bars or rows of dots, for its height
     row_in: float  # inches per row
     extra_in: float  # title, axis, legend
-    method: Callable[[dict[str, Any]], str]  # how to read it, for the page's <details>
+    method: Callable[[Subject], str]  # how to read it, for the page's <details>
 
-    def height(self, result: dict[str, Any]) -> float:
+    def height(self, result: Subject) -> float:
         return self.extra_in + self.row_in * max(1, self.rows(result))
 
 
@@ -134,7 +137,7 @@ def _compare_method(runs: Any) -> str:
     )
 
 
-CHARTS: list[Chart] = [
+CHARTS: list[Chart[dict[str, Any]]] = [
     Chart(
         "startup",
         "Start to ready, milestone by milestone",
@@ -204,7 +207,8 @@ def matplotlib_rc(**changes: Any) -> Any:
     made, the SVG's text mode when it is written: both run inside it)."""
     import matplotlib  # costly to load: only when a chart is drawn
 
-    return matplotlib.rc_context({**STYLE, **changes})
+    # matplotlib's stubs take only the literal names of rc keys; these are names too, checked when set
+    return matplotlib.rc_context({**STYLE, **changes})  # type: ignore[dict-item]
 
 
 def new_figure(width: float, height: float) -> Any:

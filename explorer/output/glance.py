@@ -70,8 +70,8 @@ def grid(result: dict[str, Any], width: int) -> str:
     text = fit.table(["side", *(str(i) for i in range(1, len(claims) + 1))], turned, width)
     key = "; ".join(_label(i, c) for i, c in enumerate(claims, 1))
     legend = [fit.paragraph(f"claims: {key}", width), _legend(result, width), _word_legend(width)]
-    rows = text or "\n".join(fit.paragraph(" ".join(row), width, rest="    ") for row in turned)
-    return "\n".join([rows, *legend])
+    shown = text or "\n".join(fit.paragraph(" ".join(row), width, rest="    ") for row in turned)
+    return "\n".join([shown, *legend])
 
 
 def grid_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

@@ -51,7 +51,7 @@ def job_spread(load: dict[str, Any], job: str, key: str) -> dict[str, float] | N
 
 
 def jobs_of(load: dict[str, Any]) -> list[str]:
-    first = next(iter(load.get("rounds") or []), {})
+    first: dict[str, Any] = next(iter(load.get("rounds") or []), {})
     return list(((first.get("detail") or {}).get("jobs") or {}) or JOB_TITLES)
 
 
@@ -134,7 +134,9 @@ def io_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
                     JOB_TITLES.get(job, job),
                     _direct(load, numbers.get(name)) if index == 0 else "",
                     _iops(iops),
-                    costs.ratio(iops and iops["median"], base and base["median"]) if name != "native" else "-",
+                    costs.ratio(iops["median"] if iops else None, base["median"] if base else None)
+                    if name != "native"
+                    else "-",
                     _mib_s(job_spread(load, job, "bw_kib_s")),
                     _latency(load, job),
                     _per_io(load) if index == 0 else "",
@@ -201,7 +203,7 @@ def compare_rows(results: list[dict[str, Any]], names: list[str]) -> list[list[A
         for job, title in JOB_TITLES.items():
             cells = [_compare_cell(result, name, job) for result in results]
             if any(cell != "-" for cell in cells):
-                side = next((r["sides"][name] for r in results if name in r.get("sides", {})), {})
+                side: dict[str, Any] = next((r["sides"][name] for r in results if name in r.get("sides", {})), {})
                 who = costs.REFERENCE if name == "native" else side.get("title") or name
                 rows.append([f"{who}: IOPS, {title}", *cells])
     return rows

@@ -155,7 +155,7 @@ def table(
     head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headers)
     body = []
     for index, row in enumerate(rows):
-        cells = [c if isinstance(c, Raw) and c.startswith("<td") else cell(c) for c in row]
+        cells: list[str] = [c if isinstance(c, Raw) and c.startswith("<td") else cell(c) for c in row]
         if row_head and cells:
             cells[0] = f'<th scope="row">{esc(row[0])}</th>'
         attrs = ' class="differs"' if marked and marked[index] else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from explorer.document import side_title, upgraded
@@ -298,9 +298,12 @@ def verdicts_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return ["claim", "overall", "where the sides stand, and the rule"], rows
 
 
-def sections(result: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[Any]]], list[int] | None]]:
+Section = tuple[str, tuple[list[str], list[list[Any]]], Sequence[int | None] | None]
+
+
+def sections(result: dict[str, Any]) -> list[Section]:
     """(heading, (headers, rows), column widths a terminal table wraps to, if any)."""
-    out = [
+    out: list[Section] = [
         (SUMMARY_HEADING, summary_table(result), summary_widths(result)),
         ("Processes seen from the host", process_table(result), PROCESS_WIDTHS),
         ("Startup", startup_table(result), None),

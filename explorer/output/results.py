@@ -96,7 +96,7 @@ def _read(path: Path) -> Kept | None:
         return None
     if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("explorer."):
         return None
-    sides = doc.get("sides") if isinstance(doc.get("sides"), dict) else {}
+    sides = got if isinstance(got := doc.get("sides"), dict) else {}
     accels = sorted({str(s.get("accel")) for s in sides.values() if isinstance(s, dict) and s.get("kind") == "vm"})
     scenario = doc.get("scenario")
     return Kept(

@@ -144,7 +144,7 @@ def _wait_stopped(pid: int) -> int:
 
 def _programs(libc: ctypes.CDLL, pid: int) -> list[bytes]:
     """Filter 0, 1, ... until the kernel says there is no such index (ENOENT)."""
-    found = []
+    found: list[bytes] = []
     for index in range(4096):
         try:
             count = _ptrace(libc, PTRACE_SECCOMP_GET_FILTER, pid, index, None)

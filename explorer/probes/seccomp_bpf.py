@@ -101,7 +101,9 @@ def _alu(op: int, a: Value, b: Value) -> Value:
     """A 32-bit ALU result; unknown when an operand is (division by a known zero is handled by the caller)."""
     if not isinstance(a, int) or (op != 0x80 and not isinstance(b, int)):
         return None
-    assert isinstance(b, int) or op == 0x80
+    if op == 0x80:  # NEG, the one operation without an operand
+        return -a & MASK32
+    assert isinstance(b, int)  # every other operation returned None above when b is unknown
     results = {
         0x00: lambda: a + b,
         0x10: lambda: a - b,
@@ -111,7 +113,6 @@ def _alu(op: int, a: Value, b: Value) -> Value:
         0x50: lambda: a & b,
         0x60: lambda: a << (b & 31),
         0x70: lambda: a >> (b & 31),
-        0x80: lambda: -a,
         0x90: lambda: a % b,
         0xA0: lambda: a ^ b,
     }

@@ -98,7 +98,7 @@ class MongoDB(Strategy):
         from pymongo.errors import ConfigurationError, PyMongoError  # with pymongo, as above
 
         ms = max(1, int(timeout * 1000))
-        client = pymongo.MongoClient(
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
             host,
             port,
             directConnection=True,

@@ -37,6 +37,7 @@ class ContainerImage(SourceDefaults):
         """Every image explorer built (their label says so)."""
         client, removed = docker_client(), []
         for image in client.images.list(filters={"label": LABEL_IMAGE}):
+            assert image.id is not None  # a listed image has its Id
             try:
                 client.images.remove(image.id, force=True)
                 removed.append(f"image {', '.join(image.tags) or image.short_id}")

@@ -229,6 +229,7 @@ def resolve_package(arch: str) -> tuple[str, list[str]]:
     source = remembered.get("source", "host")
     if override or remembered.get("host_lists") != host_lists:
         source = choose_source(override, None if override else _host_policy(meta))  # lists changed
+    options: list[str]
     if source == "host":
         options, lists = [], host_lists
     else:
