@@ -18,7 +18,9 @@ class DockerExec:
             result = target.held.exec_run(["/bin/sh", "-c", view_script()], demux=False)
         except APIError as exc:
             raise BackendError(f"docker exec into {target.name} failed: {exc.explanation}") from exc
-        text = result.output.decode(errors="replace")
+        output = result.output
+        assert isinstance(output, bytes), "exec_run without stream or demux returns the output whole"
+        text = output.decode(errors="replace")
         view = parse_view(text, channel="docker exec /bin/sh")
         if result.exit_code != 0 or view is None:
             raise BackendError(f"the guest-view script failed in {target.name}: {text.strip()[-300:]}")
