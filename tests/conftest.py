@@ -92,6 +92,22 @@ def wait_for(proc: subprocess.Popen, seen: Callable[[], object], timeout: float 
     return False
 
 
+def ctrl_c_when(proc: subprocess.Popen, seen: Callable[[], object], what: str, settle_s: float = 0.0) -> str:
+    """Ctrl-C (SIGINT) to a run once `seen` holds (and `settle_s` more), as a user at its terminal:
+    it must exit 130 without a traceback; its stderr. The run is killed should it outlive the test."""
+    try:
+        assert wait_for(proc, seen, every=0.05), f"never seen: {what}"
+        time.sleep(settle_s)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    return err
+
+
 def run_explorer(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The CLI as a user runs it, in a child process."""
     return subprocess.run(

@@ -231,7 +231,10 @@ def one_round(
     with split.part("measured_rounds_s"):
         text = run_client(argv, settings.seconds + CLIENT_GRACE_S, endpoint)
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    used = {role: round(seconds - before.get(role, 0.0), 4) for role, seconds in cpu_by_role(pids).items()}
+    # listed again after the round: processes the workload started in it (fio's job processes, not
+    # yet reaped when the round ends) count whole; those it reaped are in their parent's children
+    after = cpu_by_role({**pids, **endpoint.pids()})
+    used = {role: round(seconds - before.get(role, 0.0), 4) for role, seconds in after.items()}
     figures = parse(client, text, endpoint)
     client_cpu = (after_children.ru_utime - children.ru_utime) + (after_children.ru_stime - children.ru_stime)
     host_cpu = sum(used.values())

@@ -65,6 +65,18 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} ms"
 
 
+def _latency(load: dict[str, Any]) -> str:
+    """The client's p99; pgbench's average where it gives no percentile; fio's per job, in the
+    I/O table (one latency over 4 KiB and 1 MiB I/Os would say nothing)."""
+    p99, avg = _figure(load, "p99_ms"), _figure(load, "latency_avg_ms")
+    if p99 is not None:
+        return _ms(p99)
+    if avg is not None:
+        return f"avg {_ms(avg)}"
+    per_job = any("jobs" in (r.get("detail") or {}) for r in load.get("rounds") or [])
+    return "I/O table" if per_job else "-"
+
+
 def _cpu(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
@@ -157,8 +169,7 @@ def costs_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
             out.append([side, row.path, f"{status} [{numbers[(row.side, row.path)]}]", *["-"] * 5])
             continue
         load = row.load
-        p99 = _figure(load, "p99_ms")
-        latency = _ms(p99) if p99 is not None else f"avg {_ms(_figure(load, 'latency_avg_ms'))}"
+        latency = _latency(load)
         out.append(
             [
                 side,

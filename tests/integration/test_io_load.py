@@ -24,7 +24,7 @@ import pytest
 from explorer.cache import cache_dir
 from explorer.load import io, native, rounds
 from explorer.model import free_port
-from tests.conftest import Explorer, containers_owned_by, partials_of, ps_e, skip_or_fail_in_ci, wait_for
+from tests.conftest import Explorer, containers_owned_by, ctrl_c_when, partials_of, ps_e, skip_or_fail_in_ci
 
 pytestmark = [pytest.mark.slow]
 HAND_ROUNDS = 5
@@ -262,18 +262,8 @@ def fio_clients(in_native_namespace: bool, rounds_only: bool = False) -> list[in
 def test_ctrl_c_during_an_io_round_leaves_no_fio_server_file_or_client(fio_installed, docker_backend, when):
     proc = Explorer("run", "fio", "--sides", "runc", "--repeat", "1", "--load-seconds", "2", "--format", "json")
     pid = proc.pid
-    try:
-        assert wait_for(proc, lambda: fio_clients(when == "native", rounds_only=True), every=0.05), (
-            f"no round on the {when} seen"
-        )
-        time.sleep(0.5)  # into the round
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    # 0.5 s into a round on the native reference or the side
+    ctrl_c_when(proc, lambda: fio_clients(when == "native", rounds_only=True), f"a round on the {when}", 0.5)
     assert containers_owned_by(pid) == []  # the side's writable layer, and its fio file, with it
     assert fio_clients(True) == [] and fio_clients(False) == []
     assert not [a for a in ps_e("args").values() if a.startswith("fio --server=")]

@@ -29,6 +29,7 @@ from tests.conftest import (
     Explorer,
     backend_or_skip,
     containers_owned_by,
+    ctrl_c_when,
     ps_e,
     run_explorer,
     skip_or_fail_in_ci,
@@ -381,20 +382,12 @@ def test_ctrl_c_during_the_load_leaves_nothing(counting_possible, docker_backend
     load client, perf, native server, namespace or copy is left."""
     proc = start_loaded_run("--load-seconds", "1")
     pid = proc.pid
-    try:
-        if when == "side":
-            assert wait_for(proc, lambda: containers_owned_by(pid) and side_load_clients()), "the side was never loaded"
-        elif when == "netns":
-            assert wait_for(proc, lambda: containers_owned_by(pid) and netns_load_clients()), "no load in its netns"
-        else:
-            assert wait_for(proc, lambda: load_clients() and native_namespaces()), "no load on the native reference"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    loaded = {
+        "side": lambda: containers_owned_by(pid) and side_load_clients(),
+        "netns": lambda: containers_owned_by(pid) and netns_load_clients(),
+        "native": lambda: load_clients() and native_namespaces(),
+    }
+    ctrl_c_when(proc, loaded[when], f"the load on the {when}")
     assert containers_owned_by(pid) == []
     assert load_clients() == []
     assert not [n for n in native_namespaces() if n.startswith(f"{native.NETNS_PREFIX}{pid}-")]

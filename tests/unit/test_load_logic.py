@@ -5,7 +5,9 @@ rounds run small fake clients (a Python one-liner as the tool) for the failure p
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +256,25 @@ def test_a_death_the_engine_sees_late_is_still_named_and_a_live_workload_is_not(
         rounds.died_or_not(endpoint, settle_s=5)
     alive = rounds.Endpoint("127.0.0.1", 1, dict, lambda: None, str)
     rounds.died_or_not(alive, settle_s=0.3)  # returns: the failure is the client's own
+
+
+def test_a_process_the_workload_starts_during_a_round_counts_in_its_host_cpu():
+    """fio's server forks its job processes per round: listed only after the round, their CPU
+    still counts (no process was listed before the round)."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ntime.sleep(30)"
+    burner = subprocess.Popen([sys.executable, "-c", burn])
+    listings: list[dict[int, str]] = [{}]  # before the round: nothing yet
+
+    def pids() -> dict[int, str]:
+        return listings.pop(0) if listings else {burner.pid: "workload"}
+
+    endpoint = rounds.Endpoint("127.0.0.1", 1, pids, lambda: None, str)
+    try:
+        time.sleep(0.6)  # it burns its CPU
+        settings = rounds.Settings(seconds=0.1, rounds=1, trace=False)
+        client = OneLiner("print(1000)")
+        got = rounds.one_round(client, client.tool(), endpoint, settings)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert got["host_cpu_by_role_s"]["workload"] >= 0.25
