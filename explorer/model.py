@@ -79,6 +79,7 @@ class NetPath:
     relay: str | None = None  # the host program that relays every byte (docker-proxy); None: none
     missing: str | None = None  # why it cannot be measured here (None: it can)
     host: str = LOOPBACK
+    inside: bool = False  # the client runs inside the guest (by `prefix`), its own copy of the tool there
 
     def __post_init__(self) -> None:
         if not ipaddress.ip_address(self.host).is_loopback:
@@ -95,6 +96,7 @@ class NetPath:
             "endpoint": self.endpoint,
             "prefix": list(self.prefix),
             "relay": self.relay,
+            "inside": self.inside,
         }
 
 

@@ -10,6 +10,7 @@ import functools
 import os
 import re
 import shutil
+import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -188,6 +189,23 @@ def hostfwd_path(host_port: int) -> NetPath:
         "(in the VMM's own process) to the guest's virtio NIC",
         host_port,
         relay="QEMU's slirp, in the VMM,",
+    )
+
+
+IN_GUEST = "inside the guest (guest agent)"
+
+
+def in_guest_path(domain: str, guest_port: int) -> NetPath:
+    """The load client inside a full-OS guest, against the guest's own loopback, run through its
+    guest agent (explorer/guest/agent_run.py): no network path at all, but the client shares
+    the guest's vCPU with the workload (and, under TCG, is emulated too)."""
+    return NetPath(
+        IN_GUEST,
+        f"the client run inside the guest by its guest agent (guest-exec), against the guest's own "
+        f"127.0.0.1:{guest_port}: no host network path, but the client shares the guest's vCPU with the workload",
+        guest_port,
+        prefix=(sys.executable, "-m", "explorer.guest.agent_run", URI, domain, "--"),
+        inside=True,
     )
 
 

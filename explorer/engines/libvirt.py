@@ -28,6 +28,7 @@ from explorer.engines.domain import (
     check_memory,
     domain_xml,
     hostfwd_path,
+    in_guest_path,
     killed,
     qemu_process,
     stage,
@@ -199,6 +200,7 @@ class LibvirtEngine(EngineDefaults[RunningVM]):
             vcpus=spec.scenario.vm.vcpus,
             cpu=spec.scenario.vm.cpu,
             host_port=spec.host_port,
+            workload_port=spec.scenario.workload.port,
             console=str(spec.console),
             staged_by_copy=spec.staged_by_copy,
             forwarded_ports={str(g): h for g, h in spec.extra_ports.items()},
@@ -276,7 +278,11 @@ class LibvirtEngine(EngineDefaults[RunningVM]):
             self.poll(target)
 
     def load_paths(self, target: Target[RunningVM]) -> list[NetPath]:
-        return [hostfwd_path(target.host_port)]
+        """hostfwd on the host's 127.0.0.1; where the guest has an agent, the client inside it too."""
+        paths = [hostfwd_path(target.host_port)]
+        if self.machine.agent:
+            paths.append(in_guest_path(target.name, int(target.facts["workload_port"])))
+        return paths
 
     def host_pids(self, target: Target[RunningVM]) -> list[int]:
         return []  # the workload runs on the guest's kernel: the host has no PID for it

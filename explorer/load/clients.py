@@ -41,6 +41,11 @@ class Client:
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def inside_tool(self) -> list[str] | None:
+        """The argv prefix that runs the tool inside a guest, found there by its PATH (None: the
+        client cannot run inside a guest)."""
+        return [self.TOOL]
+
     def tool(self, rootfs: Path | None = None) -> list[str]:
         """The argv prefix that runs the tool; LoadToolMissing saying which package has it."""
         path = shutil.which(self.TOOL)
@@ -265,6 +270,9 @@ class PythonLoop(Client):
 
     def tool(self, rootfs: Path | None = None) -> list[str]:
         return [sys.executable, "-m", "explorer.load.loop"]
+
+    def inside_tool(self) -> list[str] | None:
+        return None  # explorer's own loop, which no guest has
 
     def argv(self, tool: list[str], host: str, port: int, seconds: float) -> list[str]:
         return [*tool, self.KIND, json.dumps(self.params()), host, str(port), str(seconds)]

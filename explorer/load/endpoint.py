@@ -85,3 +85,4 @@ class Endpoint:
     kernel_roles: frozenset[str] = frozenset({"workload"})  # whose calls the host's kernel serves for the workload
     storage: dict[str, Any] | None = None  # where the workload's files live, recorded with its load (I/O)
     gone: Callable[[], str | None] = lambda: None  # why this path no longer reaches a live workload (None: it does)
+    inside: bool = False  # the client runs inside the guest (through `prefix`): the guest's copy of its tool

@@ -111,6 +111,7 @@ class LoadPhase:
             kvm_roles=frozenset({"VMM"}) if target.facts.get("accel") == "kvm" else frozenset(),
             kernel_roles=frozenset(backend.side.kernel_roles),
             gone=lambda: still_missing(backend, target, path),
+            inside=path.inside,
         )
 
 

@@ -74,6 +74,9 @@ def measure_paths(client: Client, paths: list[tuple[NetPath, Endpoint | None]], 
         out["storage"] = paths[0][1].storage
     found = {path.name: {**path.meta(), "status": "not measured", "reason": path.missing} for path, _ in paths}
     live = {path.name: endpoint for path, endpoint in paths if endpoint is not None and path.missing is None}
+    for name in [n for n, e in live.items() if e.inside and client.inside_tool() is None]:
+        found[name]["reason"] = f"the {client.KIND} client is explorer's own loop: no guest has it"
+        live.pop(name)
     try:
         if live:
             run = PathsRun(client, client.tool(next(iter(live.values())).rootfs), settings, split, live, found)
@@ -109,7 +112,7 @@ class PathsRun:
             with self.split.part("calibration_s"):
                 self.guarded(name, functools.partial(self.calibrate, name))
         for name, endpoint in self.live.items():  # as run: anyone can run the client again by hand
-            round_argv = self.sized[name].argv(self.tool, endpoint.host, endpoint.port, self.settings.seconds)
+            round_argv = self.sized[name].argv(self.tool_for(name), endpoint.host, endpoint.port, self.settings.seconds)
             self.found[name]["argv"] = {"init": self.init, "round": endpoint.prefix + round_argv}
         for name in self.live:
             self.found[name]["rounds"] = []
@@ -125,6 +128,11 @@ class PathsRun:
             # each role's seccomp filters, read with the workload idle, beside the calls it made
             traced_figures = self.found[name].get("traced") or {}
             self.found[name]["seccomp"] = trace.filters(endpoint.pids(), endpoint.kernel_roles, traced_figures)
+
+    def tool_for(self, name: str) -> list[str]:
+        """The host's tool, or for a path inside the guest the guest's own copy (by its PATH)."""
+        inside = self.client.inside_tool() if self.live[name].inside else None
+        return inside if inside is not None else self.tool
 
     def guarded(self, name: str, step: Callable[[], Any]) -> None:
         try:
@@ -154,10 +162,12 @@ class PathsRun:
                 self.fail(list(self.live), exc)
 
     def calibrate(self, name: str) -> None:
-        self.sized[name] = calibrated(self.client, self.tool, self.live[name], self.settings, self.found[name])
+        self.sized[name] = calibrated(
+            self.client, self.tool_for(name), self.live[name], self.settings, self.found[name]
+        )
 
     def measured_round(self, name: str) -> None:
-        figures = one_round(self.sized[name], self.tool, self.live[name], self.settings, self.split)
+        figures = one_round(self.sized[name], self.tool_for(name), self.live[name], self.settings, self.split)
         self.found[name]["rounds"].append(figures)
         sized = self.sized[name]
         if isinstance(sized, RedisBenchmark):  # the next round sized from the median rate so far
@@ -169,7 +179,7 @@ class PathsRun:
         """Each live path's traced round (explorer/load/traced.py); a workload that died under
         it fails every path with its death."""
         counted = {
-            name: _counted(self.sized[name], self.client, self.tool, endpoint, self.settings)
+            name: _counted(self.sized[name], self.client, self.tool_for(name), endpoint, self.settings)
             for name, endpoint in self.live.items()
         }
         why = trace.unavailable() if self.settings.trace else "counting was not asked for"
@@ -243,7 +253,8 @@ def one_round(
         "host_cpu_s": round(host_cpu, 4),
         "host_cpu_by_role_s": used,
         "host_cpu_s_per_1k_ops": round(host_cpu / figures["ops"] * 1000, 5) if figures["ops"] else None,
-        "client_cpu_s": round(client_cpu, 4),
+        # inside a guest the client's CPU is the guest's (in the VMM's): what ran here only relayed it
+        "client_cpu_s": None if endpoint.inside else round(client_cpu, 4),
         "argv": argv,
     }
 

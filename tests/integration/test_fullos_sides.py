@@ -17,6 +17,8 @@ import psutil
 import pytest
 
 from explorer import lifecycle
+from explorer.load import client_for, rounds
+from explorer.load.phase import LoadPhase
 from tests.conftest import Explorer, backend_or_skip, ps_e, run_explorer_traced
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.vagrant, pytest.mark.slow]
@@ -146,6 +148,23 @@ def test_virsh_dominfo_matches_the_configured_memory(fullvm_target, redis_scenar
     info = dict(line.split(":", 1) for line in virsh("dominfo", target.name).splitlines() if ":" in line)
     assert int(info["Max memory"].split()[0]) == target.facts["memory_mib"] * 1024 >= 1024 * 1024
     assert int(info["CPU(s)"]) == redis_scenario.vm.vcpus
+
+
+def test_the_client_runs_inside_the_guest_through_its_agent_against_the_guests_loopback(fullvm_target, redis_scenario):
+    """Path (c): redis-benchmark from the guest's own image, run by the guest agent against the
+    guest's 127.0.0.1: measured like any path, its argv kept, no client process on the host."""
+    backend, target = fullvm_target
+    paths = backend.load_paths(target)
+    inside = next(p for p in paths if p.inside)
+    assert [p.name for p in paths] == ["QEMU user-mode networking (hostfwd)", "inside the guest (guest agent)"]
+    settings = rounds.Settings(seconds=1, rounds=1, trace=False)
+    endpoint = LoadPhase(settings).endpoint(backend, target, inside)
+    got = rounds.measure_paths(client_for(redis_scenario.load), [(inside, endpoint)], settings)
+    assert got["status"] == "ok", got.get("reason")
+    assert got["summary"]["ops_s"]["median"] > 0 and got["rounds"][0]["client_cpu_s"] is None
+    argv = got["argv"]["round"]
+    assert argv[: len(inside.prefix)] == list(inside.prefix) and argv[len(inside.prefix)] == "redis-benchmark"
+    assert argv[argv.index("-h") + 1] == "127.0.0.1" and argv[argv.index("-p") + 1] == "6379"
 
 
 def test_vagrant_ssh_reads_another_boot_id(redis_scenario):

@@ -7,6 +7,7 @@ the split of the phase's time; the cost rows per path and the breakdown in words
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import subprocess
 import sys
@@ -59,9 +60,13 @@ def every_offered_path(monkeypatch, exited_pid: int) -> list[NetPath]:
     paths.append(gvisor.netns_path(_target(5), 6379, FakeDocker("--platform=ptrace")))
     paths += EngineDefaults().load_paths(_target(1))
     pytest.importorskip("libvirt")  # the VM engines import libvirt-python
-    from explorer.engines import libvirt, snapshot, vagrant  # after the skip: libvirt-python may be missing
+    from explorer.backends.fullvm import FULL_OS  # after the skip: libvirt-python may be missing
+    from explorer.backends.microvm import MICROVM
+    from explorer.engines import libvirt, snapshot, vagrant
 
-    for engine in (libvirt.LibvirtEngine, snapshot.SnapshotEngine, vagrant.VagrantEngine):
+    for machine in (MICROVM, FULL_OS):  # the full-OS VM's guest agent runs a client inside it too
+        paths += libvirt.LibvirtEngine(SIDE, machine).load_paths(_target(1))
+    for engine in (snapshot.SnapshotEngine, vagrant.VagrantEngine):
         paths += engine.load_paths(object.__new__(engine), _target(1))  # only the target's port is read
     scenario = from_dict(
         {"name": "s", "workload": {"image": "x:1", "port": 6379, "processes": ["x"], "ready": "redis"}}
@@ -72,9 +77,12 @@ def every_offered_path(monkeypatch, exited_pid: int) -> list[NetPath]:
 
 def test_every_path_of_every_engine_is_on_127_0_0_1(monkeypatch, exited_pid):
     paths = every_offered_path(monkeypatch, exited_pid)
-    assert len(paths) == 11
-    assert [p.name for p in paths[-4:-1]] == ["QEMU user-mode networking (hostfwd)"] * 3
-    assert {p.relay for p in paths[-4:-1]} == {"QEMU's slirp, in the VMM,"}
+    assert len(paths) == 13
+    hostfwd = [p for p in paths if p.name == "QEMU user-mode networking (hostfwd)"]
+    assert len(hostfwd) == 4 and {p.relay for p in hostfwd} == {"QEMU's slirp, in the VMM,"}
+    inside = [p for p in paths if p.inside]
+    assert [p.name for p in inside] == ["inside the guest (guest agent)"] and inside[0].port == 6379
+    assert "explorer.guest.agent_run" in inside[0].prefix and "vCPU" in inside[0].description
     assert {path.host for path in paths} == {"127.0.0.1"}
     assert all(path.endpoint.startswith("127.0.0.1:") for path in paths)
     # a client joins a namespace only through nsenter or ip netns exec; nothing names another address
@@ -170,6 +178,16 @@ def test_every_path_has_its_rounds_the_first_is_mirrored_at_the_top_and_every_ar
     assert split["needed_s"] == round(split["measured_rounds_s"], 3) and split["ratio"] == pytest.approx(
         split["total_s"] / split["needed_s"], abs=0.01
     )
+
+
+def test_a_client_that_is_explorers_own_loop_is_not_measured_inside_a_guest():
+    from explorer.load.clients import LineLoop
+
+    inside = NetPath("inside the guest (guest agent)", "d", 6379, prefix=("relay", "--"), inside=True)
+    endpoint = dataclasses.replace(_endpoint(6379), inside=True)
+    got = rounds.measure_paths(LineLoop(), [(inside, endpoint)], rounds.Settings(seconds=0.1, trace=False))
+    assert got["paths"][inside.name]["status"] == "not measured"
+    assert "explorer's own loop" in got["paths"][inside.name]["reason"]
 
 
 def test_a_path_that_cannot_be_measured_says_why_and_the_others_are_measured():
@@ -356,6 +374,18 @@ def test_the_breakdown_says_what_the_isolation_and_the_path_each_cost():
         ]
     )
     assert "the isolation shows no cost here (at or above native)" in faster
+
+
+def test_the_client_inside_the_guest_is_said_apart_never_as_the_isolation_without_its_path():
+    said = costs.breakdown(
+        [
+            costs.PathRow("fullvm", "hostfwd", 0.05, "full-OS VM", 6000.0, "QEMU's slirp", {}),
+            costs.PathRow("fullvm", "inside the guest", 0.02, "full-OS VM", 2400.0, None, {"inside": True}),
+        ]
+    )
+    assert said is not None and "the isolation costs" not in said
+    assert said.startswith("full-OS VM: 0.05x native, on hostfwd only")
+    assert "the client inside the guest reaches 0.02x native, sharing the guest's vCPU" in said
 
 
 def test_the_report_prints_the_paths_the_breakdown_and_the_phase_split():
