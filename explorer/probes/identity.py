@@ -17,6 +17,7 @@ from explorer.probes import ProbeContext
 from explorer.probes.hostproc import capabilities
 
 IdMap = list[tuple[int, int, int]]  # (first ID inside, first ID outside, count)
+CODE_ROLES = ("stub",)  # runtime roles whose processes execute the workload's own code
 NOT_APPLICABLE = "not applicable: no host process (the workload runs in the guest; the host sees only the VMM)"
 
 
@@ -100,10 +101,11 @@ def probe(ctx: ProbeContext) -> dict[str, Any]:
 
 
 def _subject(ctx: ProbeContext) -> tuple[int | None, str]:
-    """The workload's own process; where the host has none (gVisor), its runtime's main one."""
+    """The workload's own process; where the host has none, the runtime's process that executes
+    the workload's code (gVisor's stubs on the ptrace platform), else the runtime's main one."""
     if ctx.workload_pids:
         return min(ctx.workload_pids), "workload"
-    for role in (*ctx.roles, *sorted(set(ctx.runtime_pids.values()))):
+    for role in (*CODE_ROLES, *ctx.roles, *sorted(set(ctx.runtime_pids.values()))):
         pids = [pid for pid, r in ctx.runtime_pids.items() if r == role]
         if pids:
             return min(pids), role
