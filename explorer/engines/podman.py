@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import resource
+import time
 from typing import Any
 
 import docker
@@ -46,6 +47,7 @@ SUBID_USER = "containers"  # --userns=auto allocates from this user's /etc/subui
 NPROC = 4096  # Podman refused nproc at the host's hard limit; 4096 worked (MACHINE_NOTES)
 NOFILE_MAX = 1048576  # Docker's own default, where the host allows it
 PUBLISHED = "published port (CNI portmap)"
+REMOVE_TRIES, REMOVE_RETRY_S = 5, 0.2
 
 
 @functools.cache
@@ -222,6 +224,19 @@ class PodmanEngine(DockerEngine):
             detach=True,
         )
         return self.client.containers.get(created["Id"])
+
+    def destroy(self, target: Target) -> None:
+        """Docker's removal, tried again while Podman says a mount is busy: with two removals at
+        once (another run's, `explorer clean`'s) Podman 4.3 has failed one with "unlinkat
+        .../userdata/shm: device or resource busy"; a second try removes it."""
+        for attempt in range(REMOVE_TRIES):
+            try:
+                super().destroy(target)
+                return
+            except BackendError as exc:
+                if "resource busy" not in str(exc) or attempt == REMOVE_TRIES - 1:
+                    raise
+                time.sleep(REMOVE_RETRY_S)
 
     def path_pids(self, target: Target) -> dict[int, str]:
         return {}  # the published port is NAT in the kernel: no process relays it
