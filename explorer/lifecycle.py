@@ -27,7 +27,7 @@ from explorer.hostinfo import host_facts
 from explorer.load import client_for, rounds
 from explorer.load.phase import LoadPhase
 from explorer.model import Artifact, Target
-from explorer.probes import ProbeContext, isolation, kernel, memory, size, visibility
+from explorer.probes import ProbeContext, identity, isolation, kernel, memory, size, visibility
 from explorer.probes.startup import relative, summarize, timeline
 from explorer.result import RESULT, SCHEMA_VERSION
 from explorer.scenario import Scenario
@@ -38,6 +38,7 @@ PROBES = {
     "visibility": visibility.probe,
     "kernel": kernel.probe,
     "isolation": isolation.probe,
+    "identity": identity.probe,
     "memory": memory.probe,
     "image": size.probe,
 }

@@ -42,6 +42,16 @@ SIDES: dict[str, Side] = {
             about="Docker with runsc: the same image on gVisor's own kernel (the Sentry), in user space",
         ),
         Side(
+            "userns",
+            "container",
+            "user-namespaced container",
+            "explorer.backends.userns:assemble",
+            roles=("conmon",),
+            color="#17becf",
+            density_count=50,
+            about="the runc side's image run by Podman with --userns=auto: root inside is not the host's root",
+        ),
+        Side(
             "microvm",
             "vm",
             "microVM",

@@ -65,7 +65,7 @@ class DockerEngine(EngineDefaults[Container]):
     """A container started by dockerd with one OCI runtime."""
 
     name = "docker"
-    daemons = ("dockerd", "containerd", "docker-proxy")  # docker-proxy: one per published port
+    daemons: tuple[str, ...] = ("dockerd", "containerd", "docker-proxy")  # docker-proxy: one per published port
 
     def __init__(self, side: Side, runtime: Runtime) -> None:
         self.side, self.runtime = side, runtime  # the side: to name what it makes
@@ -118,16 +118,7 @@ class DockerEngine(EngineDefaults[Container]):
         target.facts["process_names"] = list(scenario.workload.processes)
         target.facts["workload_port"] = port
         try:
-            container = self.client.containers.create(
-                artifact.ref,
-                command=list(scenario.workload.command) or None,
-                name=target.name,
-                labels=labels,
-                ports={f"{port}/tcp": ("127.0.0.1", None)},
-                security_opt=["no-new-privileges"],
-                runtime=self.runtime.name,
-                detach=True,
-            )
+            container = self.new_container(scenario, artifact, target, labels)
             target.handle = container
             target.mark("created")
             container.start()
@@ -147,6 +138,21 @@ class DockerEngine(EngineDefaults[Container]):
         target.host_port = int(bindings[0]["HostPort"])
         self.poll(target)
         return target
+
+    def new_container(
+        self, scenario: Scenario, artifact: Artifact, target: Target[Container], labels: dict[str, str]
+    ) -> Container:
+        """The container, created (not started): the workload's port published on 127.0.0.1 only."""
+        return self.client.containers.create(
+            artifact.ref,
+            command=list(scenario.workload.command) or None,
+            name=target.name,
+            labels=labels,
+            ports={f"{scenario.workload.port}/tcp": ("127.0.0.1", None)},
+            security_opt=["no-new-privileges"],
+            runtime=self.runtime.name,
+            detach=True,
+        )
 
     def poll(self, target: Target[Container]) -> None:
         """The runtime's milestones; raise (with the logs) as soon as the container has exited."""

@@ -159,6 +159,18 @@ def _isolation(side: dict[str, Any]) -> str:
     return f"{iso['subject']}: own ns {ns}; {iso['capability_count']} caps; seccomp {iso['seccomp']}"
 
 
+def _identity(side: dict[str, Any]) -> str:
+    who = side.get("identity", {})
+    if not who.get("available"):
+        return who.get("reason", "-").split(" (")[0]
+    inside = who.get("uid_inside")
+    root = who.get("root_host_uid")
+    text = f"{who['subject']}: host UID {who['host_uid']}" + (f" (UID {inside} inside)" if inside is not None else "")
+    text += "; root inside = " + ("host root" if root == 0 else f"host UID {root}" if root is not None else "unmapped")
+    caps = who.get("capabilities_over_host") or []
+    return text + f"; caps over the host: {', '.join(caps) if caps else 'none'}"
+
+
 SUMMARY_ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("runs on", engine),
     ("image size", _image),
@@ -168,6 +180,7 @@ SUMMARY_ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("start to ready", _startup),
     ("memory on host", _memory),
     ("isolation", _isolation),
+    ("user on the host", _identity),
 ]
 
 

@@ -1,0 +1,264 @@
+"""Podman as an engine: rootful Podman starts each container in a user namespace of its own
+(`--userns=auto`), driven through Podman's Docker-compatible API with the docker SDK.
+
+It is Docker's engine (engines/docker.py) with another daemon behind the socket; what differs
+is said here:
+
+- the client talks to `podman system service` on PODMAN_URL, which scripts/setup-host starts
+  as `podman --runtime runc system service` (no systemd here to socket-activate it). The
+  runtime is the service's: Podman 4.3's API ignores a container's own OCI runtime (podman
+  issue 28429), and its default crun refuses this kind of host's hybrid cgroups;
+- the container is created with UsernsMode "auto" (the compat API honours it; docker-py's
+  HostConfig refuses the word, so the low-level create takes a host config completed by hand)
+  and explicit ulimits within the host's hard limits (Podman's defaults ask for more);
+- the image is Docker's own, `docker save` into Podman's load, once per image ID (the same
+  content hash in both stores);
+- conmon, not containerd's shim, is the workload's parent; the published port is the kernel's
+  NAT (CNI's portmap plugin), no userland proxy relays it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import time
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound
+from docker.types import Ulimit
+
+from explorer.contracts import DoctorCheck, Progress
+from explorer.dockerd import docker_client
+from explorer.engines.docker import DockerEngine, Runc, own_netns_path, shim_of
+from explorer.engines.storage import overlay_storage
+from explorer.errors import BackendError, BackendUnavailable, ExplorerError
+from explorer.images.container.source import tool
+from explorer.model import LABEL_IMAGE, Artifact, NetPath, Side, Target
+from explorer.scenario import Scenario
+
+PODMAN_URL = os.environ.get("EXPLORER_PODMAN_URL", "unix:///run/podman/podman.sock")
+START_HINT = (
+    "run scripts/setup-host (it installs podman, uidmap and crun, adds the subordinate ID range "
+    "and starts `podman --runtime runc system service` on /run/podman/podman.sock)"
+)
+RUNTIME = "runc"  # crun 1.8 refuses this kind of host's hybrid cgroups
+SUBID_USER = "containers"  # --userns=auto allocates from this user's /etc/subuid, /etc/subgid ranges
+NPROC = 4096  # Podman refused nproc at the host's hard limit; 4096 worked (MACHINE_NOTES)
+NOFILE_MAX = 1048576  # Docker's own default, where the host allows it
+PUBLISHED = "published port (CNI portmap)"
+REMOVE_TRIES, REMOVE_RETRY_S = 5, 0.2
+
+
+@functools.cache
+def _connected(url: str) -> docker.DockerClient:
+    client = docker.DockerClient(base_url=url, timeout=120)
+    client.ping()
+    return client
+
+
+def podman_client() -> docker.DockerClient:
+    """The docker SDK's client of Podman's compatible API; BackendUnavailable if none answers."""
+    try:
+        return _connected(PODMAN_URL)
+    except DockerException as exc:
+        raise BackendUnavailable(
+            f"unable to contact Podman's API service at {PODMAN_URL}: {exc}", hint=START_HINT
+        ) from exc
+
+
+def ulimits() -> list[Ulimit]:
+    """nofile at the host's hard limit (capped at Docker's default), nproc at 4096: Podman's own
+    defaults ask for more than this host allows ("setrlimit RLIMIT_NOFILE: Operation not permitted")."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nofile = NOFILE_MAX if hard == resource.RLIM_INFINITY else min(hard, NOFILE_MAX)
+    return [Ulimit(name="nofile", soft=nofile, hard=nofile), Ulimit(name="nproc", soft=NPROC, hard=NPROC)]
+
+
+def subid_range(path: str, user: str = SUBID_USER) -> tuple[int, int] | None:
+    """(first, count) of `user`'s subordinate range in /etc/subuid or /etc/subgid; None if none."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                name, _, rest = line.strip().partition(":")
+                first, _, count = rest.partition(":")
+                if name == user and first.isdigit() and count.isdigit():
+                    return int(first), int(count)
+    except OSError:
+        return None
+    return None
+
+
+class Conmon(Runc):
+    """runc under Podman: the same host processes as Docker's runc, their parent conmon."""
+
+    name: str | None = None  # the service's runtime: the API cannot choose one per container
+
+    def check(self, info: dict[str, Any]) -> dict[str, Any]:
+        return {"storage": overlay_storage(info)}
+
+    def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]:
+        return [
+            DoctorCheck("podman, uidmap, crun", _tools),
+            DoctorCheck("Podman API service", engine.describe),
+            DoctorCheck("subordinate ID ranges", _subids),
+        ]
+
+    def runtime_pids(self, target: Target) -> dict[int, str]:
+        return {pid: "conmon" for pid in shim_of(target)}
+
+    def netns_path(self, target: Target, port: int, engine: DockerEngine) -> NetPath:
+        pid = target.facts.get("init_pid")
+        return own_netns_path(
+            pid,
+            port,
+            f"the workload's (PID {pid})",
+            "the container's own loopback, its namespaces (a user namespace among them), cgroups and seccomp "
+            "filter, without the port's NAT",
+        )
+
+
+def _tools() -> str:
+    """Podman, the newuidmap/newgidmap it maps IDs with, and crun (Debian's podman depends on it;
+    runc, which runs the containers here, comes with Docker's engine)."""
+    return ", ".join(
+        tool(name, package)
+        for name, package in (("podman", "podman"), ("newuidmap", "uidmap"), ("crun", "crun"), ("runc", "runc"))
+    )
+
+
+def _subids() -> str:
+    ranges = {path: subid_range(path) for path in ("/etc/subuid", "/etc/subgid")}
+    missing = [path for path, found in ranges.items() if found is None]
+    if missing:
+        raise ExplorerError(f"no range for {SUBID_USER!r} in {', '.join(missing)}", hint=START_HINT)
+    first, count = ranges["/etc/subuid"] or (0, 0)
+    return f"{SUBID_USER}: UIDs {first}-{first + count - 1} ({count}), GIDs likewise, for --userns=auto"
+
+
+class PodmanEngine(DockerEngine):
+    """A container started by Podman's API service in a user namespace of its own."""
+
+    name = "podman"
+    daemons = ("podman",)  # the API service; conmon is each container's own (a runtime role)
+
+    def __init__(self, side: Side) -> None:
+        super().__init__(side, Conmon())
+
+    @property
+    def client(self) -> Any:
+        return podman_client()
+
+    def check(self) -> dict[str, Any]:
+        client = self.client
+        try:
+            version, info = client.version(), client.info()
+        except DockerException as exc:
+            raise BackendUnavailable(f"Podman's API service did not answer: {exc}", hint=START_HINT) from exc
+        runtime = info.get("DefaultRuntime")
+        if runtime != RUNTIME:
+            raise BackendUnavailable(
+                f"Podman's API service runs containers with {runtime}, not {RUNTIME} (crun refuses hybrid cgroups, "
+                "and the API cannot choose a runtime per container)",
+                hint="restart it as `podman --runtime runc system service --time=0 unix:///run/podman/podman.sock` "
+                "(scripts/setup-host)",
+            )
+        if subid_range("/etc/subuid") is None or subid_range("/etc/subgid") is None:
+            raise BackendUnavailable(
+                f"--userns=auto has no range: no {SUBID_USER!r} in /etc/subuid or /etc/subgid", hint=START_HINT
+            )
+        facts = {
+            "engine": "podman",
+            "engine_version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "storage_driver": info.get("Driver"),
+            "cgroup_version": info.get("CgroupVersion"),
+            "default_runtime": runtime,
+            "runtime": runtime,
+            "userns": "auto",
+            **self.runtime.check(info),
+        }
+        facts["summary"] = f"Podman {facts['engine_version']} ({runtime}, --userns=auto)"
+        return facts
+
+    def describe(self) -> str:
+        facts = self.check()
+        return (
+            f"Podman {facts['engine_version']} at {PODMAN_URL} (runtime {facts['runtime']}, {facts['storage_driver']})"
+        )
+
+    def adopt(self, scenario: Scenario, artifact: Artifact, progress: Progress | None) -> None:
+        """Docker's image into Podman's store, unless Podman has that image ID already."""
+        image_id = artifact.facts["image_id"]
+        try:
+            self.client.images.get(image_id)
+            return
+        except ImageNotFound:
+            pass
+        except DockerException as exc:
+            raise BackendError(f"Podman could not inspect {image_id[:19]}: {exc}") from exc
+        if progress:
+            progress(f"loading {artifact.ref} into Podman (docker save | podman load)")
+        try:
+            self.client.images.load(docker_client().images.get(artifact.ref).save())
+            self.client.images.get(image_id)
+        except DockerException as exc:
+            raise BackendError(f"could not load {artifact.ref} into Podman: {exc}") from exc
+
+    def new_container(self, scenario: Scenario, artifact: Artifact, target: Target, labels: dict[str, str]) -> Any:
+        port = scenario.workload.port
+        host_config = self.client.api.create_host_config(
+            port_bindings={f"{port}/tcp": ("127.0.0.1", None)},
+            security_opt=["no-new-privileges"],
+            ulimits=ulimits(),
+        )
+        host_config["UsernsMode"] = "auto"  # docker-py validates "host" only
+        target.facts["userns_mode"] = "auto"
+        created = self.client.api.create_container(
+            artifact.facts["image_id"],
+            command=list(scenario.workload.command) or None,
+            name=target.name,
+            labels=labels,
+            ports=[port],
+            host_config=host_config,
+            detach=True,
+        )
+        return self.client.containers.get(created["Id"])
+
+    def destroy(self, target: Target) -> None:
+        """Docker's removal, tried again while Podman says a mount is busy: with two removals at
+        once (another run's, `explorer clean`'s) Podman 4.3 has failed one with "unlinkat
+        .../userdata/shm: device or resource busy"; a second try removes it."""
+        for attempt in range(REMOVE_TRIES):
+            try:
+                super().destroy(target)
+                return
+            except BackendError as exc:
+                if "resource busy" not in str(exc) or attempt == REMOVE_TRIES - 1:
+                    raise
+                time.sleep(REMOVE_RETRY_S)
+
+    def path_pids(self, target: Target) -> dict[int, str]:
+        return {}  # the published port is NAT in the kernel: no process relays it
+
+    def load_paths(self, target: Target) -> list[NetPath]:
+        port = target.facts["workload_port"]
+        published = NetPath(
+            PUBLISHED,
+            f"Podman's port published on the host's 127.0.0.1:{target.host_port}: CNI's portmap plugin forwards it "
+            f"to the container's port {port} by NAT in the kernel (no userland proxy)",
+            target.host_port,
+        )
+        return [published, self.runtime.netns_path(target, port, self)]
+
+    def remove_cached(self) -> list[str]:
+        """Every image explorer loaded into Podman (their label says so)."""
+        removed = []
+        for image in self.client.images.list(filters={"label": LABEL_IMAGE}):
+            try:
+                self.client.images.remove(image.id, force=True)
+                removed.append(f"Podman image {', '.join(image.tags) or image.short_id}")
+            except (ImageNotFound, APIError):
+                continue
+        return removed

@@ -1,0 +1,170 @@
+"""The userns side against real Podman: the host sees redis-server under a host UID other than 0
+while it is the image's user inside; its capabilities count for nothing in the host's user
+namespace; the standard load reaches it on both paths; nothing is left after a run, a failure,
+Ctrl-C, or a run killed with SIGKILL and then `explorer clean`.
+
+Facts are read with tools independent of explorer: /proc, `podman ps` and `podman exec`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from explorer import lifecycle
+from tests.conftest import ROOT, Explorer, backend_or_skip, run_explorer
+
+pytestmark = pytest.mark.docker
+
+LABEL = "io.explorer.managed=true"
+
+
+@pytest.fixture(scope="module")
+def userns_backend():
+    return backend_or_skip("userns")
+
+
+def podman_leftovers(owner: int | None = None) -> list[str]:
+    """explorer's containers in Podman, as `podman ps -a` lists them (of one owner's run)."""
+    argv = ["podman", "ps", "-a", "--format", "{{.Names}}", "--filter", f"label={LABEL}"]
+    if owner is not None:
+        argv += ["--filter", f"label=io.explorer.owner={owner}"]
+    return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout.split()
+
+
+def conmons_of(names: list[str]) -> list[int]:
+    """conmon processes (the container's monitor on the host) of containers named `names`."""
+    found = []
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"conmon") and any(n.encode() in argv for n in names):
+            found.append(pid)
+    return found
+
+
+def read(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()
+
+
+def status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as handle:
+        return {k: v.strip() for k, _, v in (line.partition(":") for line in handle)}
+
+
+def test_the_host_sees_redis_under_a_mapped_uid_without_power_over_the_host(
+    userns_backend, redis_scenario, redis_artifact
+):
+    backend = userns_backend
+    artifact = backend.prepare(redis_scenario)
+    target = backend.create(redis_scenario, artifact, lifecycle.new_run_id(), 0)
+    try:
+        lifecycle.wait_until_ready(backend, redis_scenario, target, time.monotonic())
+        (pid,) = [p for p in backend.host_pids(target) if read(f"/proc/{p}/comm").strip() == "redis-server"]
+        host_uid = int(status(pid)["Uid"].split()[1])
+        inside, outside, _count = (int(x) for x in read(f"/proc/{pid}/uid_map").split())
+        assert host_uid != 0 and outside != 0  # neither the workload nor root inside is the host's root
+        id_inside = subprocess.run(
+            ["podman", "exec", target.name, "id", "-u", "redis"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        assert host_uid == outside + int(id_inside) - inside  # the image's redis user, mapped
+        assert os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
+        probe = lifecycle.probe(backend, redis_scenario, artifact, target)["identity"]
+        assert probe["host_uid"] == host_uid and probe["root_host_uid"] == outside
+        assert probe["own_user_namespace"] is True and probe["capabilities_over_host"] == []
+        # root inside (an exec) holds capabilities, which stop at its own user namespace
+        assert "net_bind_service" in probe["capabilities"] or probe["uid_inside"] != 0
+        with open("/proc/sys/kernel/overflowuid") as handle:
+            assert host_uid != int(handle.read())
+    finally:
+        backend.destroy(target)
+    assert target.name not in podman_leftovers()
+
+
+def test_a_run_loads_both_paths_and_leaves_nothing(userns_backend, redis_artifact, tmp_path):
+    out = tmp_path / "result.json"
+    result = run_explorer(
+        "run", "redis", "--sides", "userns", "--repeat", "1", "--load-seconds", "1", "--output", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    side = json.loads(out.read_text())["sides"]["userns"]
+    paths = side["load"]["paths"]
+    assert len(paths) == 2, paths
+    for name, path in paths.items():  # the published port, and the container's own netns
+        assert path["status"] == "ok" and path["summary"]["ops_s"]["median"] > 0, name
+    assert side["identity"]["own_user_namespace"] is True and side["identity"]["host_uid"] != 0
+    assert podman_leftovers() == []
+
+
+def scenario_file(tmp_path, **workload) -> str:
+    """The redis scenario with some of its workload's fields changed (timeouts: the scenario's)."""
+    data = yaml.safe_load((ROOT / "scenarios" / "redis.yaml").read_text())
+    if "timeouts" in workload:
+        data["timeouts"] = workload.pop("timeouts")
+    data["workload"].update(workload)
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_a_workload_that_exits_leaves_nothing(userns_backend, redis_artifact, tmp_path):
+    path = scenario_file(tmp_path, command=["redis-server", "--no-such-option"])
+    result = run_explorer("run", "--scenario-file", path, "--sides", "userns", "--repeat", "1", "--no-load")
+    assert result.returncode == 1, result.stderr
+    assert "exited with code" in result.stderr
+    assert podman_leftovers() == []
+
+
+def test_ctrl_c_during_the_start_leaves_no_container_netns_or_process(userns_backend, redis_artifact):
+    netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    proc = Explorer("run", "redis", "--sides", "userns", "--repeat", "50", "--no-load")
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not (seen := podman_leftovers(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert seen, "no container appeared"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert podman_leftovers(proc.pid) == []
+    assert conmons_of(seen) == []
+    netns_after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    assert netns_after <= netns_before
+
+
+def test_clean_after_sigkill_removes_the_dead_runs_container_only(userns_backend, redis_artifact, tmp_path):
+    # Redis never answers a PostgreSQL startup message: each run holds its container while it waits
+    path = scenario_file(tmp_path, ready="postgres", timeouts={"ready_s": 90})
+    argv = ("run", "--scenario-file", path, "--sides", "userns", "--repeat", "1", "--no-load")
+    live, dead = Explorer(*argv), Explorer(*argv)
+    try:
+        deadline = time.monotonic() + 60
+        while not (podman_leftovers(dead.pid) and podman_leftovers(live.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        dead.kill()  # SIGKILL: no handler runs, its container stays
+        dead.wait(timeout=30)
+        left = podman_leftovers(dead.pid)
+        assert left, "the killed run left nothing to clean"
+        result = run_explorer("clean")
+        assert result.returncode == 0, result.stderr
+        assert podman_leftovers(dead.pid) == [] and conmons_of(left) == []
+        assert all(name in result.stdout for name in left)
+        assert live.poll() is None, live.communicate(timeout=60)  # the live run was spared and waits on
+        assert podman_leftovers(live.pid)
+    finally:
+        live.send_signal(signal.SIGINT)
+        live.communicate(timeout=60)
+    assert podman_leftovers(live.pid) == []
