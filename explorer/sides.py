@@ -47,6 +47,18 @@ SIDES: dict[str, Side] = {
             about="Docker with runsc: the same image on gVisor's own kernel (the Sentry), in user space",
         ),
         Side(
+            "nspawn",
+            "container",
+            "system container",
+            "explorer.backends.nspawn:assemble",
+            roles=("nspawn",),
+            color="#17becf",
+            max_repeats=3,
+            package="systemd-container",
+            density_count=10,
+            about="systemd-nspawn booting the full-OS image's root (no kernel) with its own systemd, on the host's kernel",
+        ),
+        Side(
             "microvm",
             "vm",
             "microVM",
