@@ -219,7 +219,9 @@ class NspawnEngine(EngineDefaults):
             raise BackendUnavailable(f"not installed: {', '.join(missing or [PROXYD])}", hint=HINT)
         if os.geteuid() != 0:
             raise BackendUnavailable("systemd-nspawn needs root", hint="run explorer as root")
-        out = subprocess.run(["systemd-nspawn", "--version"], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(
+            ["systemd-nspawn", "--version"], check=False, capture_output=True, text=True, timeout=30
+        ).stdout
         version = out.split("(")[0].strip() if out else "unknown"
         return {"engine": "systemd-nspawn", "engine_version": version, "summary": f"{version} (systemd-nspawn)"}
 
@@ -454,11 +456,11 @@ def remove_instance(name: str, cgroups: list[Path], *workdirs: Path) -> list[str
         except OSError as exc:
             problems.append(f"cgroup {cgroup}: {exc.strerror}")
     if name in _netns_names():
-        done = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True, timeout=30)
+        done = subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True, text=True, timeout=30)
         if done.returncode != 0:
             problems.append(f"netns {name}: {done.stderr.strip()}")
     for mount in host_mounts(name):
-        subprocess.run(["umount", "-l", mount], capture_output=True, timeout=30)
+        subprocess.run(["umount", "-l", mount], check=False, capture_output=True, timeout=30)
     shutil.rmtree(Path("/run/systemd/nspawn/propagate") / name, ignore_errors=True)
     for workdir in workdirs:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -505,6 +507,6 @@ def _name(pid: int) -> str:
 
 
 def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise BackendError(f"{what} failed ({' '.join(argv)}): {done.stderr.strip()}")

@@ -149,7 +149,7 @@ def measure(root: Path) -> dict[str, Any]:
     shipped), each with its method: the sizes probe's fields."""
     content, entries = tree_bytes(root)
     stored = gzipped_tar_bytes(root)
-    kernel = " and ".join(("/boot's kernel and initrd", "/lib/modules"))
+    kernel = "/boot's kernel and initrd, /lib/modules"
     return {
         "image_bytes": content,
         "content_bytes": content,
