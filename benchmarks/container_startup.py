@@ -75,6 +75,9 @@ def main() -> int:
     passed = True
     for name in sides.parse(args.sides) or ():
         backend = sides.backend_for(name)
+        if backend.name != "docker":  # its floor is Docker's; nspawn has its own (nspawn_startup.py)
+            print(f"{name}: not measured here (engine {backend.name})")
+            continue
         try:
             backend.check()
         except BackendUnavailable as exc:
