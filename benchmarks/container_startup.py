@@ -76,7 +76,8 @@ def main() -> int:
     passed = True
     for name in sides.parse(args.sides) or ():
         backend = backend_for(name)
-        if backend.name != "docker":  # another engine's floor is its own CLI (benchmarks/userns_startup.py)
+        # another engine's floor is its own CLI (benchmarks/userns_startup.py, nspawn_startup.py)
+        if backend.name != "docker":
             print(f"{name}: not measured here (engine {backend.name}, not Docker)")
             continue
         try:

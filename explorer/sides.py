@@ -52,6 +52,18 @@ SIDES: dict[str, Side] = {
             about="the runc side's image run by Podman with --userns=auto: root inside is not the host's root",
         ),
         Side(
+            "nspawn",
+            "container",
+            "system container",
+            "explorer.backends.nspawn:assemble",
+            roles=("nspawn",),
+            color="#bcbd22",
+            max_repeats=3,
+            package="systemd-container",
+            density_count=10,
+            about="systemd-nspawn booting the full-OS image's root (no kernel) with its own systemd, on the host's kernel",
+        ),
+        Side(
             "microvm",
             "vm",
             "microVM",

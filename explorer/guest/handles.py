@@ -1,14 +1,17 @@
 """What an engine hands the channel into its guest, as typed objects (a Target's handle):
 a libvirt domain with its console, its QEMU and its view port (RunningVM), or a Vagrant
-machine with its VAGRANT_CWD and environment, which `vagrant ssh` needs (VagrantMachine).
+machine with its VAGRANT_CWD and environment, which `vagrant ssh` needs (VagrantMachine), or a
+system container's pieces on the host, its PID 1 among them, which nsenter needs (NspawnMachine).
 A Docker container's handle is the Docker SDK's own Container. Each channel says in its
 signature which one it takes, and so which engines it goes with."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +62,30 @@ class VagrantMachine:
     def wait_for_up(self, timeout_s: float) -> None:
         """Until `vagrant up` has returned (vagrant ssh before that may meet its lock)."""
         self.up_waiter.join(timeout_s)
+
+
+@dataclass
+class NspawnMachine:
+    """A Target's handle: what one instance holds on the host, every piece named."""
+
+    name: str  # the machine, its netns and its cgroups
+    workdir: Path
+    cgroups: list[Path]  # one per hierarchy
+    netns: str | None = None
+    process: subprocess.Popen[bytes] | None = None  # unshare -> sh -> systemd-nspawn (one PID)
+    proxy: subprocess.Popen[bytes] | None = None  # systemd-socket-activate -> ip netns exec -> proxyd
+    notify: socket.socket | None = None
+    leader: int | None = None  # the container's PID 1 (systemd), a host PID
+    unit_cgroups: list[Path] = field(default_factory=list)  # where the workload unit's processes are
+
+    @property
+    def upper(self) -> Path:
+        return self.workdir / "upper"
+
+    @property
+    def merged(self) -> Path:
+        return self.workdir / "merged"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "console.log"

@@ -19,6 +19,7 @@ CASES = {
     "container_startup": (1.07, 1.05, 1.10),  # explorer / floor, at most the target
     "userns_startup": (1.07, 1.05, 1.10),  # explorer / podman run by hand, at most the target
     "vm_startup": (1.07, 1.05, 1.10),
+    "nspawn_startup": (1.07, 1.05, 1.10),  # explorer / systemd-nspawn -b by hand, at most the target
     "run_overhead": (0.062, 0.05, 0.10),  # explorer's own share of the wall time
     "load_overhead": (0.93, 0.05, 0.10),  # explorer / by hand, within the target either way
     "keep_result": (0.004, 0.003, 0.100),  # seconds keeping a result adds, at most the target
