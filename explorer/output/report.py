@@ -168,7 +168,9 @@ def _identity(side: dict[str, Any]) -> str:
     text = f"{who['subject']}: host UID {who['host_uid']}" + (f" (UID {inside} inside)" if inside is not None else "")
     text += "; root inside = " + ("host root" if root == 0 else f"host UID {root}" if root is not None else "unmapped")
     caps = who.get("capabilities_over_host") or []
-    return text + f"; caps over the host: {', '.join(caps) if caps else 'none'}"
+    text += f"; caps over the host: {', '.join(caps) if caps else 'none'}"
+    others = who.get("others_as_host_root") or []
+    return text + (f"; also as host root: {', '.join(others)}" if others else "")
 
 
 SUMMARY_ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import psutil
+
 from explorer.probes import ProbeContext
 from explorer.probes.hostproc import capabilities
 
@@ -97,16 +99,38 @@ def probe(ctx: ProbeContext) -> dict[str, Any]:
         **identity(pid, status, uid_map, own_ns),
         "subject": subject,
         "host_user_namespace_initial": host_ns_initial,  # explorer itself in the machine's first one
+        # the side's other processes that run as the host's root (a system container's systemd)
+        "others_as_host_root": _others_as_root(ctx.workload_pids, pid),
     }
+
+
+def _others_as_root(pids: list[int], subject: int) -> list[str]:
+    found = []
+    for pid in sorted(set(pids) - {subject}):
+        try:
+            process = psutil.Process(pid)
+            if process.uids().effective == 0:
+                found.append(f"{process.name()} ({pid})")
+        except psutil.Error:
+            continue
+    return found
 
 
 def _subject(ctx: ProbeContext) -> tuple[int | None, str]:
     """The workload's own process; where the host has none, the runtime's process that executes
     the workload's code (gVisor's stubs on the ptrace platform), else the runtime's main one."""
     if ctx.workload_pids:
-        return min(ctx.workload_pids), "workload"
+        named = [pid for pid in ctx.workload_pids if _name(pid) in ctx.scenario.workload.processes]
+        return min(named or ctx.workload_pids), "workload"
     for role in (*CODE_ROLES, *ctx.roles, *sorted(set(ctx.runtime_pids.values()))):
         pids = [pid for pid, r in ctx.runtime_pids.items() if r == role]
         if pids:
             return min(pids), role
     return None, ""
+
+
+def _name(pid: int) -> str | None:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return None

@@ -115,4 +115,4 @@ def test_the_kernel_is_left_out_of_the_root_and_the_extraction_is_argv():
 def test_the_side_is_a_container_judged_by_its_figures():
     side = SIDES["nspawn"]
     assert side.kind == "container" and side.package == "systemd-container"
-    assert "nspawn" not in (Path(nspawn.__file__).parents[1] / "claims.yaml").read_text()
+    assert "nspawn" not in (Path(nspawn.__file__).parents[1] / "claims" / "claims.yaml").read_text()
