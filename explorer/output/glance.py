@@ -171,9 +171,13 @@ def _paths_by_side(result: dict[str, Any]) -> dict[str, list[costs.PathRow]]:
 
 def _key_notes(result: dict[str, Any], width: int) -> list[str]:
     notes = ["host memory: PSS of one instance's host processes; (N) the marginal cost measured with many running"]
-    several = next((rows for rows in _paths_by_side(result).values() if len(rows) > 1), None)
-    if several:
-        notes.append(f"x / y: the load on each path a side offers: {' / '.join(row.path for row in several)}")
+    kinds: dict[str, list[str]] = {}  # "path / path" -> the sides that offer those paths
+    for side, rows in _paths_by_side(result).items():
+        if len(rows) > 1:
+            kinds.setdefault(" / ".join(row.path for row in rows), []).append(side)
+    if kinds:
+        said = "; ".join(f"{', '.join(sides)}: {paths}" for paths, sides in kinds.items())
+        notes.append(f"x / y: the load on each path a side offers ({said})")
     if any(s.get("accel") == "tcg" for s in result.get("sides", {}).values()):
         notes.append("VMs ran under TCG (software emulation): their times, memory and load figures measure an emulator")
     if not costs.rows_of(result):
