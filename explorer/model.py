@@ -131,13 +131,19 @@ class Accel:
 @dataclass
 class Artifact:
     """What a side starts from, built or found: an image, or a VM disk + kernel. `facts` are
-    recorded in the result (sizes, the image's config); what an engine acts on is a typed
-    field (`accel`: settled by a VM source's prepare, None for a container)."""
+    recorded in the result (sizes, the image's config); what a source hands the engine to act
+    on is a typed field, set by the source's prepare (None where its kind of source has none)."""
 
     ref: str
     facts: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
-    accel: Accel | None = None
+    accel: Accel | None = None  # a VM's accelerator, proven by a boot test
+    image_id: str | None = None  # a container image's id (its content hash in every image store)
+    labels: dict[str, str] = field(default_factory=dict)  # a container image's labels
+    cmdline: str | None = None  # a VM's kernel command line
+    filesystem: str | None = None  # the guest's root filesystem (ext4 on a VM disk, overlay for nspawn)
+    box: str | None = None  # the Vagrant box's name
+    service: str | None = None  # the workload's systemd unit in a full OS
 
 
 @dataclass

@@ -109,8 +109,8 @@ class DockerEngine(EngineDefaults[Container]):
             LABEL_SCENARIO: scenario.name,
             LABEL_OWNER: str(os.getpid()),
         }  # `explorer clean` spares the containers of a live run
-        if LABEL_RECIPE in artifact.facts.get("labels", {}):
-            labels[LABEL_RECIPE] = artifact.facts["labels"][LABEL_RECIPE]
+        if LABEL_RECIPE in artifact.labels:
+            labels[LABEL_RECIPE] = artifact.labels[LABEL_RECIPE]
         side = self.side.name
         target: Target[Container] = Target(
             side=side, name=f"explorer-{scenario.name}-{side}-{run_id}-{index}", run_id=run_id, host_port=0

@@ -165,7 +165,7 @@ class LibvirtEngine(EngineDefaults[RunningVM]):
             index,
             scenario,
             accel,
-            str(artifact.facts.get("cmdline", "")),
+            artifact.cmdline or "",
             workdir,
             **stage(workdir, artifact, self.hypervisor.qemu_ids),
             memory_mib=machine.memory_mib(scenario),
@@ -205,7 +205,7 @@ class LibvirtEngine(EngineDefaults[RunningVM]):
             staged_by_copy=spec.staged_by_copy,
             forwarded_ports={str(g): h for g, h in spec.extra_ports.items()},
             # where the guest's files live, read from the domain XML made here (the I/O table)
-            storage=disk_storage(domain_xml(spec), artifact.facts.get("filesystem")),
+            storage=disk_storage(domain_xml(spec), artifact.filesystem),
         )
         self.poll(target)
 

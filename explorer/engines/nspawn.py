@@ -212,7 +212,7 @@ class NspawnEngine(EngineDefaults[NspawnMachine]):
             workload_port=scenario.workload.port,
             machine=name,
             workdir=str(workdir),
-            service=artifact.facts.get("service") or "explorer-workload.service",
+            service=artifact.service or "explorer-workload.service",
         )
         try:
             self._start(machine, target, Path(artifact.paths["rootfs"]), scenario.workload.port)

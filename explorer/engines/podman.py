@@ -27,6 +27,7 @@ from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound
+from docker.models.containers import Container
 from docker.types import Ulimit
 
 from explorer.contracts import DoctorCheck, Progress
@@ -190,7 +191,9 @@ class PodmanEngine(DockerEngine):
 
     def adopt(self, scenario: Scenario, artifact: Artifact, progress: Progress | None) -> None:
         """Docker's image into Podman's store, unless Podman has that image ID already."""
-        image_id = artifact.facts["image_id"]
+        image_id = artifact.image_id
+        if image_id is None:
+            raise BackendError(f"{artifact.ref} has no image ID to load into Podman")
         try:
             self.client.images.get(image_id)
             return
@@ -206,7 +209,9 @@ class PodmanEngine(DockerEngine):
         except DockerException as exc:
             raise BackendError(f"could not load {artifact.ref} into Podman: {exc}") from exc
 
-    def new_container(self, scenario: Scenario, artifact: Artifact, target: Target, labels: dict[str, str]) -> Any:
+    def new_container(
+        self, scenario: Scenario, artifact: Artifact, target: Target[Container], labels: dict[str, str]
+    ) -> Container:
         port = scenario.workload.port
         host_config = self.client.api.create_host_config(
             port_bindings={f"{port}/tcp": ("127.0.0.1", None)},
@@ -216,7 +221,7 @@ class PodmanEngine(DockerEngine):
         host_config["UsernsMode"] = "auto"  # docker-py validates "host" only
         target.facts["userns_mode"] = "auto"
         created = self.client.api.create_container(
-            artifact.facts["image_id"],
+            artifact.image_id or artifact.ref,
             command=list(scenario.workload.command) or None,
             name=target.name,
             labels=labels,

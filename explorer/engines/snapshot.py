@@ -142,7 +142,7 @@ class SnapshotEngine(EngineDefaults[RunningVM]):
                 self.hypervisor.destroy_domain(target.name)
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        target.facts["storage"] = disk_storage(xml, artifact.facts.get("filesystem"))  # the I/O table's
+        target.facts["storage"] = disk_storage(xml, artifact.filesystem)  # the I/O table's
         target.facts["snapshot"] = {
             **{k: v for k, v in snapshot.items() if k != "saved_at"},
             "saved_for_s": round(t0 - snapshot["saved_at"], 3),

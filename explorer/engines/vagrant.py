@@ -88,7 +88,9 @@ class VagrantEngine(EngineDefaults[VagrantMachine]):
         """The box added to Vagrant (replacing an older one of the scenario, and its uploaded
         volume), and explorer's storage pool, where vagrant-libvirt uploads it."""
         self.preflight(scenario)
-        name = artifact.facts["box"]
+        name = artifact.box
+        if name is None:
+            raise BackendError(f"{artifact.ref} was prepared without a Vagrant box")
         known = explorer_boxes()
         if name not in known:
             if progress:
@@ -160,13 +162,13 @@ class VagrantEngine(EngineDefaults[VagrantMachine]):
             domain=target.name,
             accel=artifact.accel.mode if artifact.accel else None,
             accel_reason=artifact.accel.reason if artifact.accel else None,
-            box=artifact.facts.get("box"),
+            box=artifact.box,
             memory_mib=self.memory_mib(scenario),
             vcpus=scenario.vm.vcpus,
             host_port=host_port,
             forwarded_ports={"22": ssh_port, "9": probe_port},
             vagrant_cwd=str(workdir),
-            guest_filesystem=artifact.facts.get("filesystem"),
+            guest_filesystem=artifact.filesystem,
         )
         return target
 

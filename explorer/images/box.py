@@ -234,4 +234,5 @@ class VagrantBox(SourceDefaults):
             stored_method="the Vagrant box file (an uncompressed tar of the compressed qcow2, kernel, initramfs)",
         )
         artifact.paths["box"] = str(box.path)
+        artifact.box = box.name
         return artifact

@@ -109,7 +109,10 @@ class SystemRootfs(SourceDefaults):
             fullos_initrd_bytes=image.facts.get("initrd_bytes"),
             filesystem="overlay",
         )
-        return Artifact(ref=str(final / "root"), facts=facts, paths={"rootfs": str(final / "root")})
+        paths = {"rootfs": str(final / "root")}
+        return Artifact(
+            ref=str(final / "root"), facts=facts, paths=paths, filesystem="overlay", service=facts["service"]
+        )
 
     def doctor_checks(self) -> list[DoctorCheck]:
         return self.fullos.doctor_checks()

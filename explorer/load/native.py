@@ -71,7 +71,7 @@ STOP_WAIT_S = 5.0
 def unpacked_root(scenario: Scenario, artifact: Artifact, progress: Any = None) -> Path:
     """The image's root filesystem, unpacked once into the cache (keyed as the image is)."""
     key = (scenario.workload.recipe.content_hash() if scenario.workload.recipe else "") or str(
-        artifact.facts.get("image_id", artifact.ref)
+        artifact.image_id or artifact.ref
     ).replace(":", "-")
     final = cache_dir("native") / key
     if (final / ".complete").is_file():

@@ -67,7 +67,7 @@ def ensure_image(client: docker.DockerClient, scenario: Scenario, progress: Any 
     except ImageNotFound:
         image = None
     if image is not None and rootfs_path(recipe).exists():
-        return Artifact(ref=tag, facts={**image_facts(image), "built": False}, paths=paths)
+        return _artifact(tag, image, False, paths)
     if progress:
         progress(f"building {scenario.name} rootfs with mmdebstrap ({recipe.suite}: {', '.join(recipe.packages)})")
     tar = build_rootfs(recipe, scenario.timeouts.build_s)
@@ -82,7 +82,7 @@ def ensure_image(client: docker.DockerClient, scenario: Scenario, progress: Any 
             image = client.images.get(tag)
         except DockerException as exc:
             raise BuildError(f"Docker could not import {tar}: {exc}") from exc
-    return Artifact(ref=tag, facts={**image_facts(image), "built": True}, paths=paths)
+    return _artifact(tag, image, True, paths)
 
 
 def image_argv(client: docker.DockerClient, ref: str, progress: Any = None) -> tuple[str, ...]:
@@ -111,7 +111,7 @@ def _existing_or_pulled(client: docker.DockerClient, ref: str, progress: Any = N
                 hint=f"on a machine that has it: docker save {ref} -o image.tar, here: docker load -i image.tar; "
                 "or run an offline scenario (explorer run redis)",
             ) from exc
-    return Artifact(ref=ref, facts={**image_facts(image), "built": False})
+    return _artifact(ref, image, False, {})
 
 
 def _pull(client: docker.DockerClient, ref: str, stall_s: float = PULL_STALL_S) -> None:
@@ -144,3 +144,8 @@ def _pull(client: docker.DockerClient, ref: str, stall_s: float = PULL_STALL_S) 
 def _short(exc: Exception) -> str:
     text = getattr(exc, "explanation", None) or str(exc)
     return text.splitlines()[0][:300]
+
+
+def _artifact(ref: str, image: Any, built: bool, paths: dict[str, str]) -> Artifact:
+    facts = {**image_facts(image), "built": built}
+    return Artifact(ref=ref, facts=facts, paths=paths, image_id=facts["image_id"], labels=dict(facts["labels"]))

@@ -29,7 +29,15 @@ class FullVMDisk(SourceDefaults):
             "filesystem": VM_FILESYSTEM,
         }
         paths = {"disk": str(image.disk), "kernel": str(image.kernel), "initramfs": str(image.initrd)}
-        return Artifact(ref=str(image.disk), facts=facts, paths=paths, accel=accel_for(image.kernel))
+        return Artifact(
+            ref=str(image.disk),
+            facts=facts,
+            paths=paths,
+            accel=accel_for(image.kernel),
+            cmdline=image.cmdline,
+            filesystem=VM_FILESYSTEM,
+            service=image.facts.get("service"),
+        )
 
     def doctor_checks(self) -> list[DoctorCheck]:
         return vm_tools()

@@ -28,7 +28,15 @@ class MicroVMDisk(SourceDefaults):
             "filesystem": VM_FILESYSTEM,
         }
         paths = {"disk": str(vm.disk), "kernel": str(vm.kernel), "initramfs": str(vm.initramfs)}
-        return Artifact(ref=str(vm.disk), facts=facts, paths=paths, accel=accel_for(vm.kernel))
+        return Artifact(
+            ref=str(vm.disk),
+            facts=facts,
+            paths=paths,
+            accel=accel_for(vm.kernel),
+            image_id=facts.get("image_id"),
+            cmdline=vm.cmdline,
+            filesystem=VM_FILESYSTEM,
+        )
 
     def doctor_checks(self) -> list[DoctorCheck]:
         return [*self.image.doctor_checks(), *vm_tools()]
