@@ -21,11 +21,10 @@ from explorer.cache import check_cache
 from explorer.cleanup import clean_all
 from explorer.doctor import diagnose
 from explorer.errors import EXIT_UNAVAILABLE, ExplorerError, UsageError
-from explorer.images.box import add_box_argv, ensure_box
 from explorer.images.container.source import workload_argv
-from explorer.images.fullvm.build import ensure_fullos_image
 from explorer.interrupts import Interrupted
 from explorer.load import rounds
+from explorer.model import Artifact
 from explorer.output import compare as comparison
 from explorer.output import density_plot, files, fit, page, plot, report, results
 from explorer.output import density_table as density_report
@@ -142,9 +141,13 @@ def build(
     choice = _choice(side_names, only)
     scenario = _load(name, scenario_file)
     check_cache()
-    if fullvm or fullos_deprecated or box:
-        _build_fullvm(scenario, box)
-        return
+    if fullvm or fullos_deprecated or box:  # the full-OS VM's side (and the Vagrant one's box), through the registry
+        if scenario.workload.recipe is None:
+            raise UsageError(
+                f"explorer build --fullvm needs an offline recipe; {scenario.name} uses an image",
+                hint="the full-OS sides run offline recipes only (see the README)",
+            )
+        choice = lifecycle.Choice(names=("fullvm", "vagrant") if box else ("fullvm",))
     skipped: dict[str, str] = {}
     checked = lifecycle.check_sides(scenario, choice, skipped)
     built = []
@@ -159,42 +162,33 @@ def build(
         click.echo(f"{side_name}: {artifact.ref} ({state}, {size}{kernel})")
         for key, path in sorted(artifact.paths.items()):
             click.echo(f"  {key}: {path}")
+        for line in _fullvm_details(artifact, scenario.name):
+            click.echo(f"  {line}")
     for side_name, reason in skipped.items():
         click.echo(f"{side_name}: skipped, {reason}")
 
 
-def _build_fullvm(scenario: scenarios.Scenario, box: bool) -> None:
-    """The full-OS VM's image (and with `box`, the Vagrant box): sizes, and the next step."""
-    if scenario.workload.recipe is None:
-        raise UsageError(
-            f"explorer build --fullvm needs an offline recipe; {scenario.name} uses an image",
-            hint="the full-OS sides run offline recipes only (see the README)",
+def _fullvm_details(artifact: Artifact, scenario: str) -> list[str]:
+    """What the full-OS image is made of (its sizes), and the Vagrant box's, where they are."""
+    f, size = artifact.facts, human_bytes
+    lines = []
+    if "package_count" in f:
+        lines.append(
+            f"{f['package_count']} packages; disk {size(f['disk_bytes'])} on disk, "
+            f"{size(f['disk_virtual_bytes'])} virtual; kernel {size(f['kernel_bytes'])}, "
+            f"initrd {size(f['initrd_bytes'])}; total {size(f['vm_image_bytes'])}"
         )
-    with Steps() as steps:
-        image = ensure_fullos_image(scenario, steps)
-    f, size = image.facts, human_bytes
-    click.echo(
-        f"fullvm: {image.disk} ({'built' if f['built'] else 'cached'}, kernel {image.kernel_version}, "
-        f"{f['package_count']} packages)"
-    )
-    click.echo(
-        f"  disk {size(f['disk_bytes'])} on disk, {size(f['disk_virtual_bytes'])} virtual; "
-        f"kernel {size(f['kernel_bytes'])}, initrd {size(f['initrd_bytes'])}; "
-        f"total {size(f['vm_image_bytes'])}"
-    )
-    click.echo(
-        f"  root filesystem {size(f['rootfs_bytes'])}: modules {size(f['rootfs_modules_bytes'])}, "
-        f"workload {size(f['rootfs_workload_bytes'])}, other {size(f['rootfs_other_bytes'])}; "
-        f"masked {', '.join(f['masked_units'])}"
-    )
-    if box:
-        made = ensure_box(scenario, image)
-        click.echo(
-            f"box: {made.path} ({'built' if made.facts['built'] else 'cached'}, "
-            f"{size(made.facts['box_bytes'])}); settings {made.settings}"
+        lines.append(
+            f"root filesystem {size(f['rootfs_bytes'])}: modules {size(f['rootfs_modules_bytes'])}, "
+            f"workload {size(f['rootfs_workload_bytes'])}, other {size(f['rootfs_other_bytes'])}; "
+            f"masked {', '.join(f['masked_units'])}"
         )
-        click.echo("next: " + " ".join(add_box_argv(made.path, made.name)))
-        click.echo(f"then: EXPLORER_SCENARIO={scenario.name} vagrant up (the Vagrantfile at the repository's top)")
+    if artifact.box:
+        lines.append(
+            f"box {artifact.box}: {size(f['box_bytes'])}, added to Vagrant; "
+            f"then: EXPLORER_SCENARIO={scenario} vagrant up (the Vagrantfile at the repository's top)"
+        )
+    return lines
 
 
 @main.command()
