@@ -13,26 +13,18 @@ Exits 1 when a side misses it.
 from __future__ import annotations
 
 import argparse
-import socket
-import statistics
 import sys
 import time
 
 import docker
+from startup_floor import alternate, pong_after, report, verdict  # beside this file
 
-from explorer import lifecycle, readiness, scenario, sides
+from explorer import scenario, sides
 from explorer.backends import backend_for
 from explorer.dockerd import docker_client
 from explorer.errors import BackendUnavailable
 
-TARGET = 1.05
-
-
-def verdict(ratio: float, target: float = TARGET) -> tuple[bool, str]:
-    """Whether explorer's start-to-ready is within `target` times the floor's, and the line that
-    says so: the exit status follows it, so `make bench` fails where a printed ratio misses."""
-    passed = ratio <= target
-    return passed, f"ratio explorer/floor: {ratio:.2f}x (target <= {target:.2f}x: {'ok' if passed else 'MISSED'})"
+__all__ = ["main", "verdict"]  # verdict: what this benchmark exits by (tests/unit/test_bench_verdicts.py)
 
 
 def bare_start_to_ready(client: docker.DockerClient, image: str, port: int, runtime: str | None) -> float:
@@ -50,16 +42,7 @@ def bare_start_to_ready(client: docker.DockerClient, image: str, port: int, runt
         container.start()
         container.reload()
         host_port = int(container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]["HostPort"])
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", host_port), timeout=1) as sock:
-                    sock.settimeout(1)
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return time.monotonic() - t0
-            except OSError:
-                pass
-            time.sleep(readiness.INTERVAL_S)  # explorer's own resolution
+        return pong_after(host_port, t0)
     finally:
         container.remove(force=True)
 
@@ -93,25 +76,13 @@ def bench_side(backend, scen: scenario.Scenario, rounds: int) -> bool:
     """The side's floor and explorer's figure, alternating; whether explorer met its target."""
     artifact = backend.prepare(scen)
     runtime, client = backend.check()["runtime"], docker_client()
-    floor, explorer = [], []
-    bare_start_to_ready(client, artifact.ref, scen.workload.port, runtime)  # warm-up, not counted
-    for _ in range(rounds):
-        floor.append(bare_start_to_ready(client, artifact.ref, scen.workload.port, runtime))
-        side = lifecycle.measure(backend, scen, artifact, 1, lifecycle.new_run_id(), lambda message: None)
-        explorer.append(side["startup"]["repeats"][0]["ready_s"])
-    f, e = statistics.median(floor), statistics.median(explorer)
-    print(f"{backend.side.title} start-to-ready, {rounds} rounds, scenario {scen.name}, runtime {runtime or 'default'}")
-    print(
-        f"  bare floor (docker SDK + PING loop): median {f * 1000:.0f} ms "
-        f"(min {min(floor) * 1000:.0f}, max {max(floor) * 1000:.0f})"
+    floor, explorer = alternate(
+        backend, scen, artifact, rounds, lambda: bare_start_to_ready(client, artifact.ref, scen.workload.port, runtime)
     )
-    print(
-        f"  explorer (ready_s):                  median {e * 1000:.0f} ms "
-        f"(min {min(explorer) * 1000:.0f}, max {max(explorer) * 1000:.0f})"
+    title = (
+        f"{backend.side.title} start-to-ready, {rounds} rounds, scenario {scen.name}, runtime {runtime or 'default'}"
     )
-    passed, line = verdict(e / f)
-    print(f"  {line}")
-    return passed
+    return report(title, "bare floor (docker SDK + PING loop)", floor, explorer)
 
 
 if __name__ == "__main__":

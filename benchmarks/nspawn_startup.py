@@ -20,18 +20,18 @@ import contextlib
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from explorer import lifecycle, readiness, scenario
+from startup_floor import alternate, report, verdict  # beside this file
+
+from explorer import readiness, scenario
 from explorer.backends import backend_for
 from explorer.errors import BackendUnavailable
 
-TARGET = 1.05
 SIDE = "nspawn"
 # the floor's PING loop, inside the netns: prints CLOCK_MONOTONIC at the first PONG
 PINGER = """
@@ -59,11 +59,7 @@ exec "$@"
 """
 
 
-def verdict(ratio: float, target: float = TARGET) -> tuple[bool, str]:
-    """Whether explorer's start-to-ready is within `target` times the floor's, and the line that
-    says so: the exit status follows it."""
-    passed = ratio <= target
-    return passed, f"ratio explorer/floor: {ratio:.2f}x (target <= {target:.2f}x: {'ok' if passed else 'MISSED'})"
+__all__ = ["main", "verdict"]  # verdict: what this benchmark exits by (tests/unit/test_bench_verdicts.py)
 
 
 def by_hand(root: Path, port: int) -> float:
@@ -143,25 +139,9 @@ def main() -> int:
         return 1
     artifact = backend.prepare(scen)
     root = Path(artifact.paths["rootfs"])
-    floor, explorer = [], []
-    by_hand(root, scen.workload.port)  # warm-up (page cache), not counted
-    for _ in range(args.rounds):
-        floor.append(by_hand(root, scen.workload.port))
-        side = lifecycle.measure(backend, scen, artifact, 1, lifecycle.new_run_id(), lambda message: None)
-        explorer.append(side["startup"]["repeats"][0]["ready_s"])
-    f, e = statistics.median(floor), statistics.median(explorer)
-    print(f"{backend.side.title} start-to-ready, {args.rounds} rounds, scenario {scen.name}")
-    print(
-        f"  by hand (systemd-nspawn -b + PING in its netns): median {f * 1000:.0f} ms "
-        f"(min {min(floor) * 1000:.0f}, max {max(floor) * 1000:.0f})"
-    )
-    print(
-        f"  explorer (ready_s):                              median {e * 1000:.0f} ms "
-        f"(min {min(explorer) * 1000:.0f}, max {max(explorer) * 1000:.0f})"
-    )
-    passed, line = verdict(e / f)
-    print(f"  {line}")
-    return 0 if passed else 1
+    floor, explorer = alternate(backend, scen, artifact, args.rounds, lambda: by_hand(root, scen.workload.port))
+    title = f"{backend.side.title} start-to-ready, {args.rounds} rounds, scenario {scen.name}"
+    return 0 if report(title, "by hand (systemd-nspawn -b + PING in its netns)", floor, explorer) else 1
 
 
 if __name__ == "__main__":

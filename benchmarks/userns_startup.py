@@ -13,24 +13,21 @@ from __future__ import annotations
 
 import argparse
 import socket
-import statistics
 import subprocess
 import sys
 import time
 
-from explorer import lifecycle, readiness, scenario
+from startup_floor import alternate, pong_after, report, verdict  # beside this file
+
+from explorer import scenario
 from explorer.backends import backend_for
 from explorer.engines.podman import NPROC, RUNTIME, ulimits
 from explorer.errors import BackendUnavailable
 
-TARGET = 1.05
 SIDE = "userns"
 
 
-def verdict(ratio: float, target: float = TARGET) -> tuple[bool, str]:
-    """Whether explorer's start-to-ready is within `target` times the floor's, and the line saying so."""
-    passed = ratio <= target
-    return passed, f"ratio explorer/floor: {ratio:.2f}x (target <= {target:.2f}x: {'ok' if passed else 'MISSED'})"
+__all__ = ["main", "verdict"]  # verdict: what this benchmark exits by (tests/unit/test_bench_verdicts.py)
 
 
 def free_port() -> int:
@@ -51,16 +48,7 @@ def by_hand(image_id: str, port: int) -> float:
     t0 = time.monotonic()
     container = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
     try:
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", host_port), timeout=1) as sock:
-                    sock.settimeout(1)
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return time.monotonic() - t0
-            except OSError:
-                pass
-            time.sleep(readiness.INTERVAL_S)  # explorer's own resolution
+        return pong_after(host_port, t0)
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", container], capture_output=True, check=False, timeout=60)
 
@@ -80,24 +68,10 @@ def main() -> int:
         print(f"{SIDE}: not measured ({exc})")
         return 1
     artifact = backend.prepare(scen)
-    image_id, port = artifact.facts["image_id"], scen.workload.port
-    floor, explorer = [], []
-    by_hand(image_id, port)  # warm-up, not counted
-    for _ in range(args.rounds):
-        floor.append(by_hand(image_id, port))
-        side = lifecycle.measure(backend, scen, artifact, 1, lifecycle.new_run_id(), lambda message: None)
-        explorer.append(side["startup"]["repeats"][0]["ready_s"])
-    f, e = statistics.median(floor), statistics.median(explorer)
-    print(f"{backend.side.title} start-to-ready, {args.rounds} rounds, scenario {scen.name}")
-    print(
-        f"  bare floor (podman run + PING loop): median {f * 1000:.0f} ms (min {min(floor) * 1000:.0f}, max {max(floor) * 1000:.0f})"
-    )
-    print(
-        f"  explorer (ready_s):                  median {e * 1000:.0f} ms (min {min(explorer) * 1000:.0f}, max {max(explorer) * 1000:.0f})"
-    )
-    passed, line = verdict(e / f)
-    print(f"  {line}")
-    return 0 if passed else 1
+    image_id, port = artifact.image_id or artifact.ref, scen.workload.port
+    floor, explorer = alternate(backend, scen, artifact, args.rounds, lambda: by_hand(image_id, port))
+    title = f"{backend.side.title} start-to-ready, {args.rounds} rounds, scenario {scen.name}"
+    return 0 if report(title, "bare floor (podman run + PING loop)", floor, explorer) else 1
 
 
 if __name__ == "__main__":
