@@ -24,7 +24,6 @@ from explorer.errors import (
     NotReady,
     UsageError,
 )
-from explorer.model import Artifact
 from explorer.scenario import Timeouts, VMSpec
 from tests.conftest import ROOT, Explorer, ps_e, qemu_processes
 
@@ -150,7 +149,8 @@ def test_a_bad_disk_fails_fast_and_leaves_nothing(libvirt_backend, redis_scenari
         disk.write_bytes(os.urandom(1 << 16))
     elif problem == "empty":  # a valid qcow2 with no filesystem: the guest's initramfs says so
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
-    bad = Artifact(ref=str(disk), facts=vm_artifact.facts, paths={**vm_artifact.paths, "disk": str(disk)})
+    # the same artifact (its kernel, command line, accelerator) on a bad disk
+    bad = dataclasses.replace(vm_artifact, ref=str(disk), paths={**vm_artifact.paths, "disk": str(disk)})
     run_id = lifecycle.new_run_id()
     started = time.monotonic()
     with pytest.raises((BackendError, BuildError)) as caught:
