@@ -244,6 +244,19 @@ class PodmanEngine(DockerEngine):
                     raise
                 time.sleep(REMOVE_RETRY_S)
 
+    def clean(self, run_id: str | None = None) -> list[str]:
+        """Docker's clean, listed and tried again while Podman says a mount is busy (as destroy):
+        a killed run's container, its conmon just gone, failed so once in CI."""
+        removed: list[str] = []
+        for attempt in range(REMOVE_TRIES):
+            try:
+                return removed + super().clean(run_id)
+            except BackendError as exc:
+                if "resource busy" not in str(exc) or attempt == REMOVE_TRIES - 1:
+                    raise
+                time.sleep(REMOVE_RETRY_S)
+        return removed
+
     def path_pids(self, target: Target) -> dict[int, str]:
         return {}  # the published port is NAT in the kernel: no process relays it
 

@@ -151,8 +151,10 @@ def test_clean_after_kill_9_removes_a_dead_runs_instance_only(nspawn_backend, cl
     proc.kill()
     proc.wait()
     left = leftovers()
-    assert any(i.startswith("process") for i in left) and any(i.startswith("netns") for i in left), left
+    # its netns at least; its systemd-nspawn too, unless the parent-death signal ended it first
+    # (or the kill fell between two starts): what `clean` must remove either way
+    assert any(i.startswith("netns") for i in left), left
     result = run_explorer("clean")
     assert result.returncode == 0, result.stderr
-    assert "nspawn process" in result.stdout + result.stderr
+    assert "nspawn" in result.stdout + result.stderr
     assert leftovers() == []
