@@ -291,7 +291,7 @@ class NspawnEngine(EngineDefaults[NspawnMachine]):
     def _unit_procs(self, target: Target[NspawnMachine], machine: NspawnMachine) -> list[int]:
         unit = target.facts["service"]
         for cgroup in machine.cgroups:
-            for procs in cgroup.glob(f"**/system.slice/{unit}/cgroup.procs"):
+            for procs in procs_files(cgroup, f"/system.slice/{unit}"):
                 with contextlib.suppress(OSError):
                     found = [int(p) for p in procs.read_text().split()]
                     if found:
@@ -422,7 +422,8 @@ def remove_instance(name: str, cgroups: list[Path], *workdirs: Path) -> list[str
     for cgroup in cgroups:
         if not cgroup.is_dir():
             continue
-        for directory in sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        subdirs = [Path(top) / d for top, dirs, _ in os.walk(cgroup) for d in dirs]  # vanishing ones skipped
+        for directory in sorted(subdirs, key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 directory.rmdir()
         try:
@@ -443,12 +444,23 @@ def remove_instance(name: str, cgroups: list[Path], *workdirs: Path) -> list[str
     return problems
 
 
+def procs_files(cgroup: Path, under: str = "") -> list[Path]:
+    """Every cgroup.procs below `cgroup` (in a directory whose path ends with `under`), walked
+    with os.walk, which skips what a container's systemd removes meanwhile (Path.rglob raised
+    FileNotFoundError on such a directory: CI saw it)."""
+    return [
+        Path(top) / "cgroup.procs"
+        for top, _, files in os.walk(cgroup)
+        if "cgroup.procs" in files and top.endswith(under)
+    ]
+
+
 def cgroup_pids(cgroups: list[Path]) -> set[int]:
     pids: set[int] = set()
     for cgroup in cgroups:
         if not cgroup.is_dir():
             continue
-        for procs in cgroup.rglob("cgroup.procs"):
+        for procs in procs_files(cgroup):
             with contextlib.suppress(OSError):
                 pids |= {int(p) for p in procs.read_text().split()}
     return pids

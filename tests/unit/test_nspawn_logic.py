@@ -116,3 +116,15 @@ def test_the_side_is_a_container_judged_by_its_figures():
     side = SIDES["nspawn"]
     assert side.kind == "container" and side.package == "systemd-container"
     assert "nspawn" not in (Path(nspawn.__file__).parents[1] / "claims" / "claims.yaml").read_text()
+
+
+def test_procs_files_finds_every_cgroup_procs_and_those_of_one_unit(tmp_path):
+    from explorer.engines.nspawn import procs_files
+
+    for sub in ("", "payload", "payload/system.slice/explorer-workload.service", "payload/system.slice/cron.service"):
+        (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+        (tmp_path / sub / "cgroup.procs").write_text("1\n")
+    assert len(procs_files(tmp_path)) == 4
+    unit = procs_files(tmp_path, "/system.slice/explorer-workload.service")
+    assert unit == [tmp_path / "payload/system.slice/explorer-workload.service/cgroup.procs"]
+    assert procs_files(tmp_path / "gone") == []  # a cgroup removed meanwhile: nothing, no error
