@@ -242,6 +242,10 @@ class DockerEngine(EngineDefaults[Container]):
             if target.facts.get("container_id"):
                 self.runtime.after_destroy(target)
 
+    def remove_container(self, container_id: str) -> None:
+        """Force-remove one container and its anonymous volumes (the engine's API errors raised)."""
+        self.client.api.remove_container(container_id, force=True, v=True)
+
     def clean(self, run_id: str | None = None) -> list[str]:
         """One run's containers; or, without a run id, every leftover: a container whose owner
         (an explorer process in another terminal, a test) still runs is not a leftover."""
@@ -257,7 +261,7 @@ class DockerEngine(EngineDefaults[Container]):
             if not run_id and owner_alive((entry.get("Labels") or {}).get(LABEL_OWNER)):
                 continue
             try:
-                self.client.api.remove_container(entry["Id"], force=True, v=True)
+                self.remove_container(entry["Id"])
             except NotFound:
                 continue
             except APIError as exc:

@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import Ulimit
 
@@ -244,18 +244,21 @@ class PodmanEngine(DockerEngine):
                     raise
                 time.sleep(REMOVE_RETRY_S)
 
-    def clean(self, run_id: str | None = None) -> list[str]:
-        """Docker's clean, listed and tried again while Podman says a mount is busy (as destroy):
-        a killed run's container, its conmon just gone, failed so once in CI."""
-        removed: list[str] = []
+    def remove_container(self, container_id: str) -> None:
+        """Docker's removal, tried again while Podman says the container's shm is busy (as in
+        destroy): a killed run's container, its conmon just gone, refused so in CI."""
         for attempt in range(REMOVE_TRIES):
             try:
-                return removed + super().clean(run_id)
-            except BackendError as exc:
+                super().remove_container(container_id)
+                return
+            except NotFound:
+                if attempt:  # the busy attempt removed it after all
+                    return
+                raise
+            except APIError as exc:
                 if "resource busy" not in str(exc) or attempt == REMOVE_TRIES - 1:
                     raise
                 time.sleep(REMOVE_RETRY_S)
-        return removed
 
     def path_pids(self, target: Target) -> dict[int, str]:
         return {}  # the published port is NAT in the kernel: no process relays it
