@@ -92,14 +92,23 @@ def wait_for(proc: subprocess.Popen, seen: Callable[[], object], timeout: float 
     return False
 
 
-def ctrl_c_when(proc: subprocess.Popen, seen: Callable[[], object], what: str, settle_s: float = 0.0) -> str:
-    """Ctrl-C (SIGINT) to a run once `seen` holds (and `settle_s` more), as a user at its terminal:
-    it must exit 130 without a traceback; its stderr. The run is killed should it outlive the test."""
+def ctrl_c_when(
+    proc: subprocess.Popen,
+    seen: Callable[[], object],
+    what: str,
+    settle_s: float = 0.0,
+    timeout: float = 300,
+    every: float = 0.05,
+    exit_s: float = 120,
+) -> str:
+    """Ctrl-C (SIGINT) to a run once `seen` holds (within `timeout`, and `settle_s` more), as a user
+    at its terminal: it must exit 130 (within `exit_s`) without a traceback; its stderr. The run is
+    killed should it outlive the test."""
     try:
-        assert wait_for(proc, seen, every=0.05), f"never seen: {what}"
+        assert wait_for(proc, seen, timeout=timeout, every=every), f"never seen: {what}"
         time.sleep(settle_s)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=exit_s)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -17,7 +16,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import ROOT, Explorer, backend_or_skip, ps_e, run_explorer
+from tests.conftest import ROOT, Explorer, backend_or_skip, ctrl_c_when, ps_e, run_explorer
 
 pytestmark = [pytest.mark.nspawn, pytest.mark.slow]
 HOST_BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -133,14 +132,8 @@ def _wait_for_a_container(proc: subprocess.Popen, timeout: float = 120) -> None:
 
 def test_ctrl_c_during_the_start_leaves_nothing(nspawn_backend, cli_run):
     proc = Explorer("run", "redis", "--sides", "nspawn", "--repeat", "20", "--no-load")
-    try:
-        _wait_for_a_container(proc)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    started = lambda: any(i.startswith("process") for i in leftovers())
+    ctrl_c_when(proc, started, "a container", timeout=120)
     assert leftovers() == []
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from explorer import lifecycle
-from tests.conftest import ROOT, Explorer, backend_or_skip, run_explorer
+from tests.conftest import ROOT, Explorer, backend_or_skip, ctrl_c_when, run_explorer
 
 pytestmark = pytest.mark.docker
 
@@ -128,17 +128,12 @@ def test_ctrl_c_during_the_start_leaves_no_container_netns_or_process(userns_bac
     netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     proc = Explorer("run", "redis", "--sides", "userns", "--repeat", "50", "--no-load")
     seen: list[str] = []
-    try:
-        deadline = time.monotonic() + 60
-        while not (seen := podman_leftovers(proc.pid)) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert seen, "no container appeared"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+
+    def a_container() -> list[str]:
+        seen[:] = podman_leftovers(proc.pid)
+        return seen
+
+    ctrl_c_when(proc, a_container, "a container", timeout=60, every=0.02, exit_s=60)
     assert podman_leftovers(proc.pid) == []
     assert conmons_of(seen) == []
     netns_after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
