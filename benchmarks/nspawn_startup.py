@@ -15,7 +15,6 @@ both alike. Target: explorer within 1.05x of the floor. Exits 1 when it misses.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -26,11 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from startup_floor import alternate, report, verdict  # beside this file
+from startup_floor import one_side, verdict  # beside this file
 
-from explorer import readiness, scenario
-from explorer.backends import backend_for
-from explorer.errors import BackendUnavailable
+from explorer import readiness
 
 SIDE = "nspawn"
 # the floor's PING loop, inside the netns: prints CLOCK_MONOTONIC at the first PONG
@@ -124,24 +121,12 @@ def _kill_and_remove(cgroup: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--scenario", default="redis")
-    args = parser.parse_args()
-    scen = scenario.load(args.scenario)
-    if scen.workload.ready.kind != "redis":
-        parser.error("the floor speaks Redis PING only: use a redis scenario")
-    backend = backend_for(SIDE)
-    try:
-        backend.check()
-    except BackendUnavailable as exc:
-        print(f"{SIDE}: not measured ({exc})")
-        return 1
-    artifact = backend.prepare(scen)
-    root = Path(artifact.paths["rootfs"])
-    floor, explorer = alternate(backend, scen, artifact, args.rounds, lambda: by_hand(root, scen.workload.port))
-    title = f"{backend.side.title} start-to-ready, {args.rounds} rounds, scenario {scen.name}"
-    return 0 if report(title, "by hand (systemd-nspawn -b + PING in its netns)", floor, explorer) else 1
+    return one_side(
+        SIDE,
+        __doc__ or "",
+        "by hand (systemd-nspawn -b + PING in its netns)",
+        lambda artifact, scen: lambda: by_hand(Path(artifact.paths["rootfs"]), scen.workload.port),
+    )
 
 
 if __name__ == "__main__":

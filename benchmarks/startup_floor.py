@@ -5,13 +5,16 @@ verdict, whose line ends in `ok` or `MISSED` and whose result each benchmark's e
 
 from __future__ import annotations
 
+import argparse
 import socket
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
-from explorer import lifecycle, readiness
+from explorer import lifecycle, readiness, scenario
+from explorer.backends import backend_for
+from explorer.errors import BackendUnavailable
 
 TARGET = 1.05
 
@@ -63,3 +66,25 @@ def report(title: str, floor_label: str, floor: list[float], explorer: list[floa
     passed, line = verdict(e / f)
     print(f"  {line}")
     return passed
+
+
+def one_side(side: str, description: str, floor_label: str, floor_of: Callable[[Any, Any], Callable[[], float]]) -> int:
+    """A benchmark of one side against its floor: --rounds and --scenario (a Redis one), the side
+    checked and prepared, `floor_of(artifact, scenario)` the floor's one start, its exit status."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--scenario", default="redis")
+    args = parser.parse_args()
+    scen = scenario.load(args.scenario)
+    if scen.workload.ready.kind != "redis":
+        parser.error("the floor speaks Redis PING only: use a redis scenario")
+    backend = backend_for(side)
+    try:
+        backend.check()
+    except BackendUnavailable as exc:
+        print(f"{side}: not measured ({exc})")
+        return 1
+    artifact = backend.prepare(scen)
+    floor, explorer = alternate(backend, scen, artifact, args.rounds, floor_of(artifact, scen))
+    title = f"{backend.side.title} start-to-ready, {args.rounds} rounds, scenario {scen.name}"
+    return 0 if report(title, floor_label, floor, explorer) else 1

@@ -11,18 +11,14 @@ noise hits both alike. Target: explorer within 1.05x of the floor. Exits 1 when 
 
 from __future__ import annotations
 
-import argparse
 import socket
 import subprocess
 import sys
 import time
 
-from startup_floor import alternate, pong_after, report, verdict  # beside this file
+from startup_floor import one_side, pong_after, verdict  # beside this file
 
-from explorer import scenario
-from explorer.backends import backend_for
 from explorer.engines.podman import NPROC, RUNTIME, ulimits
-from explorer.errors import BackendUnavailable
 
 SIDE = "userns"
 
@@ -54,24 +50,12 @@ def by_hand(image_id: str, port: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--scenario", default="redis")
-    args = parser.parse_args()
-    scen = scenario.load(args.scenario)
-    if scen.workload.ready.kind != "redis":
-        parser.error("the bare floor speaks Redis PING only: use a redis scenario")
-    backend = backend_for(SIDE)
-    try:
-        backend.check()
-    except BackendUnavailable as exc:
-        print(f"{SIDE}: not measured ({exc})")
-        return 1
-    artifact = backend.prepare(scen)
-    image_id, port = artifact.image_id or artifact.ref, scen.workload.port
-    floor, explorer = alternate(backend, scen, artifact, args.rounds, lambda: by_hand(image_id, port))
-    title = f"{backend.side.title} start-to-ready, {args.rounds} rounds, scenario {scen.name}"
-    return 0 if report(title, "bare floor (podman run + PING loop)", floor, explorer) else 1
+    return one_side(
+        SIDE,
+        __doc__ or "",
+        "bare floor (podman run + PING loop)",
+        lambda artifact, scen: lambda: by_hand(artifact.image_id or artifact.ref, scen.workload.port),
+    )
 
 
 if __name__ == "__main__":
