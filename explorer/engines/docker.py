@@ -233,7 +233,7 @@ class DockerEngine(EngineDefaults[Container]):
         if target.handle is None:
             return
         try:
-            target.handle.remove(force=True, v=True)
+            self.remove_container(target.handle.id or target.name)
         except NotFound:
             pass
         except DockerException as exc:

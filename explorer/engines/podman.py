@@ -33,7 +33,6 @@ from docker.types import Ulimit
 from explorer.contracts import DoctorCheck, Progress
 from explorer.dockerd import docker_client
 from explorer.engines.docker import DockerEngine, Runc, own_netns_path, shim_of
-from explorer.engines.storage import overlay_storage
 from explorer.errors import BackendError, BackendUnavailable, ExplorerError
 from explorer.images.container.source import tool
 from explorer.model import LABEL_IMAGE, Artifact, NetPath, Side, Target
@@ -95,9 +94,6 @@ class Conmon(Runc):
     """runc under Podman: the same host processes as Docker's runc, their parent conmon."""
 
     name: str | None = None  # the service's runtime: the API cannot choose one per container
-
-    def check(self, info: dict[str, Any]) -> dict[str, Any]:
-        return {"storage": overlay_storage(info)}
 
     def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]:
         return [
@@ -231,22 +227,11 @@ class PodmanEngine(DockerEngine):
         )
         return self.client.containers.get(created["Id"])
 
-    def destroy(self, target: Target) -> None:
-        """Docker's removal, tried again while Podman says a mount is busy: with two removals at
-        once (another run's, `explorer clean`'s) Podman 4.3 has failed one with "unlinkat
-        .../userdata/shm: device or resource busy"; a second try removes it."""
-        for attempt in range(REMOVE_TRIES):
-            try:
-                super().destroy(target)
-                return
-            except BackendError as exc:
-                if "resource busy" not in str(exc) or attempt == REMOVE_TRIES - 1:
-                    raise
-                time.sleep(REMOVE_RETRY_S)
-
     def remove_container(self, container_id: str) -> None:
-        """Docker's removal, tried again while Podman says the container's shm is busy (as in
-        destroy): a killed run's container, its conmon just gone, refused so in CI."""
+        """Docker's removal (destroy's and clean's), tried again while Podman says the container's
+        shm is busy: with two removals at once (another run's, `explorer clean`'s), or a killed
+        run's container whose conmon just went, Podman 4.3 failed one with "unlinkat
+        .../userdata/shm: device or resource busy"; a second try removes it."""
         for attempt in range(REMOVE_TRIES):
             try:
                 super().remove_container(container_id)
