@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import signal
 import sys
 import traceback
@@ -14,7 +13,6 @@ import click
 from tabulate import tabulate
 
 from explorer import claims, density_run, document, interrupts, lifecycle, readiness, sides
-from explorer import result as contract
 from explorer import scenario as scenarios
 from explorer.backends import backend_for
 from explorer.cache import check_cache
@@ -29,6 +27,7 @@ from explorer.output import compare as comparison
 from explorer.output import density_plot, files, fit, page, plot, report, results
 from explorer.output import density_table as density_report
 from explorer.progress import Steps
+from explorer.result import Result
 from explorer.units import human_bytes
 
 
@@ -287,8 +286,8 @@ def run(
         load = None if no_load else rounds.Settings(seconds=load_seconds)
         result = lifecycle.run(scenario, choice, repeat, steps, load=load)
         if density_count:
-            measured = lifecycle.Choice(names=tuple(result["sides"]))
-            document.merge_density(result, density_run.run(scenario, measured, density_count, None, steps))
+            measured = lifecycle.Choice(names=tuple(result.sides))
+            result = document.merge_density(result, density_run.run(scenario, measured, density_count, None, steps))
     _show(result, fmt, plot_file, output, Keep(keep_in, html_file, detail))
     untrusted = report.untrusted(result)
     if strict and untrusted:
@@ -365,9 +364,7 @@ def report_cmd(
     if len(loaded) > 1:
         if density_files or plot_file:
             raise UsageError("--density and --plot take one result file", hint="give one FILE, or none for the latest")
-        runs = list(zip(comparison.labels_for(files_given), loaded))
-        for _label, result in runs:
-            result["claims"] = claims.judge(result)
+        runs = [(label, claims.judged(result)) for label, result in zip(comparison.labels_for(files_given), loaded)]
         if html_file:
             _write_page(runs, html_file)
         else:
@@ -375,10 +372,10 @@ def report_cmd(
         return
     result = loaded[0]
     for path in density_files:
-        document.merge_density(result, document.load_density(path))
+        result = document.merge_density(result, document.load_density(path))
     _show(result, fmt, plot_file, keep=Keep(None, html_file, detail))
-    if not paths and fmt == "table":
-        click.echo(f"(the latest kept result: {files_given[0]})")
+    if not paths:
+        click.echo(f"(the latest kept result: {files_given[0]})", err=fmt != "table")
 
 
 @main.command("results")
@@ -389,13 +386,19 @@ def results_cmd(results_dir: str | None) -> None:
 
 
 def _list_results(folder: Path) -> None:
-    found = results.kept(folder)
-    if not found:
+    """The kept documents that fit their schema; then, exit 2 naming each one that does not."""
+    kept = results.listing(folder)
+    if not kept.found:
         click.echo(f"no results kept in {folder} (explorer run keeps every run's there)")
-        return
-    rows = [[k.when, k.kind, k.scenario, k.host, ",".join(k.sides), k.accel, k.path.name] for k in found]
-    click.echo(tabulate(rows, headers=["when (UTC)", "kind", "scenario", "host", "sides", "VMs on", "file"]))
-    click.echo(f"in {folder}")
+    else:
+        rows = [[k.when, k.kind, k.scenario, k.host, ",".join(k.sides), k.accel, k.path.name] for k in kept.found]
+        click.echo(tabulate(rows, headers=["when (UTC)", "kind", "scenario", "host", "sides", "VMs on", "file"]))
+        click.echo(f"in {folder}")
+    if kept.unfit:
+        raise UsageError(
+            f"{len(kept.unfit)} kept file(s) do not fit their schema: " + "; ".join(kept.unfit),
+            hint=document.UNFIT_HINT,
+        )
 
 
 @main.command("density")
@@ -447,12 +450,14 @@ def density_cmd(
         doc = density_run.run(scenario, choice, count, step, steps, run_id, counts=counts)
     click.echo(density_report.render(doc, fmt), nl=False)
     if output:
-        files.write_text(output, json.dumps(doc, indent=2) + "\n", "the density result")
+        files.write_text(output, results.written(doc), "the density result")
     if plot_file:
         density_plot.write(doc, plot_file)
-    click.echo(f"kept: {results.keep(doc, keep_in)}")
+    click.echo(f"kept: {results.keep(doc, keep_in)}", err=True)
     failed = {
-        name: side["stopped"]["reason"] for name, side in doc["sides"].items() if side["stopped"]["by"] == "error"
+        name: side.stopped.reason
+        for name, side in doc.sides.items()
+        if side.stopped is not None and side.stopped.by == "error"
     }
     if failed:  # the figures up to the failure are shown and saved; the exit code says it failed
         raise ExplorerError("; ".join(f"side {name} stopped: {why}" for name, why in failed.items()))
@@ -468,19 +473,16 @@ class Keep:
     detail: bool = False
 
 
-def _show(
-    result: dict[str, Any], fmt: str, plot_file: str | None, output: str | None = None, keep: Keep = Keep(None)
-) -> None:
-    """The claims judged from the figures, the report in `fmt` (first: a result that cannot be
-    saved is still shown), then the result saved where asked, kept with its page, the page and
-    the plot where asked; the paths of what was kept come last."""
-    result["claims"] = claims.judge(result)
-    unfit = contract.problems(result)  # said after the result is shown and kept, never instead
+def _show(result: Result, fmt: str, plot_file: str | None, output: str | None = None, keep: Keep = Keep(None)) -> None:
+    """The claims judged from the figures, the report in `fmt` on stdout (only it: what was kept
+    goes to stderr), then the result saved where asked, kept with its page, the page and the
+    plot where asked; the paths of what was kept come last."""
+    result = claims.judged(result)
     click.echo(report.render(result, fmt, fit.terminal_width(), keep.detail), nl=False)
     if plot_file:
         plot.write(result, plot_file)
     if output:
-        files.write_text(output, json.dumps(result, indent=2) + "\n", "the result")
+        files.write_text(output, results.written(result), "the result")
     written = []
     if keep.folder is not None:
         kept = results.keep(result, keep.folder)
@@ -488,15 +490,10 @@ def _show(
     if keep.html:
         written.append(("page", _write_page([("", result)], keep.html)))
     for what, path in written:
-        click.echo(f"{what}: {path}", err=fmt != "table")
-    if unfit:
-        raise ExplorerError(
-            f"the result does not fit its schema ({contract.RESULT}): {'; '.join(unfit)}",
-            hint="a bug in explorer: please report it with the kept result",
-        )
+        click.echo(f"{what}: {path}", err=True)
 
 
-def _write_page(runs: list[tuple[str, dict[str, Any]]], path: str) -> Path:
+def _write_page(runs: list[tuple[str, Result]], path: str) -> Path:
     """The results page for one run, or the compare view for several."""
     page.write(runs, path)
     return Path(path)
@@ -508,9 +505,7 @@ def _write_page(runs: list[tuple[str, dict[str, Any]]], path: str) -> Path:
 def compare(paths: tuple[str, ...], fmt: str) -> None:
     """Put saved results side by side (other hosts, CI runners): one column per run."""
     labels = comparison.labels_for(list(paths))
-    runs = [(label, document.load_result(path)) for label, path in zip(labels, paths)]
-    for _label, result in runs:
-        result["claims"] = claims.judge(result)
+    runs = [(label, claims.judged(document.load_result(path))) for label, path in zip(labels, paths)]
     click.echo(comparison.render_compare(runs, fmt), nl=False)
 
 

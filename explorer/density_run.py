@@ -25,7 +25,7 @@ from explorer.backends.base import Backend
 from explorer.errors import BackendError, ExplorerError, NotReady, UsageError
 from explorer.model import Artifact, Target
 from explorer.probes import host_memory as figures
-from explorer.result import DENSITY
+from explorer.result import DENSITY, DensityResult, DensitySide, Record
 from explorer.scenario import Scenario
 from explorer.units import human_bytes
 
@@ -144,7 +144,7 @@ def run(
     floor_fraction: float = FLOOR_FRACTION,
     ksm_settle_s: float = figures.KSM_SETTLE_S,
     counts: dict[str, int] | None = None,
-) -> dict[str, Any]:
+) -> DensityResult:
     """The density document (explorer.density/1) of the scenario on each chosen side: `counts`
     of the side, else `count`, else the side's own `density_count` instances, `step` at a time."""
     if count is not None and count < 1 or step is not None and step < 1 or any(n < 1 for n in (counts or {}).values()):
@@ -159,7 +159,9 @@ def run(
             "safety": SAFETY,
         }
     }
-    return lifecycle.sequence(scenario, choice or lifecycle.Choice(), plan, SCHEMA, progress, run_id, extra)
+    return lifecycle.sequence(
+        scenario, choice or lifecycle.Choice(), plan, DensityResult, SCHEMA, progress, run_id, extra
+    )
 
 
 @dataclass
@@ -169,6 +171,7 @@ class DensityPlan:
     step: int | None
     counts: dict[str, int]
     ksm_settle_s: float
+    record: type[Record] = DensitySide
 
     def begin(self, scenario: Scenario, say: Progress) -> dict[str, Any]:
         return {}

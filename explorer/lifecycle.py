@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from explorer import interrupts, readiness
 from explorer.backends import Backend, backend_for
@@ -29,7 +29,8 @@ from explorer.load.phase import LoadPhase
 from explorer.model import Artifact, Target
 from explorer.probes import ProbeContext, identity, isolation, kernel, memory, size, visibility
 from explorer.probes.startup import relative, summarize, timeline
-from explorer.result import RESULT, SCHEMA_VERSION
+from explorer.result import RESULT, SCHEMA_VERSION, Record, Result, SideRecord, TargetRecord
+from explorer.result.validate import Unfit, validated
 from explorer.scenario import Scenario
 from explorer.sides import SIDES, of_kind
 
@@ -67,11 +68,18 @@ class Choice:
         return of_kind(self.kind) if self.kind else tuple(SIDES)
 
 
+D = TypeVar("D", bound=Record)  # the document a plan writes: a run's Result, a density run's
+
+
 class Plan(Protocol):
     """What a command measures on each side, between prepare and the end of the side; and the
     entries of the document it keeps for the whole run (begin), which end() may fill in once
     every side is done (the run plan's native reference: measured with nothing of a side
-    running, and only when the sides were, so a run that fails does not wait for it)."""
+    running, and only when the sides were, so a run that fails does not wait for it). `record`
+    is the model of one side's record in its document."""
+
+    @property
+    def record(self) -> type[Record]: ...
 
     def begin(self, scenario: Scenario, say: Progress) -> dict[str, Any]: ...
 
@@ -82,16 +90,30 @@ class Plan(Protocol):
     ) -> dict[str, Any]: ...
 
 
+def typed(model: type[D], part: Any, what: str) -> D:
+    """A part of the document as the typed model it must fit, checked as JSON writes it (a tuple
+    is a list); a part that does not fit is explorer's own bug, said with the field."""
+    try:
+        return validated(model, part)
+    except Unfit as exc:
+        raise ExplorerError(
+            f"{what} does not fit the result document ({model.__name__}): {'; '.join(exc.problems[:5])}",
+            hint="a bug in explorer: please report it with the command that showed it",
+        ) from None
+
+
 def sequence(
     scenario: Scenario,
     choice: Choice,
     plan: Plan,
+    document: type[D],
     schema: str,
     progress: Progress | None = None,
     run_id: str | None = None,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The document of `plan` measured on each chosen side."""
+) -> D:
+    """The typed document of `plan` measured on each chosen side: each side's record typed as
+    soon as the side is done, the whole when every side is."""
     run_id = run_id or new_run_id()
     say = progress or (lambda message: None)
     started = time.monotonic()
@@ -122,7 +144,7 @@ def sequence(
             with interrupts.deferred():
                 backend.release(artifact)
         spent = measured.pop("phases", {})
-        doc["sides"][name] = {**backend.side.meta(), **measured, "engine": engine}
+        doc["sides"][name] = typed(plan.record, {**backend.side.meta(), **measured, "engine": engine}, f"side {name}")
         doc["phases"]["sides"][name] = {
             "prepare_s": round(prepared - phase_start, 3),
             "measure_s": round(time.monotonic() - prepared, 3),
@@ -133,7 +155,9 @@ def sequence(
     doc["phases"]["reference_s"] = round(time.monotonic() - begun, 3)
     doc["phases"]["total_s"] = round(time.monotonic() - started, 3)
     doc["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return doc
+    sides = doc.pop("sides")
+    whole = typed(document, {**doc, "sides": {}}, "the run")
+    return whole.model_copy(update={"sides": sides})
 
 
 def check_sides(
@@ -243,15 +267,19 @@ def probe(backend: Backend, scenario: Scenario, artifact: Artifact, target: Targ
         guest=guest,
         guest_error=guest_error,
         facts=target.facts,
+        accel=artifact.accel,
     )
     out: dict[str, Any] = {name: fn(ctx) for name, fn in PROBES.items()}
-    out["target"] = {k: v for k, v in target.facts.items() if _jsonable(v) and k != "t0"}
-    out["accel"] = target.facts.get("accel", "native")
+    out["target"] = record_of(target)
+    out["accel"] = artifact.accel.mode if artifact.accel else "native"
+    out["accel_reason"] = artifact.accel.reason if artifact.accel else None
     return out
 
 
-def _jsonable(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool, list, dict, type(None)))
+def record_of(target: Target) -> dict[str, Any]:
+    """What the document keeps of the probed instance: its facts that are the record
+    (TargetRecord's fields), not what its engine needs to stop it."""
+    return {key: value for key, value in target.facts.items() if key in TargetRecord.model_fields}
 
 
 # ---- explorer run ---------------------------------------------------------------------------
@@ -263,6 +291,7 @@ class RunPlan:
 
     repeats: int | None = None  # None: the scenario's, capped by the side's own max_repeats
     load: LoadPhase | None = None  # the standard load on the probed start (None: --no-load)
+    record: type[Record] = SideRecord
 
     def begin(self, scenario: Scenario, say: Progress) -> dict[str, Any]:
         return {"load": self.load.begin(scenario)} if self.load is not None else {}
@@ -298,6 +327,7 @@ class RunPlan:
             "phases": spent,
             "backend": backend.name,
             "accel": probed.pop("accel", "native"),
+            "accel_reason": probed.pop("accel_reason", None),
             **probed,
             "startup": {
                 "milestones": list(backend.milestones),
@@ -329,7 +359,7 @@ class RunPlan:
                     backend.after_ready(target)
                 if self.load is not None:
                     with _spending(spent, "load_s"):
-                        probed["load"] = self.load.side(backend, scenario, target, say)
+                        probed["load"] = self.load.side(backend, scenario, target, artifact.accel, say)
             return relative(target.marks, target.facts["t0"], backend.milestones)
         finally:
             for target in kept:
@@ -357,15 +387,19 @@ def run(
     progress: Progress | None = None,
     run_id: str | None = None,
     load: rounds.Settings | None = None,
-) -> dict[str, Any]:
+) -> Result:
     """`explorer run`: the result document of the scenario on each chosen side (with `load`,
     the native reference and each side's probed start under the standard load)."""
     plan = RunPlan(repeats, LoadPhase(load) if load is not None else None)
-    return sequence(scenario, choice or Choice(), plan, RESULT, progress, run_id, {"schema_version": SCHEMA_VERSION})
+    extra = {"schema_version": SCHEMA_VERSION}
+    return sequence(scenario, choice or Choice(), plan, Result, RESULT, progress, run_id, extra)
 
 
 def measure(
     backend: Backend, scenario: Scenario, artifact: Artifact, repeats: int, run_id: str, say: Progress | None = None
-) -> dict[str, Any]:
-    """One side's figures of a run (benchmarks and tests measure a side alone)."""
-    return RunPlan(repeats).measure(backend, scenario, artifact, run_id, say or (lambda message: None))
+) -> SideRecord:
+    """One side's record of a run (benchmarks and tests measure a side alone)."""
+    measured = RunPlan(repeats).measure(backend, scenario, artifact, run_id, say or (lambda message: None))
+    measured.pop("phases", None)
+    engine = backend.check()
+    return typed(SideRecord, {**backend.side.meta(), **measured, "engine": engine}, f"side {backend.side.name}")

@@ -20,13 +20,16 @@ from explorer.claims.rules import (
     FORMATS,
     PLACEHOLDER,
     Missing,
+    View,
     figure,
     fill,
     passes,
 )
-from explorer.document import side_title, upgraded
+from explorer.document import side_title
 from explorer.errors import ExplorerError
 from explorer.model import KINDS
+from explorer.result import ClaimOnSide, FigureValue, JudgedClaim, JudgedPart, Result, SideRecord
+from explorer.result.schema import resolves
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 MIXED = "mixed"  # an overall verdict only: the sides disagree
@@ -224,6 +227,11 @@ def _check_names(claim: dict[str, Any]) -> list[str]:
                 for p in _paths(spec)
                 if p.split(".")[0] not in roots(part)
             ]
+            problems += [
+                f"{where}/figures/{name}: path {p!r} names no field of the result document (explorer/result/)"
+                for p in _paths(spec)
+                if p.split(".")[0] in roots(part) and not resolves(p)
+            ]
             defined.append(name)
         tests = [part["test"], *(note["when"] for note in part.get("notes", []))]
         problems += [f"{where}/test: unknown figure {n!r}" for t in tests for n in _test_names(t) if n not in defined]
@@ -282,17 +290,30 @@ def _chosen(template: str | dict[str, str], verdict: str) -> str:
     return template
 
 
-def judge_part(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str]) -> dict[str, Any]:
+def _kept(value: Any) -> FigureValue:
+    """A figure as the judged claim keeps it: a number, a flag, a text or a list of texts."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return str(value)
+
+
+def judge_part(part: dict[str, Any], view: View, titles: dict[str, str]) -> JudgedPart:
     """One part's verdict on `view` (the side(s) it reads, by root name, and the host); its
     figures are kept so that every number in the evidence is traceable."""
-    out: dict[str, Any] = {
-        "rule": part["rule"],
-        **({"compare": part["compare"]} if "compare" in part else {"kind": part["kind"]}),
-    }
+    where: dict[str, Any] = {"compare": part["compare"]} if "compare" in part else {"kind": part["kind"]}
     figures: dict[str, Any] = dict(titles)
+
+    def judged(verdict: str, evidence: str, brief: str, notes: list[str]) -> JudgedPart:
+        kept = {name: _kept(value) for name, value in figures.items()}
+        return JudgedPart(
+            rule=part["rule"], verdict=verdict, evidence=evidence, brief=brief, notes=notes, figures=kept, **where
+        )
+
     impossible = impossible_timelines(part, view, titles)
     if impossible:
-        return {**out, "verdict": INCONCLUSIVE, "evidence": impossible, "brief": impossible, "figures": figures}
+        return judged(INCONCLUSIVE, impossible, impossible, [])
     try:
         for name, spec in part.get("figures", {}).items():
             figures[name] = figure(spec, view, figures)
@@ -300,22 +321,24 @@ def judge_part(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str
         notes = [fill(n["text"], figures) for n in part.get("notes", []) if passes(n["when"], figures)]
     except Missing as exc:
         who = " and ".join(titles.values())
-        return {**out, "verdict": INCONCLUSIVE, "evidence": f"{who}: {exc}", "brief": str(exc), "figures": figures}
+        return judged(INCONCLUSIVE, f"{who}: {exc}", str(exc), [])
     evidence = fill(_chosen(part["evidence"], verdict), figures)
     brief = fill(_chosen(part["brief"], verdict), figures) if "brief" in part else evidence
-    return {**out, "verdict": verdict, "evidence": evidence, "brief": brief, "notes": notes, "figures": figures}
+    return judged(verdict, evidence, brief, notes)
 
 
-def impossible_timelines(part: dict[str, Any], view: dict[str, Any], titles: dict[str, str]) -> str | None:
+def impossible_timelines(part: dict[str, Any], view: View, titles: dict[str, str]) -> str | None:
     """Why the part cannot read startup figures: a side whose milestones happened in an
     impossible order (a readiness check a proxy fooled), or None."""
     read = {p.split(".")[0] for spec in part.get("figures", {}).values() for p in _paths(spec) if ".startup." in p}
     found = []
     for root in sorted(read):
-        check = (view.get(root) or {}).get("startup", {}).get("timeline") or {}
-        if check.get("ok") is False:
+        side = view.get(root)
+        startup = side.startup if isinstance(side, SideRecord) else None
+        check = startup.timeline if startup is not None else None
+        if check is not None and not check.ok:
             title = titles.get(f"{root}_title", root)
-            found.append(f"{title}'s timeline is impossible ({'; '.join(check.get('problems', [])[:2])})")
+            found.append(f"{title}'s timeline is impossible ({'; '.join(check.problems[:2])})")
     return "; ".join(found) + ": its startup figures are not used" if found else None
 
 
@@ -339,78 +362,75 @@ def _unique(texts: list[str]) -> list[str]:
     return list(dict.fromkeys(t for t in texts if t))
 
 
-def _views(part: dict[str, Any], result: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+def _views(part: dict[str, Any], result: Result) -> list[tuple[str, View, dict[str, str]]]:
     """(judged side, view, titles) for every measured side the part applies to."""
-    sides, host = result["sides"], result.get("host", {})
-    kinds = {name: side.get("kind") for name, side in sides.items()}
+    sides, host = result.sides, result.host
     if "kind" in part:
         return [
-            (name, {"side": sides[name], "host": host}, {"side_title": side_title(sides[name], name)})
-            for name, kind in kinds.items()
-            if kind == part["kind"]
+            (name, {"side": side, "host": host}, {"side_title": side_title(side, name)})
+            for name, side in sides.items()
+            if side.kind == part["kind"]
         ]
     ref_kind, judged_kind = part["compare"]
-    ref = next((name for name, kind in kinds.items() if kind == ref_kind), None)
+    ref = next((name for name, side in sides.items() if side.kind == ref_kind), None)
     if ref is None:
         return []
     return [
         (
             name,
-            {ref_kind: sides[ref], judged_kind: sides[name], "host": host},
-            {f"{ref_kind}_title": side_title(sides[ref], ref), f"{judged_kind}_title": side_title(sides[name], name)},
+            {ref_kind: sides[ref], judged_kind: side, "host": host},
+            {f"{ref_kind}_title": side_title(sides[ref], ref), f"{judged_kind}_title": side_title(side, name)},
         )
-        for name, kind in kinds.items()
-        if kind == judged_kind
+        for name, side in sides.items()
+        if side.kind == judged_kind
     ]
 
 
-def judge_claim(claim: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+def judge_claim(claim: dict[str, Any], result: Result) -> JudgedClaim:
     """Per measured side, its parts' verdicts; overall, where the sides agree or not."""
-    per_side: dict[str, list[dict[str, Any]]] = {}
+    per_side: dict[str, list[JudgedPart]] = {}
     for part in claim["parts"]:
         for name, view, titles in _views(part, result):
             per_side.setdefault(name, []).append(judge_part(part, view, titles))
     needed = {k for p in claim["parts"] for k in ([p["kind"]] if "kind" in p else p["compare"])}
-    measured = {result["sides"][name].get("kind") for name in result["sides"]}
+    measured = {side.kind for side in result.sides.values()}
     missing = sorted(needed - measured)
     sides = {}
-    for name in (n for n in result["sides"] if n in per_side):  # the result's order
+    for name in (n for n in result.sides if n in per_side):  # the result's order
         parts = per_side[name]
-        evidence = _unique([p["evidence"] for p in parts]) + _unique([n for p in parts for n in p.get("notes", [])])
-        verdict = combine([p["verdict"] for p in parts])
-        departing = [p["evidence"] for p in parts if p["verdict"] == verdict] if verdict != REPRODUCED else []
-        sides[name] = {
-            "title": side_title(result["sides"][name], name),
-            "kind": result["sides"][name].get("kind"),
-            "verdict": verdict,
-            "evidence": "; ".join(evidence),
-            "why": "; ".join(_unique(departing)),
-            "brief": "; ".join(_unique([p["brief"] for p in parts if p["verdict"] == verdict])),
-            "parts": parts,
-        }
-    verdict = overall([s["verdict"] for s in sides.values()] + [INCONCLUSIVE] * bool(missing))
-    return {
-        "id": claim["id"],
-        "claim": claim["title"],
-        "short": claim.get("short") or claim["title"],
-        "qualifier": claim.get("qualifier"),
-        "quotes": claim["quotes"],
-        "verdict": verdict,
-        "summary": summary(sides, missing, claim.get("qualifier")),
-        "rule": "; ".join(
-            _unique([f"{p.get('kind') or ' vs '.join(p['compare'])}: {p['rule']}" for p in claim["parts"]])
-        ),
-        "missing_kinds": missing,
-        "sides": sides,
-    }
+        evidence = _unique([p.evidence for p in parts]) + _unique([n for p in parts for n in p.notes])
+        verdict = combine([p.verdict for p in parts])
+        departing = [p.evidence for p in parts if p.verdict == verdict] if verdict != REPRODUCED else []
+        sides[name] = ClaimOnSide(
+            title=side_title(result.sides[name], name),
+            kind=result.sides[name].kind,
+            verdict=verdict,
+            evidence="; ".join(evidence),
+            why="; ".join(_unique(departing)),
+            brief="; ".join(_unique([p.brief for p in parts if p.verdict == verdict])),
+            parts=parts,
+        )
+    verdict = overall([s.verdict for s in sides.values()] + [INCONCLUSIVE] * bool(missing))
+    return JudgedClaim(
+        id=claim["id"],
+        claim=claim["title"],
+        short=claim.get("short") or claim["title"],
+        qualifier=claim.get("qualifier"),
+        quotes=claim["quotes"],
+        verdict=verdict,
+        summary=summary(sides, missing, claim.get("qualifier")),
+        rule="; ".join(_unique([f"{p.get('kind') or ' vs '.join(p['compare'])}: {p['rule']}" for p in claim["parts"]])),
+        missing_kinds=missing,
+        sides=sides,
+    )
 
 
-def summary(sides: dict[str, dict[str, Any]], missing: list[str], qualifier: str | None) -> str:
+def summary(sides: dict[str, ClaimOnSide], missing: list[str], qualifier: str | None) -> str:
     """'reproduced for runc, microvm; not reproduced for gvisor (its evidence)': the sides
     grouped by verdict, with the evidence of those that depart from the claim."""
     groups: dict[str, list[str]] = {}
     for name, side in sides.items():
-        groups.setdefault(side["verdict"], []).append(name)
+        groups.setdefault(side.verdict, []).append(name)
     parts = []
     for verdict in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE):
         names = groups.get(verdict, [])
@@ -418,7 +438,7 @@ def summary(sides: dict[str, dict[str, Any]], missing: list[str], qualifier: str
             continue
         text = f"{verdict} for {', '.join(names)}"
         if verdict != REPRODUCED:
-            text += " (" + "; ".join(sides[n]["why"] for n in names) + ")"
+            text += " (" + "; ".join(sides[n].why for n in names) + ")"
         parts.append(text)
     parts += [f"no {kind} side measured" for kind in missing]
     line = "; ".join(parts)
@@ -427,7 +447,11 @@ def summary(sides: dict[str, dict[str, Any]], missing: list[str], qualifier: str
     return line
 
 
-def judge(result: dict[str, Any], claims: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def judge(result: Result, claims: list[dict[str, Any]] | None = None) -> list[JudgedClaim]:
     """One verdict per claim: {id, claim, verdict, summary, rule, quotes, sides: {name: ...}}."""
-    result = upgraded(result)
     return [judge_claim(claim, result) for claim in (claims if claims is not None else load())]
+
+
+def judged(result: Result, claims: list[dict[str, Any]] | None = None) -> Result:
+    """The result with its claims judged afresh from its figures, as every reader shows it."""
+    return result.model_copy(update={"claims": judge(result, claims)})

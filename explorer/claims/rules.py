@@ -9,6 +9,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel
+
 from explorer import units
 
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
@@ -33,19 +35,37 @@ class Missing(Exception):
     """A figure a rule needs is absent from the result: its part is inconclusive, not failed."""
 
 
-def lookup(result: dict[str, Any], path: str) -> Any:
-    """The value at a dotted path; absent or null is Missing (the part is inconclusive)."""
-    node: Any = result
-    for key in path.split("."):
-        if not isinstance(node, dict) or key not in node:
+View = dict[str, BaseModel]  # the side(s) a part reads, by root name ("side", "container", "vm"), and the host
+
+
+def lookup(view: View, path: str) -> Any:
+    """The value at a dotted path: a field of the typed document (a model's field, or an entry of
+    a map of data-named entries); absent or null is Missing (the part is inconclusive)."""
+    root, _, rest = path.partition(".")
+    node: Any = view.get(root, _ABSENT)
+    for key in rest.split("."):
+        if node is None:
+            break
+        node = _field(node, key)
+        if node is _ABSENT:
             raise Missing(f"the result has no {path}")
-        node = node[key]
-    if node is None:
+    if node is None or node is _ABSENT:
         raise Missing(f"{path} is unknown (null)")
     return node
 
 
-def _list(result: dict[str, Any], path: str) -> list[Any]:
+_ABSENT = object()
+
+
+def _field(node: Any, key: str) -> Any:
+    if isinstance(node, BaseModel):
+        return getattr(node, key) if key in type(node).model_fields else _ABSENT
+    if isinstance(node, dict):
+        return node.get(key, _ABSENT)
+    return _ABSENT
+
+
+def _list(result: View, path: str) -> list[Any]:
     value = lookup(result, path)
     if not isinstance(value, list):
         raise Missing(f"{path} is not a list")
@@ -55,7 +75,12 @@ def _list(result: dict[str, Any], path: str) -> list[Any]:
 def _matches(item: Any, where: dict[str, Any]) -> bool:
     if not where:
         return True
-    return isinstance(item, dict) and all(item.get(k) == v for k, v in where.items())
+    return isinstance(item, BaseModel) and all(_field(item, k) == v for k, v in where.items())
+
+
+def _values(item: Any) -> dict[str, Any]:
+    """An item's fields, for a template ("{name} {host_pid}")."""
+    return item.model_dump() if isinstance(item, BaseModel) else {}
 
 
 def _number(value: Any) -> float:
@@ -64,7 +89,7 @@ def _number(value: Any) -> float:
     return value
 
 
-def figure(spec: Any, result: dict[str, Any], figures: dict[str, Any]) -> Any:
+def figure(spec: Any, result: View, figures: dict[str, Any]) -> Any:
     """Compute one figure from its spec (see the top of claims.yaml)."""
     if isinstance(spec, (int, float)):
         return spec
@@ -85,7 +110,7 @@ def figure(spec: Any, result: dict[str, Any], figures: dict[str, Any]) -> Any:
         return sum(_matches(i, spec.get("where", {})) for i in _list(result, spec["count"]))
     if "join" in spec:
         items = [i for i in _list(result, spec["join"]) if _matches(i, spec.get("where", {}))]
-        shown = [fill(spec["item"], i) if "item" in spec else str(i) for i in items]
+        shown = [fill(spec["item"], _values(i)) if "item" in spec else str(i) for i in items]
         return ", ".join(shown) or spec.get("empty", "none")
     values = [_number(figure(item, result, figures)) for item in next(iter(spec.values()))]
     if "sum" in spec:
@@ -97,7 +122,7 @@ def figure(spec: Any, result: dict[str, Any], figures: dict[str, Any]) -> Any:
     return values[0] / values[1]
 
 
-def _first(spec: dict[str, Any], result: dict[str, Any], figures: dict[str, Any]) -> Any:
+def _first(spec: dict[str, Any], result: View, figures: dict[str, Any]) -> Any:
     """The first of the operands that is present (a measured figure before an estimate)."""
     for item in spec["first"]:
         try:

@@ -14,7 +14,7 @@ from explorer.backends.base import Backend
 from explorer.errors import BackendUnavailable, ExplorerError
 from explorer.images.container.source import ContainerImage
 from explorer.load import client_for, native, rounds
-from explorer.model import Artifact, NetPath, Target
+from explorer.model import Accel, Artifact, NetPath, Target
 from explorer.scenario import Scenario
 
 TCG_NOTE = (
@@ -79,8 +79,10 @@ class LoadPhase:
             server.stop()
         self.document["native"] = {**measured, "how": native.__doc__.split("\n\n")[1].replace("\n", " ")}
 
-    def side(self, backend: Backend, scenario: Scenario, target: Target, say: Callable[[str], Any]) -> dict[str, Any]:
-        """The probed start of a side under the same load."""
+    def side(
+        self, backend: Backend, scenario: Scenario, target: Target, accel: Accel | None, say: Callable[[str], Any]
+    ) -> dict[str, Any]:
+        """The probed start of a side under the same load (`accel`: a VM's, None for a container)."""
         if scenario.load is None:
             return {"status": "skipped", "reason": "the scenario names no standard load"}
         if self.rootfs is None and client_for(scenario.load).IN_ROOTFS:
@@ -92,13 +94,13 @@ class LoadPhase:
         if not self.settings.every_path:
             paths = paths[:1]
         say(f"{backend.side.name}: under load, on {' and '.join(path.name for path in paths)}")
-        measured = [(path, None if path.missing else self.endpoint(backend, target, path)) for path in paths]
+        measured = [(path, None if path.missing else self.endpoint(backend, target, path, accel)) for path in paths]
         out = rounds.measure_paths(client_for(scenario.load), measured, self.settings)
-        if target.facts.get("accel") == "tcg":
+        if accel is not None and not accel.kvm:
             out["note"] = TCG_NOTE
         return out
 
-    def endpoint(self, backend: Backend, target: Target, path: NetPath) -> rounds.Endpoint:
+    def endpoint(self, backend: Backend, target: Target, path: NetPath, accel: Accel | None) -> rounds.Endpoint:
         """Where the load goes on `path`, and who serves it on the host."""
         return rounds.Endpoint(
             path.host,
@@ -108,7 +110,7 @@ class LoadPhase:
             lambda: backend.logs(target),
             prefix=list(path.prefix),
             rootfs=self.rootfs,
-            kvm_roles=frozenset({"VMM"}) if target.facts.get("accel") == "kvm" else frozenset(),
+            kvm_roles=frozenset({"VMM"}) if accel is not None and accel.kvm else frozenset(),
             kernel_roles=frozenset(backend.side.kernel_roles),
             gone=lambda: still_missing(backend, target, path),
             inside=path.inside,

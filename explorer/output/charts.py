@@ -11,10 +11,12 @@ chart needs it): the Axes comes from the caller.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from typing import Any
 
 from explorer.document import side_color, side_title
 from explorer.output import report
+from explorer.result import DensityFigures, DensitySide, Result, SideRecord
 from explorer.units import human_bytes, seconds
 
 MIB = 1024 * 1024
@@ -108,17 +110,20 @@ def bars_like(ax: Any, names: list[str]) -> None:
 # ---- start to ready -----------------------------------------------------------------------
 
 
-def startup_rows(result: dict[str, Any]) -> list[tuple[str, str, list[float], float]]:
+def startup_rows(result: Result) -> list[tuple[str, str, list[float], float]]:
     """(label, colour, every start's seconds, median) per side and milestone it recorded."""
     rows = []
-    for name, side in result.get("sides", {}).items():
-        startup = side.get("startup") or {}
-        for milestone in startup.get("milestones", []):
+    for name, side in result.sides.items():
+        startup = side.startup
+        if startup is None:
+            continue
+        for milestone in startup.milestones:
             key = f"{milestone}_s"
-            values = [r[key] for r in startup.get("repeats", []) if isinstance(r.get(key), (int, float))]
+            values = [r[key] for r in startup.repeats if key in r]
             if not values:
                 continue
-            median = ((startup.get("summary") or {}).get(key) or {}).get("median")
+            spread = startup.summary.get(key)
+            median = spread.median if spread is not None else None
             rows.append(
                 (
                     f"{side_title(side, name)} · {milestone}",
@@ -130,13 +135,13 @@ def startup_rows(result: dict[str, Any]) -> list[tuple[str, str, list[float], fl
     return rows
 
 
-def missing_startup(result: dict[str, Any]) -> str | None:
+def missing_startup(result: Result) -> str | None:
     if startup_rows(result):
         return None
     return "no start of any side was timed in this result"
 
 
-def startup(ax: Any, result: dict[str, Any]) -> None:
+def startup(ax: Any, result: Result) -> None:
     """Every start as a dot per milestone, the median as a black tick; log time, since a
     container starts in milliseconds and a VM in seconds."""
     _dots(ax, startup_rows(result))
@@ -164,39 +169,41 @@ def _dots(ax: Any, rows: list[tuple[str, str, list[float], float]]) -> None:
 # ---- host memory --------------------------------------------------------------------------
 
 
-def memory_parts(side: dict[str, Any]) -> list[tuple[str, int]]:
+def memory_parts(side: SideRecord) -> list[tuple[str, int]]:
     """A side's host PSS by role: its workload's own processes, each runtime role (shim,
     sandbox, gofer, stubs, VMM), and the VMM's TCG translation cache apart (an emulator's
     cost, which a KVM host does not pay)."""
-    mem = side.get("memory") or {}
+    mem = side.memory
+    if mem is None:
+        return []
     parts = []
-    workload = (mem.get("workload") or {}).get("pss_bytes") or 0
+    workload = mem.workload.pss_bytes
     if workload:
         parts.append(("workload", workload))
-    roles = mem.get("runtime_roles") or {report.runtime_name(side): mem.get("runtime") or {}}
-    cache = mem.get("tcg_cache_pss_bytes") or 0
-    owner = "VMM" if "VMM" in roles else max(roles, key=lambda r: roles[r].get("pss_bytes") or 0, default=None)
+    roles = mem.runtime_roles or {report.runtime_name(side): mem.runtime}
+    cache = mem.tcg_cache_pss_bytes or 0
+    owner = "VMM" if "VMM" in roles else max(roles, key=lambda r: roles[r].pss_bytes, default=None)
     for role, figures in roles.items():
-        pss = figures.get("pss_bytes") or 0
+        pss = figures.pss_bytes
         parts.append((role, max(0, pss - cache) if role == owner else pss))
     if cache:
         parts.append((TCG_CACHE, cache))
     return [(role, value) for role, value in parts if value]
 
 
-def missing_memory(result: dict[str, Any]) -> str | None:
-    if any(memory_parts(side) for side in result.get("sides", {}).values()):
+def missing_memory(result: Result) -> str | None:
+    if any(memory_parts(side) for side in result.sides.values()):
         return None
     return "no host memory was measured for any side in this result"
 
 
-def memory(ax: Any, result: dict[str, Any]) -> None:
+def memory(ax: Any, result: Result) -> None:
     """Host PSS per instance, stacked by role; a VM's configured memory as a dashed outline,
     the figures written right of whichever ends further."""
-    names = list(result.get("sides", {}))
+    names = list(result.sides)
     roles: list[str] = []
     for y, name in enumerate(names):
-        side = result["sides"][name]
+        side = result.sides[name]
         left = 0
         for role, value in memory_parts(side):
             if role not in roles:
@@ -204,12 +211,12 @@ def memory(ax: Any, result: dict[str, Any]) -> None:
             hatch = "xx" if role == TCG_CACHE else None
             ax.barh(y, value / MIB, left=left / MIB, color=role_color(role, roles), hatch=hatch, edgecolor="white")
             left += value
-        configured = (side.get("memory") or {}).get("configured_bytes")
+        configured = side.memory.configured_bytes if side.memory is not None else None
         if configured:
             ax.barh(y, configured / MIB, fill=False, edgecolor="black", linestyle="--", linewidth=1)
         text = f"{human_bytes(left)} PSS" + (f" of {human_bytes(configured)} configured" if configured else "")
         note_right(ax, y, text)
-    bars_like(ax, [side_title(result["sides"][n], n) for n in names])
+    bars_like(ax, [side_title(result.sides[n], n) for n in names])
     ax.set_xlim(left=0)
     ax.set_xlabel("MiB of host memory per instance (PSS: shared pages divided among their users)")
     handles = [patch(facecolor=role_color(r, roles), hatch="xx" if r == TCG_CACHE else None, label=r) for r in roles]
@@ -220,23 +227,27 @@ def memory(ax: Any, result: dict[str, Any]) -> None:
 # ---- what each side starts from -----------------------------------------------------------
 
 
-def missing_sizes(result: dict[str, Any]) -> str | None:
-    for side in result.get("sides", {}).values():
-        image = side.get("image") or {}
-        if any(image.get(k) is not None for k in ("content_bytes", "stored_bytes", "one_size_bytes")):
+def missing_sizes(result: Result) -> str | None:
+    for side in result.sides.values():
+        image = side.image
+        if image is not None and any(
+            v is not None for v in (image.content_bytes, image.stored_bytes, image.one_size_bytes)
+        ):
             return None
     return "no image size was measured for any side in this result"
 
 
-def sizes(ax: Any, result: dict[str, Any]) -> None:
+def sizes(ax: Any, result: Result) -> None:
     """Each side's content (unpacked, like for like) and what it costs stored (compressed
     layers, the qcow2 as written), side by side."""
-    names = list(result.get("sides", {}))
+    names = list(result.sides)
     for y, name in enumerate(names):
-        side = result["sides"][name]
-        image, color = side.get("image") or {}, side_color(side)
-        content = image.get("content_bytes")
-        stored = image.get("stored_bytes", image.get("one_size_bytes"))
+        side = result.sides[name]
+        image, color = side.image, side_color(side)
+        if image is None:
+            continue
+        content = image.content_bytes
+        stored = image.stored_bytes if image.stored_bytes is not None else image.one_size_bytes
         for offset, value, what, style in (
             (-0.2, content, "content", {}),
             (0.2, stored, "stored", {"alpha": 0.45, "hatch": "//"}),
@@ -245,7 +256,7 @@ def sizes(ax: Any, result: dict[str, Any]) -> None:
                 ax.barh(y + offset, value / MIB, height=0.4, color=color, **style)
                 note = f"{human_bytes(value)} {what}"
                 note_right(ax, y + offset, note)
-    bars_like(ax, [side_title(result["sides"][n], n) for n in names])
+    bars_like(ax, [side_title(result.sides[n], n) for n in names])
     ax.set_xlim(left=0)
     ax.set_xlabel("MiB: content (unpacked, solid) and stored (compressed or as written, hatched)")
 
@@ -253,35 +264,38 @@ def sizes(ax: Any, result: dict[str, Any]) -> None:
 # ---- density ------------------------------------------------------------------------------
 
 
-def density_sides(sides: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+DensitySides = Mapping[str, SideRecord] | Mapping[str, DensitySide]
+
+
+def density_sides(sides: DensitySides) -> list[tuple[str, str, DensityFigures]]:
     """(title, colour, density figures) of every side with measured steps: a run result's side
     carries them under `density`, a density document's side is them."""
     found = []
     for name, side in sides.items():
-        d = side.get("density", side)
-        if d.get("steps"):
-            found.append((side_title(side, name), side_color(side), d))
+        d = side.density if isinstance(side, SideRecord) else side
+        if d is not None and d.steps:
+            found.append((side.title or name, side.color or "gray", d))
     return found
 
 
-def missing_density(result: dict[str, Any]) -> str | None:
-    if density_sides(result.get("sides", {})):
+def missing_density(result: Result) -> str | None:
+    if density_sides(result.sides):
         return None
     return "no density was measured in this run (explorer run --density N, or report --density FILE, adds it)"
 
 
-def density_memory(ax: Any, sides: dict[str, Any]) -> None:
+def density_memory(ax: Any, sides: DensitySides) -> None:
     """Summed host PSS against N (dots) with its least-squares line, MemAvailable's drop (hollow)."""
     for title, color, d in density_sides(sides):
-        ns = [s["n"] for s in d["steps"]]
-        ax.scatter(ns, [s["pss_bytes"] / MIB for s in d["steps"]], color=color, zorder=3)
-        drops = [s["available_drop_bytes"] / MIB for s in d["steps"]]
+        ns = [s.n for s in d.steps]
+        ax.scatter(ns, [s.pss_bytes / MIB for s in d.steps], color=color, zorder=3)
+        drops = [s.available_drop_bytes / MIB for s in d.steps]
         ax.scatter(ns, drops, facecolors="none", edgecolors=color, zorder=3)
-        fit = (d.get("fits") or {}).get("pss")
+        fit = d.fits.get("pss")
         if fit:
             xs = [0, max(ns)]
-            label = f"{title}: {fit['slope'] / MIB:.1f} MiB/instance + {fit['intercept'] / MIB:.0f} MiB"
-            ax.plot(xs, [(fit["slope"] * x + fit["intercept"]) / MIB for x in xs], color=color, label=label)
+            label = f"{title}: {fit.slope / MIB:.1f} MiB/instance + {fit.intercept / MIB:.0f} MiB"
+            ax.plot(xs, [(fit.slope * x + fit.intercept) / MIB for x in xs], color=color, label=label)
     ax.xaxis.set_major_locator(whole_numbers())
     ax.set_xlabel("instances running (N)")
     ax.set_ylabel("MiB")
@@ -289,10 +303,10 @@ def density_memory(ax: Any, sides: dict[str, Any]) -> None:
     legend_below(ax, ax.get_legend_handles_labels()[0], columns=2)
 
 
-def density_ready(ax: Any, sides: dict[str, Any]) -> None:
+def density_ready(ax: Any, sides: DensitySides) -> None:
     """Each instance's time to ready, in the order they started."""
     for title, color, d in density_sides(sides):
-        ready = [r for s in d["steps"] for r in s.get("ready_s", [])]
+        ready = [r for s in d.steps for r in s.ready_s]
         if ready:
             ax.plot(range(1, len(ready) + 1), ready, marker="o", color=color, label=title)
     ax.set_xlabel("instance number (N when it started)")
@@ -302,22 +316,23 @@ def density_ready(ax: Any, sides: dict[str, Any]) -> None:
     legend_below(ax, ax.get_legend_handles_labels()[0], columns=3)
 
 
-def density(ax: Any, result: dict[str, Any]) -> None:
-    density_memory(ax, result.get("sides", {}))
+def density(ax: Any, result: Result) -> None:
+    density_memory(ax, result.sides)
 
 
 # ---- runs compared ------------------------------------------------------------------------
 
 
-def compare_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str, list[float], float]]:
+def compare_rows(runs: list[tuple[str, Result]]) -> list[tuple[str, str, list[float], float]]:
     """(label, colour, every start's time to ready, median) per side and run, a side's runs together."""
-    names = list(dict.fromkeys(name for _, result in runs for name in result.get("sides", {})))
+    names = list(dict.fromkeys(name for _, result in runs for name in result.sides))
     rows = []
     for name in names:
         for label, result in runs:
-            side = result.get("sides", {}).get(name) or {}
-            repeats = (side.get("startup") or {}).get("repeats") or []
-            values = [r["ready_s"] for r in repeats if isinstance(r.get("ready_s"), (int, float))]
+            side = result.sides.get(name)
+            if side is None or side.startup is None:
+                continue
+            values = [r["ready_s"] for r in side.startup.repeats if "ready_s" in r]
             if values:
                 rows.append(
                     (f"{side_title(side, name)} · {label}", side_color(side), values, statistics.median(values))
@@ -325,11 +340,11 @@ def compare_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str,
     return rows
 
 
-def missing_compare(runs: list[tuple[str, dict[str, Any]]]) -> str | None:
+def missing_compare(runs: list[tuple[str, Result]]) -> str | None:
     return None if compare_rows(runs) else "no run timed a start to ready"
 
 
-def compare_ready(ax: Any, runs: list[tuple[str, dict[str, Any]]]) -> None:
+def compare_ready(ax: Any, runs: list[tuple[str, Result]]) -> None:
     """Every start's time to ready, per side, one row per run; log time."""
     _dots(ax, compare_rows(runs))
     ax.set_xlabel("seconds from create to ready (log scale); dots: every start, black tick: median")

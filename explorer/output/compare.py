@@ -10,6 +10,7 @@ from typing import Any
 from explorer.document import side_title
 from explorer.output import costs, io_table, report
 from explorer.output.tables import table
+from explorer.result import DensityFigures, Result, SideRecord
 from explorer.units import human_bytes, seconds
 
 COMPARE_SCHEMA = "explorer.compare/1"
@@ -17,66 +18,76 @@ COMPARE_SCHEMA = "explorer.compare/1"
 
 # ---- compare -----------------------------------------------------------------------------
 
-Row = tuple[str, Callable[[dict[str, Any]], Any]]
+HostRow = tuple[str, Callable[[Result], str]]
+SideRow = tuple[str, Callable[[SideRecord], str]]
 
 
-def _yes_no(value: Any) -> str:
+def _yes_no(value: bool | None) -> str:
     return "unknown" if value is None else ("yes" if value else "no")
 
 
-HOST_ROWS: list[Row] = [
-    ("host", lambda r: f"{r['host']['hostname']} ({r['host'].get('os', '?')})"),
-    ("CPU", lambda r: f"{r['host'].get('cpu_model', '?')}, {r['host']['cpu_cores']} cores"),
-    ("host memory", lambda r: human_bytes(r["host"].get("memory_bytes"))),
-    ("host kernel", lambda r: r["host"]["kernel_release"]),
-    ("host is itself a VM", lambda r: _yes_no(r["host"].get("virtualized"))),
-    ("scenario", lambda r: r["scenario"]["name"]),
-    (
-        "run",
-        lambda r: f"{r.get('run_id', '?')} at {r.get('started_at', '?')}, explorer {r['host'].get('explorer', '?')}",
-    ),
+def _run(r: Result) -> str:
+    return f"{r.run_id or '?'} at {r.started_at or '?'}, explorer {r.host.explorer or '?'}"
+
+
+HOST_ROWS: list[HostRow] = [
+    ("host", lambda r: f"{r.host.hostname} ({r.host.os or '?'})"),
+    ("CPU", lambda r: f"{r.host.cpu_model or '?'}, {r.host.cpu_cores} cores"),
+    ("host memory", lambda r: human_bytes(r.host.memory_bytes)),
+    ("host kernel", lambda r: r.host.kernel_release),
+    ("host is itself a VM", lambda r: _yes_no(r.host.virtualized)),
+    ("scenario", lambda r: r.scenario.name),
+    ("run", _run),
 ]
 
 
-def _size(side: dict[str, Any], key: str) -> str:
-    image = side.get("image", {})
-    if key in image:
-        return human_bytes(image[key])
-    if "one_size_bytes" in image:
-        return f"- (one figure: {human_bytes(image['one_size_bytes'])} as stored)"
+def _size(side: SideRecord, what: str) -> str:
+    image = side.image
+    if image is None:
+        return "-"
+    value = image.content_bytes if what == "content" else image.stored_bytes
+    if value is not None:
+        return human_bytes(value)
+    if image.one_size_bytes is not None:
+        return f"- (one figure: {human_bytes(image.one_size_bytes)} as stored)"
     return "-"
 
 
-def _ready(side: dict[str, Any]) -> str:
-    ready = side.get("startup", {}).get("summary", {}).get("ready_s")
-    return f"{seconds(ready['median'])} (n={ready['n']})" if ready else "-"
+def _ready(side: SideRecord) -> str:
+    ready = side.startup.ready if side.startup is not None else None
+    return f"{seconds(ready.median)} (n={ready.n})" if ready else "-"
 
 
-def _kernel(side: dict[str, Any]) -> str:
-    k = side.get("kernel", {})
-    if k.get("shared") is None:
+def _kernel(side: SideRecord) -> str:
+    k = side.kernel
+    if k is None or k.shared is None:
         return "unknown"
-    return "the host's" if k["shared"] else f"its own: {k.get('guest_release', '?')}"
+    return "the host's" if k.shared else f"its own: {k.guest_release or '?'}"
 
 
-def _marginal(density: dict[str, Any] | None) -> str:
-    if not density or not density.get("count"):
+def _marginal(density: DensityFigures | None) -> str:
+    if density is None or not density.count or density.marginal_pss_bytes is None:
         return "-"
-    return f"{human_bytes(density['marginal_pss_bytes'])} (N={density['count']})"
+    return f"{human_bytes(density.marginal_pss_bytes)} (N={density.count})"
 
 
-SIDE_ROWS: list[Row] = [
-    ("engine", lambda s: report.engine(s)),
-    ("accel", lambda s: s.get("accel", "?")),
-    ("image content, unpacked", lambda s: _size(s, "content_bytes")),
-    ("image stored", lambda s: _size(s, "stored_bytes")),
+def _host_pss(side: SideRecord) -> str:
+    return human_bytes(side.memory.host_total.pss_bytes if side.memory is not None else None)
+
+
+def _visible(side: SideRecord) -> str:
+    return _yes_no(side.visibility.visible_on_host if side.visibility is not None else None)
+
+
+SIDE_ROWS: list[SideRow] = [
+    ("engine", report.engine),
+    ("accel", lambda s: s.accel),
+    ("image content, unpacked", lambda s: _size(s, "content")),
+    ("image stored", lambda s: _size(s, "stored")),
     ("start to ready, median", _ready),
-    (
-        "host memory per instance (PSS)",
-        lambda s: human_bytes(s.get("memory", {}).get("host_total", {}).get("pss_bytes")),
-    ),
-    ("marginal PSS per instance, many running", lambda s: _marginal(s.get("density"))),
-    ("workload in host's ps -e", lambda s: _yes_no(s.get("visibility", {}).get("visible_on_host"))),
+    ("host memory per instance (PSS)", _host_pss),
+    ("marginal PSS per instance, many running", lambda s: _marginal(s.density)),
+    ("workload in host's ps -e", _visible),
     ("ops/s under the standard load (its first path)", lambda s: _load(s, "rate")),
     ("host system calls per op (traced round)", lambda s: _load(s, "per_op")),
     ("kernel", _kernel),
@@ -89,31 +100,28 @@ def labels_for(paths: list[str]) -> list[str]:
     return [stem if stems.count(stem) == 1 else str(p) for stem, p in zip(stems, paths)]
 
 
-def _load(side: dict[str, Any], what: str) -> str:
-    load = side.get("load") or {}
-    if load.get("status") != "ok":
-        return f"- ({load.get('status', 'not measured')})"
+def _load(side: SideRecord, what: str) -> str:
+    load = side.load
+    if load is None or load.status != "ok":
+        return f"- ({load.status if load is not None else 'not measured'})"
     if what == "per_op":
-        per_op = (load.get("traced") or {}).get("per_op")
+        per_op = load.traced.per_op if load.traced is not None else None
         return "-" if per_op is None else f"{per_op:.2f}"
-    return f"{load['summary']['ops_s']['median']:,.0f}"
+    rate = costs.median(load, "ops_s")
+    return "-" if rate is None else f"{rate:,.0f}"
 
 
-def _native_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+def _native_rows(results: list[Result]) -> list[list[Any]]:
     """The native reference of each run, the floor the ratios below are taken against."""
     cells = []
     for result in results:
-        native = (result.get("load") or {}).get("native") or {}
-        rate = ((native.get("summary") or {}).get("ops_s") or {}).get("median")
-        cells.append(f"{rate:,.0f}" if rate else f"- ({native.get('status', 'not measured')})")
-    return (
-        [["native process: ops/s under the standard load", *cells]]
-        if any((r.get("load") or {}).get("native") for r in results)
-        else []
-    )
+        rate = costs.native_rate(result)
+        status = result.load.native.status if result.load is not None else "not measured"
+        cells.append(f"{rate:,.0f}" if rate else f"- ({status})")
+    return [["native process: ops/s under the standard load", *cells]] if any(r.load for r in results) else []
 
 
-def _ratio_rows(results: list[dict[str, Any]], names: list[str]) -> list[list[Any]]:
+def _ratio_rows(results: list[Result], names: list[str]) -> list[list[Any]]:
     """Each path of each side: its throughput against its own run's native process (ratios
     travel across hosts), one row per path any run measured."""
     by_run = [{(row.side, row.path): row for row in costs.paths_of(result)} for result in results]
@@ -130,48 +138,48 @@ def _ratio_rows(results: list[dict[str, Any]], names: list[str]) -> list[list[An
     return out
 
 
-def figure_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
+def figure_rows(results: list[Result]) -> list[list[Any]]:
     """One row per figure, one cell per run: the host, then each side's key figures, the native
     reference and each side's ratio to it (the table and the results page both show them)."""
     rows = [[label, *(fn(r) for r in results)] for label, fn in HOST_ROWS]
-    names = list(dict.fromkeys(name for r in results for name in r["sides"]))
+    names = list(dict.fromkeys(name for r in results for name in r.sides))
     for name in names:
-        title = next(side_title(r["sides"][name], name) for r in results if name in r["sides"])
-        for label, fn in SIDE_ROWS:
-            cells = [fn(r["sides"][name]) if name in r["sides"] else "not measured" for r in results]
+        title = next(side_title(r.sides[name], name) for r in results if name in r.sides)
+        for label, side_fn in SIDE_ROWS:
+            cells = [side_fn(r.sides[name]) if name in r.sides else "not measured" for r in results]
             rows.append([f"{title}: {label}", *cells])
     return rows + _native_rows(results) + _ratio_rows(results, names) + io_table.compare_rows(results, names)
 
 
-def compare_table(runs: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[list[Any]]]:
+def compare_table(runs: list[tuple[str, Result]]) -> tuple[list[str], list[list[Any]]]:
     """One column per run; rows for the host, the key figures of each side, and each verdict
     (the claims judged before, into each result's `claims`, as for the report and the page)."""
     results = [r for _, r in runs]
     rows = figure_rows(results)
-    verdicts = [{v["id"]: v["verdict"] for v in r.get("claims", [])} for r in results]
-    ids = list(dict.fromkeys(v["id"] for r in results for v in r.get("claims", [])))
+    verdicts = [{v.id: v.verdict for v in r.claims} for r in results]
+    ids = list(dict.fromkeys(v.id for r in results for v in r.claims))
     for number, claim_id in enumerate(ids, 1):
         rows.append([f"claim {number}: {claim_id}", *(v.get(claim_id, "-") for v in verdicts)])
     return ["", *(label for label, _ in runs)], rows
 
 
-def _workload(result: dict[str, Any]) -> str:
-    s = result.get("scenario", {})
-    recipe = s.get("recipe") or {}
-    what = s.get("image") or f"{recipe.get('suite', '?')}: {', '.join(recipe.get('packages', []))}"
-    command = " ".join(recipe.get("command") or [])
-    return f"{what}{f' ({command})' if command else ''}, port {s.get('port', '?')}"
+def _workload(result: Result) -> str:
+    s = result.scenario
+    recipe = s.recipe
+    what = s.image or (f"{recipe.suite}: {', '.join(recipe.packages)}" if recipe is not None else "?")
+    command = " ".join(recipe.command) if recipe is not None else ""
+    return f"{what}{f' ({command})' if command else ''}, port {s.port if s.port is not None else '?'}"
 
 
 # What makes two runs measure the same thing: scenario, workload and readiness check.
-SAMENESS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
-    ("scenarios", lambda r: r.get("scenario", {}).get("name")),
+SAMENESS: list[tuple[str, Callable[[Result], str | None]]] = [
+    ("scenarios", lambda r: r.scenario.name),
     ("workloads", _workload),
-    ("readiness checks", lambda r: r.get("scenario", {}).get("ready_check") or r.get("scenario", {}).get("ready")),
+    ("readiness checks", lambda r: r.scenario.ready_check or r.scenario.ready),
 ]
 
 
-def differences(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+def differences(runs: list[tuple[str, Result]]) -> list[str]:
     """What differs between the runs beyond the host, said before any figure is compared."""
     found = []
     for what, fn in SAMENESS:
@@ -181,7 +189,7 @@ def differences(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return found
 
 
-def render_compare(runs: list[tuple[str, dict[str, Any]]], fmt: str = "table") -> str:
+def render_compare(runs: list[tuple[str, Result]], fmt: str = "table") -> str:
     headers, rows = compare_table(runs)
     warnings = [f"Warning: {text}; their figures are not like for like" for text in differences(runs)]
     if fmt == "json":

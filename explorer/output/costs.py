@@ -12,9 +12,22 @@ words (the isolation apart from the path), and where each load phase's time went
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from explorer.document import side_title
+from explorer.result import (
+    FilterFigures,
+    FioDetail,
+    PathLoad,
+    PhaseSplit,
+    Result,
+    RoleCalls,
+    Seccomp,
+    SideLoad,
+    SideRecord,
+    Traced,
+)
 
 REFERENCE = "native process"
 COST_HEADING = "What isolation costs (the same load on every side, from the host)"
@@ -24,29 +37,30 @@ SURFACE_WIDTHS = [16, 8, 8, 18, 28, 24, 10]
 TCG = " (TCG)"
 
 
-def _figure(load: dict[str, Any], key: str) -> float | None:
-    return ((load.get("summary") or {}).get(key) or {}).get("median")
+def _figure(load: PathLoad | None, key: str) -> float | None:
+    spread = getattr(load.summary, key) if load is not None and load.summary is not None else None
+    return spread.median if spread is not None else None
 
 
-def median(load: dict[str, Any], key: str) -> float | None:
-    """The median over the measured rounds of one figure of a load (None when absent)."""
+def median(load: PathLoad | None, key: str) -> float | None:
+    """The median over the measured rounds of one figure of a load (None when absent): ops_s,
+    p50_ms, p99_ms, latency_avg_ms, host_cpu_s_per_1k_ops or client_cpu_s."""
     return _figure(load, key)
 
 
-def native_rate(result: dict[str, Any]) -> float | None:
+def native_rate(result: Result) -> float | None:
     """The native reference's median ops/s, the floor every ratio is taken against."""
-    return _figure((result.get("load") or {}).get("native") or {}, "ops_s")
+    return _figure(result.load.native if result.load else None, "ops_s")
 
 
-def rows_of(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def rows_of(result: Result) -> list[tuple[str, str, SideLoad]]:
     """(name, title, load figures) of the native reference, then every side that has a load."""
     found = []
-    native = (result.get("load") or {}).get("native")
-    if native:
-        found.append(("native", REFERENCE, native))
-    for name, side in result.get("sides", {}).items():
-        if side.get("load"):
-            found.append((name, side_title(side, name), side["load"]))
+    if result.load is not None:
+        found.append(("native", REFERENCE, result.load.native))
+    for name, side in result.sides.items():
+        if side.load is not None:
+            found.append((name, side_title(side, name), side.load))
     return found
 
 
@@ -54,18 +68,18 @@ def ratio(value: float | None, base: float | None) -> str:
     return f"{value / base:.2f}x" if value and base else "-"
 
 
-def _rate(load: dict[str, Any]) -> str:
-    spread = (load.get("summary") or {}).get("ops_s")
-    if not spread:
+def _rate(load: PathLoad) -> str:
+    spread = load.summary.ops_s if load.summary is not None else None
+    if spread is None:
         return "-"
-    return f"{spread['median']:,.0f}\n{spread['min']:,.0f}-{spread['max']:,.0f}"
+    return f"{spread.median:,.0f}\n{spread.min:,.0f}-{spread.max:,.0f}"
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} ms"
 
 
-def _latency(load: dict[str, Any]) -> str:
+def _latency(load: PathLoad) -> str:
     """The client's p99; pgbench's average where it gives no percentile; fio's per job, in the
     I/O table (one latency over 4 KiB and 1 MiB I/Os would say nothing)."""
     p99, avg = _figure(load, "p99_ms"), _figure(load, "latency_avg_ms")
@@ -73,7 +87,7 @@ def _latency(load: dict[str, Any]) -> str:
         return _ms(p99)
     if avg is not None:
         return f"avg {_ms(avg)}"
-    per_job = any("jobs" in (r.get("detail") or {}) for r in load.get("rounds") or [])
+    per_job = any(isinstance(r.detail, FioDetail) for r in load.rounds)
     return "I/O table" if per_job else "-"
 
 
@@ -81,18 +95,18 @@ def _cpu(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def _title(title: str, load: dict[str, Any]) -> str:
-    return title + (TCG if load.get("note") else "")
+def _title(title: str, load: SideLoad) -> str:
+    return title + (TCG if load.note else "")
 
 
-def _not_measured(load: dict[str, Any]) -> str | None:
+def _not_measured(load: PathLoad) -> str | None:
     """Why a row has no figures (None: it has them)."""
-    if load.get("status") != "ok":
-        return f"{load.get('status', 'not measured')}: {load.get('reason', 'no reason was recorded')}"
+    if load.status != "ok":
+        return f"{load.status}: {load.reason or 'no reason was recorded'}"
     return None
 
 
-def _why_rows(result: dict[str, Any], why: Any) -> tuple[dict[str, int], list[str]]:
+def _why_rows(result: Result, why: Callable[[SideLoad], str | None]) -> tuple[dict[str, int], list[str]]:
     """Numbered reasons for the rows `why` says have no figures: {name: note number}, the notes."""
     numbers: dict[str, int] = {}
     texts: list[str] = []
@@ -113,23 +127,23 @@ class PathRow(NamedTuple):
     title: str  # the side's title, "(TCG)" added where its figures are an emulator's
     ops_s: float | None
     relay: str | None  # what relays every byte on this path (docker-proxy), None: nothing
-    load: dict[str, Any]  # the path's figures
+    load: PathLoad  # the path's figures
 
 
-def _paths(load: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _paths(load: SideLoad) -> dict[str, PathLoad]:
     """A load's paths by name; a result saved before loads had paths has one, its only figures."""
-    return load.get("paths") or {load.get("path") or "the side's port": load}
+    return dict(load.paths) or {load.path or "the side's port": load}
 
 
-def paths_of(result: dict[str, Any]) -> list[PathRow]:
+def paths_of(result: Result) -> list[PathRow]:
     """Every path of the native reference and of every side that has a load, in the document's
     order, each with its throughput against the native reference's: what the cost table, the
     plot and the results page show."""
-    native = _figure((result.get("load") or {}).get("native") or {}, "ops_s")
+    native = native_rate(result)
     out = []
     for name, title, load in rows_of(result):
         for path, figures in _paths(load).items():
-            rate = _figure(figures, "ops_s") if figures.get("status") == "ok" else None
+            rate = _figure(figures, "ops_s") if figures.status == "ok" else None
             out.append(
                 PathRow(
                     name,
@@ -137,7 +151,7 @@ def paths_of(result: dict[str, Any]) -> list[PathRow]:
                     rate / native if rate and native else None,
                     _title(title, load),
                     rate,
-                    figures.get("relay"),
+                    figures.relay,
                     figures,
                 )
             )
@@ -156,16 +170,21 @@ def _why_paths(rows: list[PathRow]) -> tuple[dict[tuple[str, str], int], list[st
     return numbers, texts
 
 
-def costs_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+def _kind(result: Result, name: str) -> str | None:
+    side = result.sides.get(name)
+    return side.kind if side is not None else None
+
+
+def costs_table(result: Result) -> tuple[list[str], list[list[str]]]:
     rows = paths_of(result)
-    first = next((r for r in rows if (result["sides"].get(r.side) or {}).get("kind") == "container" and r.ops_s), None)
+    first = next((r for r in rows if _kind(result, r.side) == "container" and r.ops_s), None)
     first_rates = {r.path: r.ops_s for r in rows if first and r.side == first.side}
     numbers, _ = _why_paths(rows)
     out = []
     for index, row in enumerate(rows):
         side = row.title if index == 0 or rows[index - 1].side != row.side else ""  # once per side
         if (row.side, row.path) in numbers:
-            status = row.load.get("status", "-")
+            status = row.load.status
             out.append([side, row.path, f"{status} [{numbers[(row.side, row.path)]}]", *["-"] * 5])
             continue
         load = row.load
@@ -202,7 +221,7 @@ def breakdown(rows: list[PathRow]) -> str | None:
     if not measured:
         return None
     title = measured[0].title
-    inside = next((r for r in measured if r.load.get("inside")), None)
+    inside = next((r for r in measured if r.load.inside), None)
     if inside is not None:  # the client in the guest shares its vCPU: no path apart from the isolation
         measured = [r for r in measured if r is not inside]
         said = f"the client inside the guest reaches {inside.ratio:.2f}x native, sharing the guest's vCPU with the workload"
@@ -236,7 +255,7 @@ def breakdown(rows: list[PathRow]) -> str | None:
     return "; ".join(f"{title}: {r.ratio:.2f}x native on {r.path}" for r in measured)
 
 
-def breakdowns(result: dict[str, Any]) -> list[str]:
+def breakdowns(result: Result) -> list[str]:
     by_side: dict[str, list[PathRow]] = {}
     for row in paths_of(result):
         if row.side != "native":
@@ -258,33 +277,34 @@ SPLIT_WORDS = {
 }
 
 
-def phase_note(title: str, split: dict[str, Any]) -> str:
+def phase_note(title: str, split: PhaseSplit) -> str:
     """Where one load phase's time went, against what its rounds and idle window needed."""
-    parts = ", ".join(f"{words} {split[key]:.1f} s" for key, words in SPLIT_WORDS.items() if split.get(key))
+    seconds = split.model_dump()
+    parts = ", ".join(f"{words} {seconds[key]:.1f} s" for key, words in SPLIT_WORDS.items() if seconds[key])
     ratio_text = (
-        f", {split['ratio']:.2f}x the {split['needed_s']:.1f} s its rounds and idle window need"
-        if split.get("ratio")
+        f", {split.ratio:.2f}x the {split.needed_s:.1f} s its rounds and idle window need"
+        if split.ratio and split.needed_s is not None
         else ""
     )
-    return f"{title}: {split['total_s']:.1f} s{ratio_text} ({parts})"
+    return f"{title}: {split.total_s:.1f} s{ratio_text} ({parts})"
 
 
-def phase_notes(result: dict[str, Any]) -> list[str]:
+def phase_notes(result: Result) -> list[str]:
     out = []
-    for name, title, load in rows_of(result):
-        split = load.get("phase_split")
+    for _name, title, load in rows_of(result):
+        split = load.phase_split
         if split:
             out.append(phase_note(title, split))
     return ["the load phase's own time, per side: " + "; ".join(out)] if out else []
 
 
-def path_notes(result: dict[str, Any]) -> list[str]:
+def path_notes(result: Result) -> list[str]:
     """What carries the load on each path, said once per kind of description (the ports and
     PIDs of the first side that has it)."""
     seen: dict[str, list[str]] = {}
     texts: dict[str, str] = {}
     for row in paths_of(result):
-        description = row.load.get("description")
+        description = row.load.description
         if not description:
             continue
         key = f"{row.path}: " + re.sub(r"\d+", "N", description)
@@ -293,84 +313,91 @@ def path_notes(result: dict[str, Any]) -> list[str]:
     return [texts[key].format(sides=", ".join(titles)) for key, titles in seen.items()]
 
 
-def _surface_missing(load: dict[str, Any]) -> str | None:
+def counted(load: PathLoad) -> Traced | None:
+    """The load's traced round, where it was counted (None: not counted, or not available)."""
+    return load.traced if load.traced is not None and load.traced.available else None
+
+
+def _surface_missing(load: PathLoad) -> str | None:
     missing = _not_measured(load)
     if missing:
         return missing
-    traced = load.get("traced") or {}
-    if not traced.get("available"):
-        return f"not measured: {traced.get('reason', 'no counted round')}"
+    if counted(load) is None:
+        reason = load.traced.reason if load.traced is not None else None
+        return f"not measured: {reason or 'no counted round'}"
     return None
 
 
-def _roles(traced: dict[str, Any]) -> str:
+def _roles(traced: Traced) -> str:
     """Whose calls reach the host, per operation, busiest first (roles that made none left out)."""
     roles = sorted(
-        ((role, r) for role, r in (traced.get("by_role") or {}).items() if r.get("calls")),
-        key=lambda item: -(item[1].get("per_op") or 0),
+        ((role, r) for role, r in traced.by_role.items() if r.calls),
+        key=lambda item: -(item[1].per_op or 0),
     )
     parts = []
     for role, r in roles:
-        per_op = r.get("per_op")
-        exits = f", {r['kvm_exits']:,} VM exits" if r.get("kvm_exits") is not None else ""
-        parts.append(f"{role} {per_op:.2f}{exits}" if per_op is not None else role)
+        exits = f", {r.kvm_exits:,} VM exits" if r.kvm_exits is not None else ""
+        parts.append(f"{role} {r.per_op:.2f}{exits}" if r.per_op is not None else role)
     return "\n".join(parts) or "-"
 
 
-def _seccomp(load: dict[str, Any]) -> str:
+def _seccomp(load: PathLoad, traced: Traced) -> str:
     """Each role's seccomp: the calls its filters allow (+ for some arguments only) where they
     were read; a document without them (an older explorer's) gives the mode and filter count."""
-    roles = (load.get("seccomp") or {}).get("by_role")
+    roles = load.seccomp.by_role if load.seccomp is not None else {}
     if roles:
         return "\n".join(f"{role}: {_allowed(figures)}" for role, figures in roles.items())
     seen: dict[str, str] = {}
-    for proc in load["traced"].get("processes", []):
-        mode = proc.get("seccomp", "unknown")
-        filters = proc.get("seccomp_filters")
-        seen.setdefault(proc.get("role", "?"), f"{mode} ({filters})" if mode == "filter" and filters else mode)
+    for proc in traced.processes:
+        mode = proc.seccomp or "unknown"
+        filters = proc.seccomp_filters
+        seen.setdefault(proc.role, f"{mode} ({filters})" if mode == "filter" and filters else mode)
     return "\n".join(f"{role}: {mode}" for role, mode in seen.items()) or "-"
 
 
-def _allowed(figures: dict[str, Any]) -> str:
+def _allowed(figures: FilterFigures) -> str:
     """`no filter`, `strict, 4`, `filter, 301 +7`; `>=` where some of the role's processes were not read."""
-    if figures.get("allowed") is None:
-        return f"{figures.get('mode') or 'unknown'}, not read"
-    if figures.get("mode") == "disabled":
+    if figures.allowed is None:
+        return f"{figures.mode or 'unknown'}, not read"
+    if figures.mode == "disabled":
         return "no filter"
-    at_least = "" if figures.get("read") else ">="
-    extra = f" +{figures['conditional']}" if figures.get("conditional") else ""
-    return f"{figures['mode']}, {at_least}{figures['allowed']}{extra}"
+    at_least = "" if figures.read else ">="
+    extra = f" +{figures.conditional}" if figures.conditional else ""
+    return f"{figures.mode}, {at_least}{figures.allowed}{extra}"
 
 
-def _reach(load: dict[str, Any]) -> str:
+def _reach(load: PathLoad) -> str:
     """What the side may reach (its roles' union) against what it used."""
-    reach = (load.get("seccomp") or {}).get("reach")
-    if not reach or reach.get("allowed") is None:
-        return "-" if not reach else "not read"
-    at_least = "" if reach.get("read") else ">="
-    extra = f" +{reach['conditional']}" if reach.get("conditional") else ""
-    used = reach.get("used")
-    return f"{at_least}{reach['allowed']}{extra}" + ("" if used is None else f"\nused {used}")
+    reach = load.seccomp.reach if load.seccomp is not None else None
+    if reach is None or reach.allowed is None:
+        return "-" if reach is None else "not read"
+    at_least = "" if reach.read else ">="
+    extra = f" +{reach.conditional}" if reach.conditional else ""
+    return f"{at_least}{reach.allowed}{extra}" + ("" if reach.used is None else f"\nused {reach.used}")
 
 
-def surface_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+def _per_op(count: int, ops: int | None) -> str:
+    return f"{count / ops:.2f}" if ops else "?"
+
+
+def surface_table(result: Result) -> tuple[list[str], list[list[str]]]:
     numbers, _ = _why_rows(result, _surface_missing)
     rows = []
     for name, title, load in rows_of(result):
-        if name in numbers:
-            rows.append([_title(title, load), f"- [{numbers[name]}]", "-", "-", "-", "-", "-"])
+        traced = counted(load)
+        if name in numbers or traced is None:
+            rows.append([_title(title, load), f"- [{numbers.get(name, '?')}]", "-", "-", "-", "-", "-"])
             continue
-        traced = load["traced"]
-        top = ", ".join(f"{call} {count / traced['ops']:.2f}" for call, count in list(traced["syscalls"].items())[:4])
-        per_op = traced.get("per_op")
+        top = ", ".join(f"{call} {_per_op(count, traced.ops)}" for call, count in list(traced.syscalls.items())[:4])
+        per_op = traced.per_op
         rows.append(
             [
                 _title(title, load),
                 "-" if per_op is None else f"{per_op:.2f}",
-                str(traced["distinct"]),
+                "-" if traced.distinct is None else str(traced.distinct),
                 _roles(traced),
                 top,
-                _seccomp(load),
+                _seccomp(load, traced),
                 _reach(load),
             ]
         )
@@ -386,44 +413,43 @@ def surface_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
-def cost_notes(result: dict[str, Any]) -> list[str]:
+def cost_notes(result: Result) -> list[str]:
     """How to read the cost table, from what this result holds: the client, the paths, each
     side's breakdown, where each load phase's time went; then why a row has no figures."""
-    load = result.get("load") or {}
-    if not load:
+    load = result.load
+    if load is None:
         return []
-    settings = load["settings"]
+    settings = load.settings
+    rounds = (
+        f"{settings.rounds} rounds of {settings.seconds_per_round:g} s per path"
+        if settings is not None
+        else "rounds per path"
+    )
     out = [
         (
-            f"client: {load.get('client')}; {settings['rounds']} rounds of {settings['seconds_per_round']:g} s per "
-            "path (median and range), from the host, on every path a side offers, all on a loopback address"
+            f"client: {load.client}; {rounds} (median and range), from the host, on every path a side offers, "
+            "all on a loopback address"
         ),
         "the client runs on the same host and competes for its CPU: its own CPU is shown apart",
     ]
-    note = next(
-        (s["load"]["note"] for s in result.get("sides", {}).values() if (s.get("load") or {}).get("note")), None
-    )
+    note = next((s.load.note for s in result.sides.values() if s.load is not None and s.load.note), None)
     if note:
         out.append(f"(TCG): {note}")
-    if any(_roles_of(s).get("proxy") for s in result.get("sides", {}).values()):
+    if any(_roles_of(s).get("proxy") for s in result.sides.values()):
         out.append("a container's published port goes through Docker's userland proxy (role proxy), counted with it")
     out += path_notes(result) + breakdowns(result) + phase_notes(result)
     return out + _why_paths(paths_of(result))[1]
 
 
-def surface_notes(result: dict[str, Any]) -> list[str]:
-    load = result.get("load") or {}
-    if not load:
+def surface_notes(result: Result) -> list[str]:
+    if result.load is None:
         return []
-    traced = next(
-        (r[2]["traced"] for r in rows_of(result) if (r[2].get("traced") or {}).get("available")),
-        None,
-    )
+    traced = next((t for _, _, load in rows_of(result) if (t := counted(load)) is not None), None)
     out = []
     if traced:
         out.append(
             f"counted by the host's kernel in one more round of the same load (not a measured one: counting slows it): "
-            f"{traced['method']}; the idle calls of the window around the client's run are taken out at each role's "
+            f"{traced.method}; the idle calls of the window around the client's run are taken out at each role's "
             "own idle rate"
         )
     out.append(
@@ -434,29 +460,33 @@ def surface_notes(result: dict[str, Any]) -> list[str]:
     return out + unnamed_notes(result) + _filter_notes(result) + _why_rows(result, _surface_missing)[1]
 
 
-def _filter_notes(result: dict[str, Any]) -> list[str]:
+def _filter_notes(result: Result) -> list[str]:
     """How to read the two seccomp columns, from what this result holds, then what was not read and why."""
     read = [
-        (title, load["seccomp"]) for _, title, load in rows_of(result) if (load.get("seccomp") or {}).get("available")
+        (title, load.seccomp)
+        for _, title, load in rows_of(result)
+        if load.seccomp is not None and load.seccomp.available
     ]
     out = _filter_legend(read) if read else []
     for _, title, load in rows_of(result):
-        found = load.get("seccomp") or {}
-        if found and not found.get("available"):
-            out.append(f"{title}: seccomp not read: {found.get('reason')}")
-        out += [
-            f"{title}, {role}: {f['reason']}" for role, f in (found.get("by_role") or {}).items() if f.get("reason")
-        ]
+        found = load.seccomp
+        if found is None:
+            continue
+        if not found.available:
+            out.append(f"{title}: seccomp not read: {found.reason}")
+        out += [f"{title}, {role}: {f.reason}" for role, f in found.by_role.items() if f.reason]
     return out
 
 
-def _filter_legend(read: list[tuple[str, dict[str, Any]]]) -> list[str]:
+def _filter_legend(read: list[tuple[str, Seccomp]]) -> list[str]:
     first = read[0][1]
-    whose = "; ".join(f"{title}: {', '.join(found['reach']['roles']) or 'none found'}" for title, found in read)
+    whose = "; ".join(
+        f"{title}: {', '.join(found.reach.roles if found.reach else []) or 'none found'}" for title, found in read
+    )
     by_role = (
         f"seccomp by role: the calls each role's filters allow outright, + those they allow for some arguments only, "
-        f"of the {first['calls']} {first['arch']} system calls libseccomp names; no filter allows all of them "
-        f"({first['method']})"
+        f"of the {first.calls} {first.arch} system calls libseccomp names; no filter allows all of them "
+        f"({first.method})"
     )
     reach = (
         "may reach / used: the union of what those filters allow over the roles whose calls the host's kernel serves "
@@ -470,17 +500,18 @@ def _filter_legend(read: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return [by_role, reach, caveat]
 
 
-def _roles_of(side: dict[str, Any]) -> dict[str, Any]:
-    return ((side.get("load") or {}).get("traced") or {}).get("by_role") or {}
+def _roles_of(side: SideRecord) -> dict[str, RoleCalls]:
+    traced = side.load.traced if side.load is not None else None
+    return traced.by_role if traced is not None else {}
 
 
-def unnamed_notes(result: dict[str, Any]) -> list[str]:
+def unnamed_notes(result: Result) -> list[str]:
     """Calls a traced round counted without a name (of a name no earlier window of the side saw):
     in every total, not among the distinct calls, which are at least those named."""
     found = [
-        f"{row.title}, {row.path}: {traced['unnamed_calls']:,} of {traced['calls']:,}"
+        f"{row.title}, {row.path}: {traced.unnamed_calls:,} of {traced.calls or 0:,}"
         for row in paths_of(result)
-        if (traced := row.load.get("traced") or {}).get("available") and traced.get("unnamed_calls")
+        if (traced := counted(row.load)) is not None and traced.unnamed_calls
     ]
     if not found:
         return []

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from explorer.errors import ExplorerError
 from explorer.output import charts, cost_charts
+from explorer.result import Result
 
 WIDTH_IN = 10.0  # the page and the PNG draw at the same size
 WHY_HEIGHT_IN = 0.45  # a line saying why a panel has nothing to show
@@ -52,20 +53,20 @@ class Chart(Generic[Subject]):
         return self.extra_in + self.row_in * max(1, self.rows(result))
 
 
-def _sides(result: dict[str, Any]) -> int:
-    return len(result.get("sides", {}))
+def _sides(result: Result) -> int:
+    return len(result.sides)
 
 
-def _tcg(result: dict[str, Any]) -> str:
-    tcg = [s.get("title", n) for n, s in result.get("sides", {}).items() if s.get("accel") == "tcg"]
+def _tcg(result: Result) -> str:
+    tcg = [s.title or n for n, s in result.sides.items() if s.accel == "tcg"]
     if not tcg:
         return ""
     return f" Under TCG ({', '.join(tcg)}) a VM's figures are an emulator's, not what a KVM host shows."
 
 
-def _startup_method(result: dict[str, Any]) -> str:
-    scenario = result.get("scenario", {})
-    ready = scenario.get("ready_check") or scenario.get("ready") or "the scenario's"
+def _startup_method(result: Result) -> str:
+    scenario = result.scenario
+    ready = scenario.ready_check or scenario.ready or "the scenario's"
     return (
         "Seconds from the engine's create call to each milestone the side's engine recorded, on the host's "
         "monotonic clock: one dot per start of the run, the black tick their median (the table 'Startup' has "
@@ -76,7 +77,7 @@ def _startup_method(result: dict[str, Any]) -> str:
     )
 
 
-def _memory_method(result: dict[str, Any]) -> str:
+def _memory_method(result: Result) -> str:
     return (
         "Proportional set size (PSS) of each side's host processes, read from the kernel (/proc/PID/smaps via "
         "psutil) once the last start was ready, before any load: pages shared by several processes are divided "
@@ -87,7 +88,7 @@ def _memory_method(result: dict[str, Any]) -> str:
     )
 
 
-def _sizes_method(result: dict[str, Any]) -> str:
+def _sizes_method(result: Result) -> str:
     return (
         "Content: what the side starts from, unpacked (an image's files; a VM's disk contents, kernel and "
         "initramfs), compared like for like. Stored: what keeping it costs (a registry's compressed layers, a "
@@ -96,21 +97,22 @@ def _sizes_method(result: dict[str, Any]) -> str:
     )
 
 
-def _throughput_method(result: dict[str, Any]) -> str:
-    load = result.get("load") or {}
-    settings = load.get("settings") or {}
+def _throughput_method(result: Result) -> str:
+    load = result.load
+    settings = load.settings if load is not None else None
+    client = load.client if load is not None else None
+    rounds = f"{settings.rounds} rounds of {settings.seconds_per_round:g} s" if settings is not None else "rounds"
     return (
-        f"The same client ({load.get('client') or 'the scenario’s'}) from the host against every side's workload "
+        f"The same client ({client or 'the scenario’s'}) from the host against every side's workload "
         f"and against the native process (the same server from the same root filesystem, run as a plain process "
-        f"in a network namespace of its own): {settings.get('rounds', '?')} rounds of "
-        f"{settings.get('seconds_per_round', '?')} s per side, the bar the median ops/s divided by the native "
+        f"in a network namespace of its own): {rounds} per side, the bar the median ops/s divided by the native "
         "median; the dashed line is 1.0, the native rate. Each row names the path the traffic took: a published "
         "port relayed by Docker's userland proxy costs throughput of its own, apart from the container. The "
         "client shares the host's CPUs with the side: read these as ratios within this run." + _tcg(result)
     )
 
 
-def _syscalls_method(result: dict[str, Any]) -> str:
+def _syscalls_method(result: Result) -> str:
     return (
         "One more round of the same load, with the system calls of every host process of the side counted by the "
         "host's kernel (perf stat on the raw_syscalls:sys_enter tracepoint); the calls of an idle window as long "
@@ -120,7 +122,7 @@ def _syscalls_method(result: dict[str, Any]) -> str:
     )
 
 
-def _density_method(result: dict[str, Any]) -> str:
+def _density_method(result: Result) -> str:
     return (
         "Instances of each side started step by step and kept running; after each step the host's summed PSS "
         "of every instance's processes (dots) and the drop of MemAvailable since the start (hollow), with the "
@@ -137,7 +139,7 @@ def _compare_method(runs: Any) -> str:
     )
 
 
-CHARTS: list[Chart[dict[str, Any]]] = [
+CHARTS: list[Chart[Result]] = [
     Chart(
         "startup",
         "Start to ready, milestone by milestone",
@@ -255,7 +257,7 @@ def svg(chart: Chart, subject: Any) -> str:
     return text.replace("<svg ", f'<svg role="img" aria-label="{html.escape(chart.title)}" ', 1)
 
 
-def stacked(charts_: list[Chart], result: dict[str, Any], title: str) -> Any:
+def stacked(charts_: list[Chart[Result]], result: Result, title: str) -> Any:
     """Every chart in one figure, one panel each; a panel with nothing to show is one line."""
     whys = [chart.missing(result) for chart in charts_]
     heights = [WHY_HEIGHT_IN if why else chart.height(result) for chart, why in zip(charts_, whys)]

@@ -6,12 +6,11 @@ where they do not, and the grid turned (sides as rows) when even that is too wid
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.cells import cell_len
 
 from explorer.document import side_title
 from explorer.output import costs, fit
+from explorer.result import JudgedClaim, PathLoad, Result, SideRecord, Spread
 from explorer.units import human_bytes, seconds
 
 NOT_MEASURED = "not measured"
@@ -30,23 +29,27 @@ def cell(verdict: str, short: bool = False) -> str:
     return f"{mark} {brief if short else word}".replace(" ", fit.NBSP)
 
 
-def _columns(result: dict[str, Any]) -> list[str]:
+def _columns(result: Result) -> list[str]:
     """The measured sides, then those that were not measured, in the result's order."""
-    return [*result.get("sides", {}), *(n for n in result.get("skipped") or {} if n not in result.get("sides", {}))]
+    return [*result.sides, *(n for n in result.skipped if n not in result.sides)]
 
 
-def _verdict(claim: dict[str, Any], name: str) -> str:
-    side = claim.get("sides", {}).get(name)
-    return side["verdict"] if side else NOT_MEASURED
+def _verdict(claim: JudgedClaim, name: str) -> str:
+    side = claim.sides.get(name)
+    return side.verdict if side else NOT_MEASURED
 
 
-def _label(index: int, claim: dict[str, Any]) -> str:
-    return f"{index} {claim.get('short') or claim['claim']}"
+def _label(index: int, claim: JudgedClaim) -> str:
+    return f"{index} {claim.short or claim.claim}"
 
 
-def _legend(result: dict[str, Any], width: int) -> str:
-    sides = result.get("sides", {})
-    names = "; ".join(f"{n} = {side_title(sides.get(n, {}), n)}" for n in _columns(result))
+def _title(result: Result, name: str) -> str:
+    side = result.sides.get(name)
+    return side_title(side, name) if side is not None else name
+
+
+def _legend(result: Result, width: int) -> str:
+    names = "; ".join(f"{n} = {_title(result, n)}" for n in _columns(result))
     return fit.paragraph(f"sides: {names}", width)
 
 
@@ -55,9 +58,9 @@ def _word_legend(width: int) -> str:
     return fit.paragraph(words, width)
 
 
-def grid(result: dict[str, Any], width: int) -> str:
+def grid(result: Result, width: int) -> str:
     """Claims x sides within `width`: full words, else short words, else turned."""
-    claims, names = result.get("claims") or [], _columns(result)
+    claims, names = result.claims, _columns(result)
     if not claims:
         return "(no claims judged)"
     for short in (False, True):
@@ -74,55 +77,62 @@ def grid(result: dict[str, Any], width: int) -> str:
     return "\n".join([shown, *legend])
 
 
-def grid_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def grid_rows(result: Result) -> tuple[list[str], list[list[str]]]:
     """The grid with full words, for a format whose tables have no width (Markdown)."""
     names = _columns(result)
-    claims = result.get("claims") or []
+    claims = result.claims
     rows = [[_label(i, c), *(fit.unglue(cell(_verdict(c, n))) for n in names)] for i, c in enumerate(claims, 1)]
     return ["claim", *names], rows
 
 
-def departures(result: dict[str, Any], width: int) -> list[str]:
+def departures(result: Result, width: int) -> list[str]:
     """For each claim some side does not reproduce, one line per such side: which, and why."""
     lines = []
-    for i, claim in enumerate(result.get("claims") or [], 1):
-        for name, side in claim.get("sides", {}).items():
-            if side["verdict"] == "reproduced":
+    for i, claim in enumerate(result.claims, 1):
+        for name, side in claim.sides.items():
+            if side.verdict == "reproduced":
                 continue
-            why = side.get("brief") or side.get("why") or side.get("evidence") or "no evidence recorded"
-            text = f"{i} {claim.get('short') or claim['claim']}: {name} {side['verdict']}: {why}"
+            why = side.brief or side.why or side.evidence or "no evidence recorded"
+            text = f"{i} {claim.short or claim.claim}: {name} {side.verdict}: {why}"
             lines.append(fit.paragraph(text, width, indent="  ", rest="    "))
     return lines
 
 
-def _image(side: dict[str, Any]) -> str:
-    img = side.get("image") or {}
-    content = img.get("content_bytes", img.get("one_size_bytes"))
+def _image(side: SideRecord) -> str:
+    img = side.image
+    if img is None:
+        return "-"
+    content = img.content_bytes if img.content_bytes is not None else img.one_size_bytes
     if content is None:
         return "-"
-    stored = img.get("stored_bytes")
+    stored = img.stored_bytes
     return human_bytes(content) + (f" / {human_bytes(stored)}" if stored is not None else "")
 
 
-def _ready(side: dict[str, Any]) -> str:
-    summary = ((side.get("startup") or {}).get("summary") or {}).get("ready_s")
-    return seconds(summary["median"]) if summary else "-"
+def ready_spread(side: SideRecord) -> Spread | None:
+    """The side's start-to-ready over its starts (None: no start measured it)."""
+    return side.startup.ready if side.startup is not None else None
 
 
-def _memory(side: dict[str, Any]) -> str:
-    marginal = (side.get("density") or {}).get("marginal_pss_bytes")
+def _ready(side: SideRecord) -> str:
+    summary = ready_spread(side)
+    return seconds(summary.median) if summary else "-"
+
+
+def _memory(side: SideRecord) -> str:
+    marginal = side.density.marginal_pss_bytes if side.density is not None else None
     if marginal is not None:
         return f"{human_bytes(marginal)} (N)"
-    total = ((side.get("memory") or {}).get("host_total") or {}).get("pss_bytes")
+    total = side.memory.host_total.pss_bytes if side.memory is not None else None
     return human_bytes(total) if total is not None else "-"
 
 
-def _per_op(figures: dict[str, Any]) -> str:
-    per_op = (figures.get("traced") or {}).get("per_op")
+def _per_op(figures: PathLoad) -> str:
+    per_op = figures.traced.per_op if figures.traced is not None else None
     return "-" if per_op is None else f"{per_op:.2f}"
 
 
-def _load_figures(result: dict[str, Any], name: str) -> tuple[str, str]:
+def _load_figures(result: Result, name: str) -> tuple[str, str]:
     """Throughput against native and host calls per operation, one figure per path the side
     was loaded on, in its order (a container: its published port, then its own netns)."""
     rows = [row for row in costs.paths_of(result) if row.side == name]
@@ -135,21 +145,20 @@ def _load_figures(result: dict[str, Any], name: str) -> tuple[str, str]:
 KEY_HEADERS = ["side", "image content / stored", "ready (median)", "host memory", "ops/s vs native", "host calls/op"]
 
 
-def key_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def key_rows(result: Result) -> tuple[list[str], list[list[str]]]:
     """One row per side: image, start to ready, host memory per instance, load against native;
     then the native reference's row where the result has one."""
     rows = []
-    for name, side in result.get("sides", {}).items():
+    for name, side in result.sides.items():
         rows.append([name, _image(side), _ready(side), _memory(side), *_load_figures(result, name)])
-    native = (result.get("load") or {}).get("native") or {}
+    native = result.load.native if result.load is not None else None
     rate = costs.median(native, "ops_s")
-    if rate:
-        per_op = (native.get("traced") or {}).get("per_op")
-        rows.append(["native", "-", "-", "-", f"1.00x ({rate:,.0f}/s)", "-" if per_op is None else f"{per_op:.2f}"])
+    if rate and native is not None:
+        rows.append(["native", "-", "-", "-", f"1.00x ({rate:,.0f}/s)", _per_op(native)])
     return KEY_HEADERS, rows
 
 
-def key_figures(result: dict[str, Any], width: int) -> str:
+def key_figures(result: Result, width: int) -> str:
     """The key figures within `width`, with the notes that say how to read them."""
     _headers, rows = key_rows(result)
     text = fit.table(KEY_HEADERS, rows, width)
@@ -161,7 +170,7 @@ def key_figures(result: dict[str, Any], width: int) -> str:
     return "\n".join([text, *_key_notes(result, width)])
 
 
-def _paths_by_side(result: dict[str, Any]) -> dict[str, list[costs.PathRow]]:
+def _paths_by_side(result: Result) -> dict[str, list[costs.PathRow]]:
     found: dict[str, list[costs.PathRow]] = {}
     for row in costs.paths_of(result):
         if row.side != "native":
@@ -169,7 +178,7 @@ def _paths_by_side(result: dict[str, Any]) -> dict[str, list[costs.PathRow]]:
     return found
 
 
-def _key_notes(result: dict[str, Any], width: int) -> list[str]:
+def _key_notes(result: Result, width: int) -> list[str]:
     notes = ["host memory: PSS of one instance's host processes; (N) the marginal cost measured with many running"]
     kinds: dict[str, list[str]] = {}  # "path / path" -> the sides that offer those paths
     for side, rows in _paths_by_side(result).items():
@@ -178,7 +187,7 @@ def _key_notes(result: dict[str, Any], width: int) -> list[str]:
     if kinds:
         said = "; ".join(f"{', '.join(sides)}: {paths}" for paths, sides in kinds.items())
         notes.append(f"x / y: the load on each path a side offers ({said})")
-    if any(s.get("accel") == "tcg" for s in result.get("sides", {}).values()):
+    if any(s.accel == "tcg" for s in result.sides.values()):
         notes.append("VMs ran under TCG (software emulation): their times, memory and load figures measure an emulator")
     if not costs.rows_of(result):
         notes.append("no standard load in this result: ops/s and host calls are not measured")

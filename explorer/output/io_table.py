@@ -10,6 +10,7 @@ import statistics
 from typing import Any
 
 from explorer.output import costs
+from explorer.result import FioDetail, FioJob, PathLoad, Result, SideLoad, Spread, Storage
 
 IO_HEADING = "Disk I/O (the same fio job on every side and on the native process)"
 IO_WIDTHS = [13, 24, 11, 9, 13, 6, 7, 13, 8]  # within 120 columns, with the separators
@@ -21,88 +22,90 @@ JOB_TITLES = {
 }
 
 
-def measured(result: dict[str, Any]) -> bool:
+def measured(result: Result) -> bool:
     """Whether the run's standard load was the I/O load."""
-    return any(load.get("kind") == "fio" for _, _, load in costs.rows_of(result))
+    return any(load.kind == "fio" for _, _, load in costs.rows_of(result))
 
 
-def storage_of(result: dict[str, Any], name: str, load: dict[str, Any]) -> dict[str, Any]:
+NOT_RECORDED = Storage(path="not recorded")
+
+
+def storage_of(result: Result, name: str, load: SideLoad) -> Storage:
     """The side's storage path as it said it: its engine (Docker's, from its settings), its
     target (a VM's, from the domain XML), or the load (the native reference's directory)."""
-    side = result.get("sides", {}).get(name) or {}
-    return (
-        (side.get("engine") or {}).get("storage")
-        or (side.get("target") or {}).get("storage")
-        or load.get("storage")
-        or {"path": "not recorded"}
-    )
+    side = result.sides.get(name)
+    if side is not None and side.engine.storage is not None:
+        return side.engine.storage
+    if side is not None and side.target.storage is not None:
+        return side.target.storage
+    return load.storage or NOT_RECORDED
 
 
-def job_spread(load: dict[str, Any], job: str, key: str) -> dict[str, float] | None:
-    """Median, min and max of one job's figure over the measured rounds."""
-    values = [
-        figure
-        for r in load.get("rounds") or []
-        if (figure := (((r.get("detail") or {}).get("jobs") or {}).get(job) or {}).get(key)) is not None
-    ]
+def _jobs(load: PathLoad, job: str) -> list[FioJob]:
+    return [r.detail.jobs[job] for r in load.rounds if isinstance(r.detail, FioDetail) and job in r.detail.jobs]
+
+
+def job_spread(load: PathLoad, job: str, key: str) -> Spread | None:
+    """Median, min and max of one job's figure (iops, bw_kib_s, p50_ms, p99_ms) over the measured rounds."""
+    values = [float(figure) for one in _jobs(load, job) if (figure := getattr(one, key)) is not None]
     if not values:
         return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+    return Spread(median=statistics.median(values), min=min(values), max=max(values), n=len(values))
 
 
-def jobs_of(load: dict[str, Any]) -> list[str]:
-    first: dict[str, Any] = next(iter(load.get("rounds") or []), {})
-    return list(((first.get("detail") or {}).get("jobs") or {}) or JOB_TITLES)
+def jobs_of(load: PathLoad) -> list[str]:
+    first = next(iter(load.rounds), None)
+    if first is not None and isinstance(first.detail, FioDetail) and first.detail.jobs:
+        return list(first.detail.jobs)
+    return list(JOB_TITLES)
 
 
-def _direct(load: dict[str, Any], note: int | None) -> str:
-    io = load.get("io") or {}
-    if io.get("direct", True):
+def _direct(load: SideLoad, note: int | None) -> str:
+    if load.io is None or load.io.direct:
         return "yes"
     return f"no: buffered [{note}]" if note else "no: buffered"
 
 
-def _iops(spread: dict[str, float] | None) -> str:
+def _iops(spread: Spread | None) -> str:
     if not spread:
         return "-"
-    return f"{spread['median']:,.0f}\n{spread['min']:,.0f}-{spread['max']:,.0f}"
+    return f"{spread.median:,.0f}\n{spread.min:,.0f}-{spread.max:,.0f}"
 
 
-def _mib_s(spread: dict[str, float] | None) -> str:
+def _mib_s(spread: Spread | None) -> str:
     """No thousands separator: tabulate's wrapping reads a lone figure as a number, and '1,317.4'
     is none (it raises)."""
-    return "-" if not spread else f"{spread['median'] / 1024:.1f}"
+    return "-" if not spread else f"{spread.median / 1024:.1f}"
 
 
-def _latency(load: dict[str, Any], job: str) -> str:
+def _latency(load: PathLoad, job: str) -> str:
     p50, p99 = job_spread(load, job, "p50_ms"), job_spread(load, job, "p99_ms")
     if not p50 or not p99:
         return "-"
-    return f"{p50['median']:.3g} / {p99['median']:.3g}"
+    return f"{p50.median:.3g} / {p99.median:.3g}"
 
 
-def _per_io(load: dict[str, Any]) -> str:
-    traced = load.get("traced") or {}
-    per_op = traced.get("per_op")
-    return f"{per_op:.2f}\n(all jobs)" if traced.get("available") and per_op is not None else "-"
+def _per_io(load: PathLoad) -> str:
+    traced = costs.counted(load)
+    return f"{traced.per_op:.2f}\n(all jobs)" if traced is not None and traced.per_op is not None else "-"
 
 
-def _not_measured(load: dict[str, Any]) -> str | None:
-    if load.get("status") != "ok":
-        return f"{load.get('status', 'not measured')}: {load.get('reason', 'no reason was recorded')}"
+def _not_measured(load: PathLoad) -> str | None:
+    if load.status != "ok":
+        return f"{load.status}: {load.reason or 'no reason was recorded'}"
     return None
 
 
-def _buffered(load: dict[str, Any]) -> str | None:
-    io = load.get("io") or {}
-    if load.get("status") != "ok" or io.get("direct", True):
+def _buffered(load: SideLoad) -> str | None:
+    io = load.io
+    if load.status != "ok" or io is None or io.direct:
         return None
-    why = io.get("direct_refused")
+    why = io.direct_refused
     said = f"O_DIRECT refused ({why})" if why else "O_DIRECT not asked for (direct: false)"
-    return f"{said}; it ran the same jobs with {io.get('page_cache_effect') or 'buffered I/O'}"
+    return f"{said}; it ran the same jobs with {io.page_cache_effect or 'buffered I/O'}"
 
 
-def notes_by_row(result: dict[str, Any]) -> tuple[dict[str, int], list[str]]:
+def notes_by_row(result: Result) -> tuple[dict[str, int], list[str]]:
     """Numbered reasons: a row without figures, a side that ran buffered ({name: number}, texts)."""
     numbers: dict[str, int] = {}
     texts: list[str] = []
@@ -114,19 +117,23 @@ def notes_by_row(result: dict[str, Any]) -> tuple[dict[str, int], list[str]]:
     return numbers, texts
 
 
-def io_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+def _median(spread: Spread | None) -> float | None:
+    return spread.median if spread is not None else None
+
+
+def io_table(result: Result) -> tuple[list[str], list[list[Any]]]:
     numbers, _ = notes_by_row(result)
-    native = (result.get("load") or {}).get("native") or {}
-    rows = []
+    native = result.load.native if result.load is not None else None
+    rows: list[list[Any]] = []
     for name, title, load in costs.rows_of(result):
-        shown = title + (costs.TCG if load.get("note") else "")
-        storage = storage_of(result, name, load).get("path", "-")
+        shown = title + (costs.TCG if load.note else "")
+        storage = storage_of(result, name, load).path
         if _not_measured(load):
-            rows.append([shown, storage, "-", f"{load.get('status', '-')} [{numbers[name]}]", *["-"] * 5])
+            rows.append([shown, storage, "-", f"{load.status} [{numbers[name]}]", *["-"] * 5])
             continue
         for index, job in enumerate(jobs_of(load)):
             iops = job_spread(load, job, "iops")
-            base = job_spread(native, job, "iops") if native.get("status") == "ok" else None
+            base = job_spread(native, job, "iops") if native is not None and native.status == "ok" else None
             rows.append(
                 [
                     shown if index == 0 else "",
@@ -134,9 +141,7 @@ def io_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
                     JOB_TITLES.get(job, job),
                     _direct(load, numbers.get(name)) if index == 0 else "",
                     _iops(iops),
-                    costs.ratio(iops["median"] if iops else None, base["median"] if base else None)
-                    if name != "native"
-                    else "-",
+                    costs.ratio(_median(iops), _median(base)) if name != "native" else "-",
                     _mib_s(job_spread(load, job, "bw_kib_s")),
                     _latency(load, job),
                     _per_io(load) if index == 0 else "",
@@ -156,19 +161,21 @@ def io_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
-def io_notes(result: dict[str, Any]) -> list[str]:
+def io_notes(result: Result) -> list[str]:
     """How to read the table, from what this result holds; then the numbered reasons."""
-    found = [load for _, _, load in costs.rows_of(result) if load.get("io")]
+    found = [load for _, _, load in costs.rows_of(result) if load.io is not None]
     if not found:
         return notes_by_row(result)[1]
-    load, settings = found[0], (result.get("load") or {}).get("settings") or {}
-    params = load.get("params") or {}
+    load, settings = found[0], result.load.settings if result.load is not None else None
+    seconds = f"{settings.seconds_per_round:g}" if settings is not None else "?"
+    rounds = settings.rounds if settings is not None else "?"
+    size = load.params.get("size_mib", "?")
     out = [
         (
             f"fio's client on the host sends one job file to `fio --server` in the side, over 127.0.0.1: four jobs "
-            f"one after another, each a quarter of a {settings.get('seconds_per_round', '?'):g} s round, psync (one "
-            f"system call per I/O), queue depth 1, on one {params.get('size_mib', '?')} MiB file laid out once per side "
-            f"inside it; median of {settings.get('rounds', '?')} rounds, IOPS range min-max; latency is fio's completion "
+            f"one after another, each a quarter of a {seconds} s round, psync (one "
+            f"system call per I/O), queue depth 1, on one {size} MiB file laid out once per side "
+            f"inside it; median of {rounds} rounds, IOPS range min-max; latency is fio's completion "
             "latency (clat). The job file as run, and each client's argv, are in the JSON (load.io, load.argv)"
         ),
         (
@@ -183,19 +190,19 @@ def io_notes(result: dict[str, Any]) -> list[str]:
     ]
     for name, title, each in costs.rows_of(result):
         storage = storage_of(result, name, each)
-        if storage.get("cache_mode_means"):
-            out.append(f"{title}: cache mode {storage['cache_mode']}: {storage['cache_mode_means']}")
-        if storage.get("read_from"):
-            out.append(f"{title}: its overlay setting read from {storage['read_from']}")
-        if storage.get("detail"):
-            out.append(f"{title}: {storage['detail']}")
-    note = next((each["note"] for _, _, each in costs.rows_of(result) if each.get("note")), None)
+        if storage.cache_mode_means:
+            out.append(f"{title}: cache mode {storage.cache_mode}: {storage.cache_mode_means}")
+        if storage.read_from:
+            out.append(f"{title}: its overlay setting read from {storage.read_from}")
+        if storage.detail:
+            out.append(f"{title}: {storage.detail}")
+    note = next((each.note for _, _, each in costs.rows_of(result) if each.note), None)
     if note:
         out.append(f"(TCG): {note}")
     return out + notes_by_row(result)[1]
 
 
-def compare_rows(results: list[dict[str, Any]], names: list[str]) -> list[list[Any]]:
+def compare_rows(results: list[Result], names: list[str]) -> list[list[Any]]:
     """For `explorer compare`: each side's (and the native process's) IOPS per job, with the
     ratio to its own run's native process, one column per run."""
     rows = []
@@ -203,21 +210,29 @@ def compare_rows(results: list[dict[str, Any]], names: list[str]) -> list[list[A
         for job, title in JOB_TITLES.items():
             cells = [_compare_cell(result, name, job) for result in results]
             if any(cell != "-" for cell in cells):
-                side: dict[str, Any] = next((r["sides"][name] for r in results if name in r.get("sides", {})), {})
-                who = costs.REFERENCE if name == "native" else side.get("title") or name
+                side = next((r.sides[name] for r in results if name in r.sides), None)
+                who = costs.REFERENCE if name == "native" or side is None else side.title or name
                 rows.append([f"{who}: IOPS, {title}", *cells])
     return rows
 
 
-def _compare_cell(result: dict[str, Any], name: str, job: str) -> str:
-    native = (result.get("load") or {}).get("native") or {}
-    load = native if name == "native" else (result.get("sides", {}).get(name) or {}).get("load") or {}
-    if load.get("kind") != "fio" or load.get("status") != "ok":
+def _load_of(result: Result, name: str) -> SideLoad | None:
+    if name == "native":
+        return result.load.native if result.load is not None else None
+    side = result.sides.get(name)
+    return side.load if side is not None else None
+
+
+def _compare_cell(result: Result, name: str, job: str) -> str:
+    native, load = _load_of(result, "native"), _load_of(result, name)
+    if load is None or load.kind != "fio" or load.status != "ok":
         return "-"
     iops = job_spread(load, job, "iops")
     if not iops:
         return "-"
-    base = job_spread(native, job, "iops") if name != "native" and native.get("status") == "ok" else None
-    buffered = "" if (load.get("io") or {}).get("direct", True) else ", buffered"
-    against = f" ({costs.ratio(iops['median'], base['median'])} native)" if base else ""
-    return f"{iops['median']:,.0f}{against}{buffered}"
+    base = (
+        job_spread(native, job, "iops") if name != "native" and native is not None and native.status == "ok" else None
+    )
+    buffered = "" if load.io is None or load.io.direct else ", buffered"
+    against = f" ({costs.ratio(iops.median, base.median)} native)" if base else ""
+    return f"{iops.median:,.0f}{against}{buffered}"

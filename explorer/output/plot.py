@@ -5,11 +5,10 @@ functions as the results page's charts (explorer/output/figures.py)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from explorer.document import upgraded
 from explorer.errors import UsageError
 from explorer.output import figures, report
+from explorer.result import Result
 
 
 def require() -> None:
@@ -25,8 +24,7 @@ def require() -> None:
         ) from None
 
 
-def write(result: dict[str, Any], path: str | Path) -> Path:
+def write(result: Result, path: str | Path) -> Path:
     require()
-    result = upgraded(result)
     figures.save_png(figures.stacked(figures.CHARTS, result, report.title(result)), path)
     return Path(path)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from explorer.document import side_title, upgraded
+from explorer.document import side_title
 from explorer.output import costs, fit, glance, io_table
 from explorer.output.density_table import FITS_WIDTHS, fits_table
 from explorer.output.tables import table
+from explorer.result import HostProcess, Phases, Result, SideRecord
 from explorer.units import human_bytes, plural, seconds
 
 FORMATS = ("table", "markdown", "json")
@@ -18,162 +18,163 @@ SUMMARY_HEADING = "Side by side"
 TERMINAL_COLUMNS = 120  # what the side-by-side and claims tables are wrapped to
 
 
-def engine(side: dict[str, Any]) -> str:
+def engine(side: SideRecord) -> str:
     """What runs the side, as its engine described itself (`summary`), with the accelerator
     of a side that has one; results saved before engines wrote a summary are described from
     the facts they did record."""
-    e = side.get("engine", {})
-    accel = side.get("accel")
-    if e.get("summary"):
-        return e["summary"] + (f", {str(accel).upper()}" if accel and accel != "native" else "")
-    if e.get("engine_version"):  # a Docker engine's facts
-        runtime = e.get("runtime") or e.get("default_runtime", "?")
-        if e.get("runsc_version"):
-            runtime = f"runsc {e['runsc_version']}, {e.get('runsc_platform', '?')} platform"
-        return f"Docker {e.get('engine_version', '?')} ({runtime})"
-    return f"libvirt {e.get('libvirt_version', '?')}, QEMU {e.get('qemu_version', '?')}, {str(accel or '?').upper()}"
+    e = side.engine
+    accel = side.accel
+    if e.summary:
+        return e.summary + (f", {accel.upper()}" if accel and accel != "native" else "")
+    if e.engine_version:  # a Docker engine's facts
+        runtime = e.runtime or e.default_runtime or "?"
+        if e.runsc_version:
+            runtime = f"runsc {e.runsc_version}, {e.runsc_platform or '?'} platform"
+        return f"Docker {e.engine_version} ({runtime})"
+    return f"libvirt {e.libvirt_version or '?'}, QEMU {e.qemu_version or '?'}, {(accel or '?').upper()}"
 
 
-def _parts(parts: dict[str, Any] | None) -> str:
+def _parts(parts: dict[str, int] | None) -> str:
     return ", ".join(f"{name} {human_bytes(value)}" for name, value in (parts or {}).items())
 
 
-def _image(side: dict[str, Any]) -> str:
+def _image(side: SideRecord) -> str:
     """Content (unpacked) and stored, each with its parts; the virtual disk size apart."""
-    img = side.get("image", {})
-    if "content_bytes" not in img:
-        if "one_size_bytes" in img:
-            return f"{human_bytes(img['one_size_bytes'])} ({img['one_size_method']})"
-        return human_bytes(img.get("image_bytes"))
-    content = f"content {human_bytes(img['content_bytes'])} unpacked"
-    if len(img.get("content_parts") or {}) > 1:
-        content += f" ({_parts(img['content_parts'])})"
-    if img.get("stored_bytes") is None:
+    img = side.image
+    if img is None:
+        return "-"
+    if img.content_bytes is None:
+        if img.one_size_bytes is not None:
+            return f"{human_bytes(img.one_size_bytes)} ({img.one_size_method})"
+        return human_bytes(img.image_bytes)
+    content = f"content {human_bytes(img.content_bytes)} unpacked"
+    if len(img.content_parts or {}) > 1:
+        content += f" ({_parts(img.content_parts)})"
+    if img.stored_bytes is None:
         return content
-    stored = f"stored {human_bytes(img['stored_bytes'])}"
-    compressed = (
-        "compressed" if "zlib" in img.get("stored_method", "") or "gzip" in img.get("stored_method", "") else ""
-    )
-    if "qcow2" in (img.get("stored_parts") or {}):
-        virtual = f" of {human_bytes(img['disk_virtual_bytes'])} virtual" if img.get("disk_virtual_bytes") else ""
-        stored += (
-            f" (qcow2 {human_bytes(img['stored_parts']['qcow2'])}{virtual}{', ' + compressed if compressed else ''})"
-        )
+    stored = f"stored {human_bytes(img.stored_bytes)}"
+    method = img.stored_method or ""
+    compressed = "compressed" if "zlib" in method or "gzip" in method else ""
+    parts = img.stored_parts or {}
+    if "qcow2" in parts:
+        virtual = f" of {human_bytes(img.disk_virtual_bytes)} virtual" if img.disk_virtual_bytes else ""
+        stored += f" (qcow2 {human_bytes(parts['qcow2'])}{virtual}{', ' + compressed if compressed else ''})"
     elif compressed:
         stored += " (layers gzip'd, as a registry stores them)"
-    elif "box" in (img.get("stored_parts") or {}):
+    elif "box" in parts:
         stored += " (the Vagrant box)"
     return f"{content}; {stored}"
 
 
-def _visible(side: dict[str, Any]) -> str:
-    vis = side.get("visibility", {})
-    if vis.get("names_unconfirmed"):
-        return f"unknown ({vis['names_unconfirmed']})"
-    workload = [p for p in vis.get("workload_processes", []) if p["name"] in vis.get("process_names", [])]
+def _visible(side: SideRecord) -> str:
+    vis = side.visibility
+    if vis is None:
+        return "unknown (not probed)"
+    if vis.names_unconfirmed:
+        return f"unknown ({vis.names_unconfirmed})"
+    workload = [p for p in vis.workload_processes if p.name in vis.process_names]
     if workload:
-        shown = ", ".join(f"{p['name']} {p['host_pid']} (pid {p['pid_inside']} inside)" for p in workload[:3])
+        shown = ", ".join(f"{p.name} {p.host_pid} (pid {p.pid_inside} inside)" for p in workload[:3])
         more = f" +{len(workload) - 3} more" if len(workload) > 3 else ""
         return f"yes: {shown}{more}"
     return f"no; host sees only {runtime_summary(side) or 'nothing'}"
 
 
-def runtime_summary(side: dict[str, Any]) -> str:
+def runtime_summary(side: SideRecord) -> str:
     """The host processes that run a side's workload, by role: 'sandbox 1234, gofer 1230, 2 stubs'."""
-    by_role: dict[str, list[dict[str, Any]]] = {}
-    for proc in side.get("visibility", {}).get("runtime_processes", []):
-        by_role.setdefault(proc.get("role", "runtime"), []).append(proc)
+    by_role: dict[str, list[HostProcess]] = {}
+    for proc in side.visibility.runtime_processes if side.visibility is not None else []:
+        by_role.setdefault(proc.role or "runtime", []).append(proc)
     parts = []
     for role, procs in by_role.items():
         if len(procs) == 1:
             parts.append(
-                f"{role} {procs[0]['name']} {procs[0]['host_pid']}"
-                if role == "VMM"
-                else f"{role} {procs[0]['host_pid']}"
+                f"{role} {procs[0].name} {procs[0].host_pid}" if role == "VMM" else f"{role} {procs[0].host_pid}"
             )
         else:
             parts.append(f"{len(procs)} {role}s")
     return ", ".join(parts)
 
 
-def _kernel(side: dict[str, Any]) -> str:
-    k = side.get("kernel", {})
-    if not k.get("available"):
-        return f"unknown ({k.get('reason', 'no guest view')})"
-    whose = {True: "the host's", False: "its own", None: "undecided"}[k.get("shared")]
-    if k.get("same_boot_id") is None:
-        return f"{k['guest_release']}, {whose} (no boot_id inside; host {k.get('host_release')})"
-    return f"{k['guest_release']}, {whose} (boot_id {'=' if k.get('same_boot_id') else '!='} host)"
+def _kernel(side: SideRecord) -> str:
+    k = side.kernel
+    if k is None or not k.available:
+        return f"unknown ({(k.reason if k is not None else None) or 'no guest view'})"
+    whose = {True: "the host's", False: "its own", None: "undecided"}[k.shared]
+    if k.same_boot_id is None:
+        return f"{k.guest_release}, {whose} (no boot_id inside; host {k.host_release})"
+    return f"{k.guest_release}, {whose} (boot_id {'=' if k.same_boot_id else '!='} host)"
 
 
-def _inside(side: dict[str, Any]) -> str:
-    inside = side.get("visibility", {}).get("inside", {})
-    if not inside.get("available"):
+def _inside(side: SideRecord) -> str:
+    inside = side.visibility.inside if side.visibility is not None else None
+    if inside is None or not inside.available:
         return "unknown"
     text = (
-        f"{plural(inside['user_process_count'], 'user process', 'user processes')}, "
-        f"{plural(inside['kernel_thread_count'], 'kernel thread', 'kernel threads')}"
+        f"{plural(inside.user_process_count or 0, 'user process', 'user processes')}, "
+        f"{plural(inside.kernel_thread_count or 0, 'kernel thread', 'kernel threads')}"
     )
-    ours = len(inside.get("explorer_pids_inside", []))
-    names = Counter(inside.get("explorer_processes_inside") or [])
+    ours = len(inside.explorer_pids_inside)
+    names = Counter(inside.explorer_processes_inside)
     shown = ", ".join(f"{n} x{c}" if c > 1 else n for n, c in names.items()) or "init, watcher"  # older: the VM's
     return f"{text} (+{ours} of explorer's: {shown})" if ours else text
 
 
-def _startup(side: dict[str, Any]) -> str:
-    summary = side.get("startup", {}).get("summary", {}).get("ready_s")
-    if not summary:
+def _startup(side: SideRecord) -> str:
+    summary = side.startup.ready if side.startup is not None else None
+    if summary is None:
         return "-"
-    return (
-        f"{seconds(summary['median'])} median ({seconds(summary['min'])}-{seconds(summary['max'])}, n={summary['n']})"
-    )
+    return f"{seconds(summary.median)} median ({seconds(summary.min)}-{seconds(summary.max)}, n={summary.n})"
 
 
-def runtime_name(side: dict[str, Any]) -> str:
+def runtime_name(side: SideRecord) -> str:
     """What runs a side's workload on the host, by its roles: shim, VMM, sandbox+gofer+..."""
-    return "+".join(side.get("roles") or ["runtime"])
+    return "+".join(side.roles or ["runtime"])
 
 
-def _memory(side: dict[str, Any]) -> str:
-    mem = side.get("memory", {})
-    w, r = mem.get("workload", {}), mem.get("runtime", {})
-    shown = f"{human_bytes(w.get('pss_bytes'))} PSS" if w.get("processes") else "none on the host"
-    roles = mem.get("runtime_roles") or {}
+def _memory(side: SideRecord) -> str:
+    mem = side.memory
+    if mem is None:
+        return "-"
+    w, r = mem.workload, mem.runtime
+    shown = f"{human_bytes(w.pss_bytes)} PSS" if w.processes else "none on the host"
+    roles = mem.runtime_roles
     if len(roles) > 1:
-        each = ", ".join(f"{role} {human_bytes(v.get('pss_bytes'))}" for role, v in roles.items())
+        each = ", ".join(f"{role} {human_bytes(v.pss_bytes)}" for role, v in roles.items())
         text = f"workload {shown}; {each} PSS"
     else:
-        text = f"workload {shown}; {runtime_name(side)} {human_bytes(r.get('pss_bytes'))} PSS"
-    if "configured_bytes" in mem:
-        text += f" (configured {human_bytes(mem['configured_bytes'])})"
-    if mem.get("tcg_cache_pss_bytes"):
-        text += f"; the VMM's PSS includes {human_bytes(mem['tcg_cache_pss_bytes'])} of TCG translation cache"
+        text = f"workload {shown}; {runtime_name(side)} {human_bytes(r.pss_bytes)} PSS"
+    if mem.configured_bytes is not None:
+        text += f" (configured {human_bytes(mem.configured_bytes)})"
+    if mem.tcg_cache_pss_bytes:
+        text += f"; the VMM's PSS includes {human_bytes(mem.tcg_cache_pss_bytes)} of TCG translation cache"
     return text
 
 
-def _isolation(side: dict[str, Any]) -> str:
-    iso = side.get("isolation", {})
-    if not iso.get("available"):
+def _isolation(side: SideRecord) -> str:
+    iso = side.isolation
+    if iso is None or not iso.available:
         return "-"
-    ns = ",".join(iso["namespaces_differing"]) or "none"
-    return f"{iso['subject']}: own ns {ns}; {iso['capability_count']} caps; seccomp {iso['seccomp']}"
+    ns = ",".join(iso.namespaces_differing) or "none"
+    return f"{iso.subject}: own ns {ns}; {iso.capability_count} caps; seccomp {iso.seccomp}"
 
 
-def _identity(side: dict[str, Any]) -> str:
-    who = side.get("identity", {})
-    if not who.get("available"):
-        return who.get("reason", "-").split(" (")[0]
-    inside = who.get("uid_inside")
-    root = who.get("root_host_uid")
-    text = f"{who['subject']}: host UID {who['host_uid']}" + (f" (UID {inside} inside)" if inside is not None else "")
+def _identity(side: SideRecord) -> str:
+    who = side.identity
+    if who is None:
+        return "-"
+    if not who.available:
+        return (who.reason or "-").split(" (")[0]
+    inside, root = who.uid_inside, who.root_host_uid
+    text = f"{who.subject}: host UID {who.host_uid}" + (f" (UID {inside} inside)" if inside is not None else "")
     text += "; root inside = " + ("host root" if root == 0 else f"host UID {root}" if root is not None else "unmapped")
-    caps = who.get("capabilities_over_host") or []
+    caps = who.capabilities_over_host
     text += f"; caps over the host: {', '.join(caps) if caps else 'none'}"
-    others = who.get("others_as_host_root") or []
+    others = who.others_as_host_root
     return text + (f"; also as host root: {', '.join(others)}" if others else "")
 
 
-SUMMARY_ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+SUMMARY_ROWS: list[tuple[str, Callable[[SideRecord], str]]] = [
     ("runs on", engine),
     ("image size", _image),
     ("workload in host's ps -e", _visible),
@@ -186,39 +187,41 @@ SUMMARY_ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
 ]
 
 
-def summary_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    sides = result["sides"]
+def summary_table(result: Result) -> tuple[list[str], list[list[str]]]:
+    sides = result.sides
     headers = ["", *(side_title(side, name) for name, side in sides.items())]
     rows = [[label, *(fn(side) for side in sides.values())] for label, fn in SUMMARY_ROWS]
     return headers, rows
 
 
-def summary_widths(result: dict[str, Any]) -> list[int]:
+def summary_widths(result: Result) -> list[int]:
     """Column widths that keep the side-by-side table within a terminal's width for any
     number of sides (tabulate wraps the cells)."""
-    count = max(1, len(result["sides"]))
+    count = max(1, len(result.sides))
     label = max(len(label) for label, _ in SUMMARY_ROWS)
     return [label, *[max(12, (TERMINAL_COLUMNS - label - 2 * count) // count)] * count]
 
 
-def process_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    rows = []
-    for side_name, side in result["sides"].items():
-        vis = side.get("visibility", {})
-        procs = [("workload", p) for p in vis.get("workload_processes", [])]
-        procs += [(p.get("role", "runtime"), p) for p in vis.get("runtime_processes", [])]
+def process_table(result: Result) -> tuple[list[str], list[list[Any]]]:
+    rows: list[list[Any]] = []
+    for side_name, side in result.sides.items():
+        vis = side.visibility
+        if vis is None:
+            continue
+        procs = [("workload", p) for p in vis.workload_processes]
+        procs += [(p.role or "runtime", p) for p in vis.runtime_processes]
         for role, p in procs:
-            chain = " <- ".join(f"{q['name']}({q['pid']})" for q in p.get("parents", []))
+            chain = " <- ".join(f"{q.name}({q.pid})" for q in p.parents)
             rows.append(
                 [
                     side_title(side, side_name),
                     role,
-                    p["host_pid"],
-                    p.get("pid_inside"),
+                    p.host_pid,
+                    p.pid_inside,
                     _process_name(p),
-                    f"{p.get('uid')} ({p.get('user')})",
-                    human_bytes(p.get("rss_bytes")),
-                    human_bytes(p.get("pss_bytes")),
+                    f"{p.uid} ({p.user})",
+                    human_bytes(p.rss_bytes),
+                    human_bytes(p.pss_bytes),
                     chain or "-",
                 ]
             )
@@ -226,60 +229,57 @@ def process_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
-def _process_name(proc: dict[str, Any]) -> str:
+def _process_name(proc: HostProcess) -> str:
     """The name ps -e shows, and argv[0] where it says more (gVisor's are all `exe`)."""
-    argv0 = (proc.get("cmdline") or "").split(" ", 1)[0].rsplit("/", 1)[-1]
-    return f"{proc['name']} ({argv0})" if argv0 and argv0 != proc["name"] else proc["name"]
+    argv0 = proc.cmdline.split(" ", 1)[0].rsplit("/", 1)[-1]
+    return f"{proc.name} ({argv0})" if argv0 and argv0 != proc.name else proc.name
 
 
-def startup_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    rows = []
-    for side_name, side in result["sides"].items():
-        for milestone, s in side.get("startup", {}).get("summary", {}).items():
+def startup_table(result: Result) -> tuple[list[str], list[list[Any]]]:
+    rows: list[list[Any]] = []
+    for side_name, side in result.sides.items():
+        for milestone, s in (side.startup.summary if side.startup is not None else {}).items():
             rows.append(
                 [
                     side_title(side, side_name),
                     milestone.removesuffix("_s"),
-                    seconds(s["min"]),
-                    seconds(s["median"]),
-                    seconds(s["max"]),
-                    seconds(s["stdev"]),
-                    s["n"],
+                    seconds(s.min),
+                    seconds(s.median),
+                    seconds(s.max),
+                    seconds(s.stdev),
+                    s.n,
                 ]
             )
     return ["side", "milestone (since create)", "min", "median", "max", "stdev", "n"], rows
 
 
-def time_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+def time_table(result: Result) -> tuple[list[str], list[list[Any]]]:
     """Where the run's wall time went: check, and per side prepare, the measured create -> ready
     windows, probes, destroys, cleanup and the rest; the share outside the measured windows."""
-    phases, rows = result.get("phases") or {}, []
-    total = phases.get("total_s") or 0.0
-    share = lambda v: f"{v / total:.0%}" if total and v is not None else "-"
-    rows.append(["", "check", seconds(phases.get("check_s")), share(phases.get("check_s"))])
-    if phases.get("reference_s"):
-        rows.append(["", "native reference (under load)", seconds(phases["reference_s"]), share(phases["reference_s"])])
+    phases, rows = result.phases or Phases(), []
+    total = phases.total_s or 0.0
+
+    def share(value: float | None) -> str:
+        return f"{value / total:.0%}" if total and value is not None else "-"
+
+    rows.append(["", "check", seconds(phases.check_s), share(phases.check_s)])
+    if phases.reference_s:
+        rows.append(["", "native reference (under load)", seconds(phases.reference_s), share(phases.reference_s)])
     starts = 0.0
-    for name, p in (phases.get("sides") or {}).items():
-        title = side_title(result["sides"].get(name, {}), name)
+    for name, p in phases.sides.items():
+        side = result.sides.get(name)
+        title = side_title(side, name) if side is not None else name
         spent = {
-            "probes": p.get("probes_s"),
-            "after readiness (later milestones)": p.get("after_ready_s"),
-            "load": p.get("load_s"),
-            "destroy (the engine's removal)": p.get("destroy_s"),
-            "clean": p.get("clean_s"),
+            "probes": p.probes_s,
+            "after readiness (later milestones)": p.after_ready_s,
+            "load": p.load_s,
+            "destroy (the engine's removal)": p.destroy_s,
+            "clean": p.clean_s,
         }
-        other = p.get("measure_s", 0.0) - p.get("starts_s", 0.0) - sum(v or 0.0 for v in spent.values())
-        starts += p.get("starts_s", 0.0)
-        rows.append([title, "prepare (build or find)", seconds(p.get("prepare_s")), share(p.get("prepare_s"))])
-        rows.append(
-            [
-                title,
-                f"create -> ready (n={len(p.get('start_s', []))})",
-                seconds(p.get("starts_s")),
-                share(p.get("starts_s")),
-            ]
-        )
+        other = p.measure_s - (p.starts_s or 0.0) - sum(v or 0.0 for v in spent.values())
+        starts += p.starts_s or 0.0
+        rows.append([title, "prepare (build or find)", seconds(p.prepare_s), share(p.prepare_s)])
+        rows.append([title, f"create -> ready (n={len(p.start_s)})", seconds(p.starts_s), share(p.starts_s)])
         rows += [[title, key, seconds(value), share(value)] for key, value in spent.items() if value is not None]
         rows.append([title, "other (explorer's own)", seconds(max(other, 0.0)), share(max(other, 0.0))])
     rows.append(["", "total", seconds(total), "100%"])
@@ -292,23 +292,22 @@ CLAIMS_WIDTHS = [24, 16, 14, 58]  # terminal tables wrap long cells; Markdown ce
 VERDICTS_WIDTHS = [24, 14, 76]
 
 
-def claims_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+def claims_table(result: Result) -> tuple[list[str], list[list[Any]]]:
     """One row per claim and side: the verdicts explorer.claims computed, with their
     evidence (in this module's formats)."""
-    rows = []
-    for i, c in enumerate(result.get("claims", []), 1):
-        for j, side in enumerate(c.get("sides", {}).values()):
-            rows.append([f"{i}. {c['claim']}" if j == 0 else "", side["title"], side["verdict"], side["evidence"]])
-        if not c.get("sides"):
-            rows.append([f"{i}. {c['claim']}", "-", c["verdict"], c.get("summary", "")])
+    rows: list[list[Any]] = []
+    for i, c in enumerate(result.claims, 1):
+        for j, side in enumerate(c.sides.values()):
+            rows.append([f"{i}. {c.claim}" if j == 0 else "", side.title, side.verdict, side.evidence])
+        if not c.sides:
+            rows.append([f"{i}. {c.claim}", "-", c.verdict, c.summary])
     return ["claim", "side", "verdict", "evidence"], rows
 
 
-def verdicts_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+def verdicts_table(result: Result) -> tuple[list[str], list[list[Any]]]:
     """Each claim's overall verdict, where its sides agree or not, and the rule applied."""
-    rows = [
-        [f"{i}. {c['claim']}", c["verdict"], f"{c.get('summary', '')}. Rule: {c['rule']}"]
-        for i, c in enumerate(result.get("claims", []), 1)
+    rows: list[list[Any]] = [
+        [f"{i}. {c.claim}", c.verdict, f"{c.summary}. Rule: {c.rule}"] for i, c in enumerate(result.claims, 1)
     ]
     return ["claim", "overall", "where the sides stand, and the rule"], rows
 
@@ -316,19 +315,21 @@ def verdicts_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 Section = tuple[str, tuple[list[str], list[list[Any]]], Sequence[int | None] | None]
 
 
-def sections(result: dict[str, Any]) -> list[Section]:
+def sections(result: Result) -> list[Section]:
     """(heading, (headers, rows), column widths a terminal table wraps to, if any)."""
     out: list[Section] = [
         (SUMMARY_HEADING, summary_table(result), summary_widths(result)),
         ("Processes seen from the host", process_table(result), PROCESS_WIDTHS),
         ("Startup", startup_table(result), None),
     ]
-    measured = {name: side for name, side in result["sides"].items() if "density" in side}
+    measured = {name: side.density for name, side in result.sides.items() if side.density is not None}
     if measured:
-        out.append(("Density (many instances running, least squares against N)", fits_table(measured), FITS_WIDTHS))
-    if result.get("phases"):
+        titles = {name: side_title(result.sides[name], name) for name in measured}
+        density = fits_table(measured, titles)
+        out.append(("Density (many instances running, least squares against N)", density, FITS_WIDTHS))
+    if result.phases is not None:
         out.append(("Time", time_table(result), None))
-    if result.get("claims"):
+    if result.claims:
         out.append(("Claims, per side", claims_table(result), CLAIMS_WIDTHS))
         out.append(("Verdicts", verdicts_table(result), VERDICTS_WIDTHS))
     if costs.rows_of(result):
@@ -339,7 +340,7 @@ def sections(result: dict[str, Any]) -> list[Section]:
     return out
 
 
-def section_notes(heading: str, result: dict[str, Any]) -> list[str]:
+def section_notes(heading: str, result: Result) -> list[str]:
     notes = {
         costs.COST_HEADING: costs.cost_notes,
         costs.SURFACE_HEADING: costs.surface_notes,
@@ -348,29 +349,26 @@ def section_notes(heading: str, result: dict[str, Any]) -> list[str]:
     return notes[heading](result) if heading in notes else []
 
 
-def title(result: dict[str, Any]) -> str:
-    host = result["host"]
-    return (
-        f"explorer: {result['scenario']['name']} on {host['hostname']} "
-        f"({host['kernel_release']}, {host['cpu_cores']} cores)"
-    )
+def title(result: Result) -> str:
+    host = result.host
+    return f"explorer: {result.scenario.name} on {host.hostname} ({host.kernel_release}, {host.cpu_cores} cores)"
 
 
-def untrusted(result: dict[str, Any]) -> list[str]:
+def untrusted(result: Result) -> list[str]:
     """What in the result cannot be trusted as measured: a side whose milestones happened in an
     impossible order (a readiness check that a proxy fooled, say)."""
     found = []
-    for name, side in result.get("sides", {}).items():
-        check = side.get("startup", {}).get("timeline") or {}
-        if check.get("ok") is False:
-            found.append(f"the {side_title(side, name)}'s timeline is impossible ({'; '.join(check['problems'][:3])})")
+    for name, side in result.sides.items():
+        check = side.startup.timeline if side.startup is not None else None
+        if check is not None and not check.ok:
+            found.append(f"the {side_title(side, name)}'s timeline is impossible ({'; '.join(check.problems[:3])})")
     return found
 
 
-def notes(result: dict[str, Any]) -> list[str]:
+def notes(result: Result) -> list[str]:
     """Caveats about the whole run, shown under the title: a readiness check that may fire
     early, figures that cannot be trusted."""
-    warning = result.get("scenario", {}).get("ready_warning")
+    warning = result.scenario.ready_warning
     out = [f"Warning: {warning}"] if warning else []
     return out + [
         f"Warning: {text}: claims that read its startup figures are inconclusive" for text in untrusted(result)
@@ -383,17 +381,16 @@ DETAIL_HINT = (
 )
 
 
-def render(result: dict[str, Any], fmt: str = "table", width: int = fit.NOT_A_TERMINAL, detail: bool = False) -> str:
+def render(result: Result, fmt: str = "table", width: int = fit.NOT_A_TERMINAL, detail: bool = False) -> str:
     """The answer first (claims x sides, the sides that depart and why, the key figures), then
     with `detail` (always in Markdown) every other table; JSON is the document itself."""
     if fmt == "json":
-        return json.dumps(result, indent=2, sort_keys=False)
-    result = upgraded(result)
+        return document_json(result)
     if fmt == "markdown":
         return _markdown(result)
     parts = [fit.paragraph(title(result), width)]
     parts += [fit.paragraph(note, width) for note in notes(result)]
-    skipped = result.get("skipped") or {}
+    skipped = result.skipped
     parts += [fit.paragraph(f"(side {name} not measured: {reason})", width) for name, reason in skipped.items()]
     parts += ["\nClaims of the document, per side", glance.grid(result, width)]
     departing = glance.departures(result, width)
@@ -434,11 +431,11 @@ def _blocks(headers: list[str], rows: list[list[Any]], width: int) -> str:
     return "\n".join(blocks)
 
 
-def _markdown(result: dict[str, Any]) -> str:
+def _markdown(result: Result) -> str:
     """Every section, GitHub's tables: the answer first, then everything else."""
     parts = [f"# {title(result)}"]
     parts += [f"\n> {note}" for note in notes(result)]
-    skipped = result.get("skipped") or {}
+    skipped = result.skipped
     if skipped:
         parts.append("\n".join(f"(side {name} not measured: {reason})" for name, reason in skipped.items()))
     parts += ["\n## Claims of the document, per side\n", table(*glance.grid_rows(result), "markdown")]
@@ -451,3 +448,8 @@ def _markdown(result: dict[str, Any]) -> str:
         parts.append(table(headers, rows, "markdown"))
         parts += [f"\n> {note}" for note in section_notes(heading, result)]
     return "\n".join(parts) + "\n"
+
+
+def document_json(result: Result) -> str:
+    """The result document as explorer writes it: JSON, by the field names of its schema."""
+    return result.model_dump_json(by_alias=True, indent=2) + "\n"

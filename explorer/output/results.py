@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from explorer import document
 from explorer.errors import UsageError
 from explorer.output import files
+from explorer.result import DensityResult, Result
 
 ENV = "EXPLORER_RESULTS"
 HINT = f"set {ENV} or --results-dir to a writable directory (default $XDG_DATA_HOME/explorer/results)"
@@ -51,28 +53,30 @@ def _safe(text: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text or "unknown")).strip("-.") or "unknown"
 
 
-def file_name(doc: dict[str, Any]) -> str:
+def file_name(doc: Result | DensityResult) -> str:
     """<scenario>[-density]-<UTC time>-<host>.json, from the document's own facts."""
-    started = doc.get("started_at")
     try:
-        when = dt.datetime.fromisoformat(str(started)).astimezone(dt.UTC)
+        when = dt.datetime.fromisoformat(str(doc.started_at)).astimezone(dt.UTC)
     except ValueError:
         when = dt.datetime.now(dt.UTC)
-    kind = "-density" if str(doc.get("schema", "")).startswith("explorer.density") else ""
-    host = (doc.get("host") or {}).get("hostname") or doc.get("hostname")
-    scenario = (doc.get("scenario") or {}).get("name") if isinstance(doc.get("scenario"), dict) else doc.get("scenario")
-    return f"{_safe(scenario)}{kind}-{when:%Y%m%dT%H%M%SZ}-{_safe(host)}.json"
+    kind = "-density" if isinstance(doc, DensityResult) else ""
+    return f"{_safe(doc.scenario.name)}{kind}-{when:%Y%m%dT%H%M%SZ}-{_safe(doc.host.hostname)}.json"
 
 
-def keep(doc: dict[str, Any], folder: Path) -> Path:
+def keep(doc: Result | DensityResult, folder: Path) -> Path:
     """Write `doc` into the results directory; a second run in the same second gets a suffix."""
     path = folder / file_name(doc)
     n = 1
     while path.exists():
         n += 1
         path = folder / file_name(doc).replace(".json", f"-{n}.json")
-    files.write_text(str(path), json.dumps(doc, indent=2) + "\n", "the kept result", UsageError)
+    files.write_text(str(path), written(doc), "the kept result", UsageError)
     return path
+
+
+def written(doc: Result | DensityResult) -> str:
+    """A document as explorer writes it: JSON, by its schema's field names."""
+    return doc.model_dump_json(by_alias=True, indent=2) + "\n"
 
 
 @dataclass(frozen=True)
@@ -88,34 +92,65 @@ class Kept:
     kind: str
 
 
-def _read(path: Path) -> Kept | None:
-    """A kept file's facts; None for a file that is not an explorer document."""
+@dataclass(frozen=True)
+class Listing:
+    """The kept documents, oldest first, and those explorer wrote that do not fit their schema
+    (the file and what is wrong), which the listing refuses rather than guesses at."""
+
+    found: list[Kept]
+    unfit: list[str]
+
+
+def _schema(path: Path) -> str | None:
+    """The file's `schema` where it is an explorer document (None: not JSON, or not explorer's)."""
     try:
-        doc = json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("explorer."):
+    schema = raw.get("schema") if isinstance(raw, dict) else None
+    return schema if isinstance(schema, str) and schema.startswith("explorer.") else None
+
+
+def _read(path: Path) -> Kept | None:
+    """A kept file's facts; None for a file that is not an explorer document; UsageError (exit 2)
+    for one that is but does not fit its schema."""
+    schema = _schema(path)
+    if schema is None:
         return None
-    sides = got if isinstance(got := doc.get("sides"), dict) else {}
-    accels = sorted({str(s.get("accel")) for s in sides.values() if isinstance(s, dict) and s.get("kind") == "vm"})
-    scenario = doc.get("scenario")
+    doc: Result | DensityResult
+    doc = document.load_density(path) if schema.startswith("explorer.density") else document.load_result(path)
+    accels = sorted({s.accel for s in doc.sides.values() if s.kind == "vm" and s.accel})
     return Kept(
         path=path,
-        when=str(doc.get("started_at") or "?"),
-        scenario=str(scenario.get("name") if isinstance(scenario, dict) else scenario or "?"),
-        host=str((doc.get("host") or {}).get("hostname") or "?"),
-        sides=list(sides),
+        when=doc.started_at or "?",
+        scenario=doc.scenario.name,
+        host=doc.host.hostname,
+        sides=list(doc.sides),
         accel=", ".join(a.upper() for a in accels) or "-",
-        kind="density" if str(doc["schema"]).startswith("explorer.density") else "run",
+        kind="density" if isinstance(doc, DensityResult) else "run",
     )
 
 
-def kept(folder: Path) -> list[Kept]:
-    """Every explorer document in the directory, oldest first (by the time each records)."""
+def listing(folder: Path) -> Listing:
+    """Every explorer document in the directory, oldest first (by the time each records), and
+    those that do not fit."""
     if not folder.is_dir():
-        return []
-    found = [k for k in (_read(p) for p in folder.glob("*.json")) if k is not None]
-    return sorted(found, key=lambda k: (k.when, k.path.name))
+        return Listing([], [])
+    found, unfit = [], []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            one = _read(path)
+        except UsageError as exc:
+            unfit.append(str(exc))
+            continue
+        if one is not None:
+            found.append(one)
+    return Listing(sorted(found, key=lambda k: (k.when, k.path.name)), unfit)
+
+
+def kept(folder: Path) -> list[Kept]:
+    """Every explorer document in the directory that fits its schema, oldest first."""
+    return listing(folder).found
 
 
 def latest(folder: Path) -> Path:

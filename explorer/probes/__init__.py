@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from explorer.model import Artifact, GuestView
+from explorer.model import Accel, Artifact, GuestView
 from explorer.scenario import Scenario
 
 
@@ -23,3 +23,9 @@ class ProbeContext:
     guest_error: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # backend facts about the target
     roles: tuple[str, ...] = ()  # the side's process roles, the main one first
+    accel: Accel | None = None  # a VM's accelerator (kvm or tcg, proven by a boot test); None: no VM
+
+    @property
+    def accel_mode(self) -> str:
+        """kvm or tcg for a VM; native for a container."""
+        return self.accel.mode if self.accel is not None else "native"

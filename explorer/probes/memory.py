@@ -46,7 +46,7 @@ def tcg_cache_bytes(maps: Iterable[Any]) -> int:
 
 def tcg_figures(ctx: ProbeContext, host_pss: int) -> dict[str, Any]:
     """The TCG cache's share of a VM side's host PSS; zero, and said so, under KVM."""
-    accel = ctx.facts.get("accel", "native")
+    accel = ctx.accel_mode
     cache = 0
     if accel == "tcg":
         for pid in ctx.runtime_pids:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from explorer import claims, density_run
-from explorer.document import upgraded
+from explorer.document import parse_result, upgraded
+from explorer.result import RESULT, SCHEMA_VERSION, Result, SideRecord
+from explorer.result.validate import validated
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
 FIXTURES = ["both.json", "vm.json", "container.json", "six-sides.json"]
@@ -28,11 +30,41 @@ def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES_DIR / name).read_text())
 
 
-def judged(result: dict[str, Any]) -> dict[str, Any]:
-    """The result with its claims judged, as the CLI renders it."""
-    result = copy.deepcopy(result)
-    result["claims"] = claims.judge(result)
-    return result
+def typed(result: dict[str, Any] | Result) -> Result:
+    """A document as JSON gives it (a fixture, a built one) as every reader gets it: parsed."""
+    return result if isinstance(result, Result) else parse_result(result, "the test document")
+
+
+HEADER = {
+    "schema": RESULT,
+    "schema_version": SCHEMA_VERSION,
+    "host": {"hostname": "h", "kernel_release": "6.1.0", "cpu_cores": 2},
+    "scenario": {"name": "redis"},
+}
+
+
+def partial(doc: dict[str, Any]) -> Result:
+    """A current result from the parts a test names: the header, and each side's name and title
+    (its key) filled in where the test leaves them out."""
+    sides = {
+        name: {"name": name, "title": name, "kind": "container", **side} for name, side in doc.get("sides", {}).items()
+    }
+    return typed({**HEADER, **doc, "sides": sides})
+
+
+def dumped(result: Result) -> Any:
+    """A typed document as explorer writes it (JSON, by its schema's field names)."""
+    return json.loads(result.model_dump_json(by_alias=True))
+
+
+def side_record(parts: dict[str, Any], name: str = "s", kind: str = "container") -> SideRecord:
+    """A side's record from some of its parts (a test of one reader), as the document holds it."""
+    return validated(SideRecord, {"name": name, "kind": kind, "title": name, **parts})
+
+
+def judged(result: dict[str, Any] | Result) -> Result:
+    """The result parsed, with its claims judged, as the CLI renders it."""
+    return claims.judged(typed(result))
 
 
 def _scaled(side: dict[str, Any], factor: float) -> None:
@@ -51,7 +83,10 @@ def _load(rate: float, roles: dict[str, float], note: str | None = None) -> dict
     load: dict[str, Any] = {
         "status": "ok",
         "summary": {"ops_s": {"median": rate, "min": rate * 0.95, "max": rate * 1.04, "n": 3}},
-        "rounds": [{"host_cpu_by_role_s": dict.fromkeys(roles, 0.5)} for _ in range(3)],
+        "rounds": [
+            {"ops": int(rate * 2), "seconds": 2.0, "ops_s": rate, "host_cpu_by_role_s": dict.fromkeys(roles, 0.5)}
+            for _ in range(3)
+        ],
         "traced": {
             "available": True,
             "method": "perf stat -e raw_syscalls:sys_enter",
@@ -59,7 +94,7 @@ def _load(rate: float, roles: dict[str, float], note: str | None = None) -> dict
             "per_op": per_op,
             "distinct": 12,
             "syscalls": {"read": 100000, "write": 100000},
-            "by_role": {role: {"calls": int(v * 100000), "per_op": v} for role, v in roles.items()},
+            "by_role": {role: {"calls": int(v * 100000), "distinct": 6, "per_op": v} for role, v in roles.items()},
             "processes": [{"pid": 1, "role": role, "seccomp": "filter", "seccomp_filters": 1} for role in roles],
         },
     }
@@ -75,7 +110,7 @@ def _vm(base: dict[str, Any], name: str, title: str, color: str, factor: float, 
     mem = side["memory"]
     pss = int(mem["runtime"]["pss_bytes"] * memory_mib / 512)
     mem["runtime"]["pss_bytes"] = mem["host_total"]["pss_bytes"] = pss
-    mem["runtime_roles"] = {"VMM": {"pss_bytes": pss, "processes": 1}}
+    mem["runtime_roles"] = {"VMM": {"rss_bytes": pss, "pss_bytes": pss, "processes": 1}}
     mem["configured_bytes"] = memory_mib * MIB
     mem["tcg_cache_pss_bytes"] = pss // 4
     return side
@@ -99,9 +134,10 @@ def six_sides() -> dict[str, Any]:
     each = container["memory"]["runtime"]["pss_bytes"]
     gvisor["memory"]["workload"] = {"rss_bytes": 0, "pss_bytes": 0, "uss_bytes": 0, "processes": 0}
     gvisor["memory"]["runtime_roles"] = {
-        role: {"pss_bytes": int(each * k), "processes": 1} for role, k in (("shim", 1), ("sandbox", 1.7), ("gofer", 1))
+        role: {"rss_bytes": int(each * k), "pss_bytes": int(each * k), "processes": 1}
+        for role, k in (("shim", 1), ("sandbox", 1.7), ("gofer", 1))
     }
-    gvisor["memory"]["runtime_roles"]["stub"] = {"pss_bytes": int(each * 0.8), "processes": 2}
+    gvisor["memory"]["runtime_roles"]["stub"] = {"rss_bytes": int(each), "pss_bytes": int(each * 0.8), "processes": 2}
     gvisor["memory"]["runtime"]["pss_bytes"] = sum(r["pss_bytes"] for r in gvisor["memory"]["runtime_roles"].values())
     gvisor["memory"]["host_total"]["pss_bytes"] = gvisor["memory"]["runtime"]["pss_bytes"]
     gvisor["kernel"].update(
@@ -135,10 +171,15 @@ def six_sides() -> dict[str, Any]:
             {
                 "n": n,
                 "pss_bytes": n * per * MIB + 30 * MIB,
+                "rss_bytes": n * per * MIB + 40 * MIB,
+                "uss_bytes": n * per * MIB,
+                "processes": n,
+                "mem_available_bytes": 20_000 * MIB - int(n * per * 1.2 * MIB),
                 "available_drop_bytes": int(n * per * 1.2 * MIB),
                 "engine_growth_bytes": n * MIB,
                 "tcg_cache_pss_bytes": n * per * MIB // 4,
                 "ready_s": [0.3 * per / 9] * (count // 4),
+                "step_s": 0.3 * per / 9 * (count // 4),
             }
             for n in range(count // 4, count + 1, count // 4)
         ]
@@ -242,9 +283,9 @@ def grid_verdicts(page: str) -> list[list[str]]:
     return [[text.strip().split(" ", 1)[1] for text in row] for row in parser.rows]
 
 
-def expected_grid(result: dict[str, Any]) -> list[list[str]]:
+def expected_grid(result: Result) -> list[list[str]]:
     """What the grid must show: per claim, each side's verdict (not measured where it has none)."""
     return [
-        [(claim["sides"].get(name) or {}).get("verdict", "not measured") for name in result["sides"]]
-        for claim in result["claims"]
+        [side.verdict if (side := claim.sides.get(name)) else "not measured" for name in result.sides]
+        for claim in result.claims
     ]

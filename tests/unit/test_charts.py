@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from explorer.document import upgraded
 from explorer.output import charts, figures, plot
-from tests.unit.documents import DOCUMENTS, document, six_sides
+from tests.unit.documents import DOCUMENTS, document, six_sides, typed
 
 matplotlib = pytest.importorskip("matplotlib")
 TOLERANCE_PX = 1.0
@@ -77,7 +76,7 @@ def assert_laid_out(fig: Any) -> None:
 @pytest.mark.parametrize("name", DOCUMENTS)
 @pytest.mark.parametrize("chart", figures.CHARTS, ids=lambda chart: chart.key)
 def test_every_chart_is_drawn_whole_or_says_why_not(chart: figures.Chart, name: str):
-    result = upgraded(document(name))
+    result = typed(document(name))
     why = chart.missing(result)
     if why:
         assert why.strip() and "\n" not in why, "the reason is one line"
@@ -90,7 +89,7 @@ def test_every_chart_is_drawn_whole_or_says_why_not(chart: figures.Chart, name: 
 
 @pytest.mark.parametrize("name", DOCUMENTS)
 def test_the_png_stacks_every_chart_with_one_line_for_each_empty_one(name: str, tmp_path: Path):
-    result = upgraded(document(name))
+    result = typed(document(name))
     fig = figures.stacked(figures.CHARTS, result, "title")
     assert_laid_out(fig)
     for chart, ax in zip(figures.CHARTS, fig.axes):
@@ -101,20 +100,20 @@ def test_the_png_stacks_every_chart_with_one_line_for_each_empty_one(name: str, 
             ]
         else:
             assert ax.axison and ax.has_data()
-    png = plot.write(document(name), tmp_path / "plot.png")
+    png = plot.write(typed(document(name)), tmp_path / "plot.png")
     assert png.stat().st_size > 10_000
 
 
 def test_a_result_without_a_load_says_why_its_cost_charts_are_empty():
-    result = upgraded(document("both.json"))
+    result = typed(document("both.json"))
     throughput = next(c for c in figures.CHARTS if c.key == "throughput")
     assert "no load was run" in throughput.missing(result)
-    skipped = upgraded(document("no standard load (built)"))
+    skipped = typed(document("no standard load (built)"))
     assert "names no standard load" in throughput.missing(skipped)
 
 
 def test_a_side_without_load_figures_keeps_its_row_with_the_reason():
-    result = six_sides()
+    result = typed(six_sides())
     fig = figures.draw(next(c for c in figures.CHARTS if c.key == "throughput"), result)
     notes = [t.get_text() for t in fig.axes[0].texts]
     assert "failed: the workload died under load" in notes
@@ -122,18 +121,18 @@ def test_a_side_without_load_figures_keeps_its_row_with_the_reason():
 
 
 def test_memory_is_stacked_by_role_with_the_tcg_cache_apart():
-    fig = figures.draw(next(c for c in figures.CHARTS if c.key == "memory"), six_sides())
+    fig = figures.draw(next(c for c in figures.CHARTS if c.key == "memory"), typed(six_sides()))
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend[:2] == ["workload", "shim"]
     assert {"sandbox", "gofer", "stub", "VMM", "TCG translation cache", "VM's configured memory"} <= set(legend)
 
 
 def test_the_density_charts_are_laid_out():
-    result = six_sides()
+    result = typed(six_sides())
     with figures.matplotlib_rc():
         fig = figures.new_figure(figures.WIDTH_IN, 10)
         memory_ax, ready_ax = fig.subplots(2, 1, height_ratios=[3, 2])
-        charts.density_memory(memory_ax, result["sides"])
-        charts.density_ready(ready_ax, result["sides"])
+        charts.density_memory(memory_ax, result.sides)
+        charts.density_ready(ready_ax, result.sides)
     assert_laid_out(fig)
     assert memory_ax.has_data() and ready_ax.has_data()

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from explorer import claims, document
 from explorer.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 from explorer.output import report
+from tests.unit.documents import typed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -24,7 +26,8 @@ def recorded(name: str) -> dict[str, Any]:
 
 
 def verdicts(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {v["id"]: v for v in claims.judge(result)}
+    """Each claim's verdict on the result (parsed as every reader gets it), as its JSON reads."""
+    return {v.id: v.model_dump() for v in claims.judge(typed(result))}
 
 
 def side(verdict: dict[str, Any], name: str) -> dict[str, Any]:
@@ -64,7 +67,7 @@ def test_both_sides_recorded():
 
 
 def test_verdicts_are_json_and_carry_rule_and_evidence():
-    out = claims.judge(recorded("both"))
+    out = [v.model_dump(mode="json") for v in claims.judge(typed(recorded("both")))]
     assert json.loads(json.dumps(out)) == out
     for v in out:
         assert {"id", "claim", "verdict", "rule", "summary", "sides"} <= set(v)
@@ -73,13 +76,14 @@ def test_verdicts_are_json_and_carry_rule_and_evidence():
 
 def test_evidence_figures_equal_the_measurement_table():
     result = document.upgraded(recorded("both"))
-    headers, rows = report.summary_table(result)
+    headers, rows = report.summary_table(typed(result))
     table = {row[0]: dict(zip(headers[1:], row[1:])) for row in rows}
     v = verdicts(result)
     container, vm = result["sides"]["container"], result["sides"]["vm"]
     image = report.human_bytes(container["image"]["content_bytes"])  # an older result: Docker's Size
     assert f"content {image} unpacked" in table["image size"]["container"]
-    assert "the result has no side.image.stored_bytes" in side(v["size"], "container")["evidence"]
+    # an older result has no such figure: absent, it reads as unknown in the typed document
+    assert "side.image.stored_bytes is unknown (null)" in side(v["size"], "container")["evidence"]
     assert report.human_bytes(vm["image"]["total_bytes"]) in table["image size"]["VM"]  # its one figure, named
     assert "saved by an older explorer" in table["image size"]["VM"]
     assert side(v["size"], "vm")["verdict"] == INCONCLUSIVE  # no content figure: nothing to compare like for like
@@ -223,7 +227,13 @@ def test_container_side_missing_is_inconclusive():
 
 def test_unknown_figure_is_inconclusive_not_failed():
     result = recorded("both")
-    result["sides"]["vm"]["kernel"] = {"available": False, "reason": "no serial console", "shared": None}
+    result["sides"]["vm"]["kernel"] = {
+        "available": False,
+        "reason": "no serial console",
+        "shared": None,
+        "host_release": "6.1.0",
+        "host_boot_id": "b",
+    }
     v = verdicts(result)["kernel"]
     assert v["verdict"] == INCONCLUSIVE
     assert side(v, "vm")["evidence"] == "VM: side.kernel.shared is unknown (null)"
@@ -239,14 +249,24 @@ def test_missing_milestone_is_inconclusive():
 
 # ---- the rule engine ------------------------------------------------------------------------
 
-RESULT = {
-    "side": {
-        "items": [{"name": "a", "on": True}, {"name": "b", "on": False}],
-        "x": 6,
-        "y": 3,
-        "zero": 0,
-        "unknown": None,
-    }
+
+class Item(BaseModel):
+    name: str
+    on: bool
+
+
+class Figures(BaseModel):
+    """A side as the rule engine reads one: typed fields, lists of typed items."""
+
+    items: list[Item]
+    x: int
+    y: int
+    zero: int
+    unknown: int | None = None
+
+
+RESULT: dict[str, BaseModel] = {
+    "side": Figures(items=[Item(name="a", on=True), Item(name="b", on=False)], x=6, y=3, zero=0, unknown=None)
 }
 
 
@@ -325,7 +345,8 @@ claims:
 def test_a_claim_is_added_without_code(tmp_path: Path):
     path = tmp_path / "claims.yaml"
     path.write_text(CUSTOM)
-    [v] = claims.judge(recorded("container"), claims.load(path))
+    [judged] = claims.judge(typed(recorded("container")), claims.load(path))
+    v = judged.model_dump()
     assert (v["id"], v["verdict"], side(v, "container")["evidence"]) == (
         "tiny-shim",
         REPRODUCED,
@@ -365,8 +386,8 @@ def test_unreadable_claims_file_is_a_claims_error(tmp_path: Path):
 
 
 def test_judging_leaves_the_result_unchanged():
-    result = recorded("both")
-    before = copy.deepcopy(result)
+    result = typed(recorded("both"))
+    before = result.model_copy(deep=True)
     claims.judge(result)
     assert result == before
 

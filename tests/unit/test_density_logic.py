@@ -4,7 +4,6 @@ on success, error and interrupt), and claim 7 judged with and without measured f
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
@@ -20,11 +19,14 @@ from explorer import claims, density_run, document, sides
 from explorer.backends.base import Backend
 from explorer.cli import main
 from explorer.errors import BackendUnavailable, UsageError
+from explorer.model import Accel
 from explorer.output import density_plot, report
 from explorer.output import density_table as density_report
 from explorer.probes import ProbeContext, memory
 from explorer.probes import host_memory as figures
+from explorer.result import DensityResult, Result
 from explorer.scenario import from_dict
+from tests.unit.documents import typed
 from tests.unit.test_runner_fake import (
     FAKE,
     SCENARIO,
@@ -79,11 +81,15 @@ def _step(n: int, pss: int, drop: int, ready: list[float], tcg: int | None = Non
     step = {
         "n": n,
         "pss_bytes": pss,
+        "rss_bytes": pss + n * MIB,
+        "uss_bytes": pss - n * MIB,
+        "processes": n,
+        "mem_available_bytes": 20 * 1024 * MIB - drop,
         "available_drop_bytes": drop,
         "engine_growth_bytes": engine,
         "ready_s": ready,
         "step_s": sum(ready),
-        "ksm": {"run": 0},
+        "ksm": {"available": True, "run": 0},
     }
     return step if tcg is None else {**step, "tcg_cache_pss_bytes": tcg}
 
@@ -180,7 +186,7 @@ def test_memory_figures_say_where_there_is_no_tcg_cache():
         workload_pids=[],
         runtime_pids={},
         guest=None,
-        facts={"accel": "kvm"},
+        accel=Accel("kvm", "a test"),
     )
     assert memory.tcg_figures(ctx, 300) == {
         "tcg_cache_pss_bytes": 0,
@@ -234,8 +240,13 @@ def assemble_counting(side) -> Backend:
     return Backend(side, FakeSource(), CountingEngine(side), FakeChannel())
 
 
+def dumped(doc: DensityResult) -> dict[str, Any]:
+    """The density document as explorer writes it."""
+    return json.loads(doc.model_dump_json(by_alias=True))
+
+
 def test_steps_until_the_count_then_everything_is_removed(counting):
-    doc = density_run.run(SCENARIO, FAKE, count=5, step=2, ksm_settle_s=0)
+    doc = dumped(density_run.run(SCENARIO, FAKE, count=5, step=2, ksm_settle_s=0))
     side = doc["sides"]["fake"]
     assert [s["n"] for s in side["steps"]] == [2, 4, 5] and [len(s["ready_s"]) for s in side["steps"]] == [2, 2, 1]
     assert [c for c in counting.calls if c.startswith("create")] == [f"create {i}" for i in range(5)]
@@ -246,11 +257,11 @@ def test_steps_until_the_count_then_everything_is_removed(counting):
 
 
 def test_the_sides_own_count_is_the_default(counting):
-    assert density_run.run(SCENARIO, FAKE, ksm_settle_s=0)["sides"]["fake"]["count"] == 5
+    assert density_run.run(SCENARIO, FAKE, ksm_settle_s=0).sides["fake"].count == 5
 
 
 def test_the_memory_guard_stops_before_memavailable_crosses_the_floor(counting):
-    doc = density_run.run(SCENARIO, FAKE, count=50, step=1, ksm_settle_s=0)
+    doc = dumped(density_run.run(SCENARIO, FAKE, count=50, step=1, ksm_settle_s=0))
     side = doc["sides"]["fake"]
     # 100 MiB each, estimated at 125: the 8th would leave 300 - 125 < the 250 MiB floor
     assert side["count"] == 7 and side["stopped"]["by"] == "memory guard"
@@ -260,7 +271,7 @@ def test_the_memory_guard_stops_before_memavailable_crosses_the_floor(counting):
 
 def test_an_instance_that_is_not_ready_stops_the_side_and_everything_is_removed(counting):
     counting.behaviour["silent"] = True  # never answers PING: NotReady after the 2 s timeout
-    side = density_run.run(SCENARIO, FAKE, count=3, step=1, ksm_settle_s=0)["sides"]["fake"]
+    side = dumped(density_run.run(SCENARIO, FAKE, count=3, step=1, ksm_settle_s=0))["sides"]["fake"]
     assert side["stopped"]["by"] == "error" and "did not answer" in side["stopped"]["reason"]
     assert side["count"] == 0 and counting.live == [] and counting.calls[-1] == "clean"
 
@@ -301,7 +312,7 @@ def test_a_vm_is_first_estimated_at_its_configured_memory_and_half_again():
 # ---- claim 7, with and without measured figures, and the outputs -------------------------
 
 
-def density_doc() -> dict[str, Any]:
+def density_raw() -> dict[str, Any]:
     container = [
         _step(n, pss=n * 8 * MIB + 20 * MIB, drop=n * 10 * MIB, ready=[0.4] * 10, engine=n * MIB) for n in (10, 20)
     ]
@@ -310,7 +321,7 @@ def density_doc() -> dict[str, Any]:
         "schema": density_run.SCHEMA,
         "run_id": "d1",
         "scenario": {"name": "redis"},
-        "host": {"hostname": "h", "cpu_cores": 2, "memory_bytes": 24 * 1024 * MIB},
+        "host": {"hostname": "h", "kernel_release": "6.1.0", "cpu_cores": 2, "memory_bytes": 24 * 1024 * MIB},
         "guard": {"floor_bytes": 5 * 1024 * MIB, "floor_fraction": 0.25, "start_available_bytes": 20 * 1024 * MIB},
         "sides": {},
     }
@@ -329,12 +340,16 @@ def density_doc() -> dict[str, Any]:
     return out
 
 
-def recorded() -> dict[str, Any]:
-    return json.loads((FIXTURES / "both.json").read_text())
+def density_doc() -> DensityResult:
+    return document.parsed(DensityResult, density_raw(), "the test's density document", density_run.SCHEMA)
 
 
-def bin_packing(result: dict[str, Any]) -> dict[str, Any]:
-    return next(v for v in claims.judge(result) if v["id"] == "bin-packing")
+def recorded() -> Result:
+    return typed(json.loads((FIXTURES / "both.json").read_text()))
+
+
+def bin_packing(result: Result) -> dict[str, Any]:
+    return next(v.model_dump() for v in claims.judge(result) if v.id == "bin-packing")
 
 
 def test_claim_7_without_density_says_it_is_extrapolated():
@@ -350,7 +365,8 @@ def test_claim_7_with_density_names_the_measured_marginal_costs():
     text = verdict["sides"]["container"]["evidence"]
     assert "measured: 20 instances, marginal 8.0 MiB each (fit residual 0 B), fixed 20.0 MiB" in text
     assert "engine daemons 1.0 MiB more per instance" in text and "extrapolated" not in text
-    fits = int((result["host"]["memory_bytes"] - 20 * MIB) / (8 * MIB))  # (host - fixed) / marginal
+    assert result.host.memory_bytes is not None
+    fits = int((result.host.memory_bytes - 20 * MIB) / (8 * MIB))  # (host - fixed) / marginal
     assert f"{fits:,} fit" in text
     vm = verdict["sides"]["vm"]
     assert "140.0 MiB PSS each, 17.5x container's" in vm["evidence"]  # 200 - 60 MiB of TCG cache
@@ -367,9 +383,11 @@ def test_the_first_operand_takes_the_first_figure_present():
         claims.figure({"first": ["side.x", "side.y"]}, result, {})
 
 
-def test_merge_refuses_what_is_not_a_density_result():
-    with pytest.raises(Exception, match="not a density result"):
-        document.merge_density(recorded(), {"schema": "explorer.result/2", "sides": {}})
+def test_load_density_refuses_what_is_not_a_density_result(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"schema": "explorer.result/2", "sides": {}}))
+    with pytest.raises(UsageError, match="not a density result"):
+        document.load_density(path)
 
 
 def test_density_outputs_table_markdown_json_and_plot(tmp_path):
@@ -377,13 +395,13 @@ def test_density_outputs_table_markdown_json_and_plot(tmp_path):
     text = density_report.render(doc, "table")
     assert "container: " in text and "Fits (least squares against N)" in text and "8.0 MiB" in text
     assert "| N " in density_report.render(doc, "markdown")
-    assert json.loads(density_report.render(doc, "json")) == doc
+    assert json.loads(density_report.render(doc, "json")) == dumped(doc)
     assert density_plot.write(doc, tmp_path / "d.png").stat().st_size > 10_000
 
 
 def test_report_with_density_shows_the_fits_and_judges_claim_7_from_them(tmp_path):
     path = tmp_path / "density.json"
-    path.write_text(json.dumps(density_doc()))
+    path.write_text(json.dumps(density_raw()))
     result = CliRunner().invoke(main, ["report", str(FIXTURES / "both.json"), "--density", str(path), "--detail"])
     assert result.exit_code == 0, result.output
     words = " ".join(result.output.split())  # the evidence, wrapped to the terminal's width
@@ -393,8 +411,8 @@ def test_report_with_density_shows_the_fits_and_judges_claim_7_from_them(tmp_pat
 
 
 def test_the_time_table_shows_where_a_runs_time_goes():
-    result = copy.deepcopy(recorded())
-    result["phases"] = {
+    raw = json.loads((FIXTURES / "both.json").read_text())
+    raw["phases"] = {
         "check_s": 1.0,
         "total_s": 20.0,
         "sides": {
@@ -409,6 +427,7 @@ def test_the_time_table_shows_where_a_runs_time_goes():
             }
         },
     }
+    result = typed(raw)
     _headers, rows = report.time_table(result)
     table = {(r[0], r[1]): r[2:] for r in rows}
     assert table[("container", "create -> ready (n=2)")] == ["12.00 s", "60%"]

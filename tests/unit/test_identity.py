@@ -6,6 +6,7 @@ from __future__ import annotations
 from explorer.engines.podman import subid_range, ulimits
 from explorer.output import report
 from explorer.probes import identity
+from tests.unit.documents import side_record
 
 # As /proc/PID/uid_map shows them: the initial namespace, and Podman's --userns=auto
 INITIAL = "         0          0 4294967295\n"
@@ -50,14 +51,14 @@ def test_a_vm_has_no_host_process_to_judge():
         kind = "vm"
 
     assert identity.probe(Ctx()) == {"available": False, "reason": identity.NOT_APPLICABLE}  # type: ignore[arg-type]
-    assert report._identity({"identity": {"available": False, "reason": identity.NOT_APPLICABLE}}) == (
+    assert report._identity(side_record({"identity": {"available": False, "reason": identity.NOT_APPLICABLE}})) == (
         "not applicable: no host process"
     )
 
 
 def test_the_summary_row_says_host_uid_root_and_capabilities():
     got = identity.identity(42, {"Uid": "2147483747\t2147483747\t2147483747\t2147483747", "CapEff": "0"}, AUTO, True)
-    row = report._identity({"identity": {**got, "subject": "workload"}})
+    row = report._identity(side_record({"identity": {**got, "subject": "workload"}}))
     assert (
         row
         == "workload: host UID 2147483747 (UID 100 inside); root inside = host UID 2147483647; caps over the host: none"

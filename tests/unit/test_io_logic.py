@@ -23,7 +23,9 @@ from explorer.loadspec import LoadSpec
 from explorer.output import compare, io_table, report
 from explorer.readiness import ReadySpec
 from explorer.readiness import fio as fio_ready
+from explorer.result import Result
 from tests.servers import server
+from tests.unit.documents import typed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROUND = (FIXTURES / "load" / "fio-round.json").read_text()
@@ -294,7 +296,7 @@ def load_of(parsed: dict[str, Any], scale: float, **extra: Any) -> dict[str, Any
     }
 
 
-def io_result() -> dict[str, Any]:
+def io_raw() -> dict[str, Any]:
     parsed = io.Fio().parse(ROUND)
     buffered = load_of(parsed, 0.1, note="under TCG ...")
     buffered["io"] = io.Fio(direct=False, refused="EINVAL (22) opening its file with O_DIRECT").as_run(2.0)["io"]
@@ -309,20 +311,31 @@ def io_result() -> dict[str, Any]:
         },
         "sides": {
             "runc": {
+                "name": "runc",
                 "title": "runc container",
                 "kind": "container",
                 "engine": {"storage": storage.overlay_storage({"Driver": "overlay2"})},
                 "load": load_of(parsed, 0.5),
             },
             "microvm": {
+                "name": "microvm",
                 "title": "microVM",
                 "kind": "vm",
                 "target": {"storage": vm_storage},
                 "load": buffered,
             },
-            "gvisor": {"title": "gVisor container", "kind": "container", "load": {"status": "failed", "reason": "x"}},
+            "gvisor": {
+                "name": "gvisor",
+                "title": "gVisor container",
+                "kind": "container",
+                "load": {"status": "failed", "reason": "x"},
+            },
         },
     }
+
+
+def io_result() -> Result:
+    return typed(io_raw())
 
 
 def test_the_io_table_has_a_native_row_and_each_sides_storage_path_and_ratio():
@@ -349,7 +362,8 @@ def test_the_report_and_compare_show_the_io_table():
     result = io_result()
     text = report.render(result, "markdown")
     assert f"## {io_table.IO_HEADING}" in text and "4 KiB random read" in text
-    assert io_table.IO_HEADING not in report.render({**result, "scenario": {"name": "redis"}, "load": {}, "sides": {}})
+    no_load = typed({**io_raw(), "scenario": {"name": "redis"}, "load": None, "sides": {}})
+    assert io_table.IO_HEADING not in report.render(no_load)
     rows = compare.compare_table([("a", result), ("b", result)])[1]
     found = {row[0]: row[1:] for row in rows}
     assert found["native process: IOPS, 4 KiB random read"] == ["15,980", "15,980"]

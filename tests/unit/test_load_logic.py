@@ -19,6 +19,7 @@ from explorer.errors import ExplorerError, ScenarioError
 from explorer.load import client_for, clients, rounds, trace
 from explorer.loadspec import LoadSpec
 from explorer.output import costs
+from tests.unit.documents import partial
 
 FIXTURES = Path(__file__).parent / "fixtures" / "load"
 
@@ -197,7 +198,7 @@ def _load(rate: float, per_op: float | None = None, **extra: Any) -> dict[str, A
             "per_op": per_op,
             "distinct": 2,
             "syscalls": {"read": 100, "write": 100},
-            "by_role": {"workload": {"calls": 200, "per_op": per_op}},
+            "by_role": {"workload": {"calls": 200, "distinct": 2, "per_op": per_op}},
             "processes": [{"pid": 1, "role": "workload", "seccomp": "filter", "seccomp_filters": 1}],
         }
     spread = {"median": rate, "min": rate, "max": rate, "n": 3}
@@ -205,7 +206,7 @@ def _load(rate: float, per_op: float | None = None, **extra: Any) -> dict[str, A
 
 
 def test_cost_tables_give_ratios_and_number_what_is_missing():
-    result = {
+    raw = {
         "load": {
             "settings": {"seconds_per_round": 1, "rounds": 3, "traced_round": True},
             "client": "redis-benchmark",
@@ -221,6 +222,7 @@ def test_cost_tables_give_ratios_and_number_what_is_missing():
             "gvisor": {"kind": "container", "title": "gVisor", "load": {"status": "failed", "reason": "it died"}},
         },
     }
+    result = partial(raw)
     _, rows = costs.costs_table(result)
     by_side = {row[0]: row for row in rows}  # a result saved before loads had paths: one path a side
     assert {row[1] for row in rows} == {"the side's port"}

@@ -22,7 +22,9 @@ from explorer.errors import ExplorerError
 from explorer.load import clients, native, rounds, trace, traced
 from explorer.model import LOOPBACK, NetPath, Side, Target
 from explorer.output import compare, costs, figures, report
+from explorer.result import PathLoad, Result
 from explorer.scenario import from_dict
+from tests.unit.documents import partial
 
 SIDE = Side("runc", "container", "runc container", "x:y", roles=("shim",), about="a test side")
 
@@ -259,11 +261,11 @@ def test_narrowed_counting_names_a_few_calls_and_counts_every_other_one(monkeypa
 
 
 def test_calls_counted_without_a_name_are_said_under_the_surface_table():
-    result = copy.deepcopy(RESULT)
-    load = result["sides"]["runc"]["load"]
+    raw = copy.deepcopy(RAW)
+    load = raw["sides"]["runc"]["load"]
     traced_figures = {"available": True, "calls": 500000, "unnamed_calls": 39}
     load["paths"] = {**load["paths"], "published port (docker-proxy)": {**_path(20000.0), "traced": traced_figures}}
-    (note,) = costs.unnamed_notes(result)
+    (note,) = costs.unnamed_notes(partial(raw))
     assert "runc container, published port (docker-proxy): 39 of 500,000" in note
     assert costs.unnamed_notes(RESULT) == []
 
@@ -292,7 +294,7 @@ def _load(paths: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {**paths[first], "path": first, "paths": paths, **extra}
 
 
-RESULT = {
+RAW = {
     "load": {
         "settings": {"seconds_per_round": 2, "rounds": 3, "traced_round": True},
         "client": "redis-benchmark",
@@ -327,6 +329,7 @@ RESULT = {
         },
     },
 }
+RESULT = partial(RAW)
 
 
 def test_paths_of_gives_each_path_its_ratio_to_native():
@@ -369,8 +372,8 @@ def test_the_breakdown_says_what_the_isolation_and_the_path_each_cost():
     assert notes[2].startswith("microVM (TCG): 0.06x native, on QEMU user-mode networking (hostfwd) only")
     faster = costs.breakdown(
         [
-            costs.PathRow("runc", "own", 1.08, "runc", 54000.0, None, {}),
-            costs.PathRow("runc", "published", 0.4, "runc", 20000.0, "docker-proxy", {}),
+            costs.PathRow("runc", "own", 1.08, "runc", 54000.0, None, PathLoad(status="ok")),
+            costs.PathRow("runc", "published", 0.4, "runc", 20000.0, "docker-proxy", PathLoad(status="ok")),
         ]
     )
     assert "the isolation shows no cost here (at or above native)" in faster
@@ -379,8 +382,10 @@ def test_the_breakdown_says_what_the_isolation_and_the_path_each_cost():
 def test_the_client_inside_the_guest_is_said_apart_never_as_the_isolation_without_its_path():
     said = costs.breakdown(
         [
-            costs.PathRow("fullvm", "hostfwd", 0.05, "full-OS VM", 6000.0, "QEMU's slirp", {}),
-            costs.PathRow("fullvm", "inside the guest", 0.02, "full-OS VM", 2400.0, None, {"inside": True}),
+            costs.PathRow("fullvm", "hostfwd", 0.05, "full-OS VM", 6000.0, "QEMU's slirp", PathLoad(status="ok")),
+            costs.PathRow(
+                "fullvm", "inside the guest", 0.02, "full-OS VM", 2400.0, None, PathLoad(status="ok", inside=True)
+            ),
         ]
     )
     assert said is not None and "the isolation costs" not in said
@@ -389,9 +394,7 @@ def test_the_client_inside_the_guest_is_said_apart_never_as_the_isolation_withou
 
 
 def test_the_report_prints_the_paths_the_breakdown_and_the_phase_split():
-    result = {**RESULT, "schema": "explorer.result/2", "host": {"hostname": "h", "kernel_release": "k", "cpu_cores": 2}}
-    result["scenario"] = {"name": "redis"}
-    text = " ".join(report.render(result, detail=True).split())  # the notes are wrapped to the terminal
+    text = " ".join(report.render(RESULT, detail=True).split())  # the notes are wrapped to the terminal
     assert "own netns (nsenter)" in text and "QEMU user-mode networking (hostfwd)" in text
     assert "the isolation costs 0.05x" in text
     assert "runc container: 22.0 s, 1.22x the 18.0 s its rounds and idle window need" in text
@@ -423,12 +426,9 @@ def test_a_calibration_batch_too_short_to_say_the_rate_is_followed_by_a_longer_o
     assert len(record["calibration"]) == 1 and long_enough.requests >= clients.RedisBenchmark.CALIBRATION
 
 
-def _full(result: dict[str, Any], host: str) -> dict[str, Any]:
-    """RESULT as a saved run has it: host, scenario, schema."""
-    out = copy.deepcopy(result)
-    out.update(schema="explorer.result/2", host={"hostname": host, "kernel_release": "k", "cpu_cores": 2})
-    out["scenario"] = {"name": "redis"}
-    return out
+def _full(result: Result, host: str) -> Result:
+    """RESULT as a saved run of host `host` has it."""
+    return result.model_copy(update={"host": result.host.model_copy(update={"hostname": host})})
 
 
 def test_compare_shows_each_paths_ratio_in_each_run():

@@ -7,6 +7,7 @@ import os
 
 from explorer.output import report
 from explorer.probes import hostproc, startup
+from tests.unit.documents import typed
 
 
 def test_capabilities_decode_docker_default_set():
@@ -64,6 +65,7 @@ def _container_result() -> dict:
         "host_pid": 4242,
         "pid_inside": 1,
         "name": "redis-server",
+        "cmdline": "redis-server *:6379",
         "user": "messagebus",
         "uid": 100,
         "rss_bytes": 12 << 20,
@@ -79,16 +81,32 @@ def _container_result() -> dict:
                 "backend": "docker",
                 "accel": "native",
                 "engine": {"engine_version": "20.10", "default_runtime": "runc"},
-                "image": {"image_bytes": 117_000_000, "total_bytes": 117_000_000},
+                "image": {"ref": "redis:7", "image_bytes": 117_000_000, "total_bytes": 117_000_000},
                 "visibility": {
                     "process_names": ["redis-server"],
+                    "visible_on_host": True,
                     "workload_processes": [proc],
                     "runtime_processes": [],
                     "inside": {"available": True, "user_process_count": 1, "kernel_thread_count": 0},
                 },
-                "kernel": {"available": True, "guest_release": "6.1.0", "shared": True, "same_boot_id": True},
-                "startup": {"summary": startup.summarize([{"ready_s": 0.3}, {"ready_s": 0.4}])},
-                "memory": {"workload": {"pss_bytes": 11 << 20}, "runtime": {"pss_bytes": 12 << 20}},
+                "kernel": {
+                    "available": True,
+                    "host_release": "6.1.0",
+                    "host_boot_id": "b",
+                    "guest_release": "6.1.0",
+                    "shared": True,
+                    "same_boot_id": True,
+                },
+                "startup": {
+                    "milestones": ["ready"],
+                    "repeats": [{"ready_s": 0.3}, {"ready_s": 0.4}],
+                    "summary": startup.summarize([{"ready_s": 0.3}, {"ready_s": 0.4}]),
+                },
+                "memory": {
+                    "workload": {"rss_bytes": 12 << 20, "pss_bytes": 11 << 20, "processes": 1},
+                    "runtime": {"rss_bytes": 13 << 20, "pss_bytes": 12 << 20, "processes": 1},
+                    "host_total": {"rss_bytes": 25 << 20, "pss_bytes": 23 << 20},
+                },
                 "isolation": {
                     "available": True,
                     "subject": "workload",
@@ -102,12 +120,14 @@ def _container_result() -> dict:
 
 
 def test_render_every_format():
-    result = _container_result()
+    result = typed(_container_result())
     table = report.render(result, "table", detail=True)
     assert "redis-server 4242 (pid 1 inside)" in table and "111.6 MiB" in table and "350 ms median" in table
     markdown = report.render(result, "markdown")
     assert markdown.startswith("# explorer: redis") and "| workload in host's ps -e" in markdown
-    assert json.loads(report.render(result, "json")) == result
+    shown = json.loads(report.render(result, "json"))
+    assert shown == json.loads(result.model_dump_json(by_alias=True))
+    assert shown["upgraded_from"] == "explorer.result/1" and shown["sides"]["container"]["name"] == "container"
 
 
 def test_signals_during_cleanup_wait_until_it_is_done():

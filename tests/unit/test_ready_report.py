@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from explorer.cli import main
 from explorer.output import report
+from tests.unit.documents import typed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -33,6 +34,6 @@ def test_old_results_without_ready_params_still_render():
     for name in ("both", "container", "vm"):
         result = saved(name)
         assert result["scenario"]["ready"] == "redis" and "ready_params" not in result["scenario"]
-        assert report.notes(result) == []
+        assert report.notes(typed(result)) == []
         out = CliRunner().invoke(main, ["report", str(FIXTURES / f"{name}.json")])
         assert out.exit_code == 0 and "Claims of the document" in out.stdout and "Warning" not in out.stdout

@@ -198,8 +198,10 @@ def test_unconfirmed_names_make_the_visibility_claim_inconclusive():
     result["sides"]["container"]["visibility"].update(
         named_on_host=None, visible_on_host=None, names_unconfirmed="no guest view"
     )
-    verdict = next(c for c in claims.judge(result) if c["id"] == "visibility")
-    assert verdict["verdict"] == claims.INCONCLUSIVE
+    from tests.unit.documents import typed
+
+    verdict = next(c for c in claims.judge(typed(result)) if c.id == "visibility")
+    assert verdict.verdict == claims.INCONCLUSIVE
 
 
 def test_a_re_imported_image_reuses_its_vm_disk():

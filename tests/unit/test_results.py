@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from explorer import cleanup, sides
+from explorer import cleanup, document, sides
 from explorer.cli import main
 from explorer.errors import EXIT_USAGE, UsageError
 from explorer.output import files, results
+from explorer.result import DensityResult
+from tests.unit.documents import typed
 from tests.unit.test_runner_fake import SCENARIO_YAML, FakeEngine
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -52,8 +54,9 @@ def test_a_run_keeps_its_result_and_says_where_last(fake, kept_in, tmp_path):
     (kept,) = kept_in.glob("*.json")
     assert re.fullmatch(r"fake-\d{8}T\d{6}Z-[A-Za-z0-9._-]+\.json", kept.name)
     assert json.loads(kept.read_text())["sides"]["fake"]["title"] == "fake container"
-    last = done.stdout.rstrip("\n").splitlines()[-2:]
+    last = done.stderr.rstrip("\n").splitlines()[-2:]  # stdout is the report's alone
     assert last == [f"kept: {kept}", f"page: {kept.with_suffix('.html')}"]
+    assert "kept:" not in done.stdout and "page:" not in done.stdout
     assert kept.with_suffix(".html").is_file()
     assert [p.name for p in kept_in.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
@@ -134,11 +137,17 @@ def test_clean_cache_never_deletes_results(tmp_path, monkeypatch):
 def test_file_names_are_safe_and_come_from_the_document():
     doc = json.loads((FIXTURES / "both.json").read_text())
     doc["host"]["hostname"] = "my host/../x"
-    assert results.file_name(doc) == f"redis-{_stamp(doc['started_at'])}-my-host-..-x.json"
-    density = {"schema": "explorer.density/1", "scenario": {"name": "redis"}, "host": {"hostname": "h"}}
-    assert results.file_name({**density, "started_at": "2026-12-06T01:02:03+00:00"}) == (
-        "redis-density-20261206T010203Z-h.json"
-    )
+    assert results.file_name(typed(doc)) == f"redis-{_stamp(doc['started_at'])}-my-host-..-x.json"
+    density = {
+        "schema": "explorer.density/1",
+        "scenario": {"name": "redis"},
+        "host": {"hostname": "h", "kernel_release": "6.1.0", "cpu_cores": 2},
+        "guard": {"start_available_bytes": 4, "floor_bytes": 1, "floor_fraction": 0.25},
+        "sides": {},
+        "started_at": "2026-12-06T01:02:03+00:00",
+    }
+    parsed = document.parsed(DensityResult, density, "a density document", "explorer.density/1")
+    assert results.file_name(parsed) == "redis-density-20261206T010203Z-h.json"
 
 
 def _stamp(started: str) -> str:

@@ -141,15 +141,17 @@ def test_repeats_destroy_each_start_and_probe_the_last(fake):
         "destroy fake-2",
         "clean",
     ]
-    side = result["sides"]["fake"]
-    assert (side["name"], side["kind"], side["title"], side["roles"]) == (
+    side = result.sides["fake"]
+    assert (side.name, side.kind, side.title, side.roles) == (
         "fake",
         "container",
         "fake container",
         ["shim"],
     )
-    assert len(side["startup"]["repeats"]) == 3 and side["visibility"]["inside"]["available"]
-    phases = result["phases"]["sides"]["fake"]
+    assert side.startup is not None and len(side.startup.repeats) == 3
+    assert side.visibility is not None and side.visibility.inside.available
+    assert result.phases is not None
+    phases = result.phases.sides["fake"].model_dump(exclude_none=True)
     assert set(phases) == {
         "prepare_s",
         "measure_s",
@@ -166,7 +168,8 @@ def test_repeats_destroy_each_start_and_probe_the_last(fake):
 
 def test_a_slow_side_defaults_to_its_own_repeat_cap(fake):
     result = lifecycle.run(SCENARIO, FAKE)  # the scenario says 5; the side caps at 2
-    assert len(result["sides"]["fake"]["startup"]["repeats"]) == 2
+    startup = result.sides["fake"].startup
+    assert startup is not None and len(startup.repeats) == 2
 
 
 def test_not_ready_still_destroys_and_shows_the_logs(fake):
@@ -180,8 +183,9 @@ def test_not_ready_still_destroys_and_shows_the_logs(fake):
 def test_a_guest_view_that_cannot_be_had_is_reported_not_fatal(fake):
     fake.behaviour["no_view"] = True
     result = lifecycle.run(SCENARIO, FAKE, repeats=1)
-    assert result["sides"]["fake"]["kernel"] == {**result["sides"]["fake"]["kernel"], "available": False}
-    assert "no channel" in result["sides"]["fake"]["kernel"]["reason"]
+    kernel = result.sides["fake"].kernel
+    assert kernel is not None and kernel.available is False
+    assert kernel.reason is not None and "no channel" in kernel.reason
 
 
 def test_an_interrupt_during_create_waits_for_the_handle_then_everything_is_removed(fake):

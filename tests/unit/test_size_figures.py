@@ -14,6 +14,7 @@ import tarfile
 from explorer import document
 from explorer.images import sizes
 from explorer.output import report
+from tests.unit.documents import typed
 from tests.unit.test_claims import recorded
 
 
@@ -80,14 +81,14 @@ def test_an_older_results_one_size_is_shown_as_what_it_was():
     container, vm = result["sides"]["container"]["image"], result["sides"]["vm"]["image"]
     assert container["content_bytes"] == container["image_bytes"] and "older explorer" in container["content_method"]
     assert "content_bytes" not in vm and vm["one_size_bytes"] == vm["total_bytes"]
-    headers, rows = report.summary_table(result)
+    headers, rows = report.summary_table(typed(result))
     cell = dict(zip(headers[1:], next(r for r in rows if r[0] == "image size")[1:]))["VM"]
     assert cell == "135.4 MiB (saved by an older explorer: the qcow2 as stored + kernel + initramfs)"
 
 
 def test_a_current_result_is_not_rewritten():
     result = document.upgraded(recorded("both"))
-    result["schema"] = document.RESULT_SCHEMA
+    assert result["schema"] == document.CURRENT and result["upgraded_from"] == "explorer.result/1"
     for side in result["sides"].values():
         side["image"].update(content_bytes=1, stored_bytes=1)
     assert document.upgraded(result) is result

@@ -14,6 +14,8 @@ from explorer import claims
 from explorer.cli import main
 from explorer.output import report
 from explorer.probes.startup import timeline
+from explorer.result import Result
+from tests.unit.documents import typed
 from tests.unit.test_claims import recorded
 from tests.unit.test_runner_fake import fake  # noqa: F401 - the fake side's fixture
 
@@ -29,16 +31,16 @@ def test_milestones_in_order_pass_and_a_ready_before_the_kernel_does_not():
     assert timeline([{"created_s": 0.4, "ready_s": 30.0, "agent_s": 40.0}], VM_ORDER)["ok"]  # agent after ready
 
 
-def impossible() -> dict:
+def impossible() -> Result:
     result = copy.deepcopy(recorded("both"))
     result["sides"]["vm"]["startup"]["timeline"] = timeline(
         [{"created_s": 0.4, "kernel_s": 3.57, "ready_s": 0.826}], VM_ORDER
     )
-    return result
+    return typed(result)
 
 
 def test_claims_that_read_startup_figures_are_inconclusive_with_the_reason():
-    judged = {c["id"]: c for c in claims.judge(impossible())}
+    judged = {c.id: c.model_dump() for c in claims.judge(impossible())}
     vm = judged["startup"]["sides"]["vm"]
     assert vm["verdict"] == claims.INCONCLUSIVE
     assert "VM's timeline is impossible (start 1: ready (826 ms) before kernel (3.57 s))" in vm["evidence"]
@@ -47,12 +49,11 @@ def test_claims_that_read_startup_figures_are_inconclusive_with_the_reason():
 
 
 def test_the_report_says_so_at_the_top():
-    result = impossible()
-    result["claims"] = claims.judge(result)
+    result = claims.judged(impossible())
     text = report.render(result)
     head = text.split("\nSide by side")[0]
     assert "Warning: the VM's timeline is impossible (start 1: ready (826 ms) before kernel (3.57 s))" in head
-    assert report.untrusted(recorded("both")) == []
+    assert report.untrusted(typed(recorded("both"))) == []
 
 
 def test_strict_run_exits_non_zero_after_the_report(fake, tmp_path):  # noqa: F811 - the fixture
