@@ -353,7 +353,7 @@ def report_cmd(
     from its figures; several files with --html make the compare page."""
     folder = results.directory(results_dir)
     if list_kept:
-        _list_results(folder)
+        _list_results(folder, fmt)
         return
     if plot_file:
         plot.require()
@@ -380,20 +380,24 @@ def report_cmd(
 
 @main.command("results")
 @click.option("--results-dir", type=click.Path(file_okay=False), help=RESULTS_HELP)
-def results_cmd(results_dir: str | None) -> None:
+@click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True)
+def results_cmd(results_dir: str | None, fmt: str = "table") -> None:
     """List the kept results: when, scenario, host, sides, accelerator, file."""
-    _list_results(results.directory(results_dir))
+    _list_results(results.directory(results_dir), fmt)
 
 
-def _list_results(folder: Path) -> None:
-    """The kept documents that fit their schema; then, exit 2 naming each one that does not."""
+def _list_results(folder: Path, fmt: str = "table") -> None:
+    """The kept documents that fit their schema, in `fmt`; then, exit 2 naming each one that does not."""
     kept = results.listing(folder)
-    if not kept.found:
-        click.echo(f"no results kept in {folder} (explorer run keeps every run's there)")
+    if fmt == "json":
+        click.echo(results.listing_json(kept, folder))
+    elif not kept.found:
+        click.echo(f"no results kept in {folder} (explorer run keeps every run's there)", err=fmt != "table")
     else:
         rows = [[k.when, k.kind, k.scenario, k.host, ",".join(k.sides), k.accel, k.path.name] for k in kept.found]
-        click.echo(tabulate(rows, headers=["when (UTC)", "kind", "scenario", "host", "sides", "VMs on", "file"]))
-        click.echo(f"in {folder}")
+        headers = ["when (UTC)", "kind", "scenario", "host", "sides", "VMs on", "file"]
+        click.echo(tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple"))
+        click.echo(f"in {folder}", err=fmt != "table")
     if kept.unfit:
         raise UsageError(
             f"{len(kept.unfit)} kept file(s) do not fit their schema: " + "; ".join(kept.unfit),

@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from explorer.claims.rules import (
     COMPARISONS,
@@ -160,10 +161,63 @@ class ClaimsError(ExplorerError):
         super().__init__(text, hint="see the format described at the top of explorer/claims/claims.yaml")
 
 
+# ---- the claims file, typed once validated ------------------------------------------------
+
+Template = str | dict[str, str]  # one text, or {reproduced: ..., not_reproduced: ...}
+
+
+class Note(BaseModel):
+    """A caveat added to the evidence when its test passes."""
+
+    model_config = ConfigDict(frozen=True)
+    when: dict[str, Any]  # a test of the rule language (SCHEMA's $defs/test)
+    text: str
+
+
+class Part(BaseModel):
+    """One rule of a claim, judged on every measured side of `kind` (or the `compare` pair's second)."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: str | None = None
+    compare: list[str] | None = None
+    rule: str
+    figures: dict[str, Any] = Field(default_factory=dict)  # name -> an operand of the rule language
+    test: dict[str, Any]
+    evidence: Template
+    brief: Template | None = None
+    notes: list[Note] = Field(default_factory=list)
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        """The names its paths may start with: the side(s) it reads, and the host."""
+        return (*(self.compare or ["side"]), "host")
+
+    @property
+    def kinds(self) -> list[str]:
+        return self.compare if self.compare is not None else [self.kind or ""]
+
+    @property
+    def words(self) -> str:
+        """'container: its rule', 'container vs vm: its rule'."""
+        return f"{' vs '.join(self.compare) if self.compare else self.kind}: {self.rule}"
+
+
+class Claim(BaseModel):
+    """One of the document's claims, as claims.yaml words it."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str
+    title: str
+    short: str | None = None
+    qualifier: str | None = None
+    quotes: list[str]
+    parts: list[Part]
+
+
 # ---- loading and validation --------------------------------------------------------------
 
 
-def load(path: str | Path | None = None) -> list[dict[str, Any]]:
+def load(path: str | Path | None = None) -> list[Claim]:
     """The claims from `path`, or the bundled claims.yaml; every problem reported at once."""
     if path is None:
         return _bundled()
@@ -175,12 +229,12 @@ def load(path: str | Path | None = None) -> list[dict[str, Any]]:
 
 
 @functools.lru_cache(maxsize=1)
-def _bundled() -> list[dict[str, Any]]:
+def _bundled() -> list[Claim]:
     text = resources.files("explorer.claims").joinpath("claims.yaml").read_text()
     return _parse(text, "explorer/claims/claims.yaml")
 
 
-def _parse(text: str, source: str) -> list[dict[str, Any]]:
+def _parse(text: str, source: str) -> list[Claim]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -190,53 +244,50 @@ def _parse(text: str, source: str) -> list[dict[str, Any]]:
         f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
         for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     ]
-    if not problems:
-        problems = [p for claim in doc["claims"] for p in _check_names(claim)]
-        ids = [c["id"] for c in doc["claims"]]
-        problems += [f"claim id {i!r} is used twice" for i in sorted({i for i in ids if ids.count(i) > 1})]
     if problems:
         raise ClaimsError(problems, source)
-    return doc["claims"]
+    typed = [Claim.model_validate(claim) for claim in doc["claims"]]
+    problems = [p for claim in typed for p in _check_names(claim)]
+    ids = [c.id for c in typed]
+    problems += [f"claim id {i!r} is used twice" for i in sorted({i for i in ids if ids.count(i) > 1})]
+    if problems:
+        raise ClaimsError(problems, source)
+    return typed
 
 
-def roots(part: dict[str, Any]) -> tuple[str, ...]:
-    """The names a part's paths may start with: the side(s) it reads, and the host."""
-    return (*part.get("compare", ["side"]), "host")
-
-
-def predefined(part: dict[str, Any]) -> list[str]:
+def predefined(part: Part) -> list[str]:
     """Figures every part has without defining them: the titles of the sides it reads."""
-    return [f"{root}_title" for root in roots(part)[:-1]]
+    return [f"{root}_title" for root in part.roots[:-1]]
 
 
-def _check_names(claim: dict[str, Any]) -> list[str]:
+def _check_names(claim: Claim) -> list[str]:
     """Names the schema cannot check: figures used in tests and templates must be defined,
-    and paths must start at a side the part reads (or the host)."""
+    and paths must start at a side the part reads (or the host) and name a field of the
+    result document's models."""
     problems = []
-    for index, part in enumerate(claim["parts"]):
-        where = f"claims/{claim['id']}/parts/{index}"
+    for index, part in enumerate(claim.parts):
+        where = f"claims/{claim.id}/parts/{index}"
         defined: list[str] = predefined(part)
-        for name, spec in part.get("figures", {}).items():
+        for name, spec in part.figures.items():
             problems += [
                 f"{where}/figures/{name}: {r!r} is not a figure defined before it"
                 for r in _references(spec)
                 if r not in defined
             ]
             problems += [
-                f"{where}/figures/{name}: path {p!r} must start with one of {', '.join(roots(part))}"
+                f"{where}/figures/{name}: path {p!r} must start with one of {', '.join(part.roots)}"
                 for p in _paths(spec)
-                if p.split(".")[0] not in roots(part)
+                if p.split(".")[0] not in part.roots
             ]
             problems += [
                 f"{where}/figures/{name}: path {p!r} names no field of the result document (explorer/result/)"
                 for p in _paths(spec)
-                if p.split(".")[0] in roots(part) and not resolves(p)
+                if p.split(".")[0] in part.roots and not resolves(p)
             ]
             defined.append(name)
-        tests = [part["test"], *(note["when"] for note in part.get("notes", []))]
+        tests = [part.test, *(note.when for note in part.notes)]
         problems += [f"{where}/test: unknown figure {n!r}" for t in tests for n in _test_names(t) if n not in defined]
-        templates = _templates(part)
-        for name, fmt in (m.groups() for t in templates for m in PLACEHOLDER.finditer(t)):
+        for name, fmt in (m.groups() for t in _templates(part) for m in PLACEHOLDER.finditer(t)):
             if name not in defined:
                 problems.append(f"{where}: template uses unknown figure {name!r}")
             if fmt and fmt not in FORMATS:
@@ -276,11 +327,11 @@ def _test_names(test: dict[str, Any]) -> list[str]:
     return [name for t in inner for name in _test_names(t)]
 
 
-def _templates(part: dict[str, Any]) -> list[str]:
+def _templates(part: Part) -> list[str]:
     texts = []
-    for template in (part["evidence"], part.get("brief", "")):
+    for template in (part.evidence, part.brief or ""):
         texts += [template] if isinstance(template, str) else list(template.values())
-    return texts + [note["text"] for note in part.get("notes", [])]
+    return texts + [note.text for note in part.notes]
 
 
 def _chosen(template: str | dict[str, str], verdict: str) -> str:
@@ -299,38 +350,44 @@ def _kept(value: Any) -> FigureValue:
     return str(value)
 
 
-def judge_part(part: dict[str, Any], view: View, titles: dict[str, str]) -> JudgedPart:
+def judge_part(part: Part, view: View, titles: dict[str, str]) -> JudgedPart:
     """One part's verdict on `view` (the side(s) it reads, by root name, and the host); its
     figures are kept so that every number in the evidence is traceable."""
-    where: dict[str, Any] = {"compare": part["compare"]} if "compare" in part else {"kind": part["kind"]}
     figures: dict[str, Any] = dict(titles)
 
     def judged(verdict: str, evidence: str, brief: str, notes: list[str]) -> JudgedPart:
         kept = {name: _kept(value) for name, value in figures.items()}
         return JudgedPart(
-            rule=part["rule"], verdict=verdict, evidence=evidence, brief=brief, notes=notes, figures=kept, **where
+            rule=part.rule,
+            kind=None if part.compare else part.kind,
+            compare=part.compare,
+            verdict=verdict,
+            evidence=evidence,
+            brief=brief,
+            notes=notes,
+            figures=kept,
         )
 
     impossible = impossible_timelines(part, view, titles)
     if impossible:
         return judged(INCONCLUSIVE, impossible, impossible, [])
     try:
-        for name, spec in part.get("figures", {}).items():
+        for name, spec in part.figures.items():
             figures[name] = figure(spec, view, figures)
-        verdict = REPRODUCED if passes(part["test"], figures) else NOT_REPRODUCED
-        notes = [fill(n["text"], figures) for n in part.get("notes", []) if passes(n["when"], figures)]
+        verdict = REPRODUCED if passes(part.test, figures) else NOT_REPRODUCED
+        notes = [fill(n.text, figures) for n in part.notes if passes(n.when, figures)]
     except Missing as exc:
         who = " and ".join(titles.values())
         return judged(INCONCLUSIVE, f"{who}: {exc}", str(exc), [])
-    evidence = fill(_chosen(part["evidence"], verdict), figures)
-    brief = fill(_chosen(part["brief"], verdict), figures) if "brief" in part else evidence
+    evidence = fill(_chosen(part.evidence, verdict), figures)
+    brief = fill(_chosen(part.brief, verdict), figures) if part.brief is not None else evidence
     return judged(verdict, evidence, brief, notes)
 
 
-def impossible_timelines(part: dict[str, Any], view: View, titles: dict[str, str]) -> str | None:
+def impossible_timelines(part: Part, view: View, titles: dict[str, str]) -> str | None:
     """Why the part cannot read startup figures: a side whose milestones happened in an
     impossible order (a readiness check a proxy fooled), or None."""
-    read = {p.split(".")[0] for spec in part.get("figures", {}).values() for p in _paths(spec) if ".startup." in p}
+    read = {p.split(".")[0] for spec in part.figures.values() for p in _paths(spec) if ".startup." in p}
     found = []
     for root in sorted(read):
         side = view.get(root)
@@ -362,16 +419,16 @@ def _unique(texts: list[str]) -> list[str]:
     return list(dict.fromkeys(t for t in texts if t))
 
 
-def _views(part: dict[str, Any], result: Result) -> list[tuple[str, View, dict[str, str]]]:
+def _views(part: Part, result: Result) -> list[tuple[str, View, dict[str, str]]]:
     """(judged side, view, titles) for every measured side the part applies to."""
     sides, host = result.sides, result.host
-    if "kind" in part:
+    if part.compare is None:
         return [
             (name, {"side": side, "host": host}, {"side_title": side_title(side, name)})
             for name, side in sides.items()
-            if side.kind == part["kind"]
+            if side.kind == part.kind
         ]
-    ref_kind, judged_kind = part["compare"]
+    ref_kind, judged_kind = part.compare
     ref = next((name for name, side in sides.items() if side.kind == ref_kind), None)
     if ref is None:
         return []
@@ -386,13 +443,13 @@ def _views(part: dict[str, Any], result: Result) -> list[tuple[str, View, dict[s
     ]
 
 
-def judge_claim(claim: dict[str, Any], result: Result) -> JudgedClaim:
+def judge_claim(claim: Claim, result: Result) -> JudgedClaim:
     """Per measured side, its parts' verdicts; overall, where the sides agree or not."""
     per_side: dict[str, list[JudgedPart]] = {}
-    for part in claim["parts"]:
+    for part in claim.parts:
         for name, view, titles in _views(part, result):
             per_side.setdefault(name, []).append(judge_part(part, view, titles))
-    needed = {k for p in claim["parts"] for k in ([p["kind"]] if "kind" in p else p["compare"])}
+    needed = {k for p in claim.parts for k in p.kinds}
     measured = {side.kind for side in result.sides.values()}
     missing = sorted(needed - measured)
     sides = {}
@@ -412,14 +469,14 @@ def judge_claim(claim: dict[str, Any], result: Result) -> JudgedClaim:
         )
     verdict = overall([s.verdict for s in sides.values()] + [INCONCLUSIVE] * bool(missing))
     return JudgedClaim(
-        id=claim["id"],
-        claim=claim["title"],
-        short=claim.get("short") or claim["title"],
-        qualifier=claim.get("qualifier"),
-        quotes=claim["quotes"],
+        id=claim.id,
+        claim=claim.title,
+        short=claim.short or claim.title,
+        qualifier=claim.qualifier,
+        quotes=claim.quotes,
         verdict=verdict,
-        summary=summary(sides, missing, claim.get("qualifier")),
-        rule="; ".join(_unique([f"{p.get('kind') or ' vs '.join(p['compare'])}: {p['rule']}" for p in claim["parts"]])),
+        summary=summary(sides, missing, claim.qualifier),
+        rule="; ".join(_unique([p.words for p in claim.parts])),
         missing_kinds=missing,
         sides=sides,
     )
@@ -447,11 +504,11 @@ def summary(sides: dict[str, ClaimOnSide], missing: list[str], qualifier: str | 
     return line
 
 
-def judge(result: Result, claims: list[dict[str, Any]] | None = None) -> list[JudgedClaim]:
+def judge(result: Result, claims: list[Claim] | None = None) -> list[JudgedClaim]:
     """One verdict per claim: {id, claim, verdict, summary, rule, quotes, sides: {name: ...}}."""
     return [judge_claim(claim, result) for claim in (claims if claims is not None else load())]
 
 
-def judged(result: Result, claims: list[dict[str, Any]] | None = None) -> Result:
+def judged(result: Result, claims: list[Claim] | None = None) -> Result:
     """The result with its claims judged afresh from its figures, as every reader shows it."""
     return result.model_copy(update={"claims": judge(result, claims)})

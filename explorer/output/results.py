@@ -10,6 +10,7 @@ all (written aside, then renamed: files.write_text).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -146,6 +147,20 @@ def listing(folder: Path) -> Listing:
         if one is not None:
             found.append(one)
     return Listing(sorted(found, key=lambda k: (k.when, k.path.name)), unfit)
+
+
+LISTING = "explorer.results/1"
+
+
+def listing_json(kept: Listing, folder: Path) -> str:
+    """The listing as one JSON document: the folder, each kept file's facts, those that do not fit."""
+    doc = {
+        "schema": LISTING,
+        "folder": str(folder),
+        "results": [{**dataclasses.asdict(k), "path": str(k.path)} for k in kept.found],
+        "unfit": kept.unfit,
+    }
+    return json.dumps(doc, indent=2)
 
 
 def kept(folder: Path) -> list[Kept]:

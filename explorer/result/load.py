@@ -152,6 +152,24 @@ class IoSettings(Record):
     page_cache_effect: str | None = None
 
 
+class PhaseSplit(Record):
+    """Where a load phase's time went, in seconds, against what its rounds and idle window need."""
+
+    prepare_s: float | None = None
+    calibration_s: float | None = None
+    measured_rounds_s: float | None = None
+    idle_window_s: float | None = None
+    discovery_s: float | None = None
+    traced_rounds_s: float | None = None
+    perf_start_s: float | None = None
+    perf_stop_s: float | None = None
+    keeper_s: float | None = None
+    other_s: float | None = None
+    total_s: float
+    needed_s: float | None = None
+    ratio: float | None = None  # total / needed (None: nothing was needed)
+
+
 class PathLoad(Record):
     """One path's load: how the client reached the workload, and what it measured."""
 
@@ -187,24 +205,6 @@ class SideLoad(PathLoad):
     io: IoSettings | None = None
     note: str | None = None
     how: str | None = None  # the native reference: what it is, in words
-
-
-class PhaseSplit(Record):
-    """Where a load phase's time went, in seconds, against what its rounds and idle window need."""
-
-    prepare_s: float | None = None
-    calibration_s: float | None = None
-    measured_rounds_s: float | None = None
-    idle_window_s: float | None = None
-    discovery_s: float | None = None
-    traced_rounds_s: float | None = None
-    perf_start_s: float | None = None
-    perf_stop_s: float | None = None
-    keeper_s: float | None = None
-    other_s: float | None = None
-    total_s: float
-    needed_s: float | None = None
-    ratio: float | None = None  # total / needed (None: nothing was needed)
 
 
 class LoadSettings(Record):

@@ -48,9 +48,9 @@ def evidence(verdict: dict[str, Any]) -> str:
 
 
 def test_bundled_claims_are_the_documents_seven():
-    ids = [c["id"] for c in claims.load()]
+    ids = [c.id for c in claims.load()]
     assert ids == ["visibility", "kernel", "size", "startup", "os-processes", "resources", "bin-packing"]
-    assert all(c["quotes"] and c["parts"] for c in claims.load())
+    assert all(c.quotes and c.parts for c in claims.load())
 
 
 def test_both_sides_recorded():

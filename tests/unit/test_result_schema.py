@@ -112,8 +112,8 @@ def _claims_paths() -> set[str]:
     return {
         dotted
         for claim in claims.load()
-        for part in claim["parts"]
-        for spec in part.get("figures", {}).values()
+        for part in claim.parts
+        for spec in part.figures.values()
         for dotted in claims._paths(spec)
     }
 
@@ -122,6 +122,16 @@ def test_every_path_claims_yaml_reads_is_a_field_of_the_models():
     paths = _claims_paths()
     assert len(paths) > 40  # the reader found the claims' paths
     assert sorted(p for p in paths if not resolves(p)) == []
+
+
+def test_every_field_of_the_models_is_resolved():
+    """A field whose type is still a forward reference would make `declares` miss its paths."""
+    from pydantic import BaseModel
+
+    models = [m for name in result.__all__ if isinstance(m := getattr(result, name), type) and issubclass(m, BaseModel)]
+    assert [
+        f"{m.__name__}.{n}" for m in models for n, f in m.model_fields.items() if "ForwardRef" in repr(f.annotation)
+    ] == []
 
 
 def test_a_renamed_figure_is_caught():
