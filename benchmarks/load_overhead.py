@@ -35,6 +35,7 @@ from explorer.dockerd import docker_client
 from explorer.load import rounds
 from explorer.load.clients import RedisBenchmark
 from explorer.load.phase import LoadPhase
+from explorer.result import Phases
 
 TARGET = 0.05
 
@@ -70,7 +71,7 @@ def alternating(scen: scenario.Scenario, settings: rounds.Settings) -> tuple[lis
 
         def explorer_round() -> None:
             nonlocal requests
-            out = phase.side(backend, scen, target, lambda message: None)
+            out = phase.side(backend, scen, target, None, lambda message: None)  # a container: no accelerator
             if out.get("status") != "ok":
                 raise SystemExit(f"explorer's load did not run: {out.get('reason')}")
             ours.append(out["summary"]["ops_s"]["median"])
@@ -120,13 +121,15 @@ def main() -> int:
     started = time.monotonic()
     result = lifecycle.run(scen, lifecycle.Choice(names=("runc",)), 1, load=settings)
     total = time.monotonic() - started
-    phases = result["phases"]
-    load_s = phases.get("reference_s", 0.0) + sum(p.get("load_s", 0.0) for p in phases["sides"].values())
-    paths = len(result["sides"]["runc"].get("load", {}).get("paths") or {}) or 1
+    phases = result.phases or Phases()
+    reference_s = phases.reference_s or 0.0
+    load_s = reference_s + sum(p.load_s or 0.0 for p in phases.sides.values())
+    runc = result.sides["runc"].load
+    paths = len(runc.paths) if runc is not None and runc.paths else 1
     print(
         f"load phase of `explorer run {scen.name} --sides runc`: {load_s:.1f} s of a {total:.1f} s run "
-        f"({load_s / total:.0%}): native reference {phases.get('reference_s', 0.0):.1f} s, runc side "
-        f"{phases['sides']['runc'].get('load_s', 0.0):.1f} s ({paths} paths, each calibrated, {args.rounds} rounds "
+        f"({load_s / total:.0%}): native reference {reference_s:.1f} s, runc side "
+        f"{phases.sides['runc'].load_s or 0.0:.1f} s ({paths} paths, each calibrated, {args.rounds} rounds "
         f"of {args.seconds:g} s each)"
     )
     return 0 if passed else 1

@@ -7,9 +7,8 @@ CLI makes the page once per run (matplotlib's import, ~0.8 s here, and its font 
 paid then), median of --cold runs. The page and the floor are timed that way and again in this
 process, matplotlib loaded (--runs), with the ratios of their medians.
 
-The result: --file, or the biggest of tests/unit/fixtures (most sides, then size; a measured
-six-sides.json when it is there) and, while no fixture has six sides, the six-side document the
-tests build from fixtures/both.json by arithmetic (a shape for drawing, not a measurement).
+The result: --file, or the measured six-side fixture (tests/unit/fixtures/six-sides.json) the
+target was set on; an eight-side result (make demo's) is --file tests/unit/fixtures/eight-sides.json.
 
 Run it alone on a quiet machine (as `make bench` is meant to run): with another job's tests on
 this 2-core host, the floor's own import of matplotlib took 1.9 s instead of 0.9 and every
@@ -22,66 +21,62 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the tests' documents (tests/unit/documents.py), as the tests read them
 
+from explorer.document import load_result
 from explorer.output import page
+from explorer.result import Result
 
 TARGET_S = 3.0
 FIXTURES = ROOT / "tests" / "unit" / "fixtures"
 
 
 def biggest_fixture() -> Path:
-    def size(path: Path) -> tuple[int, int]:
-        doc = json.loads(path.read_text())
-        return len(doc.get("sides", {})) if doc.get("schema", "").startswith("explorer.result/") else -1, len(
-            path.read_bytes()
-        )
-
-    return max(FIXTURES.glob("*.json"), key=size)
+    """The six-side fixture this benchmark's target was set on (the eight-side one, make demo's
+    of 2026-12-07, is the mutation test's)."""
+    return FIXTURES / "six-sides.json"
 
 
-def subjects(file: str | None) -> list[tuple[str, dict[str, Any]]]:
+def subjects(file: str | None) -> list[tuple[str, Result]]:
     """(name, judged result) of what to time."""
     from tests.unit.documents import judged, six_sides  # the repository's tests, on the path above
 
     path = Path(file) if file else biggest_fixture()
-    found = [(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path), json.loads(path.read_text()))]
-    if not file and len(found[0][1]["sides"]) < 6:
-        found.append(("six sides built by tests/unit/documents.py", six_sides()))
-    return [(name, judged(doc) if "claims" not in doc else doc) for name, doc in found]
+    found = [(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path), judged(load_result(path)))]
+    if not file and len(found[0][1].sides) < 6:
+        found.append(("six sides built by tests/unit/documents.py", judged(six_sides())))
+    return found
 
 
-def render_once(result: dict[str, Any], out: Path) -> float:
+def render_once(result: Result, out: Path) -> float:
     started = time.monotonic()
     page.write([("run", result)], out)
     return time.monotonic() - started
 
 
-def floor_once(result: dict[str, Any], out: Path) -> float:
+def floor_once(result: Result, out: Path) -> float:
     """The least a page with one chart costs: the document as JSON, one empty figure as SVG."""
     started = time.monotonic()
     from matplotlib.figure import Figure  # timed: in a fresh process its import is the floor's part
 
     buffer = io.StringIO()
     Figure(figsize=(10, 3)).savefig(buffer, format="svg")
-    out.write_text(json.dumps(result) + buffer.getvalue())
+    out.write_text(result.model_dump_json(by_alias=True) + buffer.getvalue())
     return time.monotonic() - started
 
 
-def cold(kind: str, result: dict[str, Any], work: Path) -> float:
+def cold(kind: str, result: Result, work: Path) -> float:
     """One render (or the floor) in a fresh process: matplotlib's import and set-up included."""
     doc = work / "cold.json"
-    doc.write_text(json.dumps(result))
+    doc.write_text(result.model_dump_json(by_alias=True))
     argv = [sys.executable, __file__, "--time-one", kind, str(doc), str(work / f"cold-{kind}.html")]
     return float(subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout)
 
@@ -112,7 +107,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.time_one:  # the child of cold(): print the seconds of one render or floor
         kind, doc, out = args.time_one
-        print(TIMED[kind](json.loads(Path(doc).read_text()), Path(out)))
+        print(TIMED[kind](load_result(doc), Path(out)))
         return 0
     missed = False
     with tempfile.TemporaryDirectory(prefix="explorer-page-bench.") as tmp:
@@ -123,9 +118,7 @@ def main() -> int:
             warm = [render_once(result, work / "page.html") for _ in range(args.runs)]
             floor = [floor_once(result, work / "floor.html") for _ in range(args.runs)]
             met, said = verdict(statistics.median(first))
-            print(
-                f"{name}: {len(result['sides'])} sides, a page of {(work / 'page.html').stat().st_size / 1024:.0f} KiB"
-            )
+            print(f"{name}: {len(result.sides)} sides, a page of {(work / 'page.html').stat().st_size / 1024:.0f} KiB")
             print(f"  fresh process: render + write {spread(first)}; {said}")
             print(f"                 floor {spread(first_floor)}; page / floor {ratio(first, first_floor)}")
             print(f"  matplotlib loaded: render + write {spread(warm)}")

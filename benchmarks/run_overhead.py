@@ -27,6 +27,7 @@ import psutil
 from explorer import lifecycle, scenario, sides
 from explorer.backends import backend_for
 from explorer.output import report
+from explorer.result import Phases, Result
 
 TARGET = 0.05  # explorer's own part of the wall time
 OLD_TARGET = 0.10  # everything outside the windows, the engines' teardown included (reported)
@@ -39,11 +40,11 @@ def verdict(own_share: float, target: float = TARGET) -> tuple[bool, str]:
     return passed, f"{own_share:.1%} of the wall time (target <= {target:.0%}: {'ok' if passed else 'MISSED'})"
 
 
-def outside_share(result: dict) -> tuple[float, float, float]:
+def outside_share(result: Result) -> tuple[float, float, float]:
     """(wall time, time inside the create -> ready windows, share outside them)."""
-    phases = result["phases"]
-    total = phases["total_s"]
-    inside = sum(p["starts_s"] for p in phases["sides"].values())
+    phases = result.phases or Phases()
+    total = phases.total_s or 0.0
+    inside = sum(p.starts_s or 0.0 for p in phases.sides.values())
     return total, inside, (total - inside) / total if total else 0.0
 
 
@@ -83,14 +84,12 @@ def main() -> int:
     imported = time.monotonic() - importing
     result = lifecycle.run(scenario.load(args.scenario), lifecycle.Choice(names=names), args.repeat)
     print(report.table(*report.time_table(result), "table"))
-    for name, p in result["phases"]["sides"].items():
-        print(f"{name}: create -> ready per start: {p['start_s']}")
+    phases = result.phases or Phases()
+    for name, p in phases.sides.items():
+        print(f"{name}: create -> ready per start: {p.start_s}")
     print(f"(the sides' modules were imported before the run, in {imported:.2f} s, as the CLI does at its start)")
     total, inside, share = outside_share(result)
-    engines = sum(
-        p.get("destroy_s", 0.0) + p.get("clean_s", 0.0) + p.get("after_ready_s", 0.0)
-        for p in result["phases"]["sides"].values()
-    )
+    engines = sum((p.destroy_s or 0.0) + (p.clean_s or 0.0) + (p.after_ready_s or 0.0) for p in phases.sides.values())
     own = total - inside - engines
     print(f"\n{total:.2f} s wall, {inside:.2f} s in the create -> ready windows: {share:.1%} outside them")
     print(
@@ -101,7 +100,7 @@ def main() -> int:
     print(f"  explorer's own (check, prepare, probes, bookkeeping) {own:.2f} s, {text}")
     old = "would be met" if share <= OLD_TARGET else "would be missed"
     print(f"  the old target (replaced by the one above; not applied), everything outside <= {OLD_TARGET:.0%}: {old}")
-    vm_sides = [n for n, side in result["sides"].items() if side.get("kind") == "vm"]
+    vm_sides = [n for n, side in result.sides.items() if side.kind == "vm"]
     if vm_sides:  # a destroyed domain is gone once its killed QEMU is reaped: see LibvirtEngine.destroy
         print(reaper_note(total, inside))
     return 0 if passed else 1

@@ -51,7 +51,8 @@ def alternate(
     for _ in range(rounds):
         floor.append(by_hand())
         side = lifecycle.measure(backend, scen, artifact, 1, lifecycle.new_run_id(), lambda message: None)
-        explorer.append(side["startup"]["repeats"][0]["ready_s"])
+        assert side.startup is not None  # measured: its starts are recorded
+        explorer.append(side.startup.repeats[0]["ready_s"])
     return floor, explorer
 
 

@@ -113,7 +113,8 @@ def floor_start_to_ready(image: VMImage, scen: Scenario, accel: str, backend: Ba
 
 def explorer_start_to_ready(backend: Backend, scen: Scenario, artifact: Artifact) -> dict[str, float]:
     side = lifecycle.measure(backend, scen, artifact, 1, lifecycle.new_run_id(), lambda message: None)
-    return side["startup"]["repeats"][0]
+    assert side.startup is not None  # measured: its starts are recorded
+    return side.startup.repeats[0]
 
 
 def image_of(artifact: Artifact) -> VMImage:

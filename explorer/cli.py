@@ -31,7 +31,7 @@ from explorer.result import Result
 from explorer.units import human_bytes
 
 
-class ReadyType(click.ParamType):
+class ReadyType(click.ParamType[readiness.ReadySpec, str]):
     """--ready KIND[:VALUE...]: a readiness strategy in the command line's form (readiness.parse)."""
 
     name = "KIND[:VALUE...]"

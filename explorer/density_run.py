@@ -17,7 +17,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from explorer import interrupts, lifecycle
 from explorer import sides as sides_registry
@@ -28,6 +28,8 @@ from explorer.probes import host_memory as figures
 from explorer.result import DENSITY, DensityResult, DensitySide, Record
 from explorer.scenario import Scenario
 from explorer.units import human_bytes
+
+H = TypeVar("H")  # the handle a side's targets hold: passed along, never read here
 
 SCHEMA = DENSITY
 FLOOR_FRACTION = 0.25  # never let MemAvailable fall below this share of what it was at the start
@@ -74,7 +76,7 @@ def per_instance_estimate(steps: list[dict[str, Any]], prior: float) -> float:
     return max(candidates)
 
 
-def prior_bytes(backend: Backend, scenario: Scenario) -> float:
+def prior_bytes(backend: Backend[H], scenario: Scenario) -> float:
     """Before anything is measured: a VM's configured memory and half again (its VMM's own,
     and under TCG the translation cache); a container a small fixed guess."""
     if backend.side.kind == "vm":
@@ -180,7 +182,7 @@ class DensityPlan:
         return None
 
     def measure(
-        self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
+        self, backend: Backend[H], scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
     ) -> dict[str, Any]:
         count = self.counts.get(backend.side.name) or self.count or backend.side.density_count
         return measure_side(
@@ -197,7 +199,7 @@ class DensityPlan:
 
 
 def measure_side(
-    backend: Backend,
+    backend: Backend[H],
     scenario: Scenario,
     artifact: Artifact,
     count: int,
@@ -208,7 +210,7 @@ def measure_side(
     ksm_settle_s: float = figures.KSM_SETTLE_S,
 ) -> dict[str, Any]:
     """Steps until `count` run or the guard refuses the next; everything removed at the end."""
-    targets: list[Target] = []
+    targets: list[Target[H]] = []
     steps: list[dict[str, Any]] = []
     base = {"available": figures.mem_available(), "daemons": figures.engine_daemons(backend.daemons)}
     prior = prior_bytes(backend, scenario)
@@ -250,11 +252,11 @@ def measure_side(
 
 
 def _step(
-    backend: Backend,
+    backend: Backend[H],
     scenario: Scenario,
     artifact: Artifact,
     run_id: str,
-    targets: list[Target],
+    targets: list[Target[H]],
     k: int,
     base: dict[str, Any],
     say: Progress,
@@ -282,7 +284,7 @@ def _step(
     }
 
 
-def host_figures(backend: Backend, targets: list[Target], base: dict[str, Any]) -> dict[str, Any]:
+def host_figures(backend: Backend[H], targets: list[Target[H]], base: dict[str, Any]) -> dict[str, Any]:
     """What the running instances cost the host now, against `base` (before the first)."""
     pids: list[int] = []
     vmms: list[int] = []
@@ -304,13 +306,13 @@ def host_figures(backend: Backend, targets: list[Target], base: dict[str, Any]) 
     return out
 
 
-def remove_all(backend: Backend, targets: list[Target], run_id: str) -> dict[str, Any]:
+def remove_all(backend: Backend[H], targets: list[Target[H]], run_id: str) -> dict[str, Any]:
     """Destroy every target (a few at a time: 50 containers one by one take a while), then the
     run's labelled leftovers; errors are collected, so that one failure removes no less."""
     started = time.monotonic()
     errors: list[str] = []
 
-    def destroy(target: Target) -> None:
+    def destroy(target: Target[H]) -> None:
         try:
             backend.destroy(target)
         except ExplorerError as exc:

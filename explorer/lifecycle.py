@@ -69,6 +69,7 @@ class Choice:
 
 
 D = TypeVar("D", bound=Record)  # the document a plan writes: a run's Result, a density run's
+H = TypeVar("H")  # the handle a side's targets hold: the lifecycle passes it along, never reads it
 
 
 class Plan(Protocol):
@@ -86,7 +87,7 @@ class Plan(Protocol):
     def end(self, scenario: Scenario, say: Progress) -> None: ...
 
     def measure(
-        self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
+        self, backend: Backend[H], scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
     ) -> dict[str, Any]: ...
 
 
@@ -162,10 +163,10 @@ def sequence(
 
 def check_sides(
     scenario: Scenario, choice: Choice, skipped: dict[str, str]
-) -> dict[str, tuple[Backend, dict[str, Any]]]:
+) -> dict[str, tuple[Backend[Any], dict[str, Any]]]:
     """The backends of the chosen sides with their engine facts, each checked against the
     scenario and this host, then each side's limits (preflight) before any side starts."""
-    checked: dict[str, tuple[Backend, dict[str, Any]]] = {}
+    checked: dict[str, tuple[Backend[Any], dict[str, Any]]] = {}
     refused: dict[str, str] = {}
     for name in choice.sides():
         try:
@@ -184,7 +185,7 @@ def check_sides(
     return checked
 
 
-def checked_side(name: str, scenario: Scenario) -> tuple[Backend, dict[str, Any]]:
+def checked_side(name: str, scenario: Scenario) -> tuple[Backend[Any], dict[str, Any]]:
     """The side's backend and engine facts; BackendUnavailable when it cannot serve the
     scenario, cannot run here, or an optional dependency of its parts is missing."""
     backend = backend_for(name)  # BackendUnavailable where libvirt-python, say, is not installed
@@ -198,8 +199,8 @@ def checked_side(name: str, scenario: Scenario) -> tuple[Backend, dict[str, Any]
 
 
 def start(
-    backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, index: int, keep: list[Target]
-) -> Target:
+    backend: Backend[H], scenario: Scenario, artifact: Artifact, run_id: str, index: int, keep: list[Target[H]]
+) -> Target[H]:
     """Create one instance (kept in `keep` from the moment the engine made it, for destroy)
     and wait until it is ready, as every plan does; NotReady carries its last output lines."""
     t0 = time.monotonic()
@@ -214,7 +215,7 @@ def start(
     return target
 
 
-def wait_until_ready(backend: Backend, scenario: Scenario, target: Target, t0: float) -> None:
+def wait_until_ready(backend: Backend[H], scenario: Scenario, target: Target[H], t0: float) -> None:
     """Wait for the target's protocol-level readiness (bounded by the side's timeout from t0,
     the create call) and mark it 'ready'; raises NotReady or the backend's error."""
     timeout = getattr(scenario.timeouts, backend.side.timeout)
@@ -231,19 +232,19 @@ def wait_until_ready(backend: Backend, scenario: Scenario, target: Target, t0: f
     backend.poll(target)  # what the side can still see at once (a container's process, say)
 
 
-def destroy(backend: Backend, target: Target) -> None:
+def destroy(backend: Backend[H], target: Target[H]) -> None:
     with interrupts.deferred():
         backend.destroy(target)
 
 
-def last_lines(backend: Backend, target: Target | None) -> str:
+def last_lines(backend: Backend[H], target: Target[H] | None) -> str:
     lines = backend.logs(target, 20) if target is not None else ""
     text = "its last output lines:\n" + lines if lines else "it printed nothing"
     cause = backend.diagnosis(target) if target is not None else None
     return f"{cause}; {text}" if cause else text
 
 
-def probe(backend: Backend, scenario: Scenario, artifact: Artifact, target: Target) -> dict[str, Any]:
+def probe(backend: Backend[H], scenario: Scenario, artifact: Artifact, target: Target[H]) -> dict[str, Any]:
     """Every probe on the running target; a guest view that cannot be had is reported, not
     fatal (an interrupt is not an ExplorerError: it ends the run)."""
     try:
@@ -276,7 +277,7 @@ def probe(backend: Backend, scenario: Scenario, artifact: Artifact, target: Targ
     return out
 
 
-def record_of(target: Target) -> dict[str, Any]:
+def record_of(target: Target[H]) -> dict[str, Any]:
     """What the document keeps of the probed instance: its facts that are the record
     (TargetRecord's fields), not what its engine needs to stop it."""
     return {key: value for key, value in target.facts.items() if key in TargetRecord.model_fields}
@@ -301,7 +302,7 @@ class RunPlan:
             self.load.reference(scenario, say)
 
     def measure(
-        self, backend: Backend, scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
+        self, backend: Backend[H], scenario: Scenario, artifact: Artifact, run_id: str, say: Progress
     ) -> dict[str, Any]:
         repeats = self.repeats or min(scenario.repeats, backend.side.max_repeats or scenario.repeats)
         timings: list[dict[str, float]] = []
@@ -339,7 +340,7 @@ class RunPlan:
 
     def _one(
         self,
-        backend: Backend,
+        backend: Backend[H],
         scenario: Scenario,
         artifact: Artifact,
         run_id: str,
@@ -349,7 +350,7 @@ class RunPlan:
         spent: dict[str, float],
         say: Progress,
     ) -> dict[str, float]:
-        kept: list[Target] = []
+        kept: list[Target[H]] = []
         try:
             target = start(backend, scenario, artifact, run_id, index, kept)
             if final:  # probed while it runs, then its milestones that come after readiness
@@ -396,7 +397,7 @@ def run(
 
 
 def measure(
-    backend: Backend, scenario: Scenario, artifact: Artifact, repeats: int, run_id: str, say: Progress | None = None
+    backend: Backend[H], scenario: Scenario, artifact: Artifact, repeats: int, run_id: str, say: Progress | None = None
 ) -> SideRecord:
     """One side's record of a run (benchmarks and tests measure a side alone)."""
     measured = RunPlan(repeats).measure(backend, scenario, artifact, run_id, say or (lambda message: None))

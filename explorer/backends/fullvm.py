@@ -18,6 +18,7 @@ from explorer.backends.base import Backend
 from explorer.engines.libvirt import LibvirtEngine, Machine
 from explorer.guest import agent
 from explorer.guest.forwards import REFUSED_PORT, Banner, Refusal
+from explorer.guest.handles import RunningVM
 from explorer.images.fullvm.source import FullVMDisk
 from explorer.model import Side, Target
 
@@ -30,7 +31,7 @@ class AgentAnswers:
     milestone: str = "agent"
     every_s: float = 0.5  # a guest-ping blocks up to a second while the agent is not up
 
-    def reached(self, target: Target, state: dict[str, Any]) -> bool:
+    def reached(self, target: Target[RunningVM], state: dict[str, Any]) -> bool:
         return agent.ping(target.held.domain)
 
     def close(self, state: dict[str, Any]) -> None:
@@ -52,5 +53,5 @@ FULL_OS = Machine(
 )
 
 
-def assemble(side: Side) -> Backend:
+def assemble(side: Side) -> Backend[RunningVM]:
     return Backend(side, FullVMDisk(), LibvirtEngine(side, FULL_OS), agent.AgentChannel())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from docker.models.containers import Container
+
 from explorer.backends.base import Backend
 from explorer.engines.docker import DockerEngine
 from explorer.engines.runsc import Runsc
@@ -10,5 +12,5 @@ from explorer.images.container.source import ContainerImage
 from explorer.model import Side
 
 
-def assemble(side: Side) -> Backend:
+def assemble(side: Side) -> Backend[Container]:
     return Backend(side, ContainerImage(), DockerEngine(side, Runsc()), DockerExec())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from explorer.backends.base import Backend
 from explorer.engines.libvirt import LibvirtEngine, Machine
 from explorer.guest import viewport
+from explorer.guest.handles import RunningVM
 from explorer.guest.viewport_channel import ViewPort
 from explorer.images.microvm.source import MicroVMDisk
 from explorer.model import Side
@@ -21,5 +22,5 @@ MICROVM = Machine(
 )
 
 
-def assemble(side: Side) -> Backend:
+def assemble(side: Side) -> Backend[RunningVM]:
     return Backend(side, MicroVMDisk(), LibvirtEngine(side, MICROVM), ViewPort())

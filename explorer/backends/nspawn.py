@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from explorer.backends.base import Backend
 from explorer.engines.nspawn import NspawnEngine
+from explorer.guest.handles import NspawnMachine
 from explorer.guest.nsenter import NsenterView
 from explorer.images.systemroot import SystemRootfs
 from explorer.model import Side
 
 
-def assemble(side: Side) -> Backend:
+def assemble(side: Side) -> Backend[NspawnMachine]:
     return Backend(side, SystemRootfs(), NspawnEngine(side), NsenterView())

@@ -7,10 +7,11 @@ from __future__ import annotations
 from explorer.backends.base import Backend
 from explorer.backends.microvm import MICROVM
 from explorer.engines.snapshot import SnapshotEngine
+from explorer.guest.handles import RunningVM
 from explorer.guest.viewport_channel import ViewPort
 from explorer.images.microvm.source import MicroVMDisk
 from explorer.model import Side
 
 
-def assemble(side: Side) -> Backend:
+def assemble(side: Side) -> Backend[RunningVM]:
     return Backend(side, MicroVMDisk(), SnapshotEngine(side, MICROVM), ViewPort())

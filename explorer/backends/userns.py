@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from docker.models.containers import Container
+
 from explorer.backends.base import Backend
 from explorer.engines.podman import PodmanEngine
 from explorer.guest.exec import DockerExec
@@ -10,5 +12,5 @@ from explorer.images.container.source import ContainerImage
 from explorer.model import Side
 
 
-def assemble(side: Side) -> Backend:
+def assemble(side: Side) -> Backend[Container]:
     return Backend(side, ContainerImage(), PodmanEngine(side), DockerExec())

@@ -144,11 +144,11 @@ def passes(test: dict[str, Any], figures: dict[str, Any]) -> bool:
     value = figures[test["figure"]]
     if "between" in test:
         low, high = test["between"]
-        return low <= _number(value) <= high
+        return bool(low <= _number(value) <= high)
     op, other = next((k, v) for k, v in test.items() if k != "figure")
     other = figures[other["figure"]] if isinstance(other, dict) else other
     try:
-        return COMPARISONS[op](value, other)
+        return bool(COMPARISONS[op](value, other))
     except TypeError:
         raise Missing(f"cannot compare {value!r} with {other!r}") from None
 

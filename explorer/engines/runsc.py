@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
+from docker.models.containers import Container
 
 from explorer.contracts import DoctorCheck
 from explorer.engines.docker import OWN_NETNS, own_netns_path, shim_of
@@ -64,13 +65,13 @@ class Runsc:
 
         return [DoctorCheck("Docker engine", engine.describe), DoctorCheck("gVisor (runsc under Docker)", gvisor)]
 
-    def poll(self, target: Target) -> None:
+    def poll(self, target: Target[Container]) -> None:
         return None  # nothing to mark: the engine raises once the container has exited
 
-    def host_pids(self, target: Target) -> list[int]:
+    def host_pids(self, target: Target[Container]) -> list[int]:
         return []  # the workload runs on the Sentry: it has no host PID of its own
 
-    def runtime_pids(self, target: Target) -> dict[int, str]:
+    def runtime_pids(self, target: Target[Container]) -> dict[int, str]:
         """The shim, and below it runsc's sandbox and gofer (found by command line, since their
         name is `exe`), and the sandbox's stub processes."""
         found = shim_of(target)
@@ -80,7 +81,7 @@ class Runsc:
                     found[proc.pid] = _role(proc)
         return found
 
-    def netns_path(self, target: Target, port: int, engine: DockerEngine) -> NetPath:
+    def netns_path(self, target: Target[Container], port: int, engine: DockerEngine) -> NetPath:
         """With --network=host the Sentry serves the workload's sockets with host sockets,
         opened in runsc-sandbox's network namespace (the one Docker made for the container): a
         client in that namespace reaches the workload on its 127.0.0.1. With gVisor's own network
@@ -103,7 +104,7 @@ class Runsc:
             "the client reaches the workload through the host kernel's loopback and the Sentry, without docker-proxy",
         )
 
-    def after_destroy(self, target: Target) -> None:
+    def after_destroy(self, target: Target[Container]) -> None:
         """No runsc process outlives its container (a failed start has been seen to leave
         runsc-sandbox behind)."""
         _reap(target.facts["container_id"])

@@ -18,9 +18,11 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from explorer.model import Target
+
+H = TypeVar("H")  # any VM's handle (a RunningVM, a VagrantMachine): only its forwarded ports are read
 
 REFUSED_PORT = 9  # discard: nothing listens on it in a guest explorer built
 FRESH_EVERY_S = 0.25
@@ -57,7 +59,7 @@ class Refusal:
     every_s: float = 0.0  # non-blocking: at every poll
     most_pending: int = 200
 
-    def reached(self, target: Target, state: dict[str, Any]) -> bool:
+    def reached(self, target: Target[H], state: dict[str, Any]) -> bool:
         port = int(target.facts["forwarded_ports"][str(self.guest_port)])
         pending: list[tuple[float, socket.socket]] = state.setdefault("refusal", [])
         now = time.monotonic()
@@ -91,7 +93,7 @@ class Banner:
     every_s: float = 0.0  # non-blocking: at every poll
     expect: bytes = b"SSH-"
 
-    def reached(self, target: Target, state: dict[str, Any]) -> bool:
+    def reached(self, target: Target[H], state: dict[str, Any]) -> bool:
         port = int(target.facts["forwarded_ports"][str(self.guest_port)])
         sock = state.get("banner")
         if sock is None:

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from explorer.backends.base import Backend
 from explorer.errors import BackendUnavailable, ExplorerError
@@ -16,6 +16,8 @@ from explorer.images.container.source import ContainerImage
 from explorer.load import client_for, native, rounds
 from explorer.model import Accel, Artifact, NetPath, Target
 from explorer.scenario import Scenario
+
+H = TypeVar("H")  # the handle a side's targets hold: passed along, never read here
 
 TCG_NOTE = (
     "under TCG (software emulation) a VM's figures measure the emulator, not what a KVM host shows: "
@@ -80,7 +82,7 @@ class LoadPhase:
         self.document["native"] = {**measured, "how": native.__doc__.split("\n\n")[1].replace("\n", " ")}
 
     def side(
-        self, backend: Backend, scenario: Scenario, target: Target, accel: Accel | None, say: Callable[[str], Any]
+        self, backend: Backend[H], scenario: Scenario, target: Target[H], accel: Accel | None, say: Callable[[str], Any]
     ) -> dict[str, Any]:
         """The probed start of a side under the same load (`accel`: a VM's, None for a container)."""
         if scenario.load is None:
@@ -100,7 +102,7 @@ class LoadPhase:
             out["note"] = TCG_NOTE
         return out
 
-    def endpoint(self, backend: Backend, target: Target, path: NetPath, accel: Accel | None) -> rounds.Endpoint:
+    def endpoint(self, backend: Backend[H], target: Target[H], path: NetPath, accel: Accel | None) -> rounds.Endpoint:
         """Where the load goes on `path`, and who serves it on the host."""
         return rounds.Endpoint(
             path.host,
@@ -117,7 +119,7 @@ class LoadPhase:
         )
 
 
-def host_processes(backend: Backend, target: Target, path: NetPath | None = None) -> dict[int, str]:
+def host_processes(backend: Backend[H], target: Target[H], path: NetPath | None = None) -> dict[int, str]:
     """Every host process that does the side's work, by role: its runtime (shim, sandbox, gofer,
     stubs, VMM), the workload's own processes where the host sees them, and what carries its
     traffic on the host on this path (Docker's userland proxy for a published port)."""
@@ -129,7 +131,7 @@ def host_processes(backend: Backend, target: Target, path: NetPath | None = None
     return pids
 
 
-def still_missing(backend: Backend, target: Target, path: NetPath) -> str | None:
+def still_missing(backend: Backend[H], target: Target[H], path: NetPath) -> str | None:
     """Why `path` no longer reaches the workload, asked of the side again (its network
     namespace gone, say) once a client on it has failed."""
     again = next((p for p in backend.load_paths(target) if p.name == path.name), None)

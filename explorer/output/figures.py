@@ -233,7 +233,7 @@ def why_line(title: str, why: str) -> str:
     return f"{title} – nothing to show: {why}."
 
 
-def draw(chart: Chart, subject: Any, width: float = WIDTH_IN, *, titled: bool = True) -> Any:
+def draw(chart: Chart[Subject], subject: Subject, width: float = WIDTH_IN, *, titled: bool = True) -> Any:
     """`chart` alone in a figure of its own, in explorer's style (untitled: the page heads it)."""
     with matplotlib_rc():
         fig = new_figure(width, chart.height(subject))
@@ -244,7 +244,7 @@ def draw(chart: Chart, subject: Any, width: float = WIDTH_IN, *, titled: bool = 
     return fig
 
 
-def svg(chart: Chart, subject: Any) -> str:
+def svg(chart: Chart[Subject], subject: Subject) -> str:
     """`chart` as an inline SVG element, untitled (the page heads it): no XML prolog, no doctype,
     no metadata."""
     with matplotlib_rc(**{"svg.hashsalt": f"{STYLE['svg.hashsalt']}-{chart.key}"}):

@@ -11,7 +11,7 @@ document without them is shown as not judged.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from explorer.document import side_title
 from explorer.output import compare, figures, report
@@ -21,6 +21,7 @@ from explorer.result import JudgedClaim, Result, SideRecord
 from explorer.units import human_bytes
 
 NOT_MEASURED, NOT_JUDGED = "not measured", "not judged"
+S = TypeVar("S")  # what a chart draws: a result, or the runs compared
 NOT_JUDGED_TEXT = "The claims were not judged for this page: the document carries no verdicts."
 DIFFERS_NOTE = '<p class="note">≠ marks a row whose runs differ.</p>'
 
@@ -246,7 +247,7 @@ def _host_sees(result: Result) -> str:
 # ---- charts and tables --------------------------------------------------------------------
 
 
-def _figure(chart: figures.Chart, subject: Any) -> str:
+def _figure(chart: figures.Chart[S], subject: S) -> str:
     why = chart.missing(subject)
     if why:
         return f'<p class="why" id="chart-{chart.key}">{esc(figures.why_line(chart.title, why))}</p>'

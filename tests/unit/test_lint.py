@@ -49,6 +49,14 @@ def test_mypy_finds_no_error_in_explorer():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_document_and_its_readers_pass_mypy_strict():
+    """The result document's models and every reader of it (the loader, claims, the output wing)
+    pass mypy --strict itself, not only setup.cfg's per-module flags."""
+    readers = ["explorer/result", "explorer/document.py", "explorer/claims", "explorer/output"]
+    result = subprocess.run([_mypy(), "--strict", *readers], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_mypy_catches_a_side_assembled_from_parts_that_do_not_fit(tmp_path):
     """A channel takes the handle type its engine's targets hold: Docker's engine with the
     guest agent's channel (which takes a RunningVM) is a type error, the runc side's parts are not."""
