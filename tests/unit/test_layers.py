@@ -5,6 +5,7 @@ import time); imports under `if TYPE_CHECKING:` are annotations, not dependencie
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,7 +189,7 @@ def _layer(module: str) -> int:
 # the data flow, bottom to top: scenario -> side (backend) -> probes -> claims -> report
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("explorer.model", "explorer.errors", "explorer.interrupts", "explorer.units", "explorer.progress"),
-    ("explorer.result", "explorer.document"),
+    ("explorer.result", "explorer.result_inside", "explorer.document"),
     ("explorer.cache", "explorer.tools", "explorer.cpio", "explorer.image_ref", "explorer.dockerd"),
     ("explorer.kvm", "explorer.readiness", "explorer.loadspec", "explorer.vagrant_cli", "explorer.sides"),
     ("explorer.scenario",),
@@ -278,3 +279,15 @@ def test_the_readme_layout_names_every_top_level_module_and_folder():
     floors = [m for floor in FLOORS for m in floor]
     named = {m for m in MODULES if m.count(".") == 1}
     assert sorted(m for m in named if not any(_under(m, (f,)) for f in floors)) == []
+
+
+def test_the_inside_probe_s_models_import_only_pydantic_and_the_standard_library():
+    """explorer/result_inside.py is to be folded into the typed result document: a bottom module."""
+    tree = ast.parse(MODULES["explorer.result_inside"].read_text())
+    roots = {
+        (alias.name if isinstance(node, ast.Import) else node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert roots - set(sys.stdlib_module_names) == {"pydantic"}
