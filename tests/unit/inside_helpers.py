@@ -4,6 +4,7 @@ ways of running it (setpriv, strace)."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -23,6 +24,7 @@ SETPRIV_NOBODY = ["setpriv", f"--reuid={NOBODY[0]}", f"--regid={NOBODY[1]}", "--
 def _built() -> tuple[Path | None, str]:
     """(the probe where anyone may run it, "") or (None, why it could not be built)."""
     cache = tempfile.mkdtemp(prefix="explorer-inside-cache-")
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
     saved = os.environ.get("EXPLORER_CACHE")
     os.environ["EXPLORER_CACHE"] = cache
     try:
@@ -35,6 +37,7 @@ def _built() -> tuple[Path | None, str]:
         else:
             os.environ["EXPLORER_CACHE"] = saved
     public = Path(tempfile.mkdtemp(prefix="explorer-inside-"))
+    atexit.register(shutil.rmtree, public, ignore_errors=True)
     public.chmod(0o755)  # mkdtemp's 0700 would keep a plain user out
     copy = public / "explorer-inside"
     shutil.copy2(binary, copy)
