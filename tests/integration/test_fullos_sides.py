@@ -158,7 +158,7 @@ def test_the_client_runs_inside_the_guest_through_its_agent_against_the_guests_l
     inside = next(p for p in paths if p.inside)
     assert [p.name for p in paths] == ["QEMU user-mode networking (hostfwd)", "inside the guest (guest agent)"]
     settings = rounds.Settings(seconds=1, rounds=1, trace=False)
-    endpoint = LoadPhase(settings).endpoint(backend, target, inside)
+    endpoint = LoadPhase(settings).endpoint(backend, target, inside, None)  # the accelerator only says KVM roles
     got = rounds.measure_paths(client_for(redis_scenario.load), [(inside, endpoint)], settings)
     assert got["status"] == "ok", got.get("reason")
     assert got["summary"]["ops_s"]["median"] > 0 and got["rounds"][0]["client_cpu_s"] is None

@@ -126,11 +126,12 @@ def test_milestones_come_in_order(libvirt_backend, running_vm):
 def test_three_starts_boot_to_ready_and_leave_nothing(libvirt_backend, redis_scenario, vm_artifact):
     run_id = lifecycle.new_run_id()
     side = lifecycle.measure(libvirt_backend, redis_scenario, vm_artifact, 3, run_id, lambda message: None)
-    ready = [r["ready_s"] for r in side["startup"]["repeats"]]
+    assert side.startup is not None and side.kernel is not None and side.memory is not None
+    ready = [r["ready_s"] for r in side.startup.repeats]
     print(f"\nTCG boot-to-ready over 3 starts: median {statistics.median(ready):.2f}s {ready}")
     assert len(ready) == 3 and statistics.median(ready) < 30
-    assert side["kernel"]["shared"] is False and side["accel"] == "tcg"
-    assert side["memory"]["runtime"]["processes"] == 1
+    assert side.kernel.shared is False and side.accel == "tcg"
+    assert side.memory.runtime.processes == 1
     assert_nothing_left(run_id)
 
 
