@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
-from explorer.model import Artifact, GuestView, NetPath, Target
+from explorer.model import Artifact, GuestView, InsideDelivery, InsideProgram, NetPath, Target
 from explorer.scenario import Scenario
 
 Progress = Callable[[str], Any]
@@ -100,9 +100,14 @@ class Engine(Protocol[H]):
 
 class Channel(Protocol[H]):
     """How explorer asks the guest about itself, after readiness, through the handle of type H
-    its engine's targets hold (the signature says which engines it goes with)."""
+    its engine's targets hold (the signature says which engines it goes with): its view, and the
+    inside probe delivered where the workload runs, run, and removed (nothing left behind)."""
 
     def view(self, target: Target[H]) -> GuestView: ...
+
+    def inside(self, target: Target[H], program: InsideProgram) -> InsideDelivery:
+        """Deliver `program` into the guest (never through a host mount), make each of its runs,
+        remove it; BackendError where it cannot be delivered or run at all."""
 
 
 class EngineDefaults(Generic[H]):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from explorer import interrupts, readiness
+from explorer import inside_run, interrupts, readiness
 from explorer.backends import Backend, backend_for
 from explorer.errors import BackendUnavailable, ExplorerError, NotReady
 from explorer.hostinfo import host_facts
@@ -271,6 +271,7 @@ def probe(backend: Backend[H], scenario: Scenario, artifact: Artifact, target: T
         accel=artifact.accel,
     )
     out: dict[str, Any] = {name: fn(ctx) for name, fn in PROBES.items()}
+    out["inside"] = inside_run.measure(backend, scenario, target, guest, ctx.workload_pids).model_dump(mode="json")
     out["target"] = record_of(target)
     out["accel"] = artifact.accel.mode if artifact.accel else "native"
     out["accel_reason"] = artifact.accel.reason if artifact.accel else None
@@ -295,7 +296,10 @@ class RunPlan:
     record: type[Record] = SideRecord
 
     def begin(self, scenario: Scenario, say: Progress) -> dict[str, Any]:
-        return {"load": self.load.begin(scenario)} if self.load is not None else {}
+        say("the inside probe as a plain host process (the native row)")
+        native = inside_run.native()
+        out: dict[str, Any] = {"inside_native": native.model_dump(mode="json") if native is not None else None}
+        return {**out, "load": self.load.begin(scenario)} if self.load is not None else out
 
     def end(self, scenario: Scenario, say: Progress) -> None:
         if self.load is not None and self.load.pending:

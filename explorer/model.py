@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 import psutil
 
 KINDS = ("container", "vm")
+HOST_KERNEL = "the host's kernel"  # what answers a container's system calls (a Side's `answers`)
 H = TypeVar("H")  # a Target's handle: what its engine holds of it, and hands its guest channel
 
 LABEL_MANAGED = "io.explorer.managed"  # on what a run creates: containers, domains
@@ -49,13 +50,19 @@ class Side:
     # the roles whose system calls the host's kernel serves for the workload: whose seccomp
     # filters bound what of that kernel the side may reach (a shim or a proxy serves no workload call)
     kernel_roles: tuple[str, ...] = ("workload",)
+    # which kernel answers the workload's own system calls: the host's, gVisor's Sentry, a guest's
+    answers: str = HOST_KERNEL
+
+    @property
+    def on_host_kernel(self) -> bool:
+        return self.answers == HOST_KERNEL
 
     def meta(self) -> dict[str, Any]:
         """What a result document records about the side."""
         out = asdict(self)
         out["roles"] = list(self.roles)
         out["kernel_roles"] = list(self.kernel_roles)
-        for key in ("backend", "max_repeats", "timeout", "package", "density_count"):
+        for key in ("backend", "max_repeats", "timeout", "package", "density_count", "answers"):
             out.pop(key)
         return out
 
@@ -191,3 +198,44 @@ class GuestView:
     agent_names: list[str] = field(default_factory=list)  # their names, in the order of agent_pids
     viewer_parent: int | None = None  # the parent of the shell that took the view (the shell is left out)
     uptime_s: float | None = None  # seconds since the guest's kernel booted, by its own clock
+
+
+@dataclass(frozen=True)
+class InsideAs:
+    """One run of the inside probe in a guest: who it runs as (`label`, for the document) and its
+    arguments beyond the binary (the workload's user: --as-pid PID, as the guest numbers it)."""
+
+    label: str
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InsideProgram:
+    """What a channel delivers into its guest and runs there: the inside probe's binary (a host
+    path), each run to make, and the probe's own deadline (the channel adds its own beyond it)."""
+
+    binary: str
+    runs: tuple[InsideAs, ...]
+    timeout_s: int
+    name: str  # the file's name where it lands (unique to the run)
+
+
+@dataclass
+class InsideOutput:
+    """What one run printed: None as returncode where the channel's own deadline ended it."""
+
+    label: str
+    returncode: int | None
+    stdout: str
+    stderr: str
+    wall_s: float
+
+
+@dataclass
+class InsideDelivery:
+    """The probe's stay in a guest: where it went and how (`how`), each run's output, and its
+    removal (None: removed; else why not, and the run says it)."""
+
+    how: str
+    outputs: list[InsideOutput]
+    removal_error: str | None = None

@@ -15,6 +15,7 @@ from explorer.errors import UsageError
 from explorer.model import KINDS, Side
 
 __all__ = ["KINDS", "SIDES", "Side", "get", "of_kind", "parse"]
+GUEST_KERNEL = "the guest's own kernel"  # what answers a VM's workload's system calls
 
 SIDES: dict[str, Side] = {
     side.name: side
@@ -36,6 +37,7 @@ SIDES: dict[str, Side] = {
             "explorer.backends.gvisor:assemble",
             roles=("sandbox", "gofer", "stub", "shim"),
             kernel_roles=("sandbox", "gofer", "stub"),  # the workload's own calls stop at the Sentry
+            answers="gVisor's Sentry",
             color="#2ca02c",
             package="runsc",
             density_count=20,
@@ -70,6 +72,7 @@ SIDES: dict[str, Side] = {
             "explorer.backends.microvm:assemble",
             roles=("VMM",),
             kernel_roles=("VMM",),
+            answers=GUEST_KERNEL,
             timeout="vm_ready_s",
             color="#d62728",
             density_count=6,
@@ -82,6 +85,7 @@ SIDES: dict[str, Side] = {
             "explorer.backends.fullvm:assemble",
             roles=("VMM",),
             kernel_roles=("VMM",),
+            answers=GUEST_KERNEL,
             timeout="vm_ready_s",
             color="#9467bd",
             max_repeats=2,
@@ -95,6 +99,7 @@ SIDES: dict[str, Side] = {
             "explorer.backends.vagrant:assemble",
             roles=("VMM",),
             kernel_roles=("VMM",),
+            answers=GUEST_KERNEL,
             timeout="vm_ready_s",
             color="#8c564b",
             max_repeats=1,
@@ -109,6 +114,7 @@ SIDES: dict[str, Side] = {
             "explorer.backends.snapshot:assemble",
             roles=("VMM",),
             kernel_roles=("VMM",),
+            answers=GUEST_KERNEL,
             timeout="vm_ready_s",
             color="#ff7f0e",
             density_count=1,

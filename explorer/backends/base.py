@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic
 
 from explorer.contracts import Channel, DoctorCheck, Engine, H, Progress, Source
-from explorer.model import Artifact, GuestView, NetPath, Side, Target
+from explorer.model import Artifact, GuestView, InsideDelivery, InsideProgram, NetPath, Side, Target
 from explorer.scenario import Scenario
 
 __all__ = ["Backend", "Channel", "Engine", "Source"]
@@ -106,6 +106,10 @@ class Backend(Generic[H]):
 
     def guest_view(self, target: Target[H]) -> GuestView:
         return self.channel.view(target)
+
+    def inside(self, target: Target[H], program: InsideProgram) -> InsideDelivery:
+        """The inside probe delivered where the workload runs, run, removed (the channel's)."""
+        return self.channel.inside(target, program)
 
     def logs(self, target: Target[H], lines: int = 20) -> str:
         return self.engine.logs(target, lines)

@@ -183,6 +183,7 @@ class VagrantEngine(EngineDefaults[VagrantMachine]):
                 target.mark("process")
                 target.facts["qemu_pid"] = machine.process.pid
                 target.facts["storage"] = self._storage(target)
+                machine.domain = self.hypervisor.domain(target.name)  # its agent: the inside probe's way in
         for probe in self.PROBES:
             if probe.milestone not in target.marks and probe.reached(target, machine.probes):
                 target.mark(probe.milestone)

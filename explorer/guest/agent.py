@@ -17,7 +17,7 @@ import libvirt_qemu
 from explorer.errors import BackendError
 from explorer.guest import parse_view, view_script
 from explorer.guest.handles import RunningVM
-from explorer.model import GuestView, Target
+from explorer.model import GuestView, InsideDelivery, InsideOutput, InsideProgram, Target
 
 EXEC_TIMEOUT_S = 30.0
 
@@ -70,6 +70,52 @@ def _decode(data: str | None) -> str:
     return base64.b64decode(data).decode(errors="replace") if data else ""
 
 
+CHUNK = 256 * 1024  # bytes per guest-file-write (base64 on the wire)
+GUEST_DIR = "/var/tmp"  # the guest's own disk (this instance's overlay), not a host mount
+
+
+def upload(domain: Any, path: str, data: bytes, mode: str = "0755") -> None:
+    """`data` written to `path` in the guest by the agent (guest-file-open/-write/-close), then
+    made executable by a guest-exec of chmod."""
+    handle = _command(domain, {"execute": "guest-file-open", "arguments": {"path": path, "mode": "w"}}, 10)
+    try:
+        for start in range(0, len(data), CHUNK):
+            chunk = base64.b64encode(data[start : start + CHUNK]).decode()
+            _command(domain, {"execute": "guest-file-write", "arguments": {"handle": handle, "buf-b64": chunk}}, 30)
+    finally:
+        _command(domain, {"execute": "guest-file-close", "arguments": {"handle": handle}}, 10)
+    done = run(domain, ["/bin/chmod", mode, path])
+    if not done.succeeded:
+        raise BackendError(f"chmod {mode} {path} in the guest failed: {done.stderr.strip()[-200:]}")
+
+
+def inside_by_agent(domain: Any, program: InsideProgram) -> InsideDelivery:
+    """The inside probe written into the guest by its agent, each run a guest-exec (root inside;
+    the probe drops to the workload's user itself with --as-pid), removed after."""
+    path = f"{GUEST_DIR}/{program.name}"
+    with open(program.binary, "rb") as binary:
+        upload(domain, path, binary.read())
+    outputs: list[InsideOutput] = []
+    removal = None
+    try:
+        for each in program.runs:
+            started = time.monotonic()
+            try:
+                got = run(domain, [path, "--timeout", str(program.timeout_s), *each.args], program.timeout_s + 15)
+                outputs.append(InsideOutput(each.label, got.rc, got.stdout, got.stderr, time.monotonic() - started))
+            except BackendError as exc:
+                outputs.append(InsideOutput(each.label, None, "", str(exc), time.monotonic() - started))
+    finally:
+        gone = run(domain, ["/bin/rm", "-f", path])
+        if not gone.succeeded:
+            removal = f"rm -f {path} exited {gone.rc}: {gone.stderr.strip()[-200:]}"
+    how = (
+        f"written by the guest agent (guest-file-write) into {path}, the guest's own disk, each run a guest-exec "
+        "(root inside); removed after"
+    )
+    return InsideDelivery(how, outputs, removal)
+
+
 class AgentChannel:
     """The full-OS VM's channel: the view script run by the guest agent (after readiness, as
     docker exec's is), with systemd's own boot figures and the guest's memory use recorded in
@@ -92,6 +138,9 @@ class AgentChannel:
         target.facts["systemd_analyze"] = systemd_analyze(domain)
         target.facts["guest_memory"] = guest_memory(domain)
         return view
+
+    def inside(self, target: Target[RunningVM], program: InsideProgram) -> InsideDelivery:
+        return inside_by_agent(target.held.domain, program)
 
 
 ANALYZE = re.compile(r"([\d.]+(?:min|s|ms))\s+\((kernel|initrd|userspace)\)")

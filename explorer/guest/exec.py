@@ -1,13 +1,31 @@
-"""A container's channel: `docker exec` of the view script in the running container."""
+"""A container's channel: `docker exec` in the running container (Docker's API, or Podman's
+Docker-compatible one): the view script, and the inside probe."""
 
 from __future__ import annotations
 
-from docker.errors import APIError
+import socket
+import time
+
+from docker.errors import APIError, DockerException
 from docker.models.containers import Container
+from docker.utils.socket import consume_socket_output, frames_iter
 
 from explorer.errors import BackendError
 from explorer.guest import parse_view, view_script
-from explorer.model import GuestView, Target
+from explorer.model import GuestView, InsideDelivery, InsideOutput, InsideProgram, Target
+
+# Where the probe lands: the first of these that is a writable directory. /tmp and / are the
+# container's writable layer (a copy there, never a host mount); a read-only root, or an image
+# without /tmp, leaves /dev, the container's own tmpfs (Docker and Podman mount it without noexec).
+PLACES = ("/tmp", "/var/tmp", "/", "/dev")
+DELIVER = (
+    "for d in " + " ".join(PLACES) + "; do "
+    '[ -d "$d" ] && [ -w "$d" ] || continue; '
+    'f="${d%/}/$1"; '
+    'cat > "$f" && chmod 0755 "$f" && echo "$f" && exit 0; '
+    'rm -f "$f"; exit 1; '
+    "done; echo 'no writable directory among " + " ".join(PLACES) + "' >&2; exit 1"
+)
 
 
 class DockerExec:
@@ -25,3 +43,66 @@ class DockerExec:
         if result.exit_code != 0 or view is None:
             raise BackendError(f"the guest-view script failed in {target.name}: {text.strip()[-300:]}")
         return view
+
+    def inside(self, target: Target[Container], program: InsideProgram) -> InsideDelivery:
+        """The probe written into the container by an exec of `sh` as root reading it on stdin (a
+        copy into its writable layer; docker cp did not reach a gVisor container's), each run an
+        exec as root (the probe drops to the workload's user itself), then removed."""
+        container = target.held
+        with open(program.binary, "rb") as binary:
+            data = binary.read()
+        code, out, err = _exec(container, ["/bin/sh", "-c", DELIVER, "sh", program.name], stdin=data)
+        if code != 0:
+            raise BackendError(
+                f"the inside probe could not be written into {target.name}: {(err or out).strip()[-300:]}"
+            )
+        path = out.strip().splitlines()[-1]
+        where = (
+            "the container's own tmpfs /dev (its root is read-only or has no /tmp)"
+            if path.startswith("/dev/")
+            else ("its writable layer")
+        )
+        outputs: list[InsideOutput] = []
+        removal = None
+        try:
+            for run in program.runs:
+                started = time.monotonic()
+                code, out, err = _exec(container, [path, "--timeout", str(program.timeout_s), *run.args])
+                outputs.append(InsideOutput(run.label, code, out, err, time.monotonic() - started))
+        finally:
+            code, out, err = _exec(container, ["/bin/rm", "-f", path])
+            if code != 0:
+                removal = f"rm -f {path} exited {code}: {(err or out).strip()[-200:]}"
+        how = f"docker exec (as root inside) of sh reading it on stdin into {path}, {where}; removed after"
+        return InsideDelivery(how, outputs, removal)
+
+
+def _exec(container: Container, argv: list[str], stdin: bytes | None = None) -> tuple[int | None, str, str]:
+    """One exec as root inside, waited for: (exit code, stdout, stderr). With `stdin`, its bytes
+    are written to the exec's stdin and then closed (the API's attached socket)."""
+    if container.client is None:
+        raise BackendError(f"the container {container.name} has no client to exec with")
+    api = container.client.api
+    try:
+        exec_id = api.exec_create(container.id, argv, stdin=stdin is not None, user="0")["Id"]
+        sock = api.exec_start(exec_id, socket=True)
+        raw = _socket_of(sock)
+        try:
+            if stdin is not None:
+                raw.sendall(stdin)
+            raw.shutdown(socket.SHUT_WR)
+            out, err = consume_socket_output(frames_iter(sock, tty=False), demux=True)
+        finally:
+            sock.close()
+        code = api.exec_inspect(exec_id).get("ExitCode")
+    except (APIError, DockerException, OSError) as exc:
+        raise BackendError(f"docker exec of {argv[0]} in {container.name} failed: {exc}") from exc
+    return code, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+
+
+def _socket_of(stream: object) -> socket.socket:
+    """The hijacked socket under what exec_start(socket=True) hands back (a SocketIO over it)."""
+    raw = getattr(stream, "_sock", stream)
+    if not isinstance(raw, socket.socket):
+        raise BackendError(f"docker exec gave no socket to write the probe to ({type(raw).__name__})")
+    return raw

@@ -50,6 +50,7 @@ class VagrantMachine:
     ) -> None:
         self.workdir, self.env, self.up, self.watcher = workdir, env, up, watcher
         self.process: Any = None
+        self.domain: Any = None  # the libvirt domain vagrant-libvirt defined (its guest agent), once QEMU runs
         self.probes: dict[str, Any] = {}  # the milestone probes' state
         self.up_returned: float | None = None  # when `vagrant up` exited, stamped as it did
         self.up_waiter = threading.Thread(target=self._wait_for_up, name=f"vagrant-up:{workdir.name}", daemon=True)

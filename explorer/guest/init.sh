@@ -105,12 +105,45 @@ serve_views() {  # answer each line the host sends on the view port with a fresh
   dev=$(view_port) || { mark view-error "port=$VIEW_PORT"; exit 0; }
   exec 3<> "$dev" || { mark view-error "open=$dev"; exit 0; }
   while [ -d "/proc/$pid" ]; do
-    if read -r _ request <&3; then
-      EXPLORER_VIEW_REQUEST=$request EXPLORER_AGENT_PIDS="1 $me" $BB sh /.explorer/view.sh >&3
+    if read -r verb request size timeout runs <&3; then
+      case $verb in
+        inside) serve_inside >&3 ;;
+        *) EXPLORER_VIEW_REQUEST=$request EXPLORER_AGENT_PIDS="1 $me" $BB sh /.explorer/view.sh >&3 ;;
+      esac
     else
       $BB sleep 1
     fi
   done
+}
+
+serve_inside() {  # the inside probe: $size bytes follow on the port; run it once per run, remove it
+  # Written into explorer's own directory on the VM's disk (the instance's overlay, gone with it);
+  # each run's argument set is one field of $runs (",": between runs, ":" between arguments, "-":
+  # none). Each run's JSON line follows a "run" line with its exit status; its stderr, prefixed.
+  f=/.explorer/inside-$request
+  $BB head -c "$size" <&3 > "$f" && $BB chmod 0755 "$f"
+  echo "EXPLORER-INSIDE begin"
+  echo "request=$request"
+  echo "path=$f"
+  saved_ifs=$IFS
+  IFS=,
+  for set in $runs; do
+    IFS=$saved_ifs
+    args=$(echo "$set" | $BB tr ':' ' ')
+    [ "$args" = - ] && args=
+    read -r t0 _ < /proc/uptime
+    # shellcheck disable=SC2086 # the arguments are split on purpose
+    out=$("$f" --timeout "$timeout" $args 2> "$f.err")
+    rc=$?
+    read -r t1 _ < /proc/uptime
+    echo "run rc=$rc started=$t0 ended=$t1"
+    echo "$out"
+    while IFS= read -r line; do echo "stderr $line"; done < "$f.err"
+    IFS=,
+  done
+  IFS=$saved_ifs
+  $BB rm -f "$f" "$f.err"
+  echo "EXPLORER-INSIDE end"
 }
 
 mount_kernel_filesystems

@@ -10,11 +10,12 @@ PID inside is 0); it is explorer's own and left out of the listing, as every vie
 from __future__ import annotations
 
 import subprocess
+import time
 
 from explorer.errors import BackendError
 from explorer.guest import parse_view, view_script
 from explorer.guest.handles import NspawnMachine
-from explorer.model import GuestView, Target
+from explorer.model import GuestView, InsideDelivery, InsideOutput, InsideProgram, Target
 
 CHANNEL = "nsenter into the container's PID and mount namespaces (/bin/sh)"
 NAMESPACES = ("--mount", "--uts", "--ipc", "--net", "--pid")
@@ -38,6 +39,9 @@ def nsenter_argv(leader: int, argv: list[str]) -> list[str]:
 
 
 class NsenterView:
+    def inside(self, target: Target[NspawnMachine], program: InsideProgram) -> InsideDelivery:
+        return inside_system_container(target, program)
+
     def view(self, target: Target[NspawnMachine]) -> GuestView:
         leader = target.held.leader
         if not leader:
@@ -63,6 +67,65 @@ class NsenterView:
             )
             view.boot_id = kernel_boot_id
         return view
+
+
+# The probe runs as a transient service of the container's own systemd (systemd-run over its private
+# bus, /run/systemd/private, no D-Bus needed): forked by the container's PID 1, it carries what
+# nspawn gave every process of the container (its seccomp filter, its capability bounding set), as
+# the workload's unit does. A process nsenter starts would carry none of it.
+SYSTEMD_RUN = ("systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--service-type=exec")
+DELIVER = 'cat > "$1" && chmod 0755 "$1"'
+EXTRA_S = 30  # systemd-run's own start and stop, beyond the probe's deadline
+
+
+def inside_system_container(target: Target[NspawnMachine], program: InsideProgram) -> InsideDelivery:
+    """The inside probe in a system container: written through the container's own mount
+    namespace into its root (the overlay's upper layer), run by the container's systemd, removed."""
+    leader = target.held.leader
+    if not leader:
+        raise BackendError(f"the container {target.name} has no known PID 1 to enter")
+    path = f"/var/tmp/{program.name}"
+    with open(program.binary, "rb") as binary:
+        done = subprocess.run(
+            ["nsenter", f"--target={leader}", "--mount", "--", "/bin/sh", "-c", DELIVER, "sh", path],
+            stdin=binary,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise BackendError(f"the inside probe could not be written into {target.name}: {done.stderr[-300:]!r}")
+    outputs: list[InsideOutput] = []
+    removal = None
+    try:
+        for run in program.runs:
+            argv = [*SYSTEMD_RUN, "--", path, "--timeout", str(program.timeout_s), *run.args]
+            started = time.monotonic()
+            try:
+                ran = subprocess.run(
+                    nsenter_argv(leader, argv),
+                    capture_output=True,
+                    text=True,
+                    timeout=program.timeout_s + EXTRA_S,
+                    check=False,
+                )
+                outputs.append(
+                    InsideOutput(run.label, ran.returncode, ran.stdout, ran.stderr, time.monotonic() - started)
+                )
+            except subprocess.TimeoutExpired:
+                outputs.append(InsideOutput(run.label, None, "", "", time.monotonic() - started))
+    finally:
+        gone = subprocess.run(
+            nsenter_argv(leader, ["/bin/rm", "-f", path]), capture_output=True, text=True, timeout=60, check=False
+        )
+        if gone.returncode != 0:
+            removal = f"rm -f {path} exited {gone.returncode}: {gone.stderr.strip()[-200:]}"
+    how = (
+        f"written through the container's mount namespace into {path} (its overlay's upper layer), run as a "
+        "transient service of the container's own systemd (systemd-run), so under nspawn's seccomp filter and "
+        "capability bounding set like the workload's unit; removed after"
+    )
+    return InsideDelivery(how, outputs, removal)
 
 
 def _kernel_boot_id(leader: int) -> str | None:

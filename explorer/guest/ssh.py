@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from explorer.errors import BackendError
 from explorer.guest import parse_view, set_apart, view_script
+from explorer.guest.agent import inside_by_agent
 from explorer.guest.handles import VagrantMachine
-from explorer.model import GuestView, Target
+from explorer.model import GuestView, InsideDelivery, InsideProgram, Target
 from explorer.vagrant_cli import vagrant
 
 
@@ -56,3 +57,11 @@ class VagrantSsh:
         if view is None:
             raise BackendError(f"vagrant ssh printed no guest view for {target.name}: {out.strip()[-300:]}")
         return set_apart(view, session_pids(view))
+
+    def inside(self, target: Target[VagrantMachine], program: InsideProgram) -> InsideDelivery:
+        """The inside probe through the guest's agent (vagrant-libvirt's qemu_use_agent channel), as
+        the full-OS VM's: ssh would run it under an ssh session's user, not as the workload's."""
+        domain = target.held.domain
+        if domain is None:
+            raise BackendError(f"{target.name} has no libvirt domain known yet: its guest agent cannot be reached")
+        return inside_by_agent(domain, program)

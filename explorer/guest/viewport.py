@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from explorer.errors import BackendError
@@ -74,6 +75,30 @@ class ViewChannel:
             raise BackendError("the guest's answer on its view port was not a view block")
         return view
 
+    def inside(self, binary: bytes, timeout_s: int, runs: list[list[str]], wait_s: float) -> InsideAnswer:
+        """The inside probe sent on the port and run by the guest's init once per argument set in
+        `runs` (each as its init's child: root inside, or the user --as-pid names), then removed;
+        what each run printed, and the path it had in the guest."""
+        if self._sock is None:
+            raise BackendError(f"the guest view port {self.path} is not connected")
+        self._requests += 1
+        number = self._requests
+        sets = ",".join(":".join(args) or "-" for args in runs)
+        deadline = time.monotonic() + wait_s
+        data = bytearray()
+        try:
+            self._sock.settimeout(wait_s)
+            self._sock.sendall(f"inside {number} {len(binary)} {timeout_s} {sets}\n".encode() + binary)
+            while (block := _block(bytes(data).decode(errors="replace"), number, INSIDE_BEGIN, INSIDE_END)) is None:
+                self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    raise BackendError("the guest view port closed before the inside probe's answer came back")
+                data += chunk
+        except TimeoutError as exc:
+            raise BackendError(f"the guest sent no answer for the inside probe in {wait_s:.0f}s") from exc
+        return parse_inside(block)
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
@@ -82,13 +107,56 @@ class ViewChannel:
 
 def _answer(text: str, number: int) -> str | None:
     """The complete view block in `text` that answers request `number`, or None."""
-    start = text.find(BEGIN)
+    return _block(text, number, BEGIN, END)
+
+
+def _block(text: str, number: int, begin: str, end: str) -> str | None:
+    """The complete block between `begin` and `end` in `text` that answers request `number`, or None."""
+    start = text.find(begin)
     while start >= 0:
-        stop = text.find(END, start)
+        stop = text.find(end, start)
         if stop < 0:
             return None
-        block = text[start : stop + len(END)]
+        block = text[start : stop + len(end)]
         if f"\nrequest={number}\n" in block:
             return block
-        start = text.find(BEGIN, stop)
+        start = text.find(begin, stop)
     return None
+
+
+INSIDE_BEGIN, INSIDE_END = "EXPLORER-INSIDE begin", "EXPLORER-INSIDE end"
+
+
+@dataclass
+class InsideRun:
+    """One run's answer from the guest's init: exit status, what it printed, its guest-clock seconds."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    wall_s: float
+
+
+@dataclass
+class InsideAnswer:
+    path: str
+    runs: list[InsideRun] = field(default_factory=list)
+
+
+def parse_inside(block: str) -> InsideAnswer:
+    """The guest init's inside block (explorer/guest/init.sh, serve_inside) as its runs."""
+    answer = InsideAnswer(path="?")
+    current: InsideRun | None = None
+    for line in block.splitlines()[1:-1]:
+        if line.startswith("path="):
+            answer.path = line.removeprefix("path=")
+        elif line.startswith("run "):
+            fields = dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
+            wall = float(fields.get("ended", 0)) - float(fields.get("started", 0))
+            current = InsideRun(int(fields.get("rc", "-1")), "", "", round(wall, 3))
+            answer.runs.append(current)
+        elif current is not None and line.startswith("stderr "):
+            current.stderr += line.removeprefix("stderr ") + "\n"
+        elif current is not None and not line.startswith("request="):
+            current.stdout += line + "\n"
+    return answer

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from explorer.errors import ExplorerError
-from explorer.output import charts, cost_charts
+from explorer.output import charts, cost_charts, inside_chart
 from explorer.result import Result
 
 WIDTH_IN = 10.0  # the page and the PNG draw at the same size
@@ -122,6 +122,20 @@ def _syscalls_method(result: Result) -> str:
     )
 
 
+def _isolation_method(result: Result) -> str:
+    return (
+        "One static program (explorer-inside, built from this repository) run where each side's workload runs, "
+        "by the side's own channel (docker exec, the system container's systemd, the microVM's init over its "
+        "view port, the full-OS VM's guest agent), as the workload's own user and as root inside, and on the host "
+        "as a plain process (the native rows). It makes escape-relevant system calls (mount, unshare, bpf, "
+        "open_by_handle_at, io_uring_setup, the module calls...), each with arguments that cannot change anything "
+        "or in a child that exits at once, and classifies each answer by its errno: reached (the kernel checked "
+        "the arguments), blocked (EPERM/EACCES, a filter's ENOSYS), absent. Which kernel answered is the side's: "
+        "the host's for a container, gVisor's Sentry, a VM's own guest kernel. The table 'The level of isolation' "
+        "has every operation and fact, and the cross-check against the host-side seccomp evaluation."
+    )
+
+
 def _density_method(result: Result) -> str:
     return (
         "Instances of each side started step by step and kept running; after each step the host's summed PSS "
@@ -180,6 +194,16 @@ CHARTS: list[Chart[Result]] = [
         0.4,
         1.9,
         _syscalls_method,
+    ),
+    Chart(
+        "isolation",
+        "The level of isolation, from inside: who answers the workload's calls",
+        inside_chart.isolation,
+        inside_chart.missing_isolation,
+        lambda r: len(inside_chart.isolation_rows(r)),
+        0.3,
+        1.9,
+        _isolation_method,
     ),
     Chart(
         "density",

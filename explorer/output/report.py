@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from explorer.document import side_title
-from explorer.output import costs, fit, glance, io_table
+from explorer.output import costs, fit, glance, inside_table, io_table
 from explorer.output.density_table import FITS_WIDTHS, fits_table
 from explorer.output.tables import table
 from explorer.result import HostProcess, Phases, Result, SideRecord
@@ -337,6 +337,9 @@ def sections(result: Result) -> list[Section]:
         out.append((costs.SURFACE_HEADING, costs.surface_table(result), costs.SURFACE_WIDTHS))
     if io_table.measured(result):
         out.append((io_table.IO_HEADING, io_table.io_table(result), io_table.IO_WIDTHS))
+    if inside_table.measured(result):
+        out.append((inside_table.INSIDE_HEADING, inside_table.inside_table(result), None))
+        out.append((inside_table.CROSS_HEADING, inside_table.cross_check_table(result), None))
     return out
 
 
@@ -345,6 +348,7 @@ def section_notes(heading: str, result: Result) -> list[str]:
         costs.COST_HEADING: costs.cost_notes,
         costs.SURFACE_HEADING: costs.surface_notes,
         io_table.IO_HEADING: io_table.io_notes,
+        inside_table.INSIDE_HEADING: inside_table.inside_notes,
     }
     return notes[heading](result) if heading in notes else []
 

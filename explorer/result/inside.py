@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Generic, Literal, TypeVar
 
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from explorer.result.base import Record
 
@@ -266,6 +266,7 @@ class Operation(_Strict):
     why: str
     references: list[str]
     note: str | None
+    engine_versions: str | None = None  # where the answer depends on the engine's version, which answers what
 
 
 class InsideView(_Strict):
@@ -309,3 +310,59 @@ class InsideRow(_Strict):
 
     side: str
     runs: list[InsideRun]
+
+
+# ---------------------------------------------------------------- a side's record of it
+
+FilterClass = Literal["allowed", "conditional", "denied", "unknown"]
+
+
+class CrossCheck(_Strict):
+    """One operation's system call as the host-side seccomp evaluation of the workload's filter
+    classes it, beside what the probe met inside: a call the filter denies is never reachable
+    inside (agrees False says it was, and is printed); a call the filter allows that the kernel
+    refused is a capability's refusal, said so."""
+
+    operation: str
+    syscall: str
+    filter: FilterClass
+    inside: Outcome  # as root inside (the widest reach)
+    agrees: bool | None  # None: nothing to compare (the filter's answer depends on the arguments)
+    said: str
+
+
+class InsideSummary(_Strict):
+    """The figures the claim reads: how much of the host the workload sees, and how much of the
+    host's kernel answers its escape-relevant calls, as its own user and as root inside."""
+
+    answered_by: str  # the host's kernel, gVisor's Sentry, the guest's own kernel
+    host_kernel: bool  # the host's kernel answers the workload's calls
+    facts_compared: int
+    facts_as_host: int  # facts whose value is the host's own (as the workload's user)
+    facts_seen: list[str]  # their names
+    same_boot_id: bool | None  # the workload's boot_id is the host's: one running kernel
+    operations: int
+    reached_as_user: int  # reachable or succeeded, as the workload's own user
+    blocked_as_user: int
+    reached_as_root: int  # as the side's root (UID 0 inside)
+    blocked_as_root: int
+    host_kernel_reached_as_user: int  # reached and answered by the host's kernel (0 where another answered)
+    host_kernel_reached_as_root: int
+    reached_names_as_root: list[str]
+    disagreements: int  # cross-check rows whose filter and inside answer disagree
+
+
+class InsideSide(_Strict):
+    """The inside probe on one side: how it got in, its runs (as the workload's user, as root
+    inside), the cross-check against the host-side seccomp evaluation, and the summary; or why it
+    was not measured."""
+
+    available: bool
+    reason: str | None = None  # why it was not measured (available False), or a caveat
+    delivery: str | None = None  # how the probe reached where the workload runs, and where it went
+    answered_by: str
+    runs: list[InsideRun] = Field(default_factory=list)
+    cross_check: list[CrossCheck] = Field(default_factory=list)
+    cross_check_method: str | None = None  # how the filter was read (None: not applicable, and why in reason)
+    summary: InsideSummary | None = None
+    wall_s: float | None = None  # delivery, runs and removal, with the host's reference taken at the same time

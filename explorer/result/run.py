@@ -9,6 +9,7 @@ from pydantic import Field
 from explorer.result.base import Record
 from explorer.result.claims import JudgedClaim
 from explorer.result.density import DensityFigures, DensityRun, Guard
+from explorer.result.inside import InsideRow
 from explorer.result.load import RunLoad
 from explorer.result.side import EngineFacts, SideRecord
 
@@ -108,6 +109,7 @@ class Result(Record):
     skipped: dict[str, str] = Field(default_factory=dict)  # side -> why it was not measured
     phases: Phases | None = None
     load: RunLoad | None = None
+    inside_native: InsideRow | None = None  # the inside probe as a plain host process: as a plain user, as root
     claims: list[JudgedClaim] = Field(default_factory=list)
     density_runs: list[DensityRun] = Field(default_factory=list)
 

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from explorer.result.base import Record, Storage
 from explorer.result.density import DensityFigures
+from explorer.result.inside import InsideSide
 from explorer.result.load import SideLoad
 from explorer.result.probes import Identity, Image, Isolation, Kernel, Memory, Startup, Visibility
 
@@ -113,6 +114,7 @@ class SideRecord(Record):
     kernel: Kernel | None = None
     isolation: Isolation | None = None
     identity: Identity | None = None
+    inside: InsideSide | None = None  # the inside probe: what the workload sees of the host, what it reaches
     memory: Memory | None = None
     image: Image | None = None
     target: TargetRecord = Field(default_factory=TargetRecord)

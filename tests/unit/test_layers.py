@@ -196,7 +196,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("explorer.images", "explorer.hostinfo"),
     ("explorer.engines", "explorer.output"),
     ("explorer.backends", "explorer.doctor"),
-    ("explorer.load",),
+    ("explorer.load", "explorer.inside_run"),
     ("explorer.lifecycle", "explorer.cleanup"),
     ("explorer.density_run",),
     ("explorer.cli",),

@@ -5,7 +5,11 @@ what the result document records about a side comes from its registry entry."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -14,7 +18,7 @@ from explorer import lifecycle, sides
 from explorer.backends.base import Backend
 from explorer.contracts import EngineDefaults, SourceDefaults
 from explorer.errors import BackendError, BackendUnavailable, NotReady
-from explorer.model import Artifact, GuestProcess, GuestView, Target
+from explorer.model import Artifact, GuestProcess, GuestView, InsideDelivery, InsideOutput, InsideProgram, Target
 from explorer.scenario import from_dict
 from tests.servers import server
 
@@ -103,6 +107,24 @@ class FakeChannel:
         if FakeEngine.behaviour.get("interrupt_in_view"):
             signal.raise_signal(FakeEngine.behaviour["interrupt_in_view"])
         return GuestView("1.0", None, [GuestProcess(1, 0, "fake", False)], channel="fake")
+
+    def inside(self, target, program: InsideProgram) -> InsideDelivery:
+        """The fake guest is the host: the probe copied into a directory of its own and run there."""
+        if FakeEngine.behaviour.get("no_inside"):
+            raise BackendError("no way into the fake guest")
+        with tempfile.TemporaryDirectory(prefix="explorer-fake-inside-") as home:
+            path = Path(home) / program.name
+            shutil.copy(program.binary, path)
+            outputs = []
+            for run in program.runs:
+                done = subprocess.run(
+                    [str(path), "--timeout", str(program.timeout_s), *run.args],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                outputs.append(InsideOutput(run.label, done.returncode, done.stdout, done.stderr, 0.01))
+        return InsideDelivery(f"copied into {path} on the host (the fake guest is the host)", outputs)
 
 
 def assemble(side) -> Backend:

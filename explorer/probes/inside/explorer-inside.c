@@ -10,10 +10,12 @@
  * is made in a forked child that exits at once: a filter's KILL action, a crash or a namespace the call
  * made ends with that child, and the child's fate is reported.
  *
- * Usage: explorer-inside [--uid N --gid N] [--timeout S] [--sleep-for-test S]
+ * Usage: explorer-inside [--uid N --gid N | --as-pid PID] [--timeout S] [--sleep-for-test S]
  *   --uid N --gid N     drop to that user before probing (setgroups([]), setresgid, setresuid, verified), so
  *                       that a channel that runs as root (a guest agent, nsenter) can probe as the workload's
  *                       user. A drop that fails is reported ("user": "assumed": false) and nothing is probed.
+ *   --as-pid PID        drop to the effective uid and gid of process PID (the workload, as this namespace
+ *                       numbers it), read from /proc/PID/status; one that cannot be read is a failed drop.
  *   --timeout S         give up after S seconds: a message on stderr, nothing on stdout, exit 124 (0: never).
  *   --sleep-for-test S  sleep S seconds before probing; it exists only so that tests can see a hang handled.
  * An option given twice takes its last value.
@@ -1304,7 +1306,7 @@ static void user_block(int requested, long long uid, long long gid, const char *
 
 static void usage(const char *why)
 {
-	dprintf(2, "explorer-inside: %s\nusage: explorer-inside [--uid N --gid N] [--timeout S] [--sleep-for-test S]\n", why);
+	dprintf(2, "explorer-inside: %s\nusage: explorer-inside [--uid N --gid N | --as-pid PID] [--timeout S] [--sleep-for-test S]\n", why);
 	_exit(2);
 }
 
@@ -1319,6 +1321,29 @@ static long long number_arg(int argc, char **argv, int *i)
 	return v;
 }
 
+/* The effective uid and gid of process `pid` (its /proc/PID/status Uid: and Gid: lines); NULL, or why not. */
+static const char *ids_of(long long pid, long long *uid, long long *gid)
+{
+	static char why[160];
+	char path[64], buf[4096];
+	snprintf(path, sizeof path, "/proc/%lld/status", pid);
+	ssize_t n = read_file(path, buf, sizeof buf - 1);
+	if (n < 0) {
+		snprintf(why, sizeof why, "could not read %s: %s", path, errno_text((int)-n));
+		return why;
+	}
+	buf[n] = 0;
+	unsigned long ru, eu, rg, eg;
+	const char *u = strstr(buf, "\nUid:"), *g = strstr(buf, "\nGid:");
+	if (!u || !g || sscanf(u, "\nUid: %lu %lu", &ru, &eu) != 2 || sscanf(g, "\nGid: %lu %lu", &rg, &eg) != 2) {
+		snprintf(why, sizeof why, "%s has no Uid: and Gid: lines", path);
+		return why;
+	}
+	*uid = (long long)eu;
+	*gid = (long long)eg;
+	return NULL;
+}
+
 static double elapsed_ms(const struct timespec *since)
 {
 	struct timespec now;
@@ -1328,7 +1353,7 @@ static double elapsed_ms(const struct timespec *since)
 
 int main(int argc, char **argv)
 {
-	long long uid = -1, gid = -1, timeout = 0, sleep_s = 0;
+	long long uid = -1, gid = -1, timeout = 0, sleep_s = 0, as_pid = -1;
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (int i = 1; i < argc; i++) {
@@ -1340,20 +1365,28 @@ int main(int argc, char **argv)
 			timeout = number_arg(argc, argv, &i);
 		else if (!strcmp(argv[i], "--sleep-for-test"))
 			sleep_s = number_arg(argc, argv, &i);
+		else if (!strcmp(argv[i], "--as-pid"))
+			as_pid = number_arg(argc, argv, &i);
 		else
 			usage("unknown argument");
 	}
 	if ((uid < 0) != (gid < 0))
 		usage("--uid and --gid go together");
+	if (as_pid >= 0 && uid >= 0)
+		usage("--as-pid or --uid/--gid, not both");
 	if (timeout > 0) {
 		signal(SIGALRM, on_alarm);
 		alarm((unsigned)timeout);
 	}
-	const char *drop_error = uid >= 0 ? drop_user((uid_t)uid, (gid_t)gid) : NULL;
+	const char *drop_error = as_pid >= 0 ? ids_of(as_pid, &uid, &gid) : NULL;
+	if (as_pid >= 0 && drop_error)
+		uid = gid = 0; /* reported as asked for nothing known: the document says why */
+	if (!drop_error && uid >= 0)
+		drop_error = drop_user((uid_t)uid, (gid_t)gid);
 	open_('{');
 	kstr("probe", PROBE_FORMAT);
 	kint("pid", getpid());
-	user_block(uid >= 0, uid, gid, drop_error);
+	user_block(uid >= 0 || as_pid >= 0, uid, gid, drop_error);
 	if (drop_error) {
 		key("facts");
 		jnull();

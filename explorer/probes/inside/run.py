@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from explorer.errors import ExplorerError
+from explorer.model import HOST_KERNEL
 from explorer.probes.inside import build
 from explorer.probes.inside.view import view
 from explorer.result.inside import InsideRow, InsideRun, ProbeDocument, ProbeFailure
@@ -128,4 +129,4 @@ def _run(as_user: str, run: Finished, host: Finished) -> InsideRun:
     if run.doc is None:
         return InsideRun(as_user=as_user, wall_s=run.wall_s, view=None, failure=run.failure)
     gap_s = run.wall_s + host.wall_s  # the two readings were at most this far apart
-    return InsideRun(as_user=as_user, wall_s=run.wall_s, view=view(run.doc, host.doc, "host", gap_s), failure=None)
+    return InsideRun(as_user=as_user, wall_s=run.wall_s, view=view(run.doc, host.doc, HOST_KERNEL, gap_s), failure=None)

@@ -61,6 +61,7 @@ class OperationMeta(BaseModel):
     blocked_errnos: list[str] = []
     absent_errnos: list[str] = []
     note: str | None = None
+    engine_versions: str | None = None  # where the answer depends on the engine's version: which answers what
     references: list[str]
 
 
@@ -140,6 +141,7 @@ def classified(op: RawOperation, host: RawOperation | None, answered_by: str | N
         why=meta.why,
         references=meta.references,
         note=meta.note,
+        engine_versions=meta.engine_versions,
     )
 
 
@@ -237,9 +239,12 @@ def view(
     host: ProbeDocument | None = None,
     answered_by: str | None = None,
     gap_s: float = 0.0,
+    operations_reference: bool = True,
 ) -> InsideView:
-    """The probe's document classified, and compared with the host's (a native run as root)."""
-    host_ops = {op.id: op for op in (host.operations or [])} if host else {}
+    """The probe's document classified, and compared with the host's (a native run as root).
+    Where another kernel than the host's answered (`operations_reference` False), the host's own
+    answers are no reference for the operations: only the facts are compared with it."""
+    host_ops = {op.id: op for op in (host.operations or [])} if host and operations_reference else {}
     ops = [classified(op, host_ops.get(op.id), answered_by) for op in doc.operations or []]
     facts = compare(doc.facts, host.facts, gap_s) if doc.facts and host and host.facts else None
     return InsideView(
