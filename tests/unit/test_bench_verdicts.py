@@ -23,6 +23,7 @@ CASES = {
     "run_overhead": (0.062, 0.05, 0.10),  # explorer's own share of the wall time
     "load_overhead": (0.93, 0.05, 0.10),  # explorer / by hand, within the target either way
     "keep_result": (0.004, 0.003, 0.100),  # seconds keeping a result adds, at most the target
+    "parse_result": (0.040, 0.030, 0.150),  # seconds reading a kept result back, at most the target
     "page_render": (1.9, 1.5, 3.0),  # seconds to render a six-side page in a fresh process
 }
 
