@@ -14,7 +14,10 @@ is said here:
 - the image is Docker's own, `docker save` into Podman's load, once per image ID (the same
   content hash in both stores);
 - conmon, not containerd's shim, is the workload's parent; the published port is the kernel's
-  NAT (CNI's portmap plugin), no userland proxy relays it.
+  NAT (CNI's portmap plugin), no userland proxy relays it;
+- its network plumbing on the host (namespace, veth, address, rules) is Podman's to remove, and
+  Podman 4.3 leaks it where /run/netns is not a shared mount point: engines/podman_net.py makes
+  it one before each container.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from docker.types import Ulimit
 
 from explorer.contracts import DoctorCheck, Progress
 from explorer.dockerd import docker_client
+from explorer.engines import podman_net
 from explorer.engines.docker import DockerEngine, Runc, own_netns_path, shim_of
 from explorer.errors import BackendError, BackendUnavailable, ExplorerError
 from explorer.images.container.source import tool
@@ -216,6 +220,7 @@ class PodmanEngine(DockerEngine):
         )
         host_config["UsernsMode"] = "auto"  # docker-py validates "host" only
         target.facts["userns_mode"] = "auto"
+        podman_net.share_netns_dir()  # else Podman 4.3's cleanup never sees the namespace (podman_net)
         created = self.client.api.create_container(
             artifact.image_id or artifact.ref,
             command=list(scenario.workload.command) or None,

@@ -7,17 +7,19 @@ Facts are read with tools independent of explorer: /proc, `podman ps` and `podma
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 import yaml
 
 from explorer import lifecycle
-from tests.conftest import ROOT, Explorer, backend_or_skip, ctrl_c_when, run_explorer
+from tests.conftest import ROOT, Explorer, backend_or_skip, ctrl_c_when, host_leftovers, run_explorer
 
 pytestmark = pytest.mark.docker
 
@@ -88,6 +90,55 @@ def test_the_host_sees_redis_under_a_mapped_uid_without_power_over_the_host(
     finally:
         backend.destroy(target)
     assert target.name not in podman_leftovers()
+
+
+NET_KINDS = ("network namespaces", "veth interfaces", "CNI reservations")
+
+
+def net_plumbing() -> dict[str, set[str]]:
+    """The host's network namespaces, veths and CNI reservations (`ip`, the CNI directory)."""
+    found = host_leftovers()
+    return {kind: found[kind] for kind in NET_KINDS}
+
+
+@contextlib.contextmanager
+def run_netns_not_shared() -> Iterator[None]:
+    """/run/netns as a new host has it: no shared mount point (made private where it is a mount
+    point, shared again after; never unmounted, so no namespace in it is lost)."""
+    mounted = subprocess.run(["findmnt", "-n", "/run/netns"], capture_output=True, check=False).returncode == 0
+    if mounted:
+        subprocess.run(["mount", "--make-rprivate", "/run/netns"], check=True)
+    try:
+        yield
+    finally:
+        if mounted:
+            subprocess.run(["mount", "--make-rshared", "/run/netns"], check=True)
+
+
+def test_podman_tears_down_the_namespace_of_a_killed_workload_on_a_new_host(
+    userns_backend, redis_scenario, redis_artifact
+):
+    """The first run on a new host leaked one namespace, veth and address per container: conmon's
+    `podman container cleanup` never saw the namespace. Killed and cleaned up by Podman alone
+    (before explorer removes anything), the container must leave none of them."""
+    backend, before = userns_backend, net_plumbing()
+    with run_netns_not_shared():
+        target = backend.create(redis_scenario, redis_artifact, lifecycle.new_run_id(), 0)
+        try:
+            lifecycle.wait_until_ready(backend, redis_scenario, target, time.monotonic())
+            (inspected,) = json.loads(subprocess.check_output(["podman", "inspect", target.name], timeout=60))
+            netns, pid = inspected["NetworkSettings"]["SandboxKey"], inspected["State"]["Pid"]
+            monitors = conmons_of([target.name])
+            assert netns.startswith("/run/netns/") and monitors
+            os.kill(pid, signal.SIGKILL)  # the workload dies; conmon runs `podman container cleanup`
+            deadline = time.monotonic() + 30
+            while conmons_of([target.name]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not conmons_of([target.name]), "conmon did not finish its cleanup"
+            assert not os.path.exists(netns), f"Podman's cleanup left {netns}"
+        finally:
+            backend.destroy(target)
+    assert net_plumbing() == before
 
 
 def test_a_run_loads_both_paths_and_leaves_nothing(userns_backend, redis_artifact, tmp_path):
