@@ -55,11 +55,12 @@ class Explorer(subprocess.Popen):
     while it runs reads nothing until the end, and a pipe it does not read fills at 64 KiB and
     blocks the CLI mid-run. communicate() waits and returns what it printed, as Popen's does."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> None:
+        """`prefix`: a command that execs the CLI in the same process (its PID stays explorer's)."""
         self.files = (tempfile.TemporaryFile(mode="w+"), tempfile.TemporaryFile(mode="w+"))  # noqa: SIM115 - closed in communicate()
         self.printed: tuple[str, str] | None = None
         super().__init__(
-            explorer_argv(*args),
+            [*prefix, *explorer_argv(*args)],
             stdout=self.files[0],
             stderr=self.files[1],
             stdin=subprocess.DEVNULL,

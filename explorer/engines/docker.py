@@ -128,6 +128,7 @@ class DockerEngine(EngineDefaults[Container]):
             raise BackendError(f"Docker could not start {target.name}: {exc.explanation or exc}") from exc
         target.facts["container_id"] = container.id
         target.facts["init_pid"] = container.attrs["State"]["Pid"]
+        self.started(target)
         # A workload that exits at once may be gone before Docker reports its port: say that it
         # exited (code, logs), not that no port was published.
         self.raise_if_exited(target, reload=False)
@@ -153,6 +154,9 @@ class DockerEngine(EngineDefaults[Container]):
             runtime=self.runtime.name,
             detach=True,
         )
+
+    def started(self, target: Target[Container]) -> None:
+        """What the engine writes down of a container it has just started (Docker: nothing)."""
 
     def poll(self, target: Target[Container]) -> None:
         """The runtime's milestones; raise (with the logs) as soon as the container has exited."""

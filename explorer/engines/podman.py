@@ -17,15 +17,18 @@ is said here:
   NAT (CNI's portmap plugin), no userland proxy relays it;
 - its network plumbing on the host (namespace, veth, address, rules) is Podman's to remove, and
   Podman 4.3 leaks it where /run/netns is not a shared mount point: engines/podman_net.py makes
-  it one before each container.
+  it one before each container, records what each container got, and removes what a container
+  left when it is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -104,6 +107,7 @@ class Conmon(Runc):
             DoctorCheck("podman, uidmap, crun", _tools),
             DoctorCheck("Podman API service", engine.describe),
             DoctorCheck("subordinate ID ranges", _subids),
+            DoctorCheck("Podman network namespaces", lambda: _stray_namespaces(engine), optional=True),
         ]
 
     def runtime_pids(self, target: Target) -> dict[int, str]:
@@ -232,6 +236,30 @@ class PodmanEngine(DockerEngine):
         )
         return self.client.containers.get(created["Id"])
 
+    def started(self, target: Target[Container]) -> None:
+        """Its network namespace and addresses written down with its run's id and this PID, for
+        `clean` to find should the container go without Podman removing them."""
+        netns = target.held.attrs.get("NetworkSettings", {}).get("SandboxKey") or ""
+        if netns and target.facts.get("init_pid"):
+            podman_net.record(target.held.id or "", target.name, target.run_id, netns, target.facts["init_pid"])
+
+    def destroy(self, target: Target[Container]) -> None:
+        """Docker's, then what Podman left of the container's network removed."""
+        try:
+            super().destroy(target)
+        finally:
+            container_id = target.facts.get("container_id")
+            if container_id:
+                podman_net.release(container_id)
+
+    def clean(self, run_id: str | None = None) -> list[str]:
+        """Docker's (explorer's containers), then what gone containers left: their network
+        namespaces, veths, addresses and rules (podman_net.clean)."""
+        removed = super().clean(run_id)
+        known = {c["Id"] for c in self.client.api.containers(all=True)}
+        gone, _kept = podman_net.clean(known, run_id)
+        return removed + gone
+
     def remove_container(self, container_id: str) -> None:
         """Docker's removal (destroy's and clean's), tried again while Podman says the container's
         shm is busy: with two removals at once (another run's, `explorer clean`'s), or a killed
@@ -273,3 +301,22 @@ class PodmanEngine(DockerEngine):
             except (ImageNotFound, APIError):
                 continue
         return removed
+
+
+def _stray_namespaces(engine: DockerEngine) -> str:
+    """Podman's network namespaces that no process holds and no container claims (a Podman that
+    failed to tear one down left it, with its veth and its address)."""
+    client = engine.client
+    claimed = set()
+    for entry in client.api.containers(all=True):
+        with contextlib.suppress(DockerException):
+            claimed.add(client.api.inspect_container(entry["Id"]).get("NetworkSettings", {}).get("SandboxKey") or "")
+    stray = podman_net.strays(claimed)
+    shared = podman_net.netns_dir_propagation(Path("/proc/self/mountinfo").read_text()) or "no mount point"
+    if stray:
+        raise ExplorerError(
+            f"{len(stray)} left behind, with no process and no container: {', '.join(stray[:5])}",
+            hint="`explorer clean` removes those of explorer's containers (namespace, veth, CNI address and rules); "
+            "others: `ip netns del NAME` and their address in /var/lib/cni/networks/",
+        )
+    return f"none left behind ({podman_net.NETNS_DIR}: {shared})"

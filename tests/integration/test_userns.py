@@ -204,13 +204,66 @@ def test_clean_after_sigkill_removes_the_dead_runs_container_only(userns_backend
         dead.wait(timeout=30)
         left = podman_leftovers(dead.pid)
         assert left, "the killed run left nothing to clean"
+        (live_netns,) = [sandbox_of(name) for name in podman_leftovers(live.pid)]
         result = run_explorer("clean")
         assert result.returncode == 0, result.stderr
         assert podman_leftovers(dead.pid) == [] and conmons_of(left) == []
         assert all(name in result.stdout for name in left)
         assert live.poll() is None, live.communicate(timeout=60)  # the live run was spared and waits on
         assert podman_leftovers(live.pid)
+        assert live_netns in netns_paths() and live_netns not in result.stdout  # its namespace too
     finally:
         live.send_signal(signal.SIGINT)
         live.communicate(timeout=60)
     assert podman_leftovers(live.pid) == []
+
+
+def sandbox_of(name: str) -> str:
+    """The container's network namespace, as `podman inspect` says."""
+    (inspected,) = json.loads(subprocess.check_output(["podman", "inspect", name], timeout=60))
+    return inspected["NetworkSettings"]["SandboxKey"]
+
+
+def netns_paths() -> set[str]:
+    return {f"/run/netns/{name}" for name in net_plumbing()["network namespaces"]}
+
+
+def test_clean_after_sigkill_removes_the_network_podman_left_of_the_dead_run(userns_backend, redis_artifact, tmp_path):
+    """A run killed with SIGKILL, then its workload, where Podman leaks (a new host's /run/netns):
+    `explorer clean` removes the namespace, its veth, its address and its rules, from the records
+    the run wrote when its container started."""
+    before = net_plumbing()
+    path = scenario_file(tmp_path, ready="postgres", timeouts={"ready_s": 90})  # holds its container
+    # explorer in a mount namespace of its own: the /run/netns it makes shared there is not the
+    # host's, where Podman mounts the namespaces, so Podman leaks as on a new host
+    unshared = ("unshare", "--mount", "--propagation", "private", "--")
+    with run_netns_not_shared():
+        dead = Explorer(
+            "run", "--scenario-file", path, "--sides", "userns", "--repeat", "1", "--no-load", prefix=unshared
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not podman_leftovers(dead.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            (name,) = podman_leftovers(dead.pid)
+            (inspected,) = json.loads(subprocess.check_output(["podman", "inspect", name], timeout=60))
+            netns = inspected["NetworkSettings"]["SandboxKey"]
+            dead.kill()
+            dead.wait(timeout=30)
+            os.kill(inspected["State"]["Pid"], signal.SIGKILL)  # conmon's cleanup runs, and leaks
+            deadline = time.monotonic() + 30
+            while conmons_of([name]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            leaked = net_plumbing()
+            assert netns in netns_paths(), "Podman tore the namespace down: nothing to clean"
+            result = run_explorer("clean")
+        finally:
+            if dead.poll() is None:
+                dead.kill()
+    assert result.returncode == 0, result.stderr
+    assert f"network namespace {netns}" in result.stdout
+    for kind in NET_KINDS:
+        for item in leaked[kind] - before[kind]:
+            assert item.rsplit("/")[-1] in result.stdout, f"{kind} {item} not named"
+    assert net_plumbing() == before
+    assert podman_leftovers(dead.pid) == []
