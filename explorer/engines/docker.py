@@ -6,8 +6,10 @@ host processes belong to a container, and which milestones the host can see, dif
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import time
 from typing import Any, Protocol
 
@@ -34,6 +36,7 @@ from explorer.model import (
 from explorer.scenario import Scenario
 
 PUBLISHED = "published port (docker-proxy)"
+EXEC_END_S = 5.0  # how long destroy waits for a killed exec process to be gone
 OWN_NETNS = "own netns (nsenter)"
 
 
@@ -234,9 +237,11 @@ class DockerEngine(EngineDefaults[Container]):
             return ""
 
     def destroy(self, target: Target[Container]) -> None:
+        """Its exec sessions ended first (none outlives the container), then the container removed."""
         if target.handle is None:
             return
         try:
+            self.end_execs(target.handle.id or target.name)
             self.remove_container(target.handle.id or target.name)
         except NotFound:
             pass
@@ -245,6 +250,28 @@ class DockerEngine(EngineDefaults[Container]):
         finally:
             if target.facts.get("container_id"):
                 self.runtime.after_destroy(target)
+
+    def end_execs(self, container_id: str) -> list[int]:
+        """Kill the processes of the container's exec sessions that still run (an interrupted
+        guest view's), and wait until the engine has seen each end: the PIDs killed."""
+        running = {}
+        for exec_id in self.client.api.inspect_container(container_id).get("ExecIDs") or []:
+            session = self._exec_session(exec_id)
+            if session.get("Running") and session.get("Pid"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(session["Pid"], signal.SIGKILL)
+                running[exec_id] = session["Pid"]
+        killed, deadline = list(running.values()), time.monotonic() + EXEC_END_S
+        while running and time.monotonic() < deadline:
+            time.sleep(0.02)
+            running = {e: pid for e, pid in running.items() if self._exec_session(e).get("Running")}
+        return killed
+
+    def _exec_session(self, exec_id: str) -> dict[str, Any]:
+        try:
+            return self.client.api.exec_inspect(exec_id)
+        except NotFound:
+            return {}
 
     def remove_container(self, container_id: str) -> None:
         """Force-remove one container and its anonymous volumes (the engine's API errors raised)."""

@@ -18,7 +18,9 @@ is said here:
 - its network plumbing on the host (namespace, veth, address, rules) is Podman's to remove, and
   Podman 4.3 leaks it where /run/netns is not a shared mount point: engines/podman_net.py makes
   it one before each container, records what each container got, and removes what a container
-  left when it is gone.
+  left when it is gone;
+- an exec's conmon outlives the exec by Podman's exit_command_delay (5 minutes): destroy ends
+  the container's exec monitors before it removes the container, and waits for its conmon.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import contextlib
 import functools
 import os
 import resource
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from docker.types import Ulimit
 from explorer.contracts import DoctorCheck, Progress
 from explorer.dockerd import docker_client
 from explorer.engines import podman_net
+from explorer.engines.conmon import conmons, kill_conmons, wait_for_conmons
 from explorer.engines.docker import DockerEngine, Runc, own_netns_path, shim_of
 from explorer.errors import BackendError, BackendUnavailable, ExplorerError
 from explorer.images.container.source import tool
@@ -244,19 +248,32 @@ class PodmanEngine(DockerEngine):
             podman_net.record(target.held.id or "", target.name, target.run_id, netns, target.facts["init_pid"])
 
     def destroy(self, target: Target[Container]) -> None:
-        """Docker's, then what Podman left of the container's network removed."""
+        """Docker's, then the container's conmons waited for (each runs `podman container
+        cleanup` once the container died) and what Podman left of its network removed."""
         try:
             super().destroy(target)
         finally:
             container_id = target.facts.get("container_id")
             if container_id:
+                wait_for_conmons(container_id)
                 podman_net.release(container_id)
 
+    def end_execs(self, container_id: str) -> list[int]:
+        """Docker's (the processes of running exec sessions killed), and every exec conmon of the
+        container killed: Podman keeps each for its exit_command_delay after the exec ended."""
+        killed = super().end_execs(container_id)
+        return killed + kill_conmons(container_id, execs_only=True)
+
     def clean(self, run_id: str | None = None) -> list[str]:
-        """Docker's (explorer's containers), then what gone containers left: their network
-        namespaces, veths, addresses and rules (podman_net.clean)."""
+        """Docker's (explorer's containers), then what gone containers left: their conmons, their
+        network namespaces, veths, addresses and rules (podman_net.clean)."""
         removed = super().clean(run_id)
         known = {c["Id"] for c in self.client.api.containers(all=True)}
+        for pid, name in conmons().items():
+            if name[0] not in known and (not run_id or f"-{run_id}-" in name[1]):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                removed.append(f"conmon {pid} (of {name[1]}, gone)")
         gone, _kept = podman_net.clean(known, run_id)
         return removed + gone
 

@@ -12,9 +12,11 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
+import docker
 import pytest
 import yaml
 
@@ -139,6 +141,45 @@ def test_podman_tears_down_the_namespace_of_a_killed_workload_on_a_new_host(
         finally:
             backend.destroy(target)
     assert net_plumbing() == before
+
+
+def exec_conmons(name: str) -> list[int]:
+    """conmons of the container's exec sessions (`--exec-attach` in their command line)."""
+    found = []
+    for pid in conmons_of([name]):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as handle:
+            if b"--exec-attach" in handle.read().split(b"\0"):
+                found.append(pid)
+    return found
+
+
+def test_no_conmon_outlives_its_container(userns_backend, redis_scenario, redis_artifact):
+    """Podman keeps an exec's conmon for 5 minutes after the exec ended (its exit_command_delay).
+    The guest view's exec, and one still running when the container goes (an interrupted view's),
+    end before the container does; its own conmon is gone when destroy returns."""
+    backend = userns_backend
+    target = backend.create(redis_scenario, redis_artifact, lifecycle.new_run_id(), 0)
+    client = docker.DockerClient(base_url="unix:///run/podman/podman.sock", timeout=120)  # an exec of its own
+
+    def interrupted_exec() -> None:
+        with contextlib.suppress(docker.errors.APIError):  # its process is killed: the exec fails
+            client.containers.get(target.name).exec_run(["sleep", "60"])
+
+    running = threading.Thread(target=interrupted_exec)
+    try:
+        lifecycle.wait_until_ready(backend, redis_scenario, target, time.monotonic())
+        backend.guest_view(target)  # explorer's exec, finished
+        running.start()
+        deadline = time.monotonic() + 30
+        while len(exec_conmons(target.name)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(exec_conmons(target.name)) >= 2, "the exec sessions' conmons were not seen"
+    finally:
+        backend.destroy(target)
+    assert conmons_of([target.name]) == []
+    running.join(timeout=30)
+    assert not running.is_alive()
+    assert target.name not in podman_leftovers()
 
 
 def test_a_run_loads_both_paths_and_leaves_nothing(userns_backend, redis_artifact, tmp_path):
