@@ -11,4 +11,4 @@ from explorer.model import Side
 
 
 def assemble(side: Side) -> Backend:
-    return Backend(side, ContainerImage(), PodmanEngine(side), DockerExec())
+    return Backend(side, ContainerImage(), PodmanEngine(side), DockerExec("podman exec"))

@@ -69,6 +69,9 @@ class DockerEngine(EngineDefaults[Container]):
 
     name = "docker"
     daemons: tuple[str, ...] = ("dockerd", "containerd", "docker-proxy")  # docker-proxy: one per published port
+    title = "Docker"  # the engine its errors name (PodmanEngine's: Podman and its runtime)
+    cli = "docker"  # the command a user would type to do by hand what explorer did
+    start_hint = START_HINT
 
     def __init__(self, side: Side, runtime: Runtime) -> None:
         self.side, self.runtime = side, runtime  # the side: to name what it makes
@@ -128,7 +131,7 @@ class DockerEngine(EngineDefaults[Container]):
             target.mark("started")
             container.reload()
         except APIError as exc:
-            raise BackendError(f"Docker could not start {target.name}: {exc.explanation or exc}") from exc
+            raise BackendError(f"{self.title} could not start {target.name}: {exc.explanation or exc}") from exc
         target.facts["container_id"] = container.id
         target.facts["init_pid"] = container.attrs["State"]["Pid"]
         self.started(target)
@@ -138,7 +141,7 @@ class DockerEngine(EngineDefaults[Container]):
         bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []
         if not bindings:
             self.raise_if_exited(target, wait_s=2.0)
-            raise BackendError(f"Docker published no host port for {port}/tcp of {target.name}")
+            raise BackendError(f"{self.title} published no host port for {port}/tcp of {target.name}")
         target.host_port = int(bindings[0]["HostPort"])
         self.poll(target)
         return target
@@ -179,11 +182,11 @@ class DockerEngine(EngineDefaults[Container]):
                     target.held.reload()
             except NotFound:
                 raise BackendError(
-                    f"the container {target.name} was removed while it ran (docker rm, or a "
+                    f"the container {target.name} was removed while it ran ({self.cli} rm, or a "
                     "`explorer clean` of an older explorer)"
                 ) from None
             except DockerException as exc:
-                raise BackendError(f"Docker could not inspect {target.name}: {exc}") from exc
+                raise BackendError(f"{self.title} could not inspect {target.name}: {exc}") from exc
             state = target.held.attrs["State"]
             if state.get("Status") in {"exited", "dead"}:
                 logs = self.logs(target)
@@ -246,7 +249,7 @@ class DockerEngine(EngineDefaults[Container]):
         except NotFound:
             pass
         except DockerException as exc:
-            raise BackendError(f"could not remove container {target.name}: {exc}") from exc
+            raise BackendError(f"{self.title} could not remove container {target.name}: {exc}") from exc
         finally:
             if target.facts.get("container_id"):
                 self.runtime.after_destroy(target)
@@ -287,7 +290,7 @@ class DockerEngine(EngineDefaults[Container]):
         try:
             entries = self.client.api.containers(all=True, filters={"label": label})
         except DockerException as exc:
-            raise BackendUnavailable(f"Docker could not list containers: {exc}", hint=START_HINT) from exc
+            raise BackendUnavailable(f"{self.title} could not list containers: {exc}", hint=self.start_hint) from exc
         for entry in entries:
             if not run_id and owner_alive((entry.get("Labels") or {}).get(LABEL_OWNER)):
                 continue
@@ -298,7 +301,7 @@ class DockerEngine(EngineDefaults[Container]):
             except APIError as exc:
                 if exc.status_code == 409:  # its removal is already in progress
                     continue
-                raise BackendError(f"Docker could not remove {entry['Names'][0]}: {exc.explanation}") from exc
+                raise BackendError(f"{self.title} could not remove {entry['Names'][0]}: {exc.explanation}") from exc
             removed.append(f"container {entry['Names'][0].lstrip('/')}")
         known = {c["Id"] for c in self.client.api.containers(all=True)}
         return removed + self.runtime.clean(known)

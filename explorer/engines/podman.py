@@ -151,6 +151,9 @@ class PodmanEngine(DockerEngine):
 
     name = "podman"
     daemons = ("podman",)  # the API service; conmon is each container's own (a runtime role)
+    title = f"Podman ({RUNTIME})"  # what its errors name: Podman refuses, not Docker
+    cli = "podman"
+    start_hint = START_HINT
 
     def __init__(self, side: Side) -> None:
         super().__init__(side, Conmon())

@@ -216,6 +216,16 @@ def test_a_workload_that_exits_leaves_nothing(userns_backend, redis_artifact, tm
     assert podman_leftovers() == []
 
 
+def test_a_command_that_does_not_exist_is_refused_in_podmans_name(userns_backend, redis_artifact, tmp_path):
+    """The engine that refused is Podman (with runc): the error says so, and never Docker."""
+    path = scenario_file(tmp_path, command=["/no/such/command"])
+    result = run_explorer("run", "--scenario-file", path, "--sides", "userns", "--repeat", "1", "--no-load")
+    assert result.returncode == 1, result.stderr
+    assert "Podman (runc) could not start explorer-" in result.stderr, result.stderr
+    assert "Docker" not in result.stderr and "docker" not in result.stderr
+    assert podman_leftovers() == []
+
+
 def test_ctrl_c_during_the_start_leaves_no_container_netns_or_process(userns_backend, redis_artifact):
     netns_before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     proc = Explorer("run", "redis", "--sides", "userns", "--repeat", "50", "--no-load")
