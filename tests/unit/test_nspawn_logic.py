@@ -3,6 +3,7 @@ pasted from values), notify messages, load paths on loopback only, the kernel le
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,14 @@ def test_procs_files_finds_every_cgroup_procs_and_those_of_one_unit(tmp_path):
     unit = procs_files(tmp_path, "/system.slice/explorer-workload.service")
     assert unit == [tmp_path / "payload/system.slice/explorer-workload.service/cgroup.procs"]
     assert procs_files(tmp_path / "gone") == []  # a cgroup removed meanwhile: nothing, no error
+
+
+def test_knock_is_one_connection_accepted_or_refused():
+    """What starts the socket proxy ahead of the first readiness attempt: a listener (as
+    systemd-socket-activate's) takes the connection; a free port refuses it, to be tried again."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        assert nspawn.knock(port)
+    assert not nspawn.knock(port)
