@@ -55,11 +55,12 @@ class Explorer(subprocess.Popen):
     while it runs reads nothing until the end, and a pipe it does not read fills at 64 KiB and
     blocks the CLI mid-run. communicate() waits and returns what it printed, as Popen's does."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> None:
+        """`prefix`: a command that execs the CLI in the same process (its PID stays explorer's)."""
         self.files = (tempfile.TemporaryFile(mode="w+"), tempfile.TemporaryFile(mode="w+"))  # noqa: SIM115 - closed in communicate()
         self.printed: tuple[str, str] | None = None
         super().__init__(
-            explorer_argv(*args),
+            [*prefix, *explorer_argv(*args)],
             stdout=self.files[0],
             stderr=self.files[1],
             stdin=subprocess.DEVNULL,
@@ -340,3 +341,59 @@ def redis_scenario():
 def redis_artifact(docker_backend, redis_scenario):
     """The offline redis image, built once (cached by content hash across sessions too)."""
     return docker_backend.prepare(redis_scenario)
+
+
+def host_leftovers() -> dict[str, set[str]]:
+    """What any side could leave on the host, read with the host's own tools (none of explorer's
+    code): containers (Docker's and Podman's), libvirt domains, nspawn processes, mounts, loop
+    devices, network namespaces, veth interfaces, CNI address reservations and conmon processes.
+    A tool that is not installed gives an empty set. /run/netns's own mount (a shared mount point,
+    made once and kept) is not a leftover; the namespaces mounted in it count as namespaces."""
+
+    def lines(*argv: str) -> set[str]:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return set()
+        return {line.strip() for line in out.splitlines() if line.strip()}
+
+    mounts: dict[str, int] = {}
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].encode().decode("unicode_escape")
+        if point != "/run/netns" and not point.startswith("/run/netns/"):
+            mounts[point] = mounts.get(point, 0) + 1
+    reservations = {
+        f"{p.parent.name}/{p.name}"
+        for p in Path("/var/lib/cni/networks").glob("*/*")
+        if not p.name.startswith(("last_reserved_ip", "lock"))
+    }
+    processes = ps_e("stat,comm")
+    return {
+        "Docker containers": lines("docker", "ps", "-a", "--format", "{{.Names}}"),
+        "Podman containers": lines("podman", "ps", "-a", "--format", "{{.Names}}"),
+        "libvirt domains": lines("virsh", "-c", "qemu:///system", "list", "--all", "--name"),
+        "nspawn processes": {f"{pid}" for pid, value in processes.items() if value.split()[-1] == "systemd-nspawn"},
+        "mounts": {f"{point} (x{count})" if count > 1 else point for point, count in mounts.items()},
+        "loop devices": lines("losetup", "--all", "--noheadings", "--output", "NAME,BACK-FILE"),
+        "network namespaces": {line.split()[0] for line in lines("ip", "netns", "list")},
+        "veth interfaces": {
+            line.split()[1].split("@")[0] for line in lines("ip", "-o", "link", "show", "type", "veth")
+        },
+        "CNI reservations": reservations,
+        "conmon processes": {
+            f"{pid}" for pid, value in processes.items() if value.split()[-1] == "conmon" and not value.startswith("Z")
+        },
+    }
+
+
+def new_leftovers(before: dict[str, set[str]], settle_s: float = 15.0) -> dict[str, list[str]]:
+    """What is on the host now and was not in `before`, given `settle_s` to go (a conmon running
+    `podman container cleanup`, a domain libvirt is still undefining): kind -> what."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        now = host_leftovers()
+        new = {kind: sorted(now[kind] - before.get(kind, set())) for kind in now}
+        new = {kind: items for kind, items in new.items() if items}
+        if not new or time.monotonic() >= deadline:
+            return new
+        time.sleep(0.5)

@@ -13,4 +13,4 @@ from explorer.model import Side
 
 
 def assemble(side: Side) -> Backend[Container]:
-    return Backend(side, ContainerImage(), PodmanEngine(side), DockerExec())
+    return Backend(side, ContainerImage(), PodmanEngine(side), DockerExec("podman exec"))

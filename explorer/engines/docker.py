@@ -6,8 +6,10 @@ host processes belong to a container, and which milestones the host can see, dif
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import time
 from typing import Any, Protocol
 
@@ -34,6 +36,7 @@ from explorer.model import (
 from explorer.scenario import Scenario
 
 PUBLISHED = "published port (docker-proxy)"
+EXEC_END_S = 5.0  # how long destroy waits for a killed exec process to be gone
 OWN_NETNS = "own netns (nsenter)"
 
 
@@ -66,6 +69,9 @@ class DockerEngine(EngineDefaults[Container]):
 
     name = "docker"
     daemons: tuple[str, ...] = ("dockerd", "containerd", "docker-proxy")  # docker-proxy: one per published port
+    title = "Docker"  # the engine its errors name (PodmanEngine's: Podman and its runtime)
+    cli = "docker"  # the command a user would type to do by hand what explorer did
+    start_hint = START_HINT
 
     def __init__(self, side: Side, runtime: Runtime) -> None:
         self.side, self.runtime = side, runtime  # the side: to name what it makes
@@ -125,16 +131,17 @@ class DockerEngine(EngineDefaults[Container]):
             target.mark("started")
             container.reload()
         except APIError as exc:
-            raise BackendError(f"Docker could not start {target.name}: {exc.explanation or exc}") from exc
+            raise BackendError(f"{self.title} could not start {target.name}: {exc.explanation or exc}") from exc
         target.facts["container_id"] = container.id
         target.facts["init_pid"] = container.attrs["State"]["Pid"]
+        self.started(target)
         # A workload that exits at once may be gone before Docker reports its port: say that it
         # exited (code, logs), not that no port was published.
         self.raise_if_exited(target, reload=False)
         bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []
         if not bindings:
             self.raise_if_exited(target, wait_s=2.0)
-            raise BackendError(f"Docker published no host port for {port}/tcp of {target.name}")
+            raise BackendError(f"{self.title} published no host port for {port}/tcp of {target.name}")
         target.host_port = int(bindings[0]["HostPort"])
         self.poll(target)
         return target
@@ -154,6 +161,9 @@ class DockerEngine(EngineDefaults[Container]):
             detach=True,
         )
 
+    def started(self, target: Target[Container]) -> None:
+        """What the engine writes down of a container it has just started (Docker: nothing)."""
+
     def poll(self, target: Target[Container]) -> None:
         """The runtime's milestones; raise (with the logs) as soon as the container has exited."""
         init_pid = target.facts["init_pid"]
@@ -172,11 +182,11 @@ class DockerEngine(EngineDefaults[Container]):
                     target.held.reload()
             except NotFound:
                 raise BackendError(
-                    f"the container {target.name} was removed while it ran (docker rm, or a "
+                    f"the container {target.name} was removed while it ran ({self.cli} rm, or a "
                     "`explorer clean` of an older explorer)"
                 ) from None
             except DockerException as exc:
-                raise BackendError(f"Docker could not inspect {target.name}: {exc}") from exc
+                raise BackendError(f"{self.title} could not inspect {target.name}: {exc}") from exc
             state = target.held.attrs["State"]
             if state.get("Status") in {"exited", "dead"}:
                 logs = self.logs(target)
@@ -230,17 +240,41 @@ class DockerEngine(EngineDefaults[Container]):
             return ""
 
     def destroy(self, target: Target[Container]) -> None:
+        """Its exec sessions ended first (none outlives the container), then the container removed."""
         if target.handle is None:
             return
         try:
+            self.end_execs(target.handle.id or target.name)
             self.remove_container(target.handle.id or target.name)
         except NotFound:
             pass
         except DockerException as exc:
-            raise BackendError(f"could not remove container {target.name}: {exc}") from exc
+            raise BackendError(f"{self.title} could not remove container {target.name}: {exc}") from exc
         finally:
             if target.facts.get("container_id"):
                 self.runtime.after_destroy(target)
+
+    def end_execs(self, container_id: str) -> list[int]:
+        """Kill the processes of the container's exec sessions that still run (an interrupted
+        guest view's), and wait until the engine has seen each end: the PIDs killed."""
+        running = {}
+        for exec_id in self.client.api.inspect_container(container_id).get("ExecIDs") or []:
+            session = self._exec_session(exec_id)
+            if session.get("Running") and session.get("Pid"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(session["Pid"], signal.SIGKILL)
+                running[exec_id] = session["Pid"]
+        killed, deadline = list(running.values()), time.monotonic() + EXEC_END_S
+        while running and time.monotonic() < deadline:
+            time.sleep(0.02)
+            running = {e: pid for e, pid in running.items() if self._exec_session(e).get("Running")}
+        return killed
+
+    def _exec_session(self, exec_id: str) -> dict[str, Any]:
+        try:
+            return self.client.api.exec_inspect(exec_id)
+        except NotFound:
+            return {}
 
     def remove_container(self, container_id: str) -> None:
         """Force-remove one container and its anonymous volumes (the engine's API errors raised)."""
@@ -256,7 +290,7 @@ class DockerEngine(EngineDefaults[Container]):
         try:
             entries = self.client.api.containers(all=True, filters={"label": label})
         except DockerException as exc:
-            raise BackendUnavailable(f"Docker could not list containers: {exc}", hint=START_HINT) from exc
+            raise BackendUnavailable(f"{self.title} could not list containers: {exc}", hint=self.start_hint) from exc
         for entry in entries:
             if not run_id and owner_alive((entry.get("Labels") or {}).get(LABEL_OWNER)):
                 continue
@@ -267,7 +301,7 @@ class DockerEngine(EngineDefaults[Container]):
             except APIError as exc:
                 if exc.status_code == 409:  # its removal is already in progress
                     continue
-                raise BackendError(f"Docker could not remove {entry['Names'][0]}: {exc.explanation}") from exc
+                raise BackendError(f"{self.title} could not remove {entry['Names'][0]}: {exc.explanation}") from exc
             removed.append(f"container {entry['Names'][0].lstrip('/')}")
         known = {c["Id"] for c in self.client.api.containers(all=True)}
         return removed + self.runtime.clean(known)

@@ -163,6 +163,16 @@ def _procs_files(cgroups: list[Path]) -> str:
     return " ".join(files)
 
 
+def knock(port: int) -> bool:
+    """One connection to the host's 127.0.0.1:`port`, closed at once; whether it was accepted.
+    systemd-socket-activate starts the proxy (`ip netns exec` and systemd-socket-proxyd: 25-40 ms
+    here) on the first connection it sees: knocked while the container boots, the proxy is
+    running by the first readiness attempt, as docker-proxy runs from its container's start."""
+    with socket.socket() as sock:
+        sock.settimeout(0.05)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def parse_notify(message: bytes) -> dict[str, str]:
     """An sd_notify datagram: NAME=value lines."""
     out = {}
@@ -268,6 +278,8 @@ class NspawnEngine(EngineDefaults[NspawnMachine]):
         if machine.proxy is not None and machine.proxy.poll() is not None:
             text = (machine.workdir / "proxy.log").read_text(errors="replace")[-500:]
             raise BackendError(f"the socket proxy of {target.name} exited: {text.strip()}")
+        if machine.proxy is not None and not machine.proxy_started:
+            machine.proxy_started = knock(target.host_port)
         if "unit" not in target.marks and machine.leader:
             procs = self._unit_procs(target, machine)
             if procs:
@@ -289,9 +301,17 @@ class NspawnEngine(EngineDefaults[NspawnMachine]):
                 target.mark("booted")
 
     def _unit_procs(self, target: Target[NspawnMachine], machine: NspawnMachine) -> list[int]:
+        """The processes of the workload's unit. Polled every 10 ms while the container boots:
+        its cgroup is looked for where nspawn puts it (below `payload`, systemd >= 246; or at the
+        top), two reads per hierarchy; the whole tree is walked (~1 ms, 15 cgroups here) only
+        where nspawn made no `payload` cgroup."""
         unit = target.facts["service"]
         for cgroup in machine.cgroups:
-            for procs in procs_files(cgroup, f"/system.slice/{unit}"):
+            places = [cgroup / "payload" / "system.slice" / unit / "cgroup.procs"]
+            places += [cgroup / "system.slice" / unit / "cgroup.procs"]
+            if not (cgroup / "payload").is_dir():
+                places += procs_files(cgroup, f"/system.slice/{unit}")
+            for procs in places:
                 with contextlib.suppress(OSError):
                     found = [int(p) for p in procs.read_text().split()]
                     if found:

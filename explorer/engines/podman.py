@@ -14,15 +14,24 @@ is said here:
 - the image is Docker's own, `docker save` into Podman's load, once per image ID (the same
   content hash in both stores);
 - conmon, not containerd's shim, is the workload's parent; the published port is the kernel's
-  NAT (CNI's portmap plugin), no userland proxy relays it.
+  NAT (CNI's portmap plugin), no userland proxy relays it;
+- its network plumbing on the host (namespace, veth, address, rules) is Podman's to remove, and
+  Podman 4.3 leaks it where /run/netns is not a shared mount point: engines/podman_net.py makes
+  it one before each container, records what each container got, and removes what a container
+  left when it is gone;
+- an exec's conmon outlives the exec by Podman's exit_command_delay (5 minutes): destroy ends
+  the container's exec monitors before it removes the container, and waits for its conmon.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import resource
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -32,6 +41,8 @@ from docker.types import Ulimit
 
 from explorer.contracts import DoctorCheck, Progress
 from explorer.dockerd import docker_client
+from explorer.engines import podman_net
+from explorer.engines.conmon import conmons, kill_conmons, wait_for_conmons
 from explorer.engines.docker import DockerEngine, Runc, own_netns_path, shim_of
 from explorer.errors import BackendError, BackendUnavailable, ExplorerError
 from explorer.images.container.source import tool
@@ -100,12 +111,13 @@ class Conmon(Runc):
             DoctorCheck("podman, uidmap, crun", _tools),
             DoctorCheck("Podman API service", engine.describe),
             DoctorCheck("subordinate ID ranges", _subids),
+            DoctorCheck("Podman network namespaces", lambda: _stray_namespaces(engine), optional=True),
         ]
 
-    def runtime_pids(self, target: Target) -> dict[int, str]:
+    def runtime_pids(self, target: Target[Container]) -> dict[int, str]:
         return {pid: "conmon" for pid in shim_of(target)}
 
-    def netns_path(self, target: Target, port: int, engine: DockerEngine) -> NetPath:
+    def netns_path(self, target: Target[Container], port: int, engine: DockerEngine) -> NetPath:
         pid = target.facts.get("init_pid")
         return own_netns_path(
             pid,
@@ -139,6 +151,9 @@ class PodmanEngine(DockerEngine):
 
     name = "podman"
     daemons = ("podman",)  # the API service; conmon is each container's own (a runtime role)
+    title = f"Podman ({RUNTIME})"  # what its errors name: Podman refuses, not Docker
+    cli = "podman"
+    start_hint = START_HINT
 
     def __init__(self, side: Side) -> None:
         super().__init__(side, Conmon())
@@ -216,6 +231,7 @@ class PodmanEngine(DockerEngine):
         )
         host_config["UsernsMode"] = "auto"  # docker-py validates "host" only
         target.facts["userns_mode"] = "auto"
+        podman_net.share_netns_dir()  # else Podman 4.3's cleanup never sees the namespace (podman_net)
         created = self.client.api.create_container(
             artifact.image_id or artifact.ref,
             command=list(scenario.workload.command) or None,
@@ -226,6 +242,43 @@ class PodmanEngine(DockerEngine):
             detach=True,
         )
         return self.client.containers.get(created["Id"])
+
+    def started(self, target: Target[Container]) -> None:
+        """Its network namespace and addresses written down with its run's id and this PID, for
+        `clean` to find should the container go without Podman removing them."""
+        netns = target.held.attrs.get("NetworkSettings", {}).get("SandboxKey") or ""
+        if netns and target.facts.get("init_pid"):
+            podman_net.record(target.held.id or "", target.name, target.run_id, netns, target.facts["init_pid"])
+
+    def destroy(self, target: Target[Container]) -> None:
+        """Docker's, then the container's conmons waited for (each runs `podman container
+        cleanup` once the container died) and what Podman left of its network removed."""
+        try:
+            super().destroy(target)
+        finally:
+            container_id = target.facts.get("container_id")
+            if container_id:
+                wait_for_conmons(container_id)
+                podman_net.release(container_id)
+
+    def end_execs(self, container_id: str) -> list[int]:
+        """Docker's (the processes of running exec sessions killed), and every exec conmon of the
+        container killed: Podman keeps each for its exit_command_delay after the exec ended."""
+        killed = super().end_execs(container_id)
+        return killed + kill_conmons(container_id, execs_only=True)
+
+    def clean(self, run_id: str | None = None) -> list[str]:
+        """Docker's (explorer's containers), then what gone containers left: their conmons, their
+        network namespaces, veths, addresses and rules (podman_net.clean)."""
+        removed = super().clean(run_id)
+        known = {c["Id"] for c in self.client.api.containers(all=True)}
+        for pid, name in conmons().items():
+            if name[0] not in known and (not run_id or f"-{run_id}-" in name[1]):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                removed.append(f"conmon {pid} (of {name[1]}, gone)")
+        gone, _kept = podman_net.clean(known, run_id)
+        return removed + gone
 
     def remove_container(self, container_id: str) -> None:
         """Docker's removal (destroy's and clean's), tried again while Podman says the container's
@@ -245,10 +298,10 @@ class PodmanEngine(DockerEngine):
                     raise
                 time.sleep(REMOVE_RETRY_S)
 
-    def path_pids(self, target: Target) -> dict[int, str]:
+    def path_pids(self, target: Target[Container]) -> dict[int, str]:
         return {}  # the published port is NAT in the kernel: no process relays it
 
-    def load_paths(self, target: Target) -> list[NetPath]:
+    def load_paths(self, target: Target[Container]) -> list[NetPath]:
         port = target.facts["workload_port"]
         published = NetPath(
             PUBLISHED,
@@ -268,3 +321,22 @@ class PodmanEngine(DockerEngine):
             except (ImageNotFound, APIError):
                 continue
         return removed
+
+
+def _stray_namespaces(engine: DockerEngine) -> str:
+    """Podman's network namespaces that no process holds and no container claims (a Podman that
+    failed to tear one down left it, with its veth and its address)."""
+    client = engine.client
+    claimed = set()
+    for entry in client.api.containers(all=True):
+        with contextlib.suppress(DockerException):
+            claimed.add(client.api.inspect_container(entry["Id"]).get("NetworkSettings", {}).get("SandboxKey") or "")
+    stray = podman_net.strays(claimed)
+    shared = podman_net.netns_dir_propagation(Path("/proc/self/mountinfo").read_text()) or "no mount point"
+    if stray:
+        raise ExplorerError(
+            f"{len(stray)} left behind, with no process and no container: {', '.join(stray[:5])}",
+            hint="`explorer clean` removes those of explorer's containers (namespace, veth, CNI address and rules); "
+            "others: `ip netns del NAME` and their address in /var/lib/cni/networks/",
+        )
+    return f"none left behind ({podman_net.NETNS_DIR}: {shared})"

@@ -1,5 +1,6 @@
-"""A container's channel: `docker exec` in the running container (Docker's API, or Podman's
-Docker-compatible one): the view script, and the inside probe."""
+"""A container's channel: an exec in the running container, through the engine's Docker API
+(`docker exec`; `podman exec` through Podman's compatible one): the view script, and the inside
+probe."""
 
 from __future__ import annotations
 
@@ -29,17 +30,21 @@ DELIVER = (
 
 
 class DockerExec:
-    """Takes the Docker SDK's Container, which the Docker engine's targets hold."""
+    """Takes the Docker SDK's Container, which the Docker and Podman engines' targets hold;
+    `tool` names the engine's exec in errors and in the view's channel."""
+
+    def __init__(self, tool: str = "docker exec") -> None:
+        self.tool = tool
 
     def view(self, target: Target[Container]) -> GuestView:
         try:
             result = target.held.exec_run(["/bin/sh", "-c", view_script()], demux=False)
         except APIError as exc:
-            raise BackendError(f"docker exec into {target.name} failed: {exc.explanation}") from exc
+            raise BackendError(f"{self.tool} into {target.name} failed: {exc.explanation}") from exc
         output = result.output
         assert isinstance(output, bytes), "exec_run without stream or demux returns the output whole"
         text = output.decode(errors="replace")
-        view = parse_view(text, channel="docker exec /bin/sh")
+        view = parse_view(text, channel=f"{self.tool} /bin/sh")
         if result.exit_code != 0 or view is None:
             raise BackendError(f"the guest-view script failed in {target.name}: {text.strip()[-300:]}")
         return view
@@ -51,7 +56,7 @@ class DockerExec:
         container = target.held
         with open(program.binary, "rb") as binary:
             data = binary.read()
-        code, out, err = _exec(container, ["/bin/sh", "-c", DELIVER, "sh", program.name], stdin=data)
+        code, out, err = _exec(container, ["/bin/sh", "-c", DELIVER, "sh", program.name], self.tool, stdin=data)
         if code != 0:
             raise BackendError(
                 f"the inside probe could not be written into {target.name}: {(err or out).strip()[-300:]}"
@@ -67,17 +72,17 @@ class DockerExec:
         try:
             for run in program.runs:
                 started = time.monotonic()
-                code, out, err = _exec(container, [path, "--timeout", str(program.timeout_s), *run.args])
+                code, out, err = _exec(container, [path, "--timeout", str(program.timeout_s), *run.args], self.tool)
                 outputs.append(InsideOutput(run.label, code, out, err, time.monotonic() - started))
         finally:
-            code, out, err = _exec(container, ["/bin/rm", "-f", path])
+            code, out, err = _exec(container, ["/bin/rm", "-f", path], self.tool)
             if code != 0:
                 removal = f"rm -f {path} exited {code}: {(err or out).strip()[-200:]}"
-        how = f"docker exec (as root inside) of sh reading it on stdin into {path}, {where}; removed after"
+        how = f"{self.tool} (as root inside) of sh reading it on stdin into {path}, {where}; removed after"
         return InsideDelivery(how, outputs, removal)
 
 
-def _exec(container: Container, argv: list[str], stdin: bytes | None = None) -> tuple[int | None, str, str]:
+def _exec(container: Container, argv: list[str], tool: str, stdin: bytes | None = None) -> tuple[int | None, str, str]:
     """One exec as root inside, waited for: (exit code, stdout, stderr). With `stdin`, its bytes
     are written to the exec's stdin and then closed (the API's attached socket)."""
     if container.client is None:
@@ -96,7 +101,7 @@ def _exec(container: Container, argv: list[str], stdin: bytes | None = None) -> 
             sock.close()
         code = api.exec_inspect(exec_id).get("ExitCode")
     except (APIError, DockerException, OSError) as exc:
-        raise BackendError(f"docker exec of {argv[0]} in {container.name} failed: {exc}") from exc
+        raise BackendError(f"{tool} of {argv[0]} in {container.name} failed: {exc}") from exc
     return code, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
 
 

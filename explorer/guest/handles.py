@@ -75,6 +75,7 @@ class NspawnMachine:
     netns: str | None = None
     process: subprocess.Popen[bytes] | None = None  # unshare -> sh -> systemd-nspawn (one PID)
     proxy: subprocess.Popen[bytes] | None = None  # systemd-socket-activate -> ip netns exec -> proxyd
+    proxy_started: bool = False  # a first connection made socket-activate exec the proxy
     notify: socket.socket | None = None
     leader: int | None = None  # the container's PID 1 (systemd), a host PID
     unit_cgroups: list[Path] = field(default_factory=list)  # where the workload unit's processes are

@@ -5,10 +5,15 @@ machinectl-free: no machined, no D-Bus (the host has no systemd as PID 1, and th
 is not registered). `systemd-run --machine` needs both, so it is not used here. The shell
 nsenter starts is a child of a process outside the container's PID namespace (its parent
 PID inside is 0); it is explorer's own and left out of the listing, as every view's is.
+
+The view is of the booted container: the workload answers while its systemd is still starting
+the other units (sshd among them, beside the workload), so the view first waits, bounded, for
+`systemctl is-system-running --wait` inside (70-80 ms after readiness here).
 """
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 
@@ -18,6 +23,7 @@ from explorer.guest.handles import NspawnMachine
 from explorer.model import GuestView, InsideDelivery, InsideOutput, InsideProgram, Target
 
 CHANNEL = "nsenter into the container's PID and mount namespaces (/bin/sh)"
+BOOT_WAIT_S = 10  # at most this long for the container's systemd to finish starting its units
 NAMESPACES = ("--mount", "--uts", "--ipc", "--net", "--pid")
 # systemd-nspawn bind-mounts a boot_id of its own making over /proc/sys/kernel/random/boot_id
 # (each container "boots"); the kernel's own is read from a fresh procfs, mounted over /proc
@@ -46,6 +52,9 @@ class NsenterView:
         leader = target.held.leader
         if not leader:
             raise BackendError(f"the container {target.name} has no known PID 1 to enter")
+        booting = ["timeout", str(BOOT_WAIT_S), "systemctl", "is-system-running", "--wait"]
+        with contextlib.suppress(subprocess.TimeoutExpired):  # still booting: the view says what runs
+            subprocess.run(nsenter_argv(leader, booting), check=False, capture_output=True, timeout=BOOT_WAIT_S + 5)
         try:
             done = subprocess.run(
                 nsenter_argv(leader, ["/bin/sh", "-c", view_script()]),

@@ -195,10 +195,12 @@ def wait_ready(
 
 def wait_for_mark(marks: Mapping[str, object], name: str | None, poll: Callable[[], None], deadline: float) -> None:
     """Poll until `name` is among `marks` (a backend's milestones, which `poll` records; it may
-    raise if the workload died). At the deadline this returns: readiness reports the timeout."""
+    raise if the workload died), at readiness's own interval, and return as soon as a poll has
+    recorded it. At the deadline this returns: readiness reports the timeout."""
     while name and name not in marks and time.monotonic() < deadline:
         poll()
-        time.sleep(0.02)
+        if name not in marks:
+            time.sleep(INTERVAL_S)
 
 
 def until_ready(

@@ -3,12 +3,14 @@ pasted from values), notify messages, load paths on loopback only, the kernel le
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from explorer.engines import nspawn
 from explorer.errors import BackendError
+from explorer.guest.handles import NspawnMachine
 from explorer.guest.nsenter import nsenter_argv
 from explorer.images import systemroot
 from explorer.model import Target
@@ -128,3 +130,32 @@ def test_procs_files_finds_every_cgroup_procs_and_those_of_one_unit(tmp_path):
     unit = procs_files(tmp_path, "/system.slice/explorer-workload.service")
     assert unit == [tmp_path / "payload/system.slice/explorer-workload.service/cgroup.procs"]
     assert procs_files(tmp_path / "gone") == []  # a cgroup removed meanwhile: nothing, no error
+
+
+@pytest.mark.parametrize("layout", ["payload/system.slice", "system.slice", "payload/init.scope/system.slice"])
+def test_the_units_processes_are_found_where_nspawn_puts_its_cgroup(tmp_path, layout):
+    """nspawn's payload cgroup (systemd 252 here), the container's own at the top (older), or
+    anywhere below where there is no payload cgroup: the unit's processes are found each way."""
+    unit = "explorer-workload.service"
+    top = tmp_path / "explorer-nspawn-1-0-2"
+    (top / layout / unit).mkdir(parents=True)
+    (top / layout / unit / "cgroup.procs").write_text("4242\n")
+    if layout.startswith("payload/init.scope"):
+        (top / "payload").rename(top / "elsewhere")
+    machine = NspawnMachine("explorer-nspawn-1-0-2", tmp_path, [top])
+    target = Target(side="nspawn", name=machine.name, run_id="1", host_port=0, handle=machine)
+    target.facts["service"] = unit
+    assert nspawn.NspawnEngine(SIDES["nspawn"])._unit_procs(target, machine) == [4242]
+    (next(top.rglob("cgroup.procs"))).write_text("")
+    assert nspawn.NspawnEngine(SIDES["nspawn"])._unit_procs(target, machine) == []
+
+
+def test_knock_is_one_connection_accepted_or_refused():
+    """What starts the socket proxy ahead of the first readiness attempt: a listener (as
+    systemd-socket-activate's) takes the connection; a free port refuses it, to be tried again."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        assert nspawn.knock(port)
+    assert not nspawn.knock(port)
