@@ -55,7 +55,7 @@ def test_report_table_opens_with_the_answer():
     assert grid.splitlines()[0].split() == ["claim", "container", "vm"]
     assert out.index("Claims of the document") < out.index("Key figures per side")
     # claim 3 on an older result: inconclusive for both sides, and the line under the grid says why
-    assert grid.count("? inconclusive") == 2
+    assert grid.count("? inconclusive") == 4  # claim 3 and claim 8 (no inside probe then), both sides
     assert "3 image size: container inconclusive: side.image.stored_bytes is unknown (null)" in " ".join(out.split())
     assert "under TCG" in out  # the key figures' caveat
     assert "Side by side" not in out and "--detail" in out  # everything else behind --detail
@@ -75,7 +75,7 @@ def test_report_markdown_escapes_pipes():
     assert "## Claims, per side" in out
     section = out.split("## Claims, per side")[1].split("## Verdicts")[0]
     claims_rows = [line for line in section.splitlines() if line.startswith("| ")]
-    assert len(claims_rows) == 1 + 2 * 7  # header and one row per claim and side
+    assert len(claims_rows) == 1 + 2 * 8  # header and one row per claim and side
     assert "ps -e \\| grep redis-server" in out
     assert all(len(re.split(r"(?<!\\)\|", row)) == 4 + 2 for row in claims_rows)  # 4 cells each
 
