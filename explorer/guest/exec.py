@@ -9,7 +9,7 @@ import time
 
 from docker.errors import APIError, DockerException
 from docker.models.containers import Container
-from docker.utils.socket import consume_socket_output, frames_iter
+from docker.utils.socket import consume_socket_output, demux_adaptor, frames_iter
 
 from explorer.errors import BackendError
 from explorer.guest import parse_view, view_script
@@ -72,31 +72,54 @@ class DockerExec:
         try:
             for run in program.runs:
                 started = time.monotonic()
-                code, out, err = _exec(container, [path, "--timeout", str(program.timeout_s), *run.args], self.tool)
+                user, args = self._user_of(container, run.args)
+                code, out, err = _exec(
+                    container, [path, "--timeout", str(program.timeout_s), *args], self.tool, user=user
+                )
                 outputs.append(InsideOutput(run.label, code, out, err, time.monotonic() - started))
         finally:
             code, out, err = _exec(container, ["/bin/rm", "-f", path], self.tool)
             if code != 0:
                 removal = f"rm -f {path} exited {code}: {(err or out).strip()[-200:]}"
-        how = f"{self.tool} (as root inside) of sh reading it on stdin into {path}, {where}; removed after"
+        how = (
+            f"{self.tool} (as root inside) of sh reading it on stdin into {path}, {where}; each run an exec, as the "
+            "workload process's own uid:gid (as `exec -u` would) and as root inside; removed after"
+        )
         return InsideDelivery(how, outputs, removal)
 
+    def _user_of(self, container: Container, args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+        """The exec's user for a run: --as-pid PID becomes that process's own uid:gid, the exec
+        starting as it (root inside may hold no capability to drop to it: docker exec -u 0 of a
+        container whose user is not root has none), else root."""
+        if "--as-pid" not in args:
+            return "0", args
+        index = args.index("--as-pid")
+        pid = args[index + 1]
+        code, out, _err = _exec(container, ["/bin/cat", f"/proc/{pid}/status"], self.tool)
+        ids = {line.split(":")[0]: line.split()[1:3] for line in out.splitlines() if line.startswith(("Uid:", "Gid:"))}
+        if code != 0 or "Uid" not in ids or "Gid" not in ids:
+            return "0", args  # the probe says it could not read them itself, and why
+        return f"{ids['Uid'][1]}:{ids['Gid'][1]}", (*args[:index], *args[index + 2 :])
 
-def _exec(container: Container, argv: list[str], tool: str, stdin: bytes | None = None) -> tuple[int | None, str, str]:
-    """One exec as root inside, waited for: (exit code, stdout, stderr). With `stdin`, its bytes
-    are written to the exec's stdin and then closed (the API's attached socket)."""
+
+def _exec(
+    container: Container, argv: list[str], tool: str, stdin: bytes | None = None, user: str = "0"
+) -> tuple[int | None, str, str]:
+    """One exec as `user` inside (root by default), waited for: (exit code, stdout, stderr). With
+    `stdin`, its bytes are written to the exec's stdin and then closed (the API's attached socket)."""
     if container.client is None:
         raise BackendError(f"the container {container.name} has no client to exec with")
     api = container.client.api
     try:
-        exec_id = api.exec_create(container.id, argv, stdin=stdin is not None, user="0")["Id"]
+        exec_id = api.exec_create(container.id, argv, stdin=stdin is not None, user=user)["Id"]
         sock = api.exec_start(exec_id, socket=True)
         raw = _socket_of(sock)
         try:
             if stdin is not None:
                 raw.sendall(stdin)
             raw.shutdown(socket.SHUT_WR)
-            out, err = consume_socket_output(frames_iter(sock, tty=False), demux=True)
+            frames = (demux_adaptor(*frame) for frame in frames_iter(sock, tty=False))
+            out, err = consume_socket_output(frames, demux=True)
         finally:
             sock.close()
         code = api.exec_inspect(exec_id).get("ExitCode")

@@ -78,61 +78,103 @@ class NsenterView:
         return view
 
 
-# The probe runs as a transient service of the container's own systemd (systemd-run over its private
-# bus, /run/systemd/private, no D-Bus needed): forked by the container's PID 1, it carries what
-# nspawn gave every process of the container (its seccomp filter, its capability bounding set), as
-# the workload's unit does. A process nsenter starts would carry none of it.
-SYSTEMD_RUN = ("systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--service-type=exec")
+# The probe runs as a service of the container's own systemd: a oneshot unit written into the
+# container's /run/systemd/system and started with systemctl over its private socket (no D-Bus: its
+# `systemctl start` of a oneshot returns once the service has run). Forked by the container's PID 1,
+# it carries what nspawn gave every process of the container (its seccomp filter, its capability
+# bounding set), as the workload's own unit does; a process nsenter started would carry none of it.
 DELIVER = 'cat > "$1" && chmod 0755 "$1"'
-EXTRA_S = 30  # systemd-run's own start and stop, beyond the probe's deadline
+EXTRA_S = 30  # the service's start and stop, beyond the probe's own deadline
+UNIT = """[Unit]
+Description=explorer's inside probe ({label})
+[Service]
+Type=oneshot
+{user}ExecStart={argv}
+StandardOutput=file:{out}
+StandardError=file:{err}
+TimeoutStartSec={timeout}
+"""
+
+
+def _in(
+    leader: int, argv: list[str], timeout_s: float = 60, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(nsenter_argv(leader, argv), input=stdin, capture_output=True, timeout=timeout_s, check=False)
+
+
+def _ids_of(leader: int, pid: str) -> tuple[str, str] | None:
+    """The effective uid and gid of process `pid` (as the container numbers it)."""
+    done = _in(leader, ["/bin/cat", f"/proc/{pid}/status"])
+    ids = {
+        line.split(":")[0]: line.split()[2]
+        for line in done.stdout.decode(errors="replace").splitlines()
+        if line.startswith(("Uid:", "Gid:")) and len(line.split()) > 2
+    }
+    return (ids["Uid"], ids["Gid"]) if done.returncode == 0 and "Uid" in ids and "Gid" in ids else None
 
 
 def inside_system_container(target: Target[NspawnMachine], program: InsideProgram) -> InsideDelivery:
     """The inside probe in a system container: written through the container's own mount
-    namespace into its root (the overlay's upper layer), run by the container's systemd, removed."""
+    namespace into its root (the overlay's upper layer), run by the container's systemd as a
+    oneshot service (as the workload process's uid:gid, and as root), removed with its units."""
     leader = target.held.leader
     if not leader:
         raise BackendError(f"the container {target.name} has no known PID 1 to enter")
     path = f"/var/tmp/{program.name}"
     with open(program.binary, "rb") as binary:
-        done = subprocess.run(
-            ["nsenter", f"--target={leader}", "--mount", "--", "/bin/sh", "-c", DELIVER, "sh", path],
-            stdin=binary,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+        done = _in(leader, ["/bin/sh", "-c", DELIVER, "sh", path], stdin=binary.read())
     if done.returncode != 0:
         raise BackendError(f"the inside probe could not be written into {target.name}: {done.stderr[-300:]!r}")
+    units = []
+    for index, run in enumerate(program.runs):
+        unit = f"{program.name.strip('.')}-{index}"
+        args = list(run.args)
+        user = ""
+        if "--as-pid" in args:
+            at = args.index("--as-pid")
+            ids = _ids_of(leader, args[at + 1])
+            if ids is not None:  # started as that user by systemd, as the workload's unit is
+                user, args = f"User={ids[0]}\nGroup={ids[1]}\n", args[:at] + args[at + 2 :]
+        text = UNIT.format(
+            label=run.label,
+            user=user,
+            argv=" ".join([path, "--timeout", str(program.timeout_s), *args]),
+            out=f"/run/{unit}.out",
+            err=f"/run/{unit}.err",
+            timeout=program.timeout_s + 5,
+        )
+        _in(leader, ["/bin/sh", "-c", 'cat > "$1"', "sh", f"/run/systemd/system/{unit}.service"], stdin=text.encode())
+        units.append((run, unit))
     outputs: list[InsideOutput] = []
     removal = None
     try:
-        for run in program.runs:
-            argv = [*SYSTEMD_RUN, "--", path, "--timeout", str(program.timeout_s), *run.args]
+        _in(leader, ["systemctl", "daemon-reload"])
+        for run, unit in units:
             started = time.monotonic()
             try:
-                ran = subprocess.run(
-                    nsenter_argv(leader, argv),
-                    capture_output=True,
-                    text=True,
-                    timeout=program.timeout_s + EXTRA_S,
-                    check=False,
-                )
-                outputs.append(
-                    InsideOutput(run.label, ran.returncode, ran.stdout, ran.stderr, time.monotonic() - started)
-                )
+                _in(leader, ["systemctl", "start", f"{unit}.service"], program.timeout_s + EXTRA_S)
             except subprocess.TimeoutExpired:
                 outputs.append(InsideOutput(run.label, None, "", "", time.monotonic() - started))
+                continue
+            status = _in(leader, ["systemctl", "show", "-p", "ExecMainStatus", "--value", f"{unit}.service"])
+            out = _in(leader, ["/bin/cat", f"/run/{unit}.out"]).stdout.decode(errors="replace")
+            err = _in(leader, ["/bin/cat", f"/run/{unit}.err"]).stdout.decode(errors="replace")
+            code = status.stdout.decode().strip()
+            outputs.append(
+                InsideOutput(run.label, int(code) if code.isdigit() else None, out, err, time.monotonic() - started)
+            )
     finally:
-        gone = subprocess.run(
-            nsenter_argv(leader, ["/bin/rm", "-f", path]), capture_output=True, text=True, timeout=60, check=False
-        )
+        files = [path, *(f"/run/systemd/system/{u}.service" for _, u in units)]
+        files += [f"/run/{u}.{kind}" for _, u in units for kind in ("out", "err")]
+        gone = _in(leader, ["/bin/rm", "-f", *files])
+        _in(leader, ["systemctl", "daemon-reload"])
         if gone.returncode != 0:
-            removal = f"rm -f {path} exited {gone.returncode}: {gone.stderr.strip()[-200:]}"
+            removal = f"rm -f exited {gone.returncode}: {gone.stderr.decode(errors='replace').strip()[-200:]}"
     how = (
-        f"written through the container's mount namespace into {path} (its overlay's upper layer), run as a "
-        "transient service of the container's own systemd (systemd-run), so under nspawn's seccomp filter and "
-        "capability bounding set like the workload's unit; removed after"
+        f"written through the container's mount namespace into {path} (its overlay's upper layer), each run a "
+        "oneshot service of the container's own systemd (systemctl over its private socket), as the workload "
+        "process's uid:gid and as root: under nspawn's seccomp filter and capability bounding set, as the "
+        "workload's own unit; removed after, with its units"
     )
     return InsideDelivery(how, outputs, removal)
 
