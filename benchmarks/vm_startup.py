@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,14 @@ from explorer.images.vmdisk import make_overlay
 from explorer.model import Artifact, Target, free_port
 from explorer.scenario import Scenario
 
-MACHINES = {"microvm": MICROVM, "fullvm": FULL_OS}  # each libvirt side's machine, as its backend file assembles it
+MACHINES = {"microvm": MICROVM, "fullvm": FULL_OS}
+
+
+@dataclass
+class Forwards:
+    """The bare QEMU's handle as the machine's probes read one: its forwarded ports."""
+
+    forwarded_ports: dict[int, int]  # each libvirt side's machine, as its backend file assembles it
 
 
 def gate(
@@ -66,8 +74,7 @@ def gate(
     probe = next((p for p in machine.probes if p.milestone == milestone), None)
     if probe is None:
         return poll
-    target = Target(side="floor", name="floor", run_id="floor", host_port=0)
-    target.facts["forwarded_ports"] = {str(guest): host for guest, host in forwards.items()}
+    target = Target(side="floor", name="floor", run_id="floor", host_port=0, handle=Forwards(dict(forwards)))
     state: dict[str, Any] = {}
 
     def gated() -> None:
@@ -185,7 +192,9 @@ def restore_start_to_ready(backend: Backend, scen: Scenario, artifact: Artifact)
     hypervisor = Hypervisor()  # a connection of the benchmark's own
     t0 = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix=f"explorer-vm-bench-0-{os.getpid()}-"))
-    name = artifact.facts["snapshot"]["domain"]
+    if artifact.snapshot is None:
+        raise SystemExit("the snapshot side's artifact holds no saved state: prepare did not save one")
+    name = artifact.snapshot.domain
     try:
         workdir.chmod(0o711)
         overlay, console, port = workdir / "overlay.qcow2", workdir / "console.log", free_port()
@@ -312,10 +321,11 @@ def bench_snapshot(scen: Scenario, rounds: int, microvm_ready: float | None) -> 
         backend.release(artifact)
     floor, ours = [r["ready_s"] for r in floor_runs], [r["ready_s"] for r in explorer_runs]
     header(backend, scen, artifact, engine, rounds)
-    snapshot = artifact.facts["snapshot"]
+    snapshot = artifact.snapshot
+    assert snapshot is not None  # restore_start_to_ready refused an artifact without one
     print(
-        f"  the snapshot: booted to ready in {snapshot['boot_to_ready_s']:.2f} s, saved in {snapshot['save_s']:.2f} s "
-        f"to {snapshot['state_bytes'] / 2**20:.1f} MiB (prepare, outside the measured starts)"
+        f"  the snapshot: booted to ready in {snapshot.boot_to_ready_s:.2f} s, saved in {snapshot.save_s:.2f} s "
+        f"to {snapshot.state_bytes / 2**20:.1f} MiB (prepare, outside the measured starts)"
     )
     print(summary("restore by hand (restoreFlags) + readiness loop:", floor))
     milestones(floor_runs, ("resumed_s",))

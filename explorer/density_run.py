@@ -269,7 +269,7 @@ def _step(
         say(f"{backend.side.name}: instance {len(targets) + 1}")
         target = lifecycle.start(backend, scenario, artifact, run_id, len(targets), targets)
         backend.after_ready(target)  # each instance settled as a user's would be before the next
-        ready.append(round(target.marks["ready"] - target.facts["t0"], 4))
+        ready.append(round(target.marks["ready"] - target.t0, 4))
     step_s = time.monotonic() - started
     measuring = time.monotonic()
     ksm = figures.settle_ksm(timeout_s=ksm_settle_s)

@@ -207,7 +207,7 @@ def start(
     with interrupts.deferred():  # once an engine has begun making it, destroy() needs its handle
         target = backend.create(scenario, artifact, run_id, index)
         keep.append(target)
-    target.facts["t0"] = t0
+    target.t0 = t0
     try:
         wait_until_ready(backend, scenario, target, t0)
     except NotReady as exc:
@@ -279,9 +279,16 @@ def probe(backend: Backend[H], scenario: Scenario, artifact: Artifact, target: T
 
 
 def record_of(target: Target[H]) -> dict[str, Any]:
-    """What the document keeps of the probed instance: its facts that are the record
-    (TargetRecord's fields), not what its engine needs to stop it."""
-    return {key: value for key, value in target.facts.items() if key in TargetRecord.model_fields}
+    """What the document keeps of the probed instance: its facts, which are the record alone (what
+    its engine needs to act on it is its handle's); a key TargetRecord does not declare is a bug."""
+    unknown = sorted(set(target.facts) - set(TargetRecord.model_fields))
+    if unknown:
+        raise ExplorerError(
+            f"the engine wrote {', '.join(unknown)} into {target.name}'s record, which the result document has no "
+            "field for",
+            hint="a bug in explorer: engine state belongs in the target's handle (explorer/guest/handles.py)",
+        )
+    return dict(target.facts)
 
 
 # ---- explorer run ---------------------------------------------------------------------------
@@ -365,7 +372,7 @@ class RunPlan:
                 if self.load is not None:
                     with _spending(spent, "load_s"):
                         probed["load"] = self.load.side(backend, scenario, target, artifact.accel, say)
-            return relative(target.marks, target.facts["t0"], backend.milestones)
+            return relative(target.marks, target.t0, backend.milestones)
         finally:
             for target in kept:
                 with _spending(spent, "destroy_s"):

@@ -135,6 +135,30 @@ class Accel:
         return self.mode == "kvm"
 
 
+@dataclass(frozen=True)
+class SavedSnapshot:
+    """A booted VM's state, saved once for the run's restores (the snapshot side): when and how
+    long its one boot and its save took, the state's size, the boot it resumes, its domain name."""
+
+    domain: str
+    boot_to_ready_s: float
+    save_s: float
+    saved_at: float  # the host's monotonic clock at the save (engine state: never in the document)
+    state_bytes: int
+    boot_id: str | None
+
+    def record(self, restored_at: float) -> dict[str, Any]:
+        """What a restored instance's record keeps of it (explorer/result: Snapshot)."""
+        return {
+            "domain": self.domain,
+            "boot_to_ready_s": self.boot_to_ready_s,
+            "save_s": self.save_s,
+            "state_bytes": self.state_bytes,
+            "boot_id": self.boot_id,
+            "saved_for_s": round(restored_at - self.saved_at, 3),
+        }
+
+
 @dataclass
 class Artifact:
     """What a side starts from, built or found: an image, or a VM disk + kernel. `facts` are
@@ -151,6 +175,7 @@ class Artifact:
     filesystem: str | None = None  # the guest's root filesystem (ext4 on a VM disk, overlay for nspawn)
     box: str | None = None  # the Vagrant box's name
     service: str | None = None  # the workload's systemd unit in a full OS
+    snapshot: SavedSnapshot | None = None  # a booted VM's saved state (the snapshot side's, once adopted)
 
 
 @dataclass
@@ -165,7 +190,8 @@ class Target(Generic[H]):
     host_port: int
     handle: H | None = None
     marks: dict[str, float] = field(default_factory=dict)
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)  # the record the document keeps (TargetRecord's fields)
+    t0: float = 0.0  # the monotonic time just before the engine's create call: the starts' zero
 
     @property
     def held(self) -> H:

@@ -21,6 +21,7 @@ from explorer.contracts import DoctorCheck, EngineDefaults
 from explorer.dockerd import START_HINT, docker_client
 from explorer.engines.storage import overlay_storage
 from explorer.errors import BackendError, BackendUnavailable
+from explorer.guest.handles import RunningContainer
 from explorer.model import (
     LABEL_MANAGED,
     LABEL_OWNER,
@@ -56,15 +57,15 @@ class Runtime(Protocol):
 
     def check(self, info: dict[str, Any]) -> dict[str, Any]: ...
     def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]: ...
-    def poll(self, target: Target[Container]) -> None: ...
-    def host_pids(self, target: Target[Container]) -> list[int]: ...
-    def runtime_pids(self, target: Target[Container]) -> dict[int, str]: ...
-    def netns_path(self, target: Target[Container], port: int, engine: DockerEngine) -> NetPath: ...
-    def after_destroy(self, target: Target[Container]) -> None: ...
+    def poll(self, target: Target[RunningContainer]) -> None: ...
+    def host_pids(self, target: Target[RunningContainer]) -> list[int]: ...
+    def runtime_pids(self, target: Target[RunningContainer]) -> dict[int, str]: ...
+    def netns_path(self, target: Target[RunningContainer], port: int, engine: DockerEngine) -> NetPath: ...
+    def after_destroy(self, target: Target[RunningContainer]) -> None: ...
     def clean(self, known: set[str]) -> list[str]: ...
 
 
-class DockerEngine(EngineDefaults[Container]):
+class DockerEngine(EngineDefaults[RunningContainer]):
     """A container started by dockerd with one OCI runtime."""
 
     name = "docker"
@@ -107,7 +108,7 @@ class DockerEngine(EngineDefaults[Container]):
         facts = self.check()
         return f"Docker {facts['engine_version']} (API {facts['api_version']}, {facts['storage_driver']})"
 
-    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target[Container]:
+    def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target[RunningContainer]:
         port = scenario.workload.port
         labels = {
             LABEL_MANAGED: "true",
@@ -118,22 +119,20 @@ class DockerEngine(EngineDefaults[Container]):
         if LABEL_RECIPE in artifact.labels:
             labels[LABEL_RECIPE] = artifact.labels[LABEL_RECIPE]
         side = self.side.name
-        target: Target[Container] = Target(
+        target: Target[RunningContainer] = Target(
             side=side, name=f"explorer-{scenario.name}-{side}-{run_id}-{index}", run_id=run_id, host_port=0
         )
-        target.facts["process_names"] = list(scenario.workload.processes)
-        target.facts["workload_port"] = port
         try:
             container = self.new_container(scenario, artifact, target, labels)
-            target.handle = container
+            target.handle = RunningContainer(container, port, tuple(scenario.workload.processes))
             target.mark("created")
             container.start()
             target.mark("started")
             container.reload()
         except APIError as exc:
             raise BackendError(f"{self.title} could not start {target.name}: {exc.explanation or exc}") from exc
-        target.facts["container_id"] = container.id
-        target.facts["init_pid"] = container.attrs["State"]["Pid"]
+        target.facts["container_id"] = container.id  # the record: what `docker inspect` takes
+        target.held.init_pid = container.attrs["State"]["Pid"]
         self.started(target)
         # A workload that exits at once may be gone before Docker reports its port: say that it
         # exited (code, logs), not that no port was published.
@@ -147,7 +146,7 @@ class DockerEngine(EngineDefaults[Container]):
         return target
 
     def new_container(
-        self, scenario: Scenario, artifact: Artifact, target: Target[Container], labels: dict[str, str]
+        self, scenario: Scenario, artifact: Artifact, target: Target[RunningContainer], labels: dict[str, str]
     ) -> Container:
         """The container, created (not started): the workload's port published on 127.0.0.1 only."""
         return self.client.containers.create(
@@ -161,25 +160,25 @@ class DockerEngine(EngineDefaults[Container]):
             detach=True,
         )
 
-    def started(self, target: Target[Container]) -> None:
+    def started(self, target: Target[RunningContainer]) -> None:
         """What the engine writes down of a container it has just started (Docker: nothing)."""
 
-    def poll(self, target: Target[Container]) -> None:
+    def poll(self, target: Target[RunningContainer]) -> None:
         """The runtime's milestones; raise (with the logs) as soon as the container has exited."""
-        init_pid = target.facts["init_pid"]
+        init_pid = target.held.init_pid
         if not init_pid or not psutil.pid_exists(init_pid):
             self.raise_if_exited(target)
             return
         self.runtime.poll(target)
 
-    def raise_if_exited(self, target: Target[Container], reload: bool = True, wait_s: float = 0.0) -> None:
+    def raise_if_exited(self, target: Target[RunningContainer], reload: bool = True, wait_s: float = 0.0) -> None:
         """Raise with the exit code and the last log lines if the container has stopped; with
         `wait_s`, wait that long for a stop Docker has not recorded yet (its PID is gone)."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
                 if reload:
-                    target.held.reload()
+                    target.held.container.reload()
             except NotFound:
                 raise BackendError(
                     f"the container {target.name} was removed while it ran ({self.cli} rm, or a "
@@ -187,7 +186,7 @@ class DockerEngine(EngineDefaults[Container]):
                 ) from None
             except DockerException as exc:
                 raise BackendError(f"{self.title} could not inspect {target.name}: {exc}") from exc
-            state = target.held.attrs["State"]
+            state = target.held.container.attrs["State"]
             if state.get("Status") in {"exited", "dead"}:
                 logs = self.logs(target)
                 raise BackendError(
@@ -200,13 +199,13 @@ class DockerEngine(EngineDefaults[Container]):
             reload = True
             time.sleep(0.1)
 
-    def host_pids(self, target: Target[Container]) -> list[int]:
+    def host_pids(self, target: Target[RunningContainer]) -> list[int]:
         return self.runtime.host_pids(target)
 
-    def runtime_pids(self, target: Target[Container]) -> dict[int, str]:
+    def runtime_pids(self, target: Target[RunningContainer]) -> dict[int, str]:
         return self.runtime.runtime_pids(target)
 
-    def path_pids(self, target: Target[Container]) -> dict[int, str]:
+    def path_pids(self, target: Target[RunningContainer]) -> dict[int, str]:
         """Docker's userland proxy of the published port: every byte from 127.0.0.1 goes through
         it (one docker-proxy per published port and address)."""
         wanted = ["-host-port", str(target.host_port)]
@@ -217,11 +216,11 @@ class DockerEngine(EngineDefaults[Container]):
                 found[proc.pid] = "proxy"
         return found
 
-    def load_paths(self, target: Target[Container]) -> list[NetPath]:
+    def load_paths(self, target: Target[RunningContainer]) -> list[NetPath]:
         """Two: the port Docker published on 127.0.0.1 (its userland proxy relays every byte),
         as a user reaches the container; and the container's own loopback, the client joining
         its network namespace, which shows the isolation without the port-publishing path."""
-        port = target.facts["workload_port"]
+        port = target.held.workload_port
         published = NetPath(
             PUBLISHED,
             f"Docker's port published on the host's 127.0.0.1:{target.host_port}: docker-proxy, Docker's "
@@ -231,21 +230,21 @@ class DockerEngine(EngineDefaults[Container]):
         )
         return [published, self.runtime.netns_path(target, port, self)]
 
-    def logs(self, target: Target[Container], lines: int = 20) -> str:
+    def logs(self, target: Target[RunningContainer], lines: int = 20) -> str:
         if target.handle is None:
             return ""
         try:
-            return target.handle.logs(tail=lines).decode(errors="replace").rstrip()
+            return target.handle.container.logs(tail=lines).decode(errors="replace").rstrip()
         except DockerException:
             return ""
 
-    def destroy(self, target: Target[Container]) -> None:
+    def destroy(self, target: Target[RunningContainer]) -> None:
         """Its exec sessions ended first (none outlives the container), then the container removed."""
         if target.handle is None:
             return
         try:
-            self.end_execs(target.handle.id or target.name)
-            self.remove_container(target.handle.id or target.name)
+            self.end_execs(target.handle.container.id or target.name)
+            self.remove_container(target.handle.container.id or target.name)
         except NotFound:
             pass
         except DockerException as exc:
@@ -323,23 +322,23 @@ class Runc:
     def doctor_checks(self, engine: DockerEngine) -> list[DoctorCheck]:
         return [DoctorCheck("Docker engine", engine.describe)]
 
-    def poll(self, target: Target[Container]) -> None:
+    def poll(self, target: Target[RunningContainer]) -> None:
         """Mark 'process' once a workload-named process runs in the container's tree."""
         if "process" in target.marks:
             return
         try:
-            init = psutil.Process(target.facts["init_pid"])
+            init = psutil.Process(target.held.init_pid)
             names = {p.name() for p in (init, *init.children(recursive=True))}
         except psutil.Error:
             return
-        if names & set(target.facts["process_names"]):
+        if names & set(target.held.process_names):
             target.mark("process")
             target.facts["process_named"] = True  # the name is confirmed, for the probes
 
-    def host_pids(self, target: Target[Container]) -> list[int]:
+    def host_pids(self, target: Target[RunningContainer]) -> list[int]:
         """Every host process in the container's PID namespace, docker exec'd ones included."""
         try:
-            wanted = os.readlink(f"/proc/{target.facts['init_pid']}/ns/pid")
+            wanted = os.readlink(f"/proc/{target.held.init_pid}/ns/pid")
         except OSError:
             return []
         pids = []
@@ -351,11 +350,11 @@ class Runc:
                 continue
         return sorted(pids)
 
-    def runtime_pids(self, target: Target[Container]) -> dict[int, str]:
+    def runtime_pids(self, target: Target[RunningContainer]) -> dict[int, str]:
         return shim_of(target)
 
-    def netns_path(self, target: Target[Container], port: int, engine: DockerEngine) -> NetPath:
-        pid = target.facts.get("init_pid")
+    def netns_path(self, target: Target[RunningContainer], port: int, engine: DockerEngine) -> NetPath:
+        pid = target.held.init_pid
         return own_netns_path(
             pid,
             port,
@@ -363,17 +362,17 @@ class Runc:
             "the container's own loopback, its namespaces, cgroups and seccomp filter, without docker-proxy",
         )
 
-    def after_destroy(self, target: Target[Container]) -> None:
+    def after_destroy(self, target: Target[RunningContainer]) -> None:
         return None
 
     def clean(self, known: set[str]) -> list[str]:
         return []
 
 
-def shim_of(target: Target[Container]) -> dict[int, str]:
+def shim_of(target: Target[RunningContainer]) -> dict[int, str]:
     """containerd's shim of the container: the parent of its init process."""
     try:
-        shim = psutil.Process(target.facts["init_pid"]).parent()
+        shim = psutil.Process(target.held.init_pid).parent()
     except psutil.Error:
         return {}
     return {shim.pid: "shim"} if shim is not None else {}

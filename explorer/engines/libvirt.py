@@ -190,18 +190,15 @@ class LibvirtEngine(EngineDefaults[RunningVM]):
 
     def attach(self, target: Target[RunningVM], domain: Any, spec: DomainSpec, artifact: Artifact) -> None:
         """Watch a domain that now runs: its console, its QEMU, its view port."""
-        self.watch(target, domain, spec.workdir, spec.console, spec.host_port, spec.view_port)
-        target.facts.update(
+        vm = self.watch(target, domain, spec.workdir, spec.console, spec.host_port, spec.view_port)
+        vm.workload_port = spec.scenario.workload.port
+        vm.forwarded_ports = dict(spec.extra_ports)
+        target.facts.update(  # the record (virsh dominfo and the domain XML say the same)
             domain=spec.name,
             uuid=domain.UUIDString(),
-            accel=spec.accel,
-            accel_reason=artifact.accel.reason if artifact.accel else None,
             memory_mib=spec.memory_mib,
             vcpus=spec.scenario.vm.vcpus,
             cpu=spec.scenario.vm.cpu,
-            host_port=spec.host_port,
-            workload_port=spec.scenario.workload.port,
-            console=str(spec.console),
             staged_by_copy=spec.staged_by_copy,
             forwarded_ports={str(g): h for g, h in spec.extra_ports.items()},
             # where the guest's files live, read from the domain XML made here (the I/O table)
@@ -227,7 +224,6 @@ class LibvirtEngine(EngineDefaults[RunningVM]):
         vm.process = qemu_process(domain.name())
         if vm.process is not None:
             target.mark("process")
-            target.facts["qemu_pid"] = vm.process.pid
         if view_port:
             vm.view = ViewChannel(channel_path(domain, view_port))
             vm.view.connect()
@@ -281,7 +277,7 @@ class LibvirtEngine(EngineDefaults[RunningVM]):
         """hostfwd on the host's 127.0.0.1; where the guest has an agent, the client inside it too."""
         paths = [hostfwd_path(target.host_port)]
         if self.machine.agent:
-            paths.append(in_guest_path(target.name, int(target.facts["workload_port"])))
+            paths.append(in_guest_path(target.name, target.held.workload_port))
         return paths
 
     def host_pids(self, target: Target[RunningVM]) -> list[int]:

@@ -215,15 +215,16 @@ class NspawnEngine(EngineDefaults[NspawnMachine]):
         name = machine_name(run_id, index)
         workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
         parents = cgroup_parents(Path("/proc/self/cgroup").read_text(), Path("/proc/self/mounts").read_text())
-        machine = NspawnMachine(name, workdir, [parent / name for parent in parents])
-        target = Target(side=self.side.name, name=name, run_id=run_id, host_port=0, handle=machine)
-        target.facts.update(
-            process_names=list(scenario.workload.processes),
+        machine = NspawnMachine(
+            name,
+            workdir,
+            [parent / name for parent in parents],
             workload_port=scenario.workload.port,
-            machine=name,
-            workdir=str(workdir),
+            process_names=tuple(scenario.workload.processes),
             service=artifact.service or "explorer-workload.service",
         )
+        target = Target(side=self.side.name, name=name, run_id=run_id, host_port=0, handle=machine)
+        target.facts["machine"] = name  # the record: the machine's name (its cgroups', its netns')
         try:
             self._start(machine, target, Path(artifact.paths["rootfs"]), scenario.workload.port)
         except BaseException:  # an interrupt too: leave no process, mount, netns or cgroup
@@ -253,7 +254,6 @@ class NspawnEngine(EngineDefaults[NspawnMachine]):
                 start_new_session=True,
             )
         target.mark("created")
-        target.facts["nspawn_pid"] = machine.process.pid
         target.host_port = free_port()
         with (machine.workdir / "proxy.log").open("wb") as log:
             machine.proxy = subprocess.Popen(
@@ -263,7 +263,6 @@ class NspawnEngine(EngineDefaults[NspawnMachine]):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        target.facts["proxy_pid"] = machine.proxy.pid
         self.poll(target)
 
     def poll(self, target: Target[NspawnMachine]) -> None:
@@ -285,7 +284,7 @@ class NspawnEngine(EngineDefaults[NspawnMachine]):
             if procs:
                 target.mark("unit")
                 names = {_name(pid) for pid in procs}
-                target.facts["process_named"] = bool(names & set(target.facts["process_names"]))
+                target.facts["process_named"] = bool(names & set(machine.process_names))
 
     def _read_notify(self, target: Target[NspawnMachine], machine: NspawnMachine) -> None:
         while machine.notify is not None:
@@ -295,7 +294,6 @@ class NspawnEngine(EngineDefaults[NspawnMachine]):
                 return
             if message.get("X_NSPAWN_LEADER_PID", "").isdigit():
                 machine.leader = int(message["X_NSPAWN_LEADER_PID"])
-                target.facts["leader_pid"] = machine.leader
                 target.mark("init")
             if message.get("READY") == "1":
                 target.mark("booted")
@@ -305,7 +303,7 @@ class NspawnEngine(EngineDefaults[NspawnMachine]):
         its cgroup is looked for where nspawn puts it (below `payload`, systemd >= 246; or at the
         top), two reads per hierarchy; the whole tree is walked (~1 ms, 15 cgroups here) only
         where nspawn made no `payload` cgroup."""
-        unit = target.facts["service"]
+        unit = target.held.service
         for cgroup in machine.cgroups:
             places = [cgroup / "payload" / "system.slice" / unit / "cgroup.procs"]
             places += [cgroup / "system.slice" / unit / "cgroup.procs"]
@@ -350,7 +348,7 @@ class NspawnEngine(EngineDefaults[NspawnMachine]):
         return {proxy.pid: "proxy"} if proxy is not None and proxy.poll() is None else {}
 
     def load_paths(self, target: Target[NspawnMachine]) -> list[NetPath]:
-        port, machine = target.facts["workload_port"], target.held
+        port, machine = target.held.workload_port, target.held
         published = NetPath(
             PUBLISHED,
             f"the host's 127.0.0.1:{target.host_port}: systemd-socket-proxyd, systemd's socket proxy, relays every "

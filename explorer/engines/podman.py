@@ -45,6 +45,7 @@ from explorer.engines import podman_net
 from explorer.engines.conmon import conmons, kill_conmons, wait_for_conmons
 from explorer.engines.docker import DockerEngine, Runc, own_netns_path, shim_of
 from explorer.errors import BackendError, BackendUnavailable, ExplorerError
+from explorer.guest.handles import RunningContainer
 from explorer.images.container.source import tool
 from explorer.model import LABEL_IMAGE, Artifact, NetPath, Side, Target
 from explorer.scenario import Scenario
@@ -114,11 +115,11 @@ class Conmon(Runc):
             DoctorCheck("Podman network namespaces", lambda: _stray_namespaces(engine), optional=True),
         ]
 
-    def runtime_pids(self, target: Target[Container]) -> dict[int, str]:
+    def runtime_pids(self, target: Target[RunningContainer]) -> dict[int, str]:
         return {pid: "conmon" for pid in shim_of(target)}
 
-    def netns_path(self, target: Target[Container], port: int, engine: DockerEngine) -> NetPath:
-        pid = target.facts.get("init_pid")
+    def netns_path(self, target: Target[RunningContainer], port: int, engine: DockerEngine) -> NetPath:
+        pid = target.held.init_pid
         return own_netns_path(
             pid,
             port,
@@ -221,7 +222,7 @@ class PodmanEngine(DockerEngine):
             raise BackendError(f"could not load {artifact.ref} into Podman: {exc}") from exc
 
     def new_container(
-        self, scenario: Scenario, artifact: Artifact, target: Target[Container], labels: dict[str, str]
+        self, scenario: Scenario, artifact: Artifact, target: Target[RunningContainer], labels: dict[str, str]
     ) -> Container:
         port = scenario.workload.port
         host_config = self.client.api.create_host_config(
@@ -243,14 +244,14 @@ class PodmanEngine(DockerEngine):
         )
         return self.client.containers.get(created["Id"])
 
-    def started(self, target: Target[Container]) -> None:
+    def started(self, target: Target[RunningContainer]) -> None:
         """Its network namespace and addresses written down with its run's id and this PID, for
         `clean` to find should the container go without Podman removing them."""
-        netns = target.held.attrs.get("NetworkSettings", {}).get("SandboxKey") or ""
-        if netns and target.facts.get("init_pid"):
-            podman_net.record(target.held.id or "", target.name, target.run_id, netns, target.facts["init_pid"])
+        netns = target.held.container.attrs.get("NetworkSettings", {}).get("SandboxKey") or ""
+        if netns and target.held.init_pid:
+            podman_net.record(target.held.container.id or "", target.name, target.run_id, netns, target.held.init_pid)
 
-    def destroy(self, target: Target[Container]) -> None:
+    def destroy(self, target: Target[RunningContainer]) -> None:
         """Docker's, then the container's conmons waited for (each runs `podman container
         cleanup` once the container died) and what Podman left of its network removed."""
         try:
@@ -298,11 +299,11 @@ class PodmanEngine(DockerEngine):
                     raise
                 time.sleep(REMOVE_RETRY_S)
 
-    def path_pids(self, target: Target[Container]) -> dict[int, str]:
+    def path_pids(self, target: Target[RunningContainer]) -> dict[int, str]:
         return {}  # the published port is NAT in the kernel: no process relays it
 
-    def load_paths(self, target: Target[Container]) -> list[NetPath]:
-        port = target.facts["workload_port"]
+    def load_paths(self, target: Target[RunningContainer]) -> list[NetPath]:
+        port = target.held.workload_port
         published = NetPath(
             PUBLISHED,
             f"Podman's port published on the host's 127.0.0.1:{target.host_port}: CNI's portmap plugin forwards it "

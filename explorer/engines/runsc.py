@@ -16,12 +16,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
-from docker.models.containers import Container
 
 from explorer.contracts import DoctorCheck
 from explorer.engines.docker import OWN_NETNS, own_netns_path, shim_of
 from explorer.engines.storage import gvisor_storage
 from explorer.errors import BackendError, BackendUnavailable
+from explorer.guest.handles import RunningContainer
 from explorer.model import NetPath, Target
 
 if TYPE_CHECKING:
@@ -65,13 +65,13 @@ class Runsc:
 
         return [DoctorCheck("Docker engine", engine.describe), DoctorCheck("gVisor (runsc under Docker)", gvisor)]
 
-    def poll(self, target: Target[Container]) -> None:
+    def poll(self, target: Target[RunningContainer]) -> None:
         return None  # nothing to mark: the engine raises once the container has exited
 
-    def host_pids(self, target: Target[Container]) -> list[int]:
+    def host_pids(self, target: Target[RunningContainer]) -> list[int]:
         return []  # the workload runs on the Sentry: it has no host PID of its own
 
-    def runtime_pids(self, target: Target[Container]) -> dict[int, str]:
+    def runtime_pids(self, target: Target[RunningContainer]) -> dict[int, str]:
         """The shim, and below it runsc's sandbox and gofer (found by command line, since their
         name is `exe`), and the sandbox's stub processes."""
         found = shim_of(target)
@@ -81,7 +81,7 @@ class Runsc:
                     found[proc.pid] = _role(proc)
         return found
 
-    def netns_path(self, target: Target[Container], port: int, engine: DockerEngine) -> NetPath:
+    def netns_path(self, target: Target[RunningContainer], port: int, engine: DockerEngine) -> NetPath:
         """With --network=host the Sentry serves the workload's sockets with host sockets,
         opened in runsc-sandbox's network namespace (the one Docker made for the container): a
         client in that namespace reaches the workload on its 127.0.0.1. With gVisor's own network
@@ -104,10 +104,10 @@ class Runsc:
             "the client reaches the workload through the host kernel's loopback and the Sentry, without docker-proxy",
         )
 
-    def after_destroy(self, target: Target[Container]) -> None:
+    def after_destroy(self, target: Target[RunningContainer]) -> None:
         """No runsc process outlives its container (a failed start has been seen to leave
         runsc-sandbox behind)."""
-        _reap(target.facts["container_id"])
+        _reap(target.held.container.id or target.name)
 
     def clean(self, known: set[str]) -> list[str]:
         """runsc processes whose container is gone: orphans of a failed start."""

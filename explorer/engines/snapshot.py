@@ -31,7 +31,7 @@ from explorer.engines.storage import disk_storage
 from explorer.errors import BackendError, BackendUnavailable
 from explorer.guest.handles import RunningVM
 from explorer.images.vmdisk import make_overlay
-from explorer.model import Artifact, NetPath, Side, Target, free_port
+from explorer.model import Artifact, NetPath, SavedSnapshot, Side, Target, free_port
 from explorer.scenario import Scenario
 
 STATE = "state.save"  # the saved memory and device state, in the boot's work dir
@@ -73,16 +73,16 @@ class SnapshotEngine(EngineDefaults[RunningVM]):
         try:
             target = self.vms.create(scenario, artifact, secrets.token_hex(4), 0)
             kept.append(target)
-            artifact.facts["snapshot"] = self._save(scenario, target, t0)
+            artifact.snapshot = self._save(scenario, target, t0)
         except BaseException:
             for target in kept:
                 self.vms.destroy(target)
                 self.vms.settle()
             raise
         artifact.paths["snapshot"] = str(target.held.workdir)
-        with_state(artifact.facts, artifact.facts["snapshot"]["state_bytes"])
+        with_state(artifact.facts, artifact.snapshot.state_bytes)
 
-    def _save(self, scenario: Scenario, target: Target[RunningVM], t0: float) -> dict[str, Any]:
+    def _save(self, scenario: Scenario, target: Target[RunningVM], t0: float) -> SavedSnapshot:
         vm = target.held
         ready = readiness.until_ready(  # the lifecycle's one wait: its gate timeout is NotReady (exit 4)
             scenario.workload.ready,
@@ -104,14 +104,14 @@ class SnapshotEngine(EngineDefaults[RunningVM]):
             "reading the saved state's XML", self.hypervisor.conn.saveImageGetXMLDesc, str(state), 0
         )
         (vm.workdir / "domain.xml").write_text(xml)
-        return {
-            "boot_to_ready_s": round(ready - t0, 3),
-            "save_s": round(saved - saving, 3),
-            "saved_at": saved,
-            "state_bytes": state.stat().st_size,
-            "boot_id": view.boot_id if view else None,
-            "domain": target.name,
-        }
+        return SavedSnapshot(
+            domain=target.name,
+            boot_to_ready_s=round(ready - t0, 3),
+            save_s=round(saved - saving, 3),
+            saved_at=saved,
+            state_bytes=state.stat().st_size,
+            boot_id=view.boot_id if view else None,
+        )
 
     def release(self, artifact: Artifact) -> None:
         folder = artifact.paths.pop("snapshot", None)
@@ -121,9 +121,11 @@ class SnapshotEngine(EngineDefaults[RunningVM]):
     def create(self, scenario: Scenario, artifact: Artifact, run_id: str, index: int) -> Target[RunningVM]:
         """A restore of the saved state, its XML changed for this instance."""
         folder = Path(artifact.paths["snapshot"])
-        snapshot = artifact.facts["snapshot"]
+        snapshot = artifact.snapshot
+        if snapshot is None:
+            raise BackendError("the snapshot side was not adopted: no saved state to restore")
         target, workdir = self.vms.new_target(scenario, run_id, index)
-        target.name = snapshot["domain"]  # libvirt restores a state under its saved name only
+        target.name = snapshot.domain  # libvirt restores a state under its saved name only
         t0 = time.monotonic()
         try:
             workdir.chmod(0o711)  # QEMU's user reaches its overlay here, and nothing else
@@ -143,10 +145,7 @@ class SnapshotEngine(EngineDefaults[RunningVM]):
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         target.facts["storage"] = disk_storage(xml, artifact.filesystem)  # the I/O table's
-        target.facts["snapshot"] = {
-            **{k: v for k, v in snapshot.items() if k != "saved_at"},
-            "saved_for_s": round(t0 - snapshot["saved_at"], 3),
-        }
+        target.facts["snapshot"] = snapshot.record(t0)
         return target
 
     def _restore(self, state: Path, xml: str, name: str) -> float:
@@ -175,19 +174,14 @@ class SnapshotEngine(EngineDefaults[RunningVM]):
     def _attach(self, target: Target[RunningVM], workdir: Path, console: Path, port: int, artifact: Artifact) -> None:
         """Watch the restored domain as the libvirt engine watches a booted one, and record it."""
         domain = self.hypervisor.domain(target.name)
-        vm = self.vms.watch(target, domain, workdir, console, port, self.machine.view_port)
-        target.facts.update(
+        self.vms.watch(target, domain, workdir, console, port, self.machine.view_port)
+        target.facts.update(  # the record
             domain=target.name,
             uuid=domain.UUIDString(),
-            accel=artifact.accel.mode if artifact.accel else "tcg",
-            accel_reason=artifact.accel.reason if artifact.accel else None,
             memory_mib=artifact.facts["memory_mib"],
             vcpus=artifact.facts.get("vcpus"),
             cpu=artifact.facts.get("cpu"),
-            host_port=port,
-            console=str(console),
             forwarded_ports={},
-            qemu_pid=vm.process.pid if vm.process is not None else None,
         )
 
     def poll(self, target: Target[RunningVM]) -> None:

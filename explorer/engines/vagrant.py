@@ -157,17 +157,14 @@ class VagrantEngine(EngineDefaults[VagrantMachine]):
             )
         target.mark("created")
         target.handle = machine = VagrantMachine(workdir, env, up, ConsoleWatcher(console))
+        machine.forwarded_ports = {22: ssh_port, 9: probe_port}
         machine.watcher.start()
-        target.facts.update(
+        target.facts.update(  # the record
             domain=target.name,
-            accel=artifact.accel.mode if artifact.accel else None,
-            accel_reason=artifact.accel.reason if artifact.accel else None,
             box=artifact.box,
             memory_mib=self.memory_mib(scenario),
             vcpus=scenario.vm.vcpus,
-            host_port=host_port,
             forwarded_ports={"22": ssh_port, "9": probe_port},
-            vagrant_cwd=str(workdir),
             guest_filesystem=artifact.filesystem,
         )
         return target
@@ -181,7 +178,6 @@ class VagrantEngine(EngineDefaults[VagrantMachine]):
             machine.process = qemu_process(target.name)
             if machine.process is not None:
                 target.mark("process")
-                target.facts["qemu_pid"] = machine.process.pid
                 target.facts["storage"] = self._storage(target)
                 machine.domain = self.hypervisor.domain(target.name)  # its agent: the inside probe's way in
         for probe in self.PROBES:

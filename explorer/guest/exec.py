@@ -13,6 +13,7 @@ from docker.utils.socket import consume_socket_output, demux_adaptor, frames_ite
 
 from explorer.errors import BackendError
 from explorer.guest import parse_view, view_script
+from explorer.guest.handles import RunningContainer
 from explorer.model import GuestView, InsideDelivery, InsideOutput, InsideProgram, Target
 
 # Where the probe lands: the first of these that is a writable directory. /tmp and / are the
@@ -36,9 +37,9 @@ class DockerExec:
     def __init__(self, tool: str = "docker exec") -> None:
         self.tool = tool
 
-    def view(self, target: Target[Container]) -> GuestView:
+    def view(self, target: Target[RunningContainer]) -> GuestView:
         try:
-            result = target.held.exec_run(["/bin/sh", "-c", view_script()], demux=False)
+            result = target.held.container.exec_run(["/bin/sh", "-c", view_script()], demux=False)
         except APIError as exc:
             raise BackendError(f"{self.tool} into {target.name} failed: {exc.explanation}") from exc
         output = result.output
@@ -49,11 +50,11 @@ class DockerExec:
             raise BackendError(f"the guest-view script failed in {target.name}: {text.strip()[-300:]}")
         return view
 
-    def inside(self, target: Target[Container], program: InsideProgram) -> InsideDelivery:
+    def inside(self, target: Target[RunningContainer], program: InsideProgram) -> InsideDelivery:
         """The probe written into the container by an exec of `sh` as root reading it on stdin (a
         copy into its writable layer; docker cp did not reach a gVisor container's), each run an
         exec as root (the probe drops to the workload's user itself), then removed."""
-        container = target.held
+        container = target.held.container
         with open(program.binary, "rb") as binary:
             data = binary.read()
         code, out, err = _exec(container, ["/bin/sh", "-c", DELIVER, "sh", program.name], self.tool, stdin=data)

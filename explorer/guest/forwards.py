@@ -18,11 +18,18 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from explorer.model import Target
 
-H = TypeVar("H")  # any VM's handle (a RunningVM, a VagrantMachine): only its forwarded ports are read
+
+class Forwarding(Protocol):
+    """A VM's handle that knows its forwarded ports (a RunningVM, a VagrantMachine)."""
+
+    forwarded_ports: dict[int, int]  # guest port -> the host's 127.0.0.1 port
+
+
+H = TypeVar("H", bound=Forwarding)  # any VM's handle: only its forwarded ports are read
 
 REFUSED_PORT = 9  # discard: nothing listens on it in a guest explorer built
 FRESH_EVERY_S = 0.25
@@ -60,7 +67,7 @@ class Refusal:
     most_pending: int = 200
 
     def reached(self, target: Target[H], state: dict[str, Any]) -> bool:
-        port = int(target.facts["forwarded_ports"][str(self.guest_port)])
+        port = target.held.forwarded_ports[self.guest_port]
         pending: list[tuple[float, socket.socket]] = state.setdefault("refusal", [])
         now = time.monotonic()
         if not pending or now - pending[-1][0] >= FRESH_EVERY_S:
@@ -94,7 +101,7 @@ class Banner:
     expect: bytes = b"SSH-"
 
     def reached(self, target: Target[H], state: dict[str, Any]) -> bool:
-        port = int(target.facts["forwarded_ports"][str(self.guest_port)])
+        port = target.held.forwarded_ports[self.guest_port]
         sock = state.get("banner")
         if sock is None:
             sock = state["banner"] = _open(port)

@@ -2,8 +2,10 @@
 a libvirt domain with its console, its QEMU and its view port (RunningVM), or a Vagrant
 machine with its VAGRANT_CWD and environment, which `vagrant ssh` needs (VagrantMachine), or a
 system container's pieces on the host, its PID 1 among them, which nsenter needs (NspawnMachine).
-A Docker container's handle is the Docker SDK's own Container. Each channel says in its
-signature which one it takes, and so which engines it goes with."""
+A container's (Docker's, Podman's) is the Docker SDK's Container with what its engine needs of it
+(RunningContainer). Each channel says in its signature which one it takes, and so which engines it
+goes with. What an engine needs to act on what it started (a PID, a port, a work dir) lives here;
+what the document records of it is the Target's facts."""
 
 from __future__ import annotations
 
@@ -16,9 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from docker.models.containers import Container
 
 from explorer.guest import ConsoleWatcher
 from explorer.guest.viewport import ViewChannel
+
+
+@dataclass
+class RunningContainer:
+    """A Target's handle: the container (the Docker SDK's, over Docker's or Podman's API), the
+    host PID of its first process, the workload's port inside and its process names."""
+
+    container: Container
+    workload_port: int
+    process_names: tuple[str, ...]
+    init_pid: int = 0  # 0 until the engine has started it
 
 
 class RunningVM(ConsoleWatcher):
@@ -33,6 +47,8 @@ class RunningVM(ConsoleWatcher):
         self.view: ViewChannel | None = None
         self.probes: dict[str, Any] = {}  # the machine's milestone probes' state, and when each last ran
         self.closers: list[Any] = []
+        self.workload_port = 0  # the workload's port in the guest
+        self.forwarded_ports: dict[int, int] = {}  # guest port -> the host's 127.0.0.1 port (hostfwd)
 
     def stop(self) -> None:
         if self.view is not None:
@@ -51,6 +67,7 @@ class VagrantMachine:
         self.workdir, self.env, self.up, self.watcher = workdir, env, up, watcher
         self.process: Any = None
         self.domain: Any = None  # the libvirt domain vagrant-libvirt defined (its guest agent), once QEMU runs
+        self.forwarded_ports: dict[int, int] = {}  # guest port -> the host's 127.0.0.1 port
         self.probes: dict[str, Any] = {}  # the milestone probes' state
         self.up_returned: float | None = None  # when `vagrant up` exited, stamped as it did
         self.up_waiter = threading.Thread(target=self._wait_for_up, name=f"vagrant-up:{workdir.name}", daemon=True)
@@ -72,6 +89,9 @@ class NspawnMachine:
     name: str  # the machine, its netns and its cgroups
     workdir: Path
     cgroups: list[Path]  # one per hierarchy
+    workload_port: int = 0
+    process_names: tuple[str, ...] = ()
+    service: str = "explorer-workload.service"  # the workload's unit in the container
     netns: str | None = None
     process: subprocess.Popen[bytes] | None = None  # unshare -> sh -> systemd-nspawn (one PID)
     proxy: subprocess.Popen[bytes] | None = None  # systemd-socket-activate -> ip netns exec -> proxyd

@@ -50,14 +50,18 @@ class TestOneRunningRedis:
         assert host_table.get(redis["host_pid"]) == "redis-server"
         assert redis["pid_inside"] != redis["host_pid"]
         # Inside the container, the same process stands under its namespace PID.
-        top = running_redis.handle.exec_run(["cat", f"/proc/{redis['pid_inside']}/comm"]).output.decode().strip()
+        top = (
+            running_redis.held.container.exec_run(["cat", f"/proc/{redis['pid_inside']}/comm"]).output.decode().strip()
+        )
         assert top == "redis-server"
         assert redis["parents"][-1]["name"].startswith("containerd-shim")
         assert vis["visible_on_host"] is True
 
     def test_boot_id_is_the_hosts(self, running_redis, probed):
         k = probed["kernel"]
-        inside = running_redis.handle.exec_run(["cat", "/proc/sys/kernel/random/boot_id"]).output.decode().strip()
+        inside = (
+            running_redis.held.container.exec_run(["cat", "/proc/sys/kernel/random/boot_id"]).output.decode().strip()
+        )
         assert Path("/proc/sys/kernel/random/boot_id").read_text().strip() == inside == k["guest_boot_id"]
         assert k["shared"] is True
 
@@ -65,11 +69,11 @@ class TestOneRunningRedis:
         assert probed["image"]["image_bytes"] == docker_image_inspect(redis_artifact.ref)["Size"]
 
     def test_port_is_published_on_loopback_only(self, running_redis):
-        running_redis.handle.reload()
-        bindings = running_redis.handle.attrs["NetworkSettings"]["Ports"]["6379/tcp"]
+        running_redis.held.container.reload()
+        bindings = running_redis.held.container.attrs["NetworkSettings"]["Ports"]["6379/tcp"]
         assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
-        assert running_redis.handle.attrs["HostConfig"]["Privileged"] is False
-        assert not running_redis.handle.attrs["Mounts"]
+        assert running_redis.held.container.attrs["HostConfig"]["Privileged"] is False
+        assert not running_redis.held.container.attrs["Mounts"]
 
 
 def test_cli_run_json_matches_ps_during_the_run(docker_backend, redis_artifact):

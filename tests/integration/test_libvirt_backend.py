@@ -120,7 +120,7 @@ def test_milestones_come_in_order(libvirt_backend, running_vm):
     marks = running_vm.marks
     assert marks["created"] <= marks["process"] <= marks["kernel"] <= marks["init"] <= marks["network"]
     assert running_vm.facts["guest_uptime_s"]["init"] > 0
-    assert Path(running_vm.facts["console"]).exists()
+    assert running_vm.held.console.exists()
 
 
 def test_three_starts_boot_to_ready_and_leave_nothing(libvirt_backend, redis_scenario, vm_artifact):
@@ -189,7 +189,8 @@ def test_cpu_maximum_is_passed_to_qemu(libvirt_backend, redis_scenario, vm_artif
     run_id = lifecycle.new_run_id()
     target = libvirt_backend.create(scen, vm_artifact, run_id, 0)
     try:
-        args = ps_e("args")[target.facts["qemu_pid"]]
+        assert target.held.process is not None  # its QEMU, found by the engine
+        args = ps_e("args")[target.held.process.pid]
         assert "-cpu max" in args and "-smp 2" in args and "-m 384" in args
         readiness.wait_ready(
             "redis", "127.0.0.1", target.host_port, time.monotonic() + 120, between=lambda: libvirt_backend.poll(target)

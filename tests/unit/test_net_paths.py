@@ -19,6 +19,7 @@ import pytest
 from explorer.contracts import EngineDefaults
 from explorer.engines import docker, runsc
 from explorer.errors import ExplorerError
+from explorer.guest.handles import RunningContainer
 from explorer.load import clients, native, rounds, trace, traced
 from explorer.model import LOOPBACK, NetPath, Side, Target
 from explorer.output import compare, costs, figures, report
@@ -29,10 +30,10 @@ from tests.unit.documents import partial
 SIDE = Side("runc", "container", "runc container", "x:y", roles=("shim",), about="a test side")
 
 
-def _target(pid: int | None) -> Target:
-    target = Target(side="runc", name="t", run_id="r", host_port=32768)
-    target.facts.update(workload_port=6379, init_pid=pid)
-    return target
+def _target(pid: int) -> Target[RunningContainer]:
+    """A made target's handle, with no container behind it (load_paths reads only the port and PID)."""
+    handle = RunningContainer(container=None, workload_port=6379, process_names=("redis-server",), init_pid=pid)  # type: ignore[arg-type]
+    return Target(side="runc", name="t", run_id="r", host_port=32768, handle=handle)
 
 
 class FakeDocker:

@@ -85,7 +85,8 @@ def test_the_proxy_listens_on_the_hosts_loopback_and_connects_to_the_netns_loopb
 
 def test_load_paths_stay_on_loopback(tmp_path):
     m = machine(tmp_path)
-    target = Target("nspawn", m.name, "abcd1234", 41234, handle=m, facts={"workload_port": 6379})
+    m.workload_port = 6379
+    target = Target("nspawn", m.name, "abcd1234", 41234, handle=m)
     published, own = nspawn.NspawnEngine(SIDES["nspawn"]).load_paths(target)
     assert published.endpoint == "127.0.0.1:41234" and published.relay == "systemd-socket-proxyd"
     assert own.endpoint == "127.0.0.1:6379" and own.prefix == ("ip", "netns", "exec", m.name)
