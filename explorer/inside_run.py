@@ -7,13 +7,14 @@ cannot run is "not measured", with the reason; nothing of it stays in the guest 
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TypeVar
 
 import psutil
 
 from explorer.backends import Backend
-from explorer.errors import BuildError, ExplorerError
+from explorer.errors import BuildError, ExplorerError, UsageError
 from explorer.model import GuestView, Target
 from explorer.probes.inside import build, side
 from explorer.probes.inside.run import NOBODY, host_reference, native_row
@@ -23,12 +24,26 @@ from explorer.scenario import Scenario
 
 H = TypeVar("H")  # the side's handle: passed to its channel, never read here
 
+# Tests only: each probe run sleeps this many seconds before it reads anything (the probe's own
+# --sleep-for-test), so that a test can find it running (Ctrl-C while a probe runs) or hung.
+SLEEP_FOR_TEST = "EXPLORER_INSIDE_SLEEP_FOR_TEST"
+
+
+def _sleep_for_test() -> tuple[str, ...]:
+    value = os.environ.get(SLEEP_FOR_TEST, "")
+    if not value:
+        return ()
+    if not value.isdigit() or not 0 < int(value) <= 300:
+        raise UsageError(f"{SLEEP_FOR_TEST} must be a whole number of seconds from 1 to 300, not {value!r}")
+    return ("--sleep-for-test", str(int(value)))
+
 
 def measure(
     backend: Backend[H], scenario: Scenario, target: Target[H], guest: GuestView | None, host_pids: list[int]
 ) -> InsideSide:
     """The side's inside record: runs where the workload runs, or why there are none."""
     answers, on_host = backend.side.answers, backend.side.on_host_kernel
+    extra = _sleep_for_test()
     if guest is None:
         return side.not_measured("no view of the guest: the workload's process inside is not known", answers)
     names = set(scenario.workload.processes)
@@ -39,7 +54,7 @@ def measure(
         binary = build.build()
     except BuildError as exc:
         return side.not_measured(f"the probe could not be built: {exc} ({exc.hint})", answers)
-    program = side.program(str(binary), min(inside), f".explorer-inside-{target.name}")
+    program = side.program(str(binary), min(inside), f".explorer-inside-{target.name}", extra=extra)
     started = time.monotonic()
     try:
         delivery = backend.inside(target, program)

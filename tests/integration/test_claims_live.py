@@ -16,6 +16,7 @@ from explorer.dockerd import docker_client
 from explorer.model import LABEL_RUN
 from explorer.output import report
 from tests.conftest import docker_image_inspect, explorer_containers, run_explorer
+from tests.unit.documents import typed
 
 pytestmark = pytest.mark.docker
 
@@ -38,7 +39,7 @@ def container_part(doc: dict, claim_id: str) -> dict:
 
 
 def table_cell(doc: dict, row: str) -> str:
-    headers, rows = report.summary_table(doc)
+    headers, rows = report.summary_table(typed(doc))
     return next(r for r in rows if r[0] == row)[headers.index("runc container")]
 
 
@@ -51,6 +52,7 @@ def test_every_claim_is_judged_and_the_vm_half_is_inconclusive(live):
         "os-processes",
         "resources",
         "bin-packing",
+        "isolation",
     ]
     for claim in live["claims"]:
         assert list(claim["sides"]) == ["runc"]

@@ -193,3 +193,25 @@ def test_a_vagrant_readiness_timeout_exits_4_with_the_readiness_message():
     assert "did not answer a redis readiness check" in proc.stderr
     assert not [n for n in virsh("list", "--all", "--name").split() if f"-{pid}-" in n]
     assert not [p for p in Path("/tmp").glob("explorer-vagrant-*") if p.name.split("-")[4] == str(pid)]
+
+
+def test_the_inside_probe_runs_through_the_guest_agent_and_the_guests_kernel_answers(cli_run):
+    """Issue 31 on the full-OS sides: the probe uploaded by the guest agent (virsh's
+    guest-file-write, never a host mount), run as the workload's user and as root inside; the
+    guest's kernel answers, the guest's MemTotal is at most the configured memory."""
+    for name in ("fullvm", "vagrant"):
+        side = cli_run["doc"]["sides"][name]
+        inside = side["inside"]
+        assert inside["available"], f"{name}: {inside['reason']}"
+        assert "guest agent" in inside["delivery"], inside["delivery"]
+        assert inside["summary"]["answered_by"] == "the guest's own kernel" and not inside["summary"]["host_kernel"]
+        assert inside["summary"]["same_boot_id"] is False and inside["summary"]["operations"] >= 25
+        users = [run["view"]["user"] for run in inside["runs"]]
+        assert users[0]["uid"] != 0 and users[1]["uid"] == 0, users  # redis's own user, then root
+        configured = side["memory"]["configured_bytes"]
+        for run in inside["runs"]:
+            assert 0 < run["view"]["facts"]["mem_total_bytes"]["value"] <= configured
+    verdicts = {
+        n: j["verdict"] for n, j in next(c for c in cli_run["doc"]["claims"] if c["id"] == "isolation")["sides"].items()
+    }
+    assert verdicts == {"fullvm": "reproduced", "vagrant": "reproduced"}

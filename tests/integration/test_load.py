@@ -35,6 +35,7 @@ from tests.conftest import (
     skip_or_fail_in_ci,
     wait_for,
 )
+from tests.unit.documents import typed
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 GVISOR_ROLES = {"shim", "sandbox", "gofer", "stub", "proxy"}
@@ -132,7 +133,7 @@ def test_native_row_and_a_row_per_path_with_their_ratios(loaded):
     doc = loaded["doc"]
     native_rate = doc["load"]["native"]["summary"]["ops_s"]["median"]
     assert doc["load"]["native"]["status"] == "ok" and native_rate > 0
-    _, rows = costs.costs_table(doc)
+    _, rows = costs.costs_table(typed(doc))
     assert [row[:2] for row in rows] == [
         ["native process", "loopback (ip netns exec)"],
         ["runc container", "published port (docker-proxy)"],
@@ -141,7 +142,7 @@ def test_native_row_and_a_row_per_path_with_their_ratios(loaded):
         ["", "own netns (nsenter)"],
         ["microVM (TCG)", "QEMU user-mode networking (hostfwd)"],
     ]
-    for (side, path, _ratio, *_), row in zip(costs.paths_of(doc), rows, strict=True):
+    for (side, path, _ratio, *_), row in zip(costs.paths_of(typed(doc)), rows, strict=True):
         load = doc["load"]["native"] if side == "native" else doc["sides"][side]["load"]["paths"][path]
         assert load["status"] == "ok", (side, path, load)
         assert len(load["rounds"]) == 3 and all(r["ops"] > 0 for r in load["rounds"])
@@ -424,5 +425,5 @@ def test_no_load_skips_the_phase(docker_backend, redis_artifact, tmp_path: Path)
     result = run_explorer("run", "redis", "--sides", "runc", "--repeat", "1", "--no-load", "--output", str(out))
     assert result.returncode == 0, result.stderr
     doc = json.loads(out.read_text())
-    assert "load" not in doc and "load" not in doc["sides"]["runc"]
+    assert doc["load"] is None and doc["sides"]["runc"]["load"] is None
     assert "What isolation costs" not in result.stdout

@@ -72,3 +72,18 @@ def test_density_runs_one_restored_instance_and_says_why(redis_artifact, tmp_pat
     assert side["count"] == 1 and side["count_asked"] == 3 and side["stopped"]["by"] == "engine"
     assert "the saved domain's name and UUID" in side["stopped"]["reason"]
     assert not [n for n in virsh_names() if "-snapshot-" in n]
+
+
+def test_the_inside_probe_runs_in_the_restored_guest_through_its_view_port(restored_run):
+    """Issue 31 on the snapshot side: the probe goes in by the init image's view port (the one
+    the restored guest serves), and the boot it reads is the saved one, not the host's."""
+    inside = restored_run["doc"]["sides"]["snapshot"]["inside"]
+    assert inside["available"], inside["reason"]
+    assert "view port" in inside["delivery"], inside["delivery"]
+    assert inside["summary"]["answered_by"] == "the guest's own kernel" and inside["summary"]["operations"] >= 25
+    root = inside["runs"][1]["view"]
+    assert (
+        root["facts"]["boot_id"]["value"] == restored_run["doc"]["sides"]["snapshot"]["target"]["snapshot"]["boot_id"]
+    )
+    claim = next(c for c in restored_run["doc"]["claims"] if c["id"] == "isolation")
+    assert claim["sides"]["snapshot"]["verdict"] == "reproduced"

@@ -30,12 +30,15 @@ ROOT = "root inside"
 REACHED = ("reachable", "succeeded")
 
 
-def program(binary: str, workload_pid_inside: int, name: str, timeout_s: int = TIMEOUT_S) -> InsideProgram:
+def program(
+    binary: str, workload_pid_inside: int, name: str, timeout_s: int = TIMEOUT_S, extra: tuple[str, ...] = ()
+) -> InsideProgram:
     """Two runs where the workload runs: as the workload's own user (the probe takes the uid and
-    gid of the workload's process, as the guest numbers it), and as the side's root."""
+    gid of the workload's process, as the guest numbers it), and as the side's root; `extra`
+    arguments go to both (a test's --sleep-for-test)."""
     return InsideProgram(
         binary=binary,
-        runs=(InsideAs(USER, ("--as-pid", str(workload_pid_inside))), InsideAs(ROOT, ())),
+        runs=(InsideAs(USER, ("--as-pid", str(workload_pid_inside), *extra)), InsideAs(ROOT, extra)),
         timeout_s=timeout_s,
         name=name,
     )
