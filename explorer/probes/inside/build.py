@@ -19,7 +19,7 @@ from explorer.errors import BuildError
 from explorer.tools import run_tool
 
 SOURCE = "explorer-inside.c"
-FLAGS = ("-O1", "-static", "-std=gnu11", "-Wall", "-Wextra", "-Werror")
+FLAGS = ("-O1", "-static", "-s", "-std=gnu11", "-Wall", "-Wextra", "-Werror")  # -s: no symbols to deliver
 BUILD_TIMEOUT_S = 120.0
 HINT = "install gcc and the static C library (Debian: apt-get install gcc libc6-dev; scripts/setup-host does)"
 
