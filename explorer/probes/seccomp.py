@@ -205,15 +205,16 @@ def _name(pid: int) -> str:
     return "gone"
 
 
-def classes(reading: Reading) -> dict[str, str] | None:
-    """{call: allowed | conditional | denied} for every call of the host's architecture (None:
-    its filter was not read)."""
+def classes(reading: Reading, only: frozenset[str] | None = None) -> dict[str, str] | None:
+    """{call: allowed | conditional | denied} for every call of the host's architecture, or for
+    those named in `only` (None: its filter was not read)."""
     _, calls = seccomp_bpf.native_calls()
+    names = [name for name in calls.values() if only is None or name in only]
     if reading.mode == "disabled":
-        return dict.fromkeys(calls.values(), ALLOWED)
+        return dict.fromkeys(names, ALLOWED)
     if reading.mode == "strict":
-        return {name: ALLOWED if name in seccomp_bpf.STRICT_CALLS else DENIED for name in calls.values()}
-    return None if reading.programs is None else seccomp_bpf.classes(reading.programs)
+        return {name: ALLOWED if name in seccomp_bpf.STRICT_CALLS else DENIED for name in names}
+    return None if reading.programs is None else seccomp_bpf.classes(reading.programs, only)
 
 
 def union(maps: Iterable[dict[str, str]]) -> dict[str, str]:

@@ -243,17 +243,19 @@ def class_of(actions: set[int]) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _classes(programs: tuple[bytes, ...]) -> tuple[tuple[str, str], ...]:
+def _classes(programs: tuple[bytes, ...], only: frozenset[str] | None) -> tuple[tuple[str, str], ...]:
     arch, calls = native_calls()
     decoded = tuple(decode(p) for p in programs)
-    return tuple((name, class_of(outcomes(decoded, nr, arch))) for nr, name in calls.items())
+    wanted = calls.items() if only is None else ((nr, name) for nr, name in calls.items() if name in only)
+    return tuple((name, class_of(outcomes(decoded, nr, arch))) for nr, name in wanted)
 
 
-def classes(programs: tuple[bytes, ...]) -> dict[str, str]:
-    """{call name: allowed | conditional | denied} for every call of the host's architecture,
-    under the stack of filters `programs` (oldest first). Remembered per stack: the processes
-    of one container share theirs."""
-    return dict(_classes(programs))
+def classes(programs: tuple[bytes, ...], only: frozenset[str] | None = None) -> dict[str, str]:
+    """{call name: allowed | conditional | denied} for every call of the host's architecture
+    (or those named in `only`: a call libseccomp does not name is left out), under the stack of
+    filters `programs` (oldest first). Remembered per stack: the processes of one container
+    share theirs."""
+    return dict(_classes(programs, only))
 
 
 @functools.lru_cache(maxsize=1)

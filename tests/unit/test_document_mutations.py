@@ -30,7 +30,7 @@ from explorer.result import Result, SideRecord
 from explorer.result.validate import Unfit, validated
 from tests.unit.test_report_cli import invoke
 
-FIXTURE = Path(__file__).parent / "fixtures" / "eight-sides.json"
+FIXTURE = Path(__file__).parent / "fixtures" / "eight-sides-v4.json"  # make demo's, inside probe included
 GROUP = 100  # changes rendered together
 Path_ = tuple[str | int, ...]
 

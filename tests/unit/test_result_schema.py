@@ -50,6 +50,15 @@ def test_the_current_version_reads_what_it_writes():
     assert again == parsed and again.upgraded_from == "explorer.result/3"
 
 
+def test_a_current_result_as_make_demo_kept_it_round_trips_byte_for_byte():
+    """eight-sides-v4.json: `make demo`'s eight sides with the inside probe, written by the models."""
+    text = (FIXTURES / "eight-sides-v4.json").read_text()
+    parsed = document.parse_result(json.loads(text))
+    assert parsed.schema_ == result.RESULT and parsed.upgraded_from is None
+    assert json.loads(parsed.model_dump_json(by_alias=True)) == json.loads(text)
+    assert parsed.inside_native is not None and all(side.inside for side in parsed.sides.values())
+
+
 def test_a_field_of_the_wrong_type_is_named(tmp_path: Path):
     raw = json.loads((FIXTURES / "both.json").read_text())
     raw["sides"]["container"]["startup"]["summary"]["ready_s"]["median"] = "fast"

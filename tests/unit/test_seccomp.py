@@ -84,6 +84,18 @@ def test_an_allow_list_is_allowed_exactly_and_an_argument_rule_is_conditional(tm
 
 
 @needs_binding
+def test_only_the_calls_named_are_evaluated_and_each_as_the_whole_evaluation_says(tmp_path):
+    """The inside probe's cross-check asks for its operations' calls only: the same classes."""
+    program = build(tmp_path, default="errno", rules=dict.fromkeys(KNOWN, "allow"), arg_eq={ARG_COMPARED: 8})
+    whole = seccomp_bpf.classes((program,))
+    named = frozenset([*KNOWN[:2], ARG_COMPARED, "mount", "no_such_call"])
+    some = seccomp_bpf.classes((program,), only=named)
+    assert set(some) == named - {"no_such_call"}
+    assert some == {name: whole[name] for name in some}
+    assert set(seccomp.classes(seccomp.Reading(1, "disabled", 0), only=named) or {}) == set(some)
+
+
+@needs_binding
 def test_a_deny_list_denies_exactly_and_log_lets_through_while_trace_does_not(tmp_path):
     rules = {"ptrace": "errno", "kexec_load": "errno", "getpid": "log", "uname": "trace"}
     got = by_class(seccomp_bpf.classes((build(tmp_path, default="allow", rules=rules),)))

@@ -121,7 +121,8 @@ def _cross_checked(
     if workload_pid is None:
         return [], None, "no workload process on the host to read a filter from"
     reading = seccomp_probe.read(workload_pid)
-    classes = seccomp_probe.classes(reading)
+    calls = frozenset(call for op in root.operations for call in op.syscalls)
+    classes = seccomp_probe.classes(reading, only=calls)  # the operations' calls only: 1/8 of the work
     if classes is None:
         return [], None, f"the workload's filter could not be read for the cross-check: {reading.reason}"
     return cross_check(root.operations, classes), CROSS_CHECK_METHOD, None
@@ -138,7 +139,7 @@ def cross_check(operations: list[Operation], classes: dict[str, str]) -> list[Cr
                 CrossCheck(
                     operation=op.id,
                     syscall=syscall,
-                    filter=_filter_class(cls),
+                    filter=cls,
                     inside=op.outcome,
                     agrees=agrees,
                     said=said,

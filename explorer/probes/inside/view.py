@@ -69,7 +69,7 @@ class OperationMeta(BaseModel):
 def operations() -> dict[str, OperationMeta]:
     """operations.yaml, validated: op id -> its metadata, in the file's order."""
     text = resources.files("explorer.probes.inside").joinpath("operations.yaml").read_text()
-    loaded = yaml.safe_load(text)["operations"]
+    loaded = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["operations"]
     return {op_id: OperationMeta.model_validate(entry) for op_id, entry in loaded.items()}
 
 
