@@ -19,8 +19,9 @@ venv: setup $(BIN)/explorer
 demo: venv
 	$(BIN)/explorer run $(SCENARIO)
 
+# the unit tests beside the integration tests (scripts/run-tests); PYTEST_ARGS: one pytest with them
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	bash scripts/run-tests $(BIN)/python $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check explorer tests benchmarks

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+import psutil
 import pytest
 
 from explorer.model import LABEL_MANAGED, LABEL_OWNER, LABEL_RUN, LABEL_SCENARIO
@@ -272,6 +273,15 @@ def ps_e(field: str) -> dict[int, str]:
         if pid:
             table[int(pid)] = value.lstrip()
     return table
+
+
+def in_a_container(pid: int) -> bool:
+    """A process under a containerd shim is some container's (another test on a shared machine),
+    not a VM's; in CI nothing else runs meanwhile."""
+    try:
+        return any(p.name().startswith("containerd-shim") for p in psutil.Process(pid).parents())
+    except psutil.Error:
+        return False
 
 
 def qemu_processes(mentioning: str) -> list[str]:

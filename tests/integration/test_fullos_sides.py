@@ -1,71 +1,27 @@
 """The full-OS VM sides (fullvm under libvirt, the same VM through Vagrant) against
-independent tools: `ps -e` polled while they run, `virsh dominfo`, `vagrant ssh`, `virsh
-net-list`, `vagrant global-status`. Each boot takes ~30-70 s under TCG: one CLI run of both
-sides, and one machine per side started through its backend, for the whole module."""
+independent tools: `ps -e` polled while they run, `virsh net-list`, `vagrant global-status`.
+Each boot takes ~30-70 s under TCG: one CLI run of both sides for the whole module. `virsh
+dominfo`, `vagrant ssh` and the client inside the guest are checked in the side contract's boot
+of each (tests/integration/test_side_contract.py), not in boots of their own."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
-import subprocess
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from explorer import lifecycle
-from explorer.load import client_for, rounds
-from explorer.load.phase import LoadPhase
-from tests.conftest import Explorer, backend_or_skip, ps_e, run_explorer_traced
+from tests.conftest import backend_or_skip, run_explorer_traced
+from tests.integration.conftest import networks, vagrant_machines, virsh
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.vagrant, pytest.mark.slow]
 HOST_BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
-def virsh(*args: str) -> str:
-    return subprocess.run(
-        ["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-
-
-def networks() -> list[str]:
-    return virsh("net-list", "--all", "--name").split()
-
-
-def vagrant_machines() -> list[str]:
-    out = subprocess.run(
-        ["vagrant", "global-status", "--prune"], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
-    return [line for line in out.splitlines() if re.match(r"^[0-9a-f]{7} ", line)]
-
-
 @pytest.fixture(scope="module")
-def cli_run(redis_artifact):
-    """`explorer run redis --sides fullvm,vagrant --repeat 1`, with `ps -e` polled throughout."""
-    backend_or_skip("fullvm")
-    backend_or_skip("vagrant")
-    nets_before, machines_before = networks(), vagrant_machines()
-    proc = Explorer("run", "redis", "--sides", "fullvm,vagrant", "--repeat", "1", "--format", "json", "--no-load")
-    comms: set[str] = set()
-    while proc.poll() is None:
-        table = ps_e("comm")
-        comms |= {comm for pid, comm in table.items() if comm != "redis-server" or not _in_a_container(pid)}
-        time.sleep(0.1)
-    out, err = proc.communicate()
-    assert proc.returncode == 0, err
-    return {"doc": json.loads(out), "comms": comms, "nets": nets_before, "machines": machines_before}
-
-
-def _in_a_container(pid: int) -> bool:
-    """A redis-server under a containerd shim is some container's (another test on a shared
-    machine), not this VM's; in CI nothing else runs meanwhile."""
-    try:
-        return any(p.name().startswith("containerd-shim") for p in psutil.Process(pid).parents())
-    except psutil.Error:
-        return False
+def cli_run(vm_run):
+    """The session's one run of the VM sides (tests/integration/conftest.py): its full-OS sides
+    are this module's; their readiness there is `tcp`, which changes none of what is read here."""
+    return vm_run
 
 
 def test_the_host_never_lists_the_workload_only_the_vmm(cli_run):
@@ -123,66 +79,6 @@ def test_nothing_is_left_and_no_network_was_made(cli_run):
     assert not [p for p in Path("/tmp").glob(f"explorer-vagrant-{run_id}-*")]
 
 
-@contextlib.contextmanager
-def ready_target(side: str, scenario):
-    """One instance of `side`, waited for as a run waits, destroyed afterwards: (backend, target)."""
-    backend = backend_or_skip(side)
-    artifact = backend.prepare(scenario)
-    t0 = time.monotonic()
-    target = backend.create(scenario, artifact, lifecycle.new_run_id(), 0)
-    try:
-        lifecycle.wait_until_ready(backend, scenario, target, t0)
-        yield backend, target
-    finally:
-        backend.destroy(target)
-
-
-@pytest.fixture(scope="module")
-def fullvm_target(redis_scenario):
-    with ready_target("fullvm", redis_scenario) as started:
-        yield started
-
-
-def test_virsh_dominfo_matches_the_configured_memory(fullvm_target, redis_scenario):
-    _backend, target = fullvm_target
-    info = dict(line.split(":", 1) for line in virsh("dominfo", target.name).splitlines() if ":" in line)
-    assert int(info["Max memory"].split()[0]) == target.facts["memory_mib"] * 1024 >= 1024 * 1024
-    assert int(info["CPU(s)"]) == redis_scenario.vm.vcpus
-
-
-def test_the_client_runs_inside_the_guest_through_its_agent_against_the_guests_loopback(fullvm_target, redis_scenario):
-    """Path (c): redis-benchmark from the guest's own image, run by the guest agent against the
-    guest's 127.0.0.1: measured like any path, its argv kept, no client process on the host."""
-    backend, target = fullvm_target
-    paths = backend.load_paths(target)
-    inside = next(p for p in paths if p.inside)
-    assert [p.name for p in paths] == ["QEMU user-mode networking (hostfwd)", "inside the guest (guest agent)"]
-    settings = rounds.Settings(seconds=1, rounds=1, trace=False)
-    endpoint = LoadPhase(settings).endpoint(backend, target, inside, None)  # the accelerator only says KVM roles
-    got = rounds.measure_paths(client_for(redis_scenario.load), [(inside, endpoint)], settings)
-    assert got["status"] == "ok", got.get("reason")
-    assert got["summary"]["ops_s"]["median"] > 0 and got["rounds"][0]["client_cpu_s"] is None
-    argv = got["argv"]["round"]
-    assert argv[: len(inside.prefix)] == list(inside.prefix) and argv[len(inside.prefix)] == "redis-benchmark"
-    assert argv[argv.index("-h") + 1] == "127.0.0.1" and argv[argv.index("-p") + 1] == "6379"
-
-
-def test_vagrant_ssh_reads_another_boot_id(redis_scenario):
-    with ready_target("vagrant", redis_scenario) as (_backend, target):
-        out = subprocess.run(
-            ["vagrant", "ssh", "--no-tty", "-c", "cat /proc/sys/kernel/random/boot_id"],
-            cwd=target.handle.workdir,
-            env={**os.environ, **target.handle.env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout.strip()
-        assert re.fullmatch(r"[0-9a-f-]{36}", out) and out != HOST_BOOT_ID
-        assert not [pid for pid, comm in ps_e("comm").items() if comm == "redis-server" and not _in_a_container(pid)]
-    assert target.name not in virsh("list", "--all", "--name")
-
-
 def test_a_vagrant_readiness_timeout_exits_4_with_the_readiness_message():
     """The Vagrant side composes the full-OS parts: its readiness timeout is the usual one (exit
     4, what was waited for), not a traceback from a part it does not have."""
@@ -211,7 +107,5 @@ def test_the_inside_probe_runs_through_the_guest_agent_and_the_guests_kernel_ans
         configured = side["memory"]["configured_bytes"]
         for run in inside["runs"]:
             assert 0 < run["view"]["facts"]["mem_total_bytes"]["value"] <= configured
-    verdicts = {
-        n: j["verdict"] for n, j in next(c for c in cli_run["doc"]["claims"] if c["id"] == "isolation")["sides"].items()
-    }
-    assert verdicts == {"fullvm": "reproduced", "vagrant": "reproduced"}
+    judged = next(c for c in cli_run["doc"]["claims"] if c["id"] == "isolation")["sides"]
+    assert {n: judged[n]["verdict"] for n in ("fullvm", "vagrant")} == {"fullvm": "reproduced", "vagrant": "reproduced"}

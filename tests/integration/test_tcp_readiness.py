@@ -4,19 +4,14 @@ side whose network is not up yet (the timeline check must find every VM ready af
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from benchmarks import bare_qemu
 from explorer import readiness
 from explorer.dockerd import docker_client
 from explorer.images.microvm.vm_image import VMImage
-from tests.conftest import backend_or_skip, run_explorer
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.docker
@@ -65,36 +60,19 @@ def test_qemus_hostfwd_with_nothing_listening_is_not_ready(libvirt_backend, redi
 
 
 @pytest.mark.libvirt
+@pytest.mark.vagrant
 @pytest.mark.slow
-def test_a_tcp_ready_vm_is_ready_after_its_kernel(redis_scenario, tmp_path):
-    """`ready: tcp` on the microVM and the full-OS VM: each VM's readiness comes after its
-    kernel (and its network) in every start, and claim 4 is judged, never drawn from a timeline
-    a proxy made up."""
-    backend_or_skip("fullvm")
-    data = yaml.safe_load((ROOT / "scenarios" / "redis.yaml").read_text())
-    data["name"], data["workload"]["ready"] = "redis-tcp", "tcp"
-    scenario = tmp_path / "redis-tcp.yaml"
-    scenario.write_text(yaml.safe_dump(data))
-    result = run_explorer(
-        "run",
-        "--scenario-file",
-        str(scenario),
-        "--sides",
-        "microvm,fullvm",
-        "--repeat",
-        "1",
-        "--format",
-        "json",
-        "--strict",
-        "--no-load",
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
-    for name in ("microvm", "fullvm"):
+def test_a_tcp_ready_vm_is_ready_after_its_kernel(vm_run):
+    """`ready: tcp` on the microVM, the full-OS VM and the same VM through Vagrant (the session's
+    one run of the VM sides, --strict: tests/integration/conftest.py): each VM's readiness comes
+    after its kernel (and its network) in every start, and claim 4 is judged, never drawn from a
+    timeline a proxy made up."""
+    doc = vm_run["doc"]
+    assert doc["scenario"]["ready"] == "tcp" and doc["scenario"]["name"] == "redis-tcp"
+    for name in ("microvm", "fullvm", "vagrant"):
         startup = doc["sides"][name]["startup"]
         assert startup["timeline"]["ok"], startup["timeline"]
         for start in startup["repeats"]:
-            assert start["kernel_s"] < start["network_s"] <= start["ready_s"], start
+            assert start["kernel_s"] < start["network_s"] <= start["ready_s"], (name, start)
     verdicts = {c["id"]: c for c in doc["claims"]}["startup"]["sides"]
     assert verdicts["microvm"]["verdict"] == verdicts["fullvm"]["verdict"] == "reproduced"
