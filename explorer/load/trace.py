@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import resource
 import select
 import shutil
 import signal
@@ -29,6 +30,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
+
+import psutil
 
 from explorer import interrupts
 from explorer.probes import seccomp as seccomp_probe
@@ -68,6 +71,7 @@ HOUSEKEEPING = (
     "epoll_pwait",
 )
 OTHERS = "(other calls)"  # a narrowed count's calls of no named event
+ALL_CALLS_ESTIMATE = 400  # x86_64's syscalls:sys_enter_* tracepoints: ~360 here, with room
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,11 @@ class Events:
     @property
     def labels(self) -> list[str]:
         return [label for label, _ in self.filtered]
+
+    @property
+    def count(self) -> int:
+        """How many events one perf opens per thread it counts (every call's: ~360 tracepoints)."""
+        return 1 + (ALL_CALLS_ESTIMATE if self.named is None else len(self.named)) + len(self.filtered)
 
 
 EVERY_CALL = Events()
@@ -217,16 +226,18 @@ def has_control() -> bool:
 
 @dataclass
 class Counting:
-    """One `perf stat` per role on that role's PIDs, from start() to stop(). Each perf opens
-    its counters disabled and enables them on a command it acknowledges (--control), so the
-    counting starts when start() returns, not some time before; a perf without --control is
-    given ATTACH_S to open them, and `lead_s` says so."""
+    """One `perf stat` per role on that role's PIDs, from start() to stop(); several where the
+    role's threads need more counters than one process may open (perf opens every event on every
+    thread: gVisor's stubs have many), their counts added up per role. Each perf opens its
+    counters disabled and enables them on a command it acknowledges (--control), so the counting
+    starts when start() returns, not some time before; a perf without --control is given
+    ATTACH_S to open them, and `lead_s` says so."""
 
     pids: dict[int, str]  # host PID -> role
     kvm_roles: frozenset[str] = frozenset()  # roles whose VM exits to count too (a KVM guest's VMM)
     events: Events = EVERY_CALL
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    controls: dict[str, tuple[int, int]] = field(default_factory=dict)  # role -> (command fd, acknowledgement fd)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # role, or role#N for a role's Nth
+    controls: dict[str, tuple[int, int]] = field(default_factory=dict)  # as procs: (command fd, acknowledgement fd)
     lead_s: float = 0.0  # how long before start() returned the counting may have begun
 
     def start(self) -> None:
@@ -236,7 +247,9 @@ class Counting:
         control = has_control()
         try:
             for role, pids in roles.items():
-                self._spawn(role, pids, control)
+                events = self.events.count + (1 if role in self.kvm_roles else 0)
+                for n, part in enumerate(parts_within(pids, events, open_files_limit())):
+                    self._spawn(role, f"{role}#{n + 1}" if n else role, part, control)
             if control:
                 self._enable()
             else:
@@ -253,18 +266,18 @@ class Counting:
             self.abort()
             raise OSError(f"perf stat on the {role} processes exited {proc.returncode}: {err.strip()[-300:]}")
 
-    def _spawn(self, role: str, pids: list[int], control: bool) -> None:
+    def _spawn(self, role: str, key: str, pids: list[int], control: bool) -> None:
         events = [*self.events.argv(), *(["-e", KVM_EXIT] if role in self.kvm_roles else [])]
         passed: tuple[int, ...] = ()
         if control:
             (ctl_read, ctl_write), (ack_read, ack_write) = os.pipe(), os.pipe()
-            self.controls[role] = (ctl_write, ack_read)
+            self.controls[key] = (ctl_write, ack_read)
             passed = (ctl_read, ack_write)
             events = ["-D", "-1", "--control", f"fd:{ctl_read},{ack_write}", *events]
         argv = with_parent_death_signal(["perf", "stat", "-x,", *events, "-p", ",".join(map(str, pids))])
         try:
             with interrupts.deferred():  # a perf started is a perf recorded, to be stopped
-                self.procs[role] = subprocess.Popen(
+                self.procs[key] = subprocess.Popen(
                     argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, pass_fds=passed
                 )
         finally:
@@ -324,6 +337,36 @@ class Counting:
         self.controls.clear()
 
 
+OPEN_FILES_SPARE = 256  # perf's own files besides its counters
+
+
+def open_files_limit() -> int:
+    """How many files a perf started now may open: this process's limit, which it inherits (the
+    soft one; raising the hard one needs CAP_SYS_RESOURCE, which this host's root lacks)."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def parts_within(pids: list[int], events: int, limit: int) -> list[list[int]]:
+    """`pids` split so that each part's threads, `events` counters on each (perf opens every event
+    on every thread of a process it attaches to), fit within `limit` open files: the ~360 events
+    of a discovery on gVisor's stubs went past this host's 20,000 ("Too many events are opened",
+    measured). A process too large for one perf on its own is a part alone (its perf says so)."""
+    room = max(1, (limit - OPEN_FILES_SPARE) // max(events, 1))
+    parts: list[list[int]] = []
+    used = room  # a new part first
+    for pid in pids:
+        try:
+            threads = psutil.Process(pid).num_threads()
+        except psutil.Error:
+            threads = 1  # gone, or going: perf says so
+        if used + threads > room:
+            parts.append([])
+            used = 0
+        parts[-1].append(pid)
+        used += threads
+    return parts
+
+
 def figures(texts: dict[str, str], filtered: Iterable[str] = ()) -> dict[str, Any]:
     """Each role's perf stat output -> the totals, the calls by name, and each role's share."""
     total: Counter[str] = Counter()
@@ -331,7 +374,9 @@ def figures(texts: dict[str, str], filtered: Iterable[str] = ()) -> dict[str, An
     calls = 0
     others = 0
     labels = list(filtered)
-    for role, text in texts.items():
+    merged: dict[str, tuple[int, Counter[str], int | None, int]] = {}  # role: calls, by name, exits, unnamed
+    for key, text in texts.items():
+        role = key.split("#", 1)[0]  # a role's Nth perf counts more of its processes
         try:
             raw, named, exits = parse_stat(text, labels)
         except ValueError as exc:
@@ -339,19 +384,23 @@ def figures(texts: dict[str, str], filtered: Iterable[str] = ()) -> dict[str, An
         if raw is None:
             raise OSError(f"perf stat on the {role} processes printed no count: {text.strip()[-300:]}")
         unnamed = named.pop(OTHERS, None)
-        others += unnamed or 0
+        was_raw, was_named, was_exits, was_unnamed = merged.get(role, (0, Counter(), None, 0))
+        both = None if exits is None and was_exits is None else (exits or 0) + (was_exits or 0)
+        merged[role] = (was_raw + raw, was_named + Counter(named), both, was_unnamed + (unnamed or 0))
+    for role, (raw, role_named, exits, unnamed) in merged.items():
+        others += unnamed
         calls += raw
-        total.update(named)
+        total.update(role_named)
         by_role[role] = {
             "calls": raw,
-            "distinct": len(named),
-            "top": Counter(named).most_common(4),
-            "syscalls": dict(Counter(named).most_common()),
+            "distinct": len(role_named),
+            "top": role_named.most_common(4),
+            "syscalls": dict(role_named.most_common()),
         }
         if exits is not None:
             by_role[role]["kvm_exits"] = exits
         if OTHERS in labels:
-            by_role[role]["unnamed_calls"] = unnamed or 0
+            by_role[role]["unnamed_calls"] = unnamed
     named_sum = sum(total.values())
     return {
         "calls": calls,

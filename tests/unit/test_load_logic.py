@@ -101,6 +101,34 @@ def test_counts_by_role_add_up_and_an_empty_role_output_is_an_error():
         trace.figures({"workload": "Error: No permissions to read /sys/kernel/tracing/events/raw_syscalls\n"})
 
 
+def test_a_roles_several_perfs_add_up_to_one_role():
+    """A role whose threads need more counters than one perf may open is counted by several
+    (role, role#2, ...): its figures are their sums, under the role's own name."""
+    redis = (FIXTURES / "perf-stat-redis.txt").read_text()
+    pg = (FIXTURES / "perf-stat-postgres.txt").read_text()
+    apart = trace.figures({"a": redis, "b": pg})
+    got = trace.figures({"stub": redis, "stub#2": pg})
+    assert set(got["by_role"]) == {"stub"}
+    assert got["calls"] == got["by_role"]["stub"]["calls"] == apart["calls"]
+    assert got["syscalls"] == apart["syscalls"] == got["by_role"]["stub"]["syscalls"]
+
+
+def test_pids_are_split_so_that_each_perf_opens_fewer_files_than_its_limit():
+    """360 events on every thread of 60 threads is 21,600 counters: past a 20,000 limit, so two
+    perfs; each part's threads times the events stay within it. Live processes of this test."""
+    children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) for _ in range(3)]
+    try:
+        pids = [c.pid for c in children]  # one thread each
+        assert trace.parts_within(pids, 360, 20_000) == [pids]
+        assert trace.parts_within(pids, 360, 256 + 2 * 360) == [pids[:2], pids[2:]]
+        assert trace.parts_within(pids, 360, 10) == [[pid] for pid in pids]  # one each at the least
+        assert trace.parts_within([], 360, 20_000) == []
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
 def _scenario(tmp_path: Path, **changes: Any) -> scenario.Scenario:
     data = yaml.safe_load((scenario.SCENARIO_DIR / "redis.yaml").read_text())
     data.update(changes)
