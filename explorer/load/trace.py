@@ -374,33 +374,37 @@ def figures(texts: dict[str, str], filtered: Iterable[str] = ()) -> dict[str, An
     calls = 0
     others = 0
     labels = list(filtered)
-    merged: dict[str, tuple[int, Counter[str], int | None, int]] = {}  # role: calls, by name, exits, unnamed
+    raws: Counter[str] = Counter()  # by role: a role's Nth perf (role#N) counts more of its processes
+    named_of: dict[str, Counter[str]] = {}
+    exits_of: dict[str, int] = {}
+    unnamed_of: Counter[str] = Counter()
     for key, text in texts.items():
-        role = key.split("#", 1)[0]  # a role's Nth perf counts more of its processes
+        role = key.split("#", 1)[0]
         try:
             raw, named, exits = parse_stat(text, labels)
         except ValueError as exc:
             raise OSError(f"perf stat on the {role} processes: {exc}") from None
         if raw is None:
             raise OSError(f"perf stat on the {role} processes printed no count: {text.strip()[-300:]}")
-        unnamed = named.pop(OTHERS, None)
-        was_raw, was_named, was_exits, was_unnamed = merged.get(role, (0, Counter(), None, 0))
-        both = None if exits is None and was_exits is None else (exits or 0) + (was_exits or 0)
-        merged[role] = (was_raw + raw, was_named + Counter(named), both, was_unnamed + (unnamed or 0))
-    for role, (raw, role_named, exits, unnamed) in merged.items():
-        others += unnamed
-        calls += raw
+        unnamed_of[role] += named.pop(OTHERS, 0)
+        raws[role] += raw
+        named_of.setdefault(role, Counter()).update(named)
+        if exits is not None:
+            exits_of[role] = exits_of.get(role, 0) + exits
+    for role, role_named in named_of.items():
+        others += unnamed_of[role]
+        calls += raws[role]
         total.update(role_named)
         by_role[role] = {
-            "calls": raw,
+            "calls": raws[role],
             "distinct": len(role_named),
             "top": role_named.most_common(4),
             "syscalls": dict(role_named.most_common()),
         }
-        if exits is not None:
-            by_role[role]["kvm_exits"] = exits
+        if role in exits_of:
+            by_role[role]["kvm_exits"] = exits_of[role]
         if OTHERS in labels:
-            by_role[role]["unnamed_calls"] = unnamed
+            by_role[role]["unnamed_calls"] = unnamed_of[role]
     named_sum = sum(total.values())
     return {
         "calls": calls,

@@ -23,7 +23,7 @@ V = TypeVar("V")
 class _Strict(Record):
     """A record of the result document (strict, closed), frozen: a probe's answer is not edited."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 # ---------------------------------------------------------------- what the probe prints

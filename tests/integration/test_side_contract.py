@@ -25,6 +25,7 @@ from explorer.load import client_for, rounds
 from explorer.load.phase import LoadPhase
 from explorer.sides import SIDES
 from tests.conftest import backend_or_skip, in_a_container, ps_e
+from tests.integration.conftest import virsh
 
 HOST_BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
@@ -68,12 +69,6 @@ def test_side_contract(name, redis_scenario, redis_artifact):
         backend.release(artifact)  # what prepare made for this run alone (the snapshot's saved state)
     assert backend.clean(run_id) == []  # destroy left nothing for the safety net
     assert not [p for p in artifact.paths.values() if "/tmp/" in p and Path(p).exists()]
-
-
-def virsh(*args: str) -> str:
-    return subprocess.run(
-        ["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
 
 
 def fullvm_up(backend, target, scenario) -> None:
